@@ -1,0 +1,78 @@
+//! Configuration: the command line (each flag with an environment variable), loaded once into
+//! a typed `Settings` and passed down.
+
+use crate::ledger::DatabaseUrl;
+use clap::{Args, Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "point-engine",
+    version,
+    about = "A loyalty points engine: receipts in, points out."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the HTTP API.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address and port to listen on.
+    #[arg(long, env = "POINT_ENGINE_BIND", default_value = "127.0.0.1:8080")]
+    pub bind: SocketAddr,
+    /// The ledger database: a SQLite file path or sqlite://path (created and migrated if new).
+    #[arg(long, env = "DATABASE_URL", default_value = "data/point-engine.db")]
+    pub database: String,
+    /// The folder of rule files (*.toml) that make the ruleset.
+    #[arg(long, env = "POINT_ENGINE_RULES", default_value = "rules/")]
+    pub rules: PathBuf,
+    /// HTTP worker threads (default: one per CPU core).
+    #[arg(long, env = "POINT_ENGINE_WORKERS")]
+    pub workers: Option<usize>,
+    /// Database connections in the pool.
+    #[arg(long, env = "POINT_ENGINE_POOL_SIZE", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub pool_size: u32,
+    /// How far in the future (seconds) a sales_time may be, for clock skew between tills and server.
+    #[arg(long, env = "POINT_ENGINE_CLOCK_SKEW_S_MAX", default_value_t = 300)]
+    pub clock_skew_s_max: u32,
+}
+
+/// Everything the server needs, validated.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub bind: SocketAddr,
+    pub database: DatabaseUrl,
+    pub rules_dir: PathBuf,
+    pub workers: usize,
+    pub pool_size: u32,
+    pub clock_skew_s_max: u32,
+    pub body_bytes_max: usize,
+}
+
+impl Settings {
+    /// The largest request body accepted, in bytes.
+    pub const BODY_BYTES_MAX: usize = 64 * 1024;
+
+    pub fn from_args(args: &ServeArgs) -> Result<Self, String> {
+        Ok(Self {
+            bind: args.bind,
+            database: DatabaseUrl::parse(&args.database).map_err(|e| format!("--database: {e}"))?,
+            rules_dir: args.rules.clone(),
+            workers: args
+                .workers
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+                .clamp(1, 256),
+            pool_size: args.pool_size,
+            clock_skew_s_max: args.clock_skew_s_max,
+            body_bytes_max: Self::BODY_BYTES_MAX,
+        })
+    }
+}

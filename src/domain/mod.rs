@@ -1,0 +1,19 @@
+//! Domain types: values that cannot hold a bad value once constructed.
+//!
+//! Every constructor here is a parser; each rejection has a unit test.
+
+pub mod expiry;
+pub mod grant;
+pub mod ids;
+pub mod money;
+pub mod points;
+pub mod trade;
+
+pub use expiry::{ExpireType, ProgramTz};
+pub use grant::{Grant, PointType};
+pub use ids::{
+    CampaignCode, InvoiceId, OutTradeNo, PaymentMethod, StoreCode, TradeNo, VipAccountNo,
+};
+pub use money::{Amount, CurrencyCode};
+pub use points::Points;
+pub use trade::{ImageUrl, Trade};

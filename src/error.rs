@@ -1,0 +1,99 @@
+//! The native API's error codes and envelope. Each endpoint has its own error enum that maps
+//! onto these; what is internal is logged, never sent.
+
+use actix_web::http::StatusCode;
+use actix_web::HttpResponse;
+use serde::Serialize;
+
+/// The `code` of a native API answer. Documented in the README.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    /// The body is not JSON, or not a JSON object.
+    MalformedJson,
+    /// A field is missing or holds a bad value; `msg` names it.
+    InvalidField,
+    /// The request is not `Content-Type: application/json`.
+    UnsupportedContentType,
+    /// The body is larger than the limit.
+    BodyTooLarge,
+    /// No such endpoint, or no such member.
+    NotFound,
+    /// The `out_trade_no` was already used with a different request.
+    Conflict,
+    /// `burn_point` is more than the member's available points.
+    InsufficientPoints,
+    /// Something failed inside point-engine; details are in its log.
+    Internal,
+    /// The database is busy; the request wrote nothing and can be retried.
+    Unavailable,
+}
+
+impl ErrorCode {
+    pub fn code(self) -> u32 {
+        match self {
+            Self::MalformedJson => 40000,
+            Self::InvalidField => 40001,
+            Self::NotFound => 40400,
+            Self::Conflict => 40900,
+            Self::BodyTooLarge => 41300,
+            Self::UnsupportedContentType => 41500,
+            Self::InsufficientPoints => 42200,
+            Self::Internal => 50000,
+            Self::Unavailable => 50300,
+        }
+    }
+
+    pub fn status(self) -> StatusCode {
+        StatusCode::from_u16((self.code() / 100) as u16).expect("codes are status * 100 + n")
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct Envelope<T: Serialize> {
+    pub code: u32,
+    pub msg: String,
+    pub data: Option<T>,
+}
+
+pub fn success<T: Serialize>(data: T) -> HttpResponse {
+    HttpResponse::Ok().json(Envelope {
+        code: 0,
+        msg: "success".to_string(),
+        data: Some(data),
+    })
+}
+
+pub fn failure(code: ErrorCode, msg: impl Into<String>) -> HttpResponse {
+    HttpResponse::build(code.status()).json(Envelope::<()> {
+        code: code.code(),
+        msg: msg.into(),
+        data: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_carry_their_status() {
+        assert_eq!(ErrorCode::InvalidField.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(ErrorCode::Conflict.status(), StatusCode::CONFLICT);
+        assert_eq!(
+            ErrorCode::BodyTooLarge.status(),
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
+        assert_eq!(
+            ErrorCode::UnsupportedContentType.status(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE
+        );
+        assert_eq!(
+            ErrorCode::InsufficientPoints.status(),
+            StatusCode::UNPROCESSABLE_ENTITY
+        );
+        assert_eq!(
+            ErrorCode::Unavailable.status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+    }
+}

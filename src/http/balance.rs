@@ -1,0 +1,109 @@
+//! `GET /v1/point-engine/members/{vip_accountno}/balance[?as_of=RFC3339]`: a member's usable
+//! points and lots at one moment (now by default).
+
+use super::fields::{parsed, FieldError};
+use crate::domain::trade::parse_rfc3339;
+use crate::domain::VipAccountNo;
+use crate::error::{failure, success, ErrorCode};
+use crate::ledger::Balance;
+use crate::service::{self, ServiceError};
+use crate::startup::AppState;
+use actix_web::{web, HttpResponse, ResponseError};
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Deserialize)]
+pub struct BalanceQuery {
+    as_of: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct BalanceData {
+    pub vip_accountno: String,
+    pub available_point: i64,
+    pub lots: Vec<LotDetail>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LotDetail {
+    pub point: i64,
+    #[serde(rename = "type")]
+    pub point_type: &'static str,
+    pub expire_type: &'static str,
+    /// The last day the points are usable, KDP ones included; "" when they never expire.
+    pub expire_time: String,
+    pub campaign_code: String,
+}
+
+impl From<&Balance> for BalanceData {
+    fn from(balance: &Balance) -> Self {
+        Self {
+            vip_accountno: balance.vip_accountno.to_string(),
+            available_point: balance.available.value(),
+            lots: balance
+                .lots
+                .iter()
+                .map(|lot| LotDetail {
+                    point: lot.points.value(),
+                    point_type: lot.point_type.as_str(),
+                    expire_type: lot.expire_type.as_str(),
+                    expire_time: lot.expire_date.map_or_else(String::new, |d| d.to_string()),
+                    campaign_code: lot
+                        .campaign_code
+                        .as_ref()
+                        .map_or_else(String::new, |c| c.to_string()),
+                })
+                .collect(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BalanceError {
+    #[error(transparent)]
+    Invalid(#[from] FieldError),
+    #[error("member {0} not found")]
+    NotFound(VipAccountNo),
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+    #[error("the blocking task failed: {0}")]
+    Blocking(#[from] actix_web::error::BlockingError),
+}
+
+impl ResponseError for BalanceError {
+    fn error_response(&self) -> HttpResponse {
+        match self {
+            Self::Invalid(e) => failure(ErrorCode::InvalidField, e.to_string()),
+            Self::NotFound(vip) => failure(ErrorCode::NotFound, format!("member {vip} not found")),
+            Self::Service(ServiceError::Unavailable(e)) => {
+                log::warn!("balance: {e}");
+                failure(ErrorCode::Unavailable, "the ledger is busy, retry")
+            }
+            other => {
+                log::error!("balance: {other}");
+                failure(ErrorCode::Internal, "internal error")
+            }
+        }
+    }
+
+    fn status_code(&self) -> actix_web::http::StatusCode {
+        self.error_response().status()
+    }
+}
+
+pub async fn balance(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    query: web::Query<BalanceQuery>,
+) -> Result<HttpResponse, BalanceError> {
+    let vip = parsed("vip_accountno", VipAccountNo::parse(&path.into_inner()))?;
+    let as_of = match &query.as_of {
+        Some(text) => parsed("as_of", parse_rfc3339(text))?.to_utc(),
+        None => Utc::now(),
+    };
+    let lookup = vip.clone();
+    let balance = web::block(move || service::member_balance(&state.pool, &lookup, as_of))
+        .await??
+        .ok_or(BalanceError::NotFound(vip))?;
+    Ok(success(BalanceData::from(&balance)))
+}

@@ -1,0 +1,60 @@
+//! The HTTP facade: one module per wire contract, each only mapping JSON to the domain and
+//! back.
+
+pub mod balance;
+pub mod fields;
+pub mod health;
+pub mod trade_create;
+
+use crate::error::{failure, ErrorCode};
+use actix_web::error::{InternalError, JsonPayloadError};
+use actix_web::{web, HttpRequest, HttpResponse};
+
+pub fn routes(cfg: &mut web::ServiceConfig, body_bytes_max: usize) {
+    cfg.route("/health", web::get().to(health::health))
+        .service(
+            web::scope("/v1/point-engine")
+                .app_data(
+                    web::JsonConfig::default()
+                        .limit(body_bytes_max)
+                        .error_handler(native_json_error),
+                )
+                .route("/trade-create", web::post().to(trade_create::trade_create))
+                .route(
+                    "/members/{vip_accountno}/balance",
+                    web::get().to(balance::balance),
+                ),
+        )
+        .default_service(web::to(not_found));
+}
+
+async fn not_found(req: HttpRequest) -> HttpResponse {
+    failure(
+        ErrorCode::NotFound,
+        format!("no endpoint {} {}", req.method(), req.path()),
+    )
+}
+
+/// Bad JSON, a wrong content type and an oversized body, in the native error shape.
+fn native_json_error(error: JsonPayloadError, _req: &HttpRequest) -> actix_web::Error {
+    let response = match &error {
+        JsonPayloadError::ContentType => failure(
+            ErrorCode::UnsupportedContentType,
+            "Content-Type must be application/json",
+        ),
+        JsonPayloadError::Overflow { limit }
+        | JsonPayloadError::OverflowKnownLength { limit, .. } => failure(
+            ErrorCode::BodyTooLarge,
+            format!("the body is larger than {limit} bytes"),
+        ),
+        JsonPayloadError::Deserialize(e) => failure(
+            ErrorCode::MalformedJson,
+            format!("the body is not a JSON object: {e}"),
+        ),
+        other => failure(
+            ErrorCode::MalformedJson,
+            format!("the body could not be read: {other}"),
+        ),
+    };
+    InternalError::from_response(error, response).into()
+}

@@ -1,0 +1,288 @@
+//! The ledger: members, trades, point lots with expiry, and append-only entries.
+//! `repo` is the only place with SQL; the operations here are each one transaction.
+
+pub mod audit;
+pub mod connection;
+pub mod migrations;
+pub mod models;
+pub mod repo;
+pub mod schema;
+
+pub use connection::{connect, Conn, DatabaseUrl, Pool};
+
+use crate::domain::{
+    CampaignCode, ExpireType, Grant, PointType, Points, Trade, TradeNo, VipAccountNo,
+};
+use chrono::{DateTime, NaiveDate, Utc};
+use models::{LotRow, NewEntry, NewLot, NewMember, NewTrade};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PostError {
+    /// The `out_trade_no` was already posted with a different request.
+    #[error("out_trade_no was already used by trade {trade_no} with a different request")]
+    Conflict { trade_no: String },
+    #[error("burn_point {requested} is more than the {available} points available")]
+    InsufficientPoints {
+        requested: Points,
+        available: Points,
+    },
+    /// Another writer inserted the same trade first (possible only across processes); the
+    /// caller retries and gets the replay.
+    #[error("the trade was posted concurrently")]
+    Race,
+    #[error("the ledger holds a value it cannot read: {0}")]
+    Corrupt(String),
+    #[error(transparent)]
+    Database(diesel::result::Error),
+}
+
+impl From<diesel::result::Error> for PostError {
+    fn from(error: diesel::result::Error) -> Self {
+        use diesel::result::{DatabaseErrorKind, Error};
+        match error {
+            Error::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => Self::Race,
+            other => Self::Database(other),
+        }
+    }
+}
+
+/// What posting a trade did (or, for a replay, had done).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Posted {
+    pub trade_no: TradeNo,
+    pub grants: Vec<Grant>,
+    pub replayed: bool,
+}
+
+fn ms(instant: DateTime<Utc>) -> i64 {
+    instant.timestamp_millis()
+}
+
+/// Records a trade, its burn and its grants in one write transaction. The same trade again
+/// (same fingerprint) answers what the first one did and writes nothing; the same
+/// `out_trade_no` with another fingerprint is a `Conflict`.
+pub fn post_trade(
+    conn: &mut Conn,
+    trade: &Trade,
+    grants: &[Grant],
+    ruleset_version: &str,
+    now: DateTime<Utc>,
+) -> Result<Posted, PostError> {
+    let fingerprint = trade.fingerprint();
+    connection::write_transaction(conn, |conn| {
+        if let Some(existing) = repo::find_trade_by_out_trade_no(conn, trade.out_trade_no.as_str())?
+        {
+            if existing.request_fingerprint != fingerprint {
+                return Err(PostError::Conflict {
+                    trade_no: existing.trade_no,
+                });
+            }
+            let lots = repo::lots_of_trade(conn, existing.id)?;
+            return Ok(Posted {
+                trade_no: TradeNo::parse(&existing.trade_no).map_err(PostError::Corrupt)?,
+                grants: lots.iter().map(grant_of_lot).collect::<Result<_, _>>()?,
+                replayed: true,
+            });
+        }
+        let now_ms = ms(now);
+        let member_id = match repo::find_member_id(conn, trade.vip_accountno.as_str())? {
+            Some(id) => id,
+            None => repo::insert_member(
+                conn,
+                &NewMember {
+                    vip_accountno: trade.vip_accountno.as_str(),
+                    created_at_ms: now_ms,
+                },
+            )?,
+        };
+        let trade_no = TradeNo::for_out_trade_no(&trade.out_trade_no);
+        let urls = |list: &[crate::domain::ImageUrl]| {
+            serde_json::to_string(&list.iter().map(|u| u.as_str()).collect::<Vec<_>>())
+                .expect("a list of strings serializes")
+        };
+        let trade_id = repo::insert_trade(
+            conn,
+            &NewTrade {
+                trade_no: trade_no.as_str(),
+                out_trade_no: trade.out_trade_no.as_str(),
+                request_fingerprint: &fingerprint,
+                member_id,
+                store_code: trade.store_code.as_str(),
+                invoice_id: trade.invoice_id.as_str(),
+                currency: trade.currency.as_str(),
+                total_amount_minor: trade.total_amount.to_minor(),
+                payment_amount_minor: trade.payment_amount.to_minor(),
+                payment_method: trade.payment_method.as_str(),
+                sales_time: trade.sales_time.to_rfc3339(),
+                sales_at_ms: ms(trade.sales_instant()),
+                submit_time: trade.submit_time.to_rfc3339(),
+                approval_time: trade.approval_time.to_rfc3339(),
+                burn_point: trade.burn_point.value(),
+                resource: &trade.resource,
+                remark: &trade.remark,
+                receipt_image_urls: urls(&trade.receipt_image_urls),
+                payment_image_urls: urls(&trade.payment_image_urls),
+                ruleset_version,
+                created_at_ms: now_ms,
+            },
+        )?;
+        // Points pay for this receipt before it earns: the burn draws on the balance as it was.
+        if !trade.burn_point.is_zero() {
+            burn_oldest_first(conn, member_id, trade_id, trade.burn_point, now_ms)?;
+        }
+        for grant in grants {
+            let points = grant.points.value();
+            assert!(points > 0, "the rules engine makes no empty grants");
+            let lot_id = repo::insert_lot(
+                conn,
+                &NewLot {
+                    member_id,
+                    trade_id,
+                    point_type: grant.point_type.as_str(),
+                    campaign_code: grant.campaign_code.as_ref().map_or("", |c| c.as_str()),
+                    remark: &grant.remark,
+                    expire_type: grant.expire_type.as_str(),
+                    expire_date: grant.expire_date.map(|d| d.to_string()),
+                    expires_at_ms: grant.expires_at.map(ms),
+                    points,
+                    remaining: points,
+                    ruleset_version,
+                    created_at_ms: now_ms,
+                },
+            )?;
+            repo::insert_entry(
+                conn,
+                &NewEntry {
+                    member_id,
+                    lot_id,
+                    trade_id: Some(trade_id),
+                    kind: "earn",
+                    points,
+                    created_at_ms: now_ms,
+                },
+            )?;
+        }
+        if cfg!(debug_assertions) {
+            let violations = audit::check_member(conn, member_id)?;
+            assert!(
+                violations.is_empty(),
+                "ledger invariant broken: {violations:?}"
+            );
+        }
+        Ok(Posted {
+            trade_no,
+            grants: grants.to_vec(),
+            replayed: false,
+        })
+    })
+}
+
+/// Takes `burn` points from the member's usable lots, the soonest to expire first (lots that
+/// never expire last; ties by age), writing one burn entry per lot touched.
+fn burn_oldest_first(
+    conn: &mut Conn,
+    member_id: i64,
+    trade_id: i64,
+    burn: Points,
+    now_ms: i64,
+) -> Result<(), PostError> {
+    let mut lots = repo::available_lots(conn, member_id, now_ms)?;
+    let available: i64 = lots.iter().map(|l| l.remaining).sum();
+    if available < burn.value() {
+        return Err(PostError::InsufficientPoints {
+            requested: burn,
+            available: Points::new(available).map_err(PostError::Corrupt)?,
+        });
+    }
+    lots.sort_by_key(|l| (l.expires_at_ms.is_none(), l.expires_at_ms, l.id));
+    let mut left = burn.value();
+    for lot in &lots {
+        if left == 0 {
+            break;
+        }
+        let take = left.min(lot.remaining);
+        if !repo::take_from_lot(conn, lot.id, take)? {
+            return Err(PostError::Corrupt(format!(
+                "lot {} changed under a write transaction",
+                lot.id
+            )));
+        }
+        repo::insert_entry(
+            conn,
+            &NewEntry {
+                member_id,
+                lot_id: lot.id,
+                trade_id: Some(trade_id),
+                kind: "burn",
+                points: -take,
+                created_at_ms: now_ms,
+            },
+        )?;
+        left -= take;
+    }
+    assert_eq!(left, 0, "the burn was checked against the available points");
+    Ok(())
+}
+
+fn grant_of_lot(lot: &LotRow) -> Result<Grant, PostError> {
+    let corrupt = |what: &str, e: String| PostError::Corrupt(format!("lot {} {what}: {e}", lot.id));
+    let campaign_code = if lot.campaign_code.is_empty() {
+        None
+    } else {
+        Some(CampaignCode::parse(&lot.campaign_code).map_err(|e| corrupt("campaign_code", e))?)
+    };
+    let expire_date = lot
+        .expire_date
+        .as_deref()
+        .map(|d| {
+            d.parse::<NaiveDate>()
+                .map_err(|e| corrupt("expire_date", e.to_string()))
+        })
+        .transpose()?;
+    Ok(Grant {
+        point_type: PointType::parse(&lot.point_type).map_err(|e| corrupt("point_type", e))?,
+        points: Points::new(lot.points).map_err(|e| corrupt("points", e))?,
+        expire_type: ExpireType::parse(&lot.expire_type).map_err(|e| corrupt("expire_type", e))?,
+        expire_date,
+        expires_at: lot
+            .expires_at_ms
+            .and_then(DateTime::<Utc>::from_timestamp_millis),
+        remark: lot.remark.clone(),
+        campaign_code,
+    })
+}
+
+/// A member's usable points at one moment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Balance {
+    pub vip_accountno: VipAccountNo,
+    pub available: Points,
+    /// Usable lots, soonest to expire first, each with the points it has left.
+    pub lots: Vec<Grant>,
+}
+
+/// The member's balance as of `as_of`: lots past their expiry never count, whether or not an
+/// expiry has been written for them. `None` for a member the ledger has never seen.
+pub fn balance(
+    conn: &mut Conn,
+    vip: &VipAccountNo,
+    as_of: DateTime<Utc>,
+) -> Result<Option<Balance>, PostError> {
+    let Some(member_id) = repo::find_member_id(conn, vip.as_str())? else {
+        return Ok(None);
+    };
+    let mut rows = repo::available_lots(conn, member_id, ms(as_of))?;
+    rows.sort_by_key(|l| (l.expires_at_ms.is_none(), l.expires_at_ms, l.id));
+    let mut lots = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let mut grant = grant_of_lot(row)?;
+        grant.points = Points::new(row.remaining).map_err(PostError::Corrupt)?;
+        lots.push(grant);
+    }
+    let available = rows.iter().map(|l| l.remaining).sum();
+    Ok(Some(Balance {
+        vip_accountno: vip.clone(),
+        available: Points::new(available).map_err(PostError::Corrupt)?,
+        lots,
+    }))
+}

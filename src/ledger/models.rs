@@ -1,0 +1,103 @@
+//! Rows as the ledger stores them.
+
+use super::schema::{entries, lots, members, trades};
+use diesel::prelude::*;
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = trades)]
+pub struct TradeRow {
+    pub id: i64,
+    pub trade_no: String,
+    pub out_trade_no: String,
+    pub request_fingerprint: String,
+    pub member_id: i64,
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = members)]
+pub struct NewMember<'a> {
+    pub vip_accountno: &'a str,
+    pub created_at_ms: i64,
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = trades)]
+pub struct NewTrade<'a> {
+    pub trade_no: &'a str,
+    pub out_trade_no: &'a str,
+    pub request_fingerprint: &'a str,
+    pub member_id: i64,
+    pub store_code: &'a str,
+    pub invoice_id: &'a str,
+    pub currency: &'a str,
+    pub total_amount_minor: i64,
+    pub payment_amount_minor: i64,
+    pub payment_method: &'a str,
+    pub sales_time: String,
+    pub sales_at_ms: i64,
+    pub submit_time: String,
+    pub approval_time: String,
+    pub burn_point: i64,
+    pub resource: &'a str,
+    pub remark: &'a str,
+    pub receipt_image_urls: String,
+    pub payment_image_urls: String,
+    pub ruleset_version: &'a str,
+    pub created_at_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
+#[diesel(table_name = lots)]
+pub struct LotRow {
+    pub id: i64,
+    pub member_id: i64,
+    pub trade_id: i64,
+    pub point_type: String,
+    pub campaign_code: String,
+    pub remark: String,
+    pub expire_type: String,
+    pub expire_date: Option<String>,
+    pub expires_at_ms: Option<i64>,
+    pub points: i64,
+    pub remaining: i64,
+    pub ruleset_version: String,
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = lots)]
+pub struct NewLot<'a> {
+    pub member_id: i64,
+    pub trade_id: i64,
+    pub point_type: &'a str,
+    pub campaign_code: &'a str,
+    pub remark: &'a str,
+    pub expire_type: &'a str,
+    pub expire_date: Option<String>,
+    pub expires_at_ms: Option<i64>,
+    pub points: i64,
+    pub remaining: i64,
+    pub ruleset_version: &'a str,
+    pub created_at_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
+#[diesel(table_name = entries)]
+pub struct EntryRow {
+    pub id: i64,
+    pub member_id: i64,
+    pub lot_id: i64,
+    pub trade_id: Option<i64>,
+    pub kind: String,
+    pub points: i64,
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = entries)]
+pub struct NewEntry<'a> {
+    pub member_id: i64,
+    pub lot_id: i64,
+    pub trade_id: Option<i64>,
+    pub kind: &'a str,
+    pub points: i64,
+    pub created_at_ms: i64,
+}

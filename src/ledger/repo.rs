@@ -1,0 +1,117 @@
+//! Every query the ledger runs. Functions take a connection, never the pool.
+
+use super::connection::Conn;
+use super::models::{EntryRow, LotRow, NewEntry, NewLot, NewMember, NewTrade, TradeRow};
+use super::schema::{entries, lots, members, trades};
+use diesel::prelude::*;
+use diesel::result::Error;
+
+pub fn find_member_id(conn: &mut Conn, vip_accountno: &str) -> Result<Option<i64>, Error> {
+    members::table
+        .filter(members::vip_accountno.eq(vip_accountno))
+        .select(members::id)
+        .first(conn)
+        .optional()
+}
+
+pub fn insert_member(conn: &mut Conn, member: &NewMember) -> Result<i64, Error> {
+    diesel::insert_into(members::table)
+        .values(member)
+        .returning(members::id)
+        .get_result(conn)
+}
+
+pub fn find_trade_by_out_trade_no(
+    conn: &mut Conn,
+    out_trade_no: &str,
+) -> Result<Option<TradeRow>, Error> {
+    trades::table
+        .filter(trades::out_trade_no.eq(out_trade_no))
+        .select(TradeRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+pub fn insert_trade(conn: &mut Conn, trade: &NewTrade) -> Result<i64, Error> {
+    diesel::insert_into(trades::table)
+        .values(trade)
+        .returning(trades::id)
+        .get_result(conn)
+}
+
+pub fn insert_lot(conn: &mut Conn, lot: &NewLot) -> Result<i64, Error> {
+    diesel::insert_into(lots::table)
+        .values(lot)
+        .returning(lots::id)
+        .get_result(conn)
+}
+
+pub fn insert_entry(conn: &mut Conn, entry: &NewEntry) -> Result<(), Error> {
+    diesel::insert_into(entries::table)
+        .values(entry)
+        .execute(conn)
+        .map(|_| ())
+}
+
+/// The lots a trade granted, in the order it granted them.
+pub fn lots_of_trade(conn: &mut Conn, trade_id: i64) -> Result<Vec<LotRow>, Error> {
+    lots::table
+        .filter(lots::trade_id.eq(trade_id))
+        .order(lots::id.asc())
+        .select(LotRow::as_select())
+        .load(conn)
+}
+
+/// A member's lots with points left that are still usable at `as_of_ms`, in no set order.
+pub fn available_lots(
+    conn: &mut Conn,
+    member_id: i64,
+    as_of_ms: i64,
+) -> Result<Vec<LotRow>, Error> {
+    lots::table
+        .filter(lots::member_id.eq(member_id))
+        .filter(lots::remaining.gt(0))
+        .filter(
+            lots::expires_at_ms
+                .is_null()
+                .or(lots::expires_at_ms.gt(as_of_ms)),
+        )
+        .select(LotRow::as_select())
+        .load(conn)
+}
+
+/// Takes `points` from a lot's remaining points. Guarded: it changes nothing (and answers
+/// `false`) if the lot does not have that many left, so a lot can never go negative.
+pub fn take_from_lot(conn: &mut Conn, lot_id: i64, points: i64) -> Result<bool, Error> {
+    let updated = diesel::update(
+        lots::table
+            .filter(lots::id.eq(lot_id))
+            .filter(lots::remaining.ge(points)),
+    )
+    .set(lots::remaining.eq(lots::remaining - points))
+    .execute(conn)?;
+    Ok(updated == 1)
+}
+
+pub fn lots_of_member(conn: &mut Conn, member_id: i64) -> Result<Vec<LotRow>, Error> {
+    lots::table
+        .filter(lots::member_id.eq(member_id))
+        .order(lots::id.asc())
+        .select(LotRow::as_select())
+        .load(conn)
+}
+
+pub fn entries_of_member(conn: &mut Conn, member_id: i64) -> Result<Vec<EntryRow>, Error> {
+    entries::table
+        .filter(entries::member_id.eq(member_id))
+        .order(entries::id.asc())
+        .select(EntryRow::as_select())
+        .load(conn)
+}
+
+pub fn member_ids(conn: &mut Conn) -> Result<Vec<i64>, Error> {
+    members::table
+        .select(members::id)
+        .order(members::id.asc())
+        .load(conn)
+}

@@ -1,0 +1,73 @@
+// The ledger's tables, in step with migrations/sqlite (see diesel.toml).
+
+diesel::table! {
+    members (id) {
+        id -> BigInt,
+        vip_accountno -> Text,
+        created_at_ms -> BigInt,
+    }
+}
+
+diesel::table! {
+    trades (id) {
+        id -> BigInt,
+        trade_no -> Text,
+        out_trade_no -> Text,
+        request_fingerprint -> Text,
+        member_id -> BigInt,
+        store_code -> Text,
+        invoice_id -> Text,
+        currency -> Text,
+        total_amount_minor -> BigInt,
+        payment_amount_minor -> BigInt,
+        payment_method -> Text,
+        sales_time -> Text,
+        sales_at_ms -> BigInt,
+        submit_time -> Text,
+        approval_time -> Text,
+        burn_point -> BigInt,
+        resource -> Text,
+        remark -> Text,
+        receipt_image_urls -> Text,
+        payment_image_urls -> Text,
+        ruleset_version -> Text,
+        created_at_ms -> BigInt,
+    }
+}
+
+diesel::table! {
+    lots (id) {
+        id -> BigInt,
+        member_id -> BigInt,
+        trade_id -> BigInt,
+        point_type -> Text,
+        campaign_code -> Text,
+        remark -> Text,
+        expire_type -> Text,
+        expire_date -> Nullable<Text>,
+        expires_at_ms -> Nullable<BigInt>,
+        points -> BigInt,
+        remaining -> BigInt,
+        ruleset_version -> Text,
+        created_at_ms -> BigInt,
+    }
+}
+
+diesel::table! {
+    entries (id) {
+        id -> BigInt,
+        member_id -> BigInt,
+        lot_id -> BigInt,
+        trade_id -> Nullable<BigInt>,
+        kind -> Text,
+        points -> BigInt,
+        created_at_ms -> BigInt,
+    }
+}
+
+diesel::joinable!(trades -> members (member_id));
+diesel::joinable!(lots -> members (member_id));
+diesel::joinable!(lots -> trades (trade_id));
+diesel::joinable!(entries -> lots (lot_id));
+
+diesel::allow_tables_to_appear_in_same_query!(members, trades, lots, entries);

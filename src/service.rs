@@ -1,0 +1,48 @@
+//! Use cases: each takes validated domain input, runs the pure rules, and records the outcome
+//! in one ledger transaction. Blocking: call from `web::block`.
+
+use crate::domain::{Trade, VipAccountNo};
+use crate::ledger::{self, Balance, Pool, PostError, Posted};
+use crate::rules::{EvaluateError, Ruleset};
+use chrono::{DateTime, Utc};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error(transparent)]
+    Evaluate(#[from] EvaluateError),
+    #[error(transparent)]
+    Post(#[from] PostError),
+    #[error("no database connection came free in time: {0}")]
+    Unavailable(#[from] diesel::r2d2::PoolError),
+}
+
+/// Prices a trade under the ruleset and records it. A concurrent duplicate from another
+/// process that wins the race is answered by replaying its result.
+pub fn create_trade(
+    pool: &Pool,
+    rules: &Ruleset,
+    trade: &Trade,
+    now: DateTime<Utc>,
+) -> Result<Posted, ServiceError> {
+    let grants = rules.evaluate(trade)?;
+    let mut conn = pool.get()?;
+    match ledger::post_trade(&mut conn, trade, &grants, &rules.version, now) {
+        Err(PostError::Race) => Ok(ledger::post_trade(
+            &mut conn,
+            trade,
+            &grants,
+            &rules.version,
+            now,
+        )?),
+        other => Ok(other?),
+    }
+}
+
+pub fn member_balance(
+    pool: &Pool,
+    vip: &VipAccountNo,
+    as_of: DateTime<Utc>,
+) -> Result<Option<Balance>, ServiceError> {
+    let mut conn = pool.get()?;
+    Ok(ledger::balance(&mut conn, vip, as_of)?)
+}

@@ -1,0 +1,99 @@
+//! Building and running the server. `Application::build` binds its own listener, so tests can
+//! start the real server on port 0.
+
+use crate::config::{Cli, Command, Settings};
+use crate::ledger::{self, Pool};
+use crate::rules::{self, Ruleset};
+use actix_web::dev::Server;
+use actix_web::{web, App, HttpServer};
+use std::net::TcpListener;
+use std::sync::Arc;
+
+/// What every request handler can reach.
+pub struct AppState {
+    pub pool: Pool,
+    pub rules: Arc<Ruleset>,
+    pub clock_skew_s_max: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("{0}")]
+    Config(String),
+    #[error("the rules do not load:\n{0}")]
+    Rules(#[from] rules::LoadError),
+    #[error(transparent)]
+    Database(#[from] ledger::connection::ConnectError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("the server stopped: {0}")]
+    Serve(std::io::Error),
+}
+
+pub struct Application {
+    port: u16,
+    server: Server,
+}
+
+impl Application {
+    pub fn build(settings: &Settings) -> Result<Self, StartupError> {
+        let ruleset = rules::load_dir(&settings.rules_dir)?;
+        log::info!(
+            "rules {} loaded from {}: program {:?}, {} campaigns",
+            ruleset.version,
+            settings.rules_dir.display(),
+            ruleset.program.name,
+            ruleset.campaigns.len()
+        );
+        let pool = ledger::connect(&settings.database, settings.pool_size)?;
+        log::info!("ledger at {}", settings.database);
+        let bind_error = |source| StartupError::Bind {
+            addr: settings.bind.to_string(),
+            source,
+        };
+        let listener = TcpListener::bind(settings.bind).map_err(bind_error)?;
+        let port = listener.local_addr().map_err(bind_error)?.port();
+        let state = web::Data::new(AppState {
+            pool,
+            rules: Arc::new(ruleset),
+            clock_skew_s_max: settings.clock_skew_s_max,
+        });
+        let body_bytes_max = settings.body_bytes_max;
+        let server = HttpServer::new(move || {
+            App::new()
+                .wrap(actix_web::middleware::Logger::default())
+                .app_data(state.clone())
+                .configure(|cfg| crate::http::routes(cfg, body_bytes_max))
+        })
+        .workers(settings.workers)
+        .listen(listener)
+        .map_err(bind_error)?
+        .run();
+        Ok(Self { port, server })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+/// Runs what the command line asks for.
+pub fn run_cli(cli: Cli) -> Result<(), StartupError> {
+    match cli.command {
+        Command::Serve(args) => {
+            let settings = Settings::from_args(&args).map_err(StartupError::Config)?;
+            actix_web::rt::System::new().block_on(async move {
+                let app = Application::build(&settings)?;
+                log::info!("listening on {}:{}", settings.bind.ip(), app.port());
+                app.run_until_stopped().await.map_err(StartupError::Serve)
+            })
+        }
+    }
+}
