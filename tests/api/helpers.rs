@@ -1,0 +1,238 @@
+use diesel::prelude::*;
+use diesel::sqlite::SqliteConnection;
+use point_engine::config::Settings;
+use point_engine::ledger::{audit, DatabaseUrl};
+use point_engine::startup::Application;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::Duration;
+use tempfile::TempDir;
+
+/// The seed document's "with receipt" request, verbatim.
+pub const SEED_WITH_RECEIPT: &str = r#"{
+"vip_accountno": "040xxxx",
+"out_trade_no": "XXXX",
+"store_code": "DP01XXXX",
+"invoice_id": "123456",
+"total_amount": "1000.00",
+"payment_amount": "1000.00",
+"payment_method": "Visa",
+"currency": "HKD",
+"sales_time": "2023-01-20T10:00:00+08:00",
+"submit_time": "2023-01-20T10:00:00+08:00",
+"approval_time": "2023-01-20T10:00:00+08:00",
+"burn_point": "0",
+"resource": "",
+"remark": "",
+"receipt_image_url": [
+"https://xxxx"
+],
+"payment_image_url": [
+"https://xxxx"
+]
+}"#;
+
+/// The seed document's "without receipt" request, verbatim.
+pub const SEED_WITHOUT_RECEIPT: &str = r#"{
+"vip_accountno": "040xxxx",
+"out_trade_no": "XXXX",
+"store_code": "DP01XXXX",
+"invoice_id": "123456",
+"total_amount": "1000.00",
+"payment_amount": "1000.00",
+"payment_method": "Visa",
+"currency": "HKD",
+"sales_time": "2023-01-20T10:00:00+08:00",
+"submit_time": "2023-01-20T10:00:00+08:00",
+"approval_time": "2023-01-20T10:00:00+08:00",
+"burn_point": "0",
+"resource": "",
+"remark": ""
+}"#;
+
+pub fn seed() -> Value {
+    serde_json::from_str(SEED_WITH_RECEIPT).unwrap()
+}
+
+/// The seed request, moved to `sales_time` and given its own order number and member.
+pub fn trade(out_trade_no: &str, vip: &str, sales_time: &str) -> Value {
+    let mut body = seed();
+    body["out_trade_no"] = out_trade_no.into();
+    body["vip_accountno"] = vip.into();
+    for field in ["sales_time", "submit_time", "approval_time"] {
+        body[field] = sales_time.into();
+    }
+    body
+}
+
+/// An RFC 3339 time `hours` hours before now, in +08:00.
+pub fn hours_ago(hours: i64) -> String {
+    let offset = chrono::FixedOffset::east_opt(8 * 3600).unwrap();
+    (chrono::Utc::now() - chrono::Duration::hours(hours))
+        .with_timezone(&offset)
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, false)
+}
+
+pub fn shipped_rules() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("rules")
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub db_path: PathBuf,
+    agent: ureq::Agent,
+    _dir: TempDir,
+}
+
+pub fn spawn_app() -> TestApp {
+    spawn_app_with_rules(&shipped_rules())
+}
+
+/// Writes rule files into a fresh folder: `[(file name, text)]`.
+pub fn rules_dir(files: &[(&str, &str)]) -> TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in files {
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    dir
+}
+
+pub fn test_settings(rules: &Path, db_path: &Path) -> Settings {
+    Settings {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        database: DatabaseUrl::Sqlite(db_path.to_path_buf()),
+        rules_dir: rules.to_path_buf(),
+        workers: 2,
+        pool_size: 8,
+        clock_skew_s_max: 300,
+        body_bytes_max: Settings::BODY_BYTES_MAX,
+    }
+}
+
+pub fn spawn_app_with_rules(rules: &Path) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let db_path = dir.path().join("ledger.db");
+    let settings = test_settings(rules, &db_path);
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move {
+            let app = Application::build(&settings).expect("the app builds");
+            tx.send(app.port()).unwrap();
+            app.run_until_stopped().await
+        })
+    });
+    let port = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the server starts");
+    TestApp {
+        address: format!("http://127.0.0.1:{port}"),
+        db_path,
+        agent: ureq::AgentBuilder::new()
+            .timeout(Duration::from_secs(60))
+            .build(),
+        _dir: dir,
+    }
+}
+
+/// Status and JSON body of a response, whatever its status.
+fn read(result: Result<ureq::Response, ureq::Error>) -> (u16, Value) {
+    let response = match result {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("request failed: {e}"),
+    };
+    let status = response.status();
+    let text = response.into_string().unwrap();
+    let body = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or(Value::String(text))
+    };
+    (status, body)
+}
+
+impl TestApp {
+    pub fn post_trade(&self, body: &Value) -> (u16, Value) {
+        self.post_raw("application/json", &body.to_string())
+    }
+
+    pub fn post_raw(&self, content_type: &str, body: &str) -> (u16, Value) {
+        read(
+            self.agent
+                .post(&format!("{}/v1/point-engine/trade-create", self.address))
+                .set("Content-Type", content_type)
+                .send_string(body),
+        )
+    }
+
+    pub fn get(&self, path: &str) -> (u16, Value) {
+        read(self.agent.get(&format!("{}{path}", self.address)).call())
+    }
+
+    pub fn balance(&self, vip: &str, as_of: Option<&str>) -> (u16, Value) {
+        let mut request = self.agent.get(&format!(
+            "{}/v1/point-engine/members/{vip}/balance",
+            self.address
+        ));
+        if let Some(as_of) = as_of {
+            request = request.query("as_of", as_of);
+        }
+        read(request.call())
+    }
+
+    pub fn conn(&self) -> SqliteConnection {
+        SqliteConnection::establish(&self.db_path.to_string_lossy()).unwrap()
+    }
+
+    /// Row counts of (trades, lots, entries, members).
+    pub fn counts(&self) -> (i64, i64, i64, i64) {
+        use point_engine::ledger::schema::{entries, lots, members, trades};
+        let mut conn = self.conn();
+        (
+            trades::table.count().get_result(&mut conn).unwrap(),
+            lots::table.count().get_result(&mut conn).unwrap(),
+            entries::table.count().get_result(&mut conn).unwrap(),
+            members::table.count().get_result(&mut conn).unwrap(),
+        )
+    }
+
+    /// (point_type, points, remaining, expire_date) of every lot, in id order.
+    pub fn lots(&self) -> Vec<(String, i64, i64, Option<String>)> {
+        use point_engine::ledger::schema::lots;
+        lots::table
+            .order(lots::id)
+            .select((
+                lots::point_type,
+                lots::points,
+                lots::remaining,
+                lots::expire_date,
+            ))
+            .load(&mut self.conn())
+            .unwrap()
+    }
+
+    /// (kind, points) of every entry, in id order.
+    pub fn entries(&self) -> Vec<(String, i64)> {
+        use point_engine::ledger::schema::entries;
+        entries::table
+            .order(entries::id)
+            .select((entries::kind, entries::points))
+            .load(&mut self.conn())
+            .unwrap()
+    }
+
+    /// Fails the test if any ledger invariant is broken.
+    pub fn assert_ledger_consistent(&self) {
+        let violations = audit::check_all(&mut self.conn()).unwrap();
+        assert!(
+            violations.is_empty(),
+            "ledger invariants broken: {violations:#?}"
+        );
+    }
+}
+
+/// The native error body.
+pub fn error_body(code: u32, msg: &str) -> Value {
+    serde_json::json!({ "code": code, "msg": msg, "data": null })
+}

@@ -1,0 +1,7 @@
+//! Integration tests: the real server on a random port against a fresh SQLite file per test.
+
+mod balance;
+mod helpers;
+mod startup;
+mod trade_create;
+mod validation;
