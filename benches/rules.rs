@@ -1,1 +1,101 @@
-fn main() {}
+//! Evaluating one trade: against the shipped rules, and against generated rulesets of 1,000
+//! and 10,000 campaigns. `cargo bench --bench rules`.
+
+use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};
+use point_engine::domain::trade::parse_rfc3339;
+use point_engine::domain::{
+    Amount, CurrencyCode, InvoiceId, OutTradeNo, PaymentMethod, Points, StoreCode, Trade,
+    VipAccountNo,
+};
+use point_engine::rules::{self, Source};
+use std::fmt::Write;
+use std::path::Path;
+
+fn seed_trade() -> Trade {
+    let time = parse_rfc3339("2023-01-20T10:00:00+08:00").unwrap();
+    Trade {
+        vip_accountno: VipAccountNo::parse("040xxxx").unwrap(),
+        out_trade_no: OutTradeNo::parse("XXXX").unwrap(),
+        store_code: StoreCode::parse("DP01XXXX").unwrap(),
+        invoice_id: InvoiceId::parse("123456").unwrap(),
+        total_amount: Amount::parse("1000.00").unwrap(),
+        payment_amount: Amount::parse("1000.00").unwrap(),
+        payment_method: PaymentMethod::parse("Visa").unwrap(),
+        currency: CurrencyCode::parse("HKD").unwrap(),
+        sales_time: time,
+        submit_time: time,
+        approval_time: time,
+        burn_point: Points::ZERO,
+        resource: String::new(),
+        remark: String::new(),
+        receipt_image_urls: vec![],
+        payment_image_urls: vec![],
+    }
+}
+
+/// `count` campaigns over 2023: a spread of store patterns, payment methods, windows,
+/// minimum spends and awards; about one in fifty matches the seed trade.
+fn generated(count: usize) -> rules::Ruleset {
+    let program =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/program.toml"))
+            .unwrap();
+    let mut campaigns = String::new();
+    let methods = ["Visa", "Master", "Cash", "Octopus", "AlipayHK"];
+    for i in 0..count {
+        let month = 1 + i % 12;
+        let store = if i % 10 == 0 {
+            "DP01*".to_string()
+        } else {
+            format!("S{:03}*", i % 500)
+        };
+        let award = match i % 3 {
+            0 => "{ multiplier_of_e = \"1.5\" }".to_string(),
+            1 => "{ points = 1, per_amount = \"20\" }".to_string(),
+            _ => format!("{{ fixed = {} }}", 10 + i % 90),
+        };
+        write!(
+            campaigns,
+            "[[campaign]]\ncode = \"GEN-{i:05}\"\nremark = \"generated {i}\"\n\
+             starts_at = \"2023-{month:02}-01T00:00:00+08:00\"\nends_at = \"2024-01-01T00:00:00+08:00\"\n\
+             stores = [\"{store}\"]\npayment_methods = [\"{}\"]\nmin_spend = \"{}\"\npriority = {}\n\
+             expiry = \"QUARTER\"\naward = {award}\n\n",
+            methods[i % methods.len()],
+            (i % 7) * 100,
+            i % 100,
+        )
+        .unwrap();
+    }
+    rules::from_sources(&[
+        Source {
+            name: "program.toml".into(),
+            text: program,
+        },
+        Source {
+            name: "campaigns.toml".into(),
+            text: campaigns,
+        },
+    ])
+    .unwrap()
+}
+
+fn evaluate(c: &mut Criterion) {
+    let trade = seed_trade();
+    let shipped = rules::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("rules")).unwrap();
+    assert_eq!(shipped.evaluate(&trade).unwrap().len(), 2);
+    let mut group = c.benchmark_group("evaluate");
+    group.bench_function("shipped_rules", |b| {
+        b.iter(|| shipped.evaluate(black_box(&trade)).unwrap())
+    });
+    for count in [1_000, 10_000] {
+        let ruleset = generated(count);
+        group.bench_with_input(
+            BenchmarkId::new("generated_campaigns", count),
+            &ruleset,
+            |b, ruleset| b.iter(|| ruleset.evaluate(black_box(&trade)).unwrap()),
+        );
+    }
+    group.finish();
+}
+
+criterion_group!(benches, evaluate);
+criterion_main!(benches);

@@ -149,7 +149,7 @@ pub fn compile(sources: &[Source], version: String) -> Result<Ruleset, LoadError
         else {
             continue;
         };
-        let place = format!("{}", source.name);
+        let place = source.name.clone();
         if let Some(first) = seen.insert(campaign.code.as_str().to_string(), place) {
             at.at(
                 offset,
@@ -388,7 +388,7 @@ fn compile_campaign(
             }
         })
         .collect::<Result<Vec<_>, _>>();
-    let stores = stores.map_err(|e| report(e)).ok();
+    let stores = stores.map_err(&mut *report).ok();
     let mut currencies = Vec::new();
     for raw_code in &raw.currencies {
         match CurrencyCode::parse(raw_code) {

@@ -85,3 +85,6 @@ fn version_of(sources: &[Source]) -> String {
         .map(|b| format!("{b:02x}"))
         .collect()
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,382 @@
+//! Evaluation and loader tests. Evaluation cases are a table over one ruleset that exercises
+//! every award, condition and stacking rule.
+
+use super::*;
+use crate::domain::trade::tests::sample_trade;
+use crate::domain::{Amount, CurrencyCode, PaymentMethod, StoreCode, Trade};
+
+const PROGRAM: &str = r#"
+[program]
+name = "Test"
+time_zone = "+08:00"
+base_currency = "HKD"
+rounding = "floor"
+earn = { base = "payment_amount", points = 1, per_amount = "10", remark = "base" }
+kdp = { policy = "end_of_nth_year", years = 1 }
+currencies = { HKD = "1", USD = "7.8" }
+"#;
+
+const CAMPAIGNS: &str = r#"
+[[campaign]]
+code = "DOUBLE"
+remark = "x2"
+starts_at = "2023-01-01T00:00:00+08:00"
+ends_at = "2023-04-01T00:00:00+08:00"
+stores = ["DP01*"]
+payment_methods = ["VISA"]
+priority = 100
+expiry = "QUARTER"
+award = { multiplier_of_e = "2" }
+
+[[campaign]]
+code = "BIG-SPENDER"
+starts_at = "2023-01-01T00:00:00+08:00"
+ends_at = "2024-01-01T00:00:00+08:00"
+min_spend = "5000"
+priority = 50
+expiry = "KDP"
+award = { points = 1, per_amount = "3", rounding = "ceil" }
+
+[[campaign]]
+code = "USD-BONUS"
+starts_at = "2023-01-01T00:00:00+08:00"
+ends_at = "2024-01-01T00:00:00+08:00"
+currencies = ["USD"]
+priority = 40
+expiry = "QUARTER"
+quarters_ahead = 1
+award = { fixed = 25 }
+
+[[campaign]]
+code = "MALL-ONLY"
+starts_at = "2023-06-01T00:00:00+08:00"
+ends_at = "2023-07-01T00:00:00+08:00"
+stores = ["MALL-?"]
+priority = 30
+exclusive = true
+expiry = "QUARTER"
+award = { fixed = 10 }
+
+[[campaign]]
+code = "SHADOWED"
+starts_at = "2023-06-01T00:00:00+08:00"
+ends_at = "2023-07-01T00:00:00+08:00"
+priority = 10
+expiry = "QUARTER"
+award = { fixed = 1 }
+"#;
+
+fn ruleset() -> Ruleset {
+    from_sources(&[
+        Source {
+            name: "program.toml".into(),
+            text: PROGRAM.into(),
+        },
+        Source {
+            name: "campaigns.toml".into(),
+            text: CAMPAIGNS.into(),
+        },
+    ])
+    .unwrap()
+}
+
+struct Case {
+    name: &'static str,
+    store: &'static str,
+    method: &'static str,
+    currency: &'static str,
+    amount: &'static str,
+    sales_time: &'static str,
+    /// (type, points, expire_type, expire_date, campaign) of each grant, in order.
+    grants: &'static [(&'static str, i64, &'static str, &'static str, &'static str)],
+}
+
+fn trade_for(case: &Case) -> Trade {
+    let mut trade = sample_trade();
+    trade.store_code = StoreCode::parse(case.store).unwrap();
+    trade.payment_method = PaymentMethod::parse(case.method).unwrap();
+    trade.currency = CurrencyCode::parse(case.currency).unwrap();
+    trade.total_amount = Amount::parse(case.amount).unwrap();
+    trade.payment_amount = Amount::parse(case.amount).unwrap();
+    trade.sales_time = chrono::DateTime::parse_from_rfc3339(case.sales_time).unwrap();
+    trade
+}
+
+#[test]
+fn evaluation_table() {
+    let cases = [
+        Case {
+            name: "the seed: E plus twice E as A to the quarter end",
+            store: "DP01XXXX",
+            method: "Visa",
+            currency: "HKD",
+            amount: "1000.00",
+            sales_time: "2023-01-20T10:00:00+08:00",
+            grants: &[
+                ("E", 100, "KDP", "2024-12-31", ""),
+                ("A", 200, "QUARTER", "2023-03-31", "DOUBLE"),
+            ],
+        },
+        Case {
+            name: "payment methods compare without case; E rounds down",
+            store: "DP01A",
+            method: "visa",
+            currency: "HKD",
+            amount: "19.99",
+            sales_time: "2023-02-01T00:00:00+08:00",
+            grants: &[
+                ("E", 1, "KDP", "2024-12-31", ""),
+                ("A", 2, "QUARTER", "2023-03-31", "DOUBLE"),
+            ],
+        },
+        Case {
+            name: "another store: no DOUBLE",
+            store: "DP02A",
+            method: "Visa",
+            currency: "HKD",
+            amount: "1000.00",
+            sales_time: "2023-02-01T00:00:00+08:00",
+            grants: &[("E", 100, "KDP", "2024-12-31", "")],
+        },
+        Case {
+            name: "another payment method: no DOUBLE",
+            store: "DP01A",
+            method: "Cash",
+            currency: "HKD",
+            amount: "1000.00",
+            sales_time: "2023-02-01T00:00:00+08:00",
+            grants: &[("E", 100, "KDP", "2024-12-31", "")],
+        },
+        Case {
+            name: "the window's end is exclusive",
+            store: "DP01A",
+            method: "Visa",
+            currency: "HKD",
+            amount: "1000.00",
+            sales_time: "2023-04-01T00:00:00+08:00",
+            grants: &[("E", 100, "KDP", "2024-12-31", "")],
+        },
+        Case {
+            name: "the window's start is inclusive, in UTC as in +08:00",
+            store: "DP01A",
+            method: "Visa",
+            currency: "HKD",
+            amount: "1000.00",
+            sales_time: "2022-12-31T16:00:00Z",
+            grants: &[
+                ("E", 100, "KDP", "2024-12-31", ""),
+                ("A", 200, "QUARTER", "2023-03-31", "DOUBLE"),
+            ],
+        },
+        Case {
+            name: "minimum spend reached: per-amount award with its own rounding, KDP expiry",
+            store: "X",
+            method: "Cash",
+            currency: "HKD",
+            amount: "5000.00",
+            sales_time: "2023-05-01T00:00:00+08:00",
+            grants: &[
+                ("E", 500, "KDP", "2024-12-31", ""),
+                ("A", 1667, "KDP", "2024-12-31", "BIG-SPENDER"),
+            ],
+        },
+        Case {
+            name: "minimum spend missed by a cent",
+            store: "X",
+            method: "Cash",
+            currency: "HKD",
+            amount: "4999.99",
+            sales_time: "2023-05-01T00:00:00+08:00",
+            grants: &[("E", 499, "KDP", "2024-12-31", "")],
+        },
+        Case {
+            name: "USD converts to HKD for E and minimum spend; USD bonus one quarter ahead",
+            store: "X",
+            method: "Cash",
+            currency: "USD",
+            amount: "1000.00",
+            sales_time: "2023-05-01T00:00:00+08:00",
+            grants: &[
+                ("E", 780, "KDP", "2024-12-31", ""),
+                ("A", 2600, "KDP", "2024-12-31", "BIG-SPENDER"),
+                ("A", 25, "QUARTER", "2023-09-30", "USD-BONUS"),
+            ],
+        },
+        Case {
+            name: "an exclusive campaign stops the ones after it",
+            store: "MALL-1",
+            method: "Cash",
+            currency: "HKD",
+            amount: "100.00",
+            sales_time: "2023-06-15T00:00:00+08:00",
+            grants: &[
+                ("E", 10, "KDP", "2024-12-31", ""),
+                ("A", 10, "QUARTER", "2023-06-30", "MALL-ONLY"),
+            ],
+        },
+        Case {
+            name: "without the exclusive one, the lower priority applies",
+            store: "MALL-12",
+            method: "Cash",
+            currency: "HKD",
+            amount: "100.00",
+            sales_time: "2023-06-15T00:00:00+08:00",
+            grants: &[
+                ("E", 10, "KDP", "2024-12-31", ""),
+                ("A", 1, "QUARTER", "2023-06-30", "SHADOWED"),
+            ],
+        },
+        Case {
+            name: "nothing to earn: no grants at all",
+            store: "X",
+            method: "Cash",
+            currency: "HKD",
+            amount: "9.99",
+            sales_time: "2023-05-01T00:00:00+08:00",
+            grants: &[],
+        },
+    ];
+    let rules = ruleset();
+    for case in &cases {
+        let grants = rules.evaluate(&trade_for(case)).unwrap();
+        let got: Vec<(&str, i64, &str, String, String)> = grants
+            .iter()
+            .map(|g| {
+                (
+                    g.point_type.as_str(),
+                    g.points.value(),
+                    g.expire_type.as_str(),
+                    g.expire_date.map(|d| d.to_string()).unwrap_or_default(),
+                    g.campaign_code
+                        .as_ref()
+                        .map(|c| c.to_string())
+                        .unwrap_or_default(),
+                )
+            })
+            .collect();
+        let want: Vec<(&str, i64, &str, String, String)> = case
+            .grants
+            .iter()
+            .map(|(t, p, e, d, c)| (*t, *p, *e, d.to_string(), c.to_string()))
+            .collect();
+        assert_eq!(got, want, "{}", case.name);
+    }
+}
+
+#[test]
+fn grants_carry_the_instant_they_stop_being_available() {
+    let rules = ruleset();
+    let grants = rules.evaluate(&sample_trade()).unwrap();
+    let quarter = &grants[1];
+    assert_eq!(
+        quarter.expires_at.unwrap().to_rfc3339(),
+        "2023-03-31T16:00:00+00:00"
+    );
+    assert_eq!(quarter.remark, "x2");
+    assert_eq!(grants[0].remark, "base");
+}
+
+#[test]
+fn an_unaccepted_currency_is_an_error() {
+    let mut trade = sample_trade();
+    trade.currency = CurrencyCode::parse("EUR").unwrap();
+    assert_eq!(
+        ruleset().evaluate(&trade).unwrap_err(),
+        EvaluateError::UnsupportedCurrency(CurrencyCode::parse("EUR").unwrap())
+    );
+}
+
+#[test]
+fn the_version_is_a_content_hash() {
+    let a = ruleset();
+    assert_eq!(a.version.len(), 32);
+    assert_eq!(a.version, ruleset().version);
+    let changed = from_sources(&[
+        Source {
+            name: "program.toml".into(),
+            text: PROGRAM.into(),
+        },
+        Source {
+            name: "campaigns.toml".into(),
+            text: CAMPAIGNS.replace("fixed = 25", "fixed = 26"),
+        },
+    ])
+    .unwrap();
+    assert_ne!(a.version, changed.version);
+}
+
+#[test]
+fn the_shipped_rules_load() {
+    let rules = load_dir(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("rules")
+            .as_path(),
+    )
+    .unwrap();
+    assert_eq!(rules.campaigns.len(), 1);
+    assert_eq!(rules.program.name, "Demo Mall Rewards");
+}
+
+/// The first problem a ruleset of (program, campaigns) has, as "line:column: message".
+fn problem(program: &str, campaigns: &str) -> String {
+    let error = from_sources(&[
+        Source {
+            name: "p.toml".into(),
+            text: program.into(),
+        },
+        Source {
+            name: "c.toml".into(),
+            text: campaigns.into(),
+        },
+    ])
+    .unwrap_err();
+    let LoadError::Invalid { problems } = error else {
+        panic!("{error}")
+    };
+    let p = &problems[0];
+    format!("{}:{}:{}: {}", p.file, p.line, p.column, p.message)
+}
+
+const ONE: &str = r#"
+[[campaign]]
+code = "ONE"
+starts_at = "2023-01-01T00:00:00+08:00"
+ends_at = "2023-04-01T00:00:00+08:00"
+expiry = "QUARTER"
+award = { fixed = 5 }
+"#;
+
+#[test]
+fn loader_errors_name_file_line_and_what_is_wrong() {
+    let cases: Vec<(String, String, &str)> = vec![
+        (PROGRAM.replace("rounding = \"floor\"", "rounding = \"floor\"\ncolour = \"red\""), ONE.into(),
+         "p.toml:7:1: unknown field `colour`, expected one of `name`, `time_zone`, `base_currency`, `rounding`, `earn`, `kdp`, `currencies`"),
+        (PROGRAM.replace("\"+08:00\"", "\"Mars/Base\""), ONE.into(),
+         "p.toml:2:1: program.time_zone: must be an offset such as \"+08:00\" or a zone such as \"Asia/Hong_Kong\", got \"Mars/Base\""),
+        (PROGRAM.replace("USD = \"7.8\"", "USD = 7.8"), ONE.into(),
+         "p.toml:9:33: write decimals as strings, e.g. \"7.8\": a float is not exact"),
+        (PROGRAM.replace("HKD = \"1\"", "HKD = \"2\""), ONE.into(),
+         "p.toml:2:1: program.currencies.HKD: the base currency's rate must be \"1\", got 2"),
+        (PROGRAM.replace("years = 1", "months = 1"), ONE.into(),
+         "p.toml:2:1: program.kdp: policy \"end_of_nth_year\" needs years"),
+        (PROGRAM.into(), ONE.replace("2023-04-01", "2022-04-01"),
+         "c.toml:2:1: campaign \"ONE\": ends_at 2022-04-01 00:00:00 +08:00 is not after starts_at 2023-01-01 00:00:00 +08:00"),
+        (PROGRAM.into(), format!("{ONE}{ONE}"),
+         "c.toml:9:1: campaign code \"ONE\" is used twice: also in c.toml"),
+        (PROGRAM.into(), ONE.replace("{ fixed = 5 }", "{ fixed = 5, multiplier_of_e = \"2\" }"),
+         "c.toml:2:1: campaign \"ONE\": award: give exactly one of multiplier_of_e, points with per_amount, or fixed"),
+        (PROGRAM.into(), ONE.replace("QUARTER", "MONTH"),
+         "c.toml:2:1: campaign \"ONE\": expiry: must be \"KDP\" or \"QUARTER\", got \"MONTH\""),
+        (PROGRAM.into(), ONE.replace("expiry", "currencies = [\"EUR\"]\nexpiry"),
+         "c.toml:2:1: campaign \"ONE\": currencies: EUR has no rate in program.currencies"),
+        (PROGRAM.into(), ONE.replace("starts_at", "start_at"),
+         "c.toml:4:1: unknown field `start_at`, expected one of `code`, `name`, `remark`, `starts_at`, `ends_at`, `stores`, `payment_methods`, `currencies`, `min_spend`, `priority`, `exclusive`, `expiry`, `quarters_ahead`, `award`"),
+        (PROGRAM.into(), ONE.replace("code = \"ONE\"", "code = [1]"),
+         "c.toml:3:8: invalid type: sequence, expected a string"),
+        ("".into(), ONE.into(), "p.toml:1:1: no [program] table in any rule file"),
+        (PROGRAM.into(), PROGRAM.into(), "c.toml:2:1: a second [program]: the first is in p.toml"),
+    ];
+    for (program, campaigns, want) in cases {
+        assert_eq!(problem(&program, &campaigns), want);
+    }
+}
