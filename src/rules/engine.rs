@@ -114,8 +114,8 @@ impl StorePattern {
         Self(pattern.chars().collect())
     }
 
-    pub fn matches(&self, store: &str) -> bool {
-        let text: Vec<char> = store.chars().collect();
+    /// Matches a store code given as characters (collected once per trade, not per campaign).
+    pub fn matches(&self, text: &[char]) -> bool {
         let pattern = &self.0;
         let (mut p, mut t) = (0, 0);
         let mut backtrack: Option<(usize, usize)> = None;
@@ -162,15 +162,17 @@ pub struct Campaign {
 }
 
 impl Campaign {
-    fn matches(&self, trade: &Trade, sales_at: DateTime<Utc>, spend_base: Decimal) -> bool {
+    fn matches(
+        &self,
+        trade: &Trade,
+        store: &[char],
+        sales_at: DateTime<Utc>,
+        spend_base: Decimal,
+    ) -> bool {
         sales_at >= self.starts_at
             && sales_at < self.ends_at
             && spend_base >= self.min_spend
-            && (self.stores.is_empty()
-                || self
-                    .stores
-                    .iter()
-                    .any(|p| p.matches(trade.store_code.as_str())))
+            && (self.stores.is_empty() || self.stores.iter().any(|p| p.matches(store)))
             && (self.payment_methods.is_empty()
                 || self
                     .payment_methods
@@ -224,6 +226,7 @@ impl Ruleset {
             .and_then(|v| program.rounding.to_points(v))
             .ok_or(EvaluateError::PointsOverflow)?;
 
+        let store: Vec<char> = trade.store_code.as_str().chars().collect();
         let mut grants = Vec::new();
         if !e_points.is_zero() {
             grants.push(self.grant(
@@ -237,7 +240,7 @@ impl Ruleset {
             ));
         }
         for campaign in &self.campaigns {
-            if !campaign.matches(trade, sales_at, spend_base) {
+            if !campaign.matches(trade, &store, sales_at, spend_base) {
                 continue;
             }
             let points = match &campaign.award {
@@ -306,18 +309,20 @@ mod tests {
 
     #[test]
     fn store_patterns() {
-        let p = StorePattern::new("DP01*");
-        assert!(p.matches("DP01XXXX"));
-        assert!(p.matches("DP01"));
-        assert!(!p.matches("DP02XXXX"));
-        assert!(!p.matches("XDP01"));
-        assert!(StorePattern::new("*").matches(""));
-        assert!(StorePattern::new("*01*").matches("DP01XX"));
-        assert!(StorePattern::new("DP0?").matches("DP07"));
-        assert!(!StorePattern::new("DP0?").matches("DP070"));
-        assert!(StorePattern::new("A*B*C").matches("AxxBxxBxC"));
-        assert!(!StorePattern::new("A*B*C").matches("AxxBxxBx"));
-        assert!(StorePattern::new("HK-MALL").matches("HK-MALL"));
+        let m = |pattern: &str, store: &str| {
+            StorePattern::new(pattern).matches(&store.chars().collect::<Vec<_>>())
+        };
+        assert!(m("DP01*", "DP01XXXX"));
+        assert!(m("DP01*", "DP01"));
+        assert!(!m("DP01*", "DP02XXXX"));
+        assert!(!m("DP01*", "XDP01"));
+        assert!(m("*", ""));
+        assert!(m("*01*", "DP01XX"));
+        assert!(m("DP0?", "DP07"));
+        assert!(!m("DP0?", "DP070"));
+        assert!(m("A*B*C", "AxxBxxBxC"));
+        assert!(!m("A*B*C", "AxxBxxBx"));
+        assert!(m("HK-MALL", "HK-MALL"));
     }
 
     #[test]
