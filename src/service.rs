@@ -17,15 +17,21 @@ pub enum ServiceError {
 }
 
 /// Prices a trade under the ruleset and records it. A concurrent duplicate from another
-/// process that wins the race is answered by replaying its result.
+/// process that wins the race is answered by replaying its result. A trade already recorded is
+/// answered as it was, even if today's rules would no longer price it.
 pub fn create_trade(
     pool: &Pool,
     rules: &Ruleset,
     trade: &Trade,
     now: DateTime<Utc>,
 ) -> Result<Posted, ServiceError> {
-    let grants = rules.evaluate(trade)?;
     let mut conn = pool.get()?;
+    let grants = match rules.evaluate(trade) {
+        Ok(grants) => grants,
+        Err(error) => {
+            return ledger::replay(&mut conn, trade)?.ok_or(ServiceError::Evaluate(error))
+        }
+    };
     match ledger::post_trade(&mut conn, trade, &grants, &rules.version, now) {
         Err(PostError::Race) => Ok(ledger::post_trade(
             &mut conn,

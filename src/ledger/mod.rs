@@ -70,19 +70,8 @@ pub fn post_trade(
 ) -> Result<Posted, PostError> {
     let fingerprint = trade.fingerprint();
     connection::write_transaction(conn, |conn| {
-        if let Some(existing) = repo::find_trade_by_out_trade_no(conn, trade.out_trade_no.as_str())?
-        {
-            if existing.request_fingerprint != fingerprint {
-                return Err(PostError::Conflict {
-                    trade_no: existing.trade_no,
-                });
-            }
-            let lots = repo::lots_of_trade(conn, existing.id)?;
-            return Ok(Posted {
-                trade_no: TradeNo::parse(&existing.trade_no).map_err(PostError::Corrupt)?,
-                grants: lots.iter().map(grant_of_lot).collect::<Result<_, _>>()?,
-                replayed: true,
-            });
+        if let Some(posted) = find_posted(conn, trade, &fingerprint)? {
+            return Ok(posted);
         }
         let now_ms = ms(now);
         let member_id = match repo::find_member_id(conn, trade.vip_accountno.as_str())? {
@@ -175,6 +164,34 @@ pub fn post_trade(
             replayed: false,
         })
     })
+}
+
+/// What the ledger already answered for this trade, if it was posted: `None` if it never was,
+/// `Conflict` if its `out_trade_no` was posted with another request.
+pub fn replay(conn: &mut Conn, trade: &Trade) -> Result<Option<Posted>, PostError> {
+    find_posted(conn, trade, &trade.fingerprint())
+}
+
+fn find_posted(
+    conn: &mut Conn,
+    trade: &Trade,
+    fingerprint: &str,
+) -> Result<Option<Posted>, PostError> {
+    let Some(existing) = repo::find_trade_by_out_trade_no(conn, trade.out_trade_no.as_str())?
+    else {
+        return Ok(None);
+    };
+    if existing.request_fingerprint != fingerprint {
+        return Err(PostError::Conflict {
+            trade_no: existing.trade_no,
+        });
+    }
+    let lots = repo::lots_of_trade(conn, existing.id)?;
+    Ok(Some(Posted {
+        trade_no: TradeNo::parse(&existing.trade_no).map_err(PostError::Corrupt)?,
+        grants: lots.iter().map(grant_of_lot).collect::<Result<_, _>>()?,
+        replayed: true,
+    }))
 }
 
 /// Takes `burn` points from the member's usable lots, the soonest to expire first (lots that

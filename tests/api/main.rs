@@ -2,6 +2,7 @@
 
 mod balance;
 mod helpers;
+mod service;
 mod startup;
 mod trade_create;
 mod validation;

@@ -1,0 +1,46 @@
+use crate::helpers::*;
+use point_engine::ledger;
+use point_engine::rules;
+use serde_json::json;
+
+/// Rules can change between a trade and its retry (a currency dropped, say): the retry still
+/// gets the answer the trade got, not an error.
+#[test]
+fn a_replay_is_answered_even_when_todays_rules_would_refuse_the_trade() {
+    let app = spawn_app();
+    let mut usd = trade("USD-REPLAY", "M-FX", &hours_ago(1));
+    usd["currency"] = json!("USD");
+    let (status, first) = app.post_trade(&usd);
+    assert_eq!(status, 200);
+
+    let program = std::fs::read_to_string(shipped_rules().join("program.toml")).unwrap();
+    let without_usd = rules_dir(&[("program.toml", &program.replace("USD = \"7.8\"\n", ""))]);
+    let rules = rules::load_dir(without_usd.path()).unwrap();
+    let pool = ledger::connect(&ledger::DatabaseUrl::Sqlite(app.db_path.clone()), 2).unwrap();
+    let parsed: point_engine::http::trade_create::TradeCreateRequest =
+        serde_json::from_value(usd.clone()).unwrap();
+    let trade = parsed.into_trade(chrono::Utc::now(), 300).unwrap();
+    let posted =
+        point_engine::service::create_trade(&pool, &rules, &trade, chrono::Utc::now()).unwrap();
+    assert!(posted.replayed);
+    assert_eq!(
+        posted.trade_no.to_string(),
+        first["data"]["trade_no"].as_str().unwrap()
+    );
+    assert_eq!(
+        posted.grants.iter().map(|g| g.points.value()).sum::<i64>(),
+        780
+    );
+
+    let mut fresh = usd.clone();
+    fresh["out_trade_no"] = json!("USD-NEW");
+    let parsed: point_engine::http::trade_create::TradeCreateRequest =
+        serde_json::from_value(fresh).unwrap();
+    let trade = parsed.into_trade(chrono::Utc::now(), 300).unwrap();
+    let error =
+        point_engine::service::create_trade(&pool, &rules, &trade, chrono::Utc::now()).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "currency USD is not accepted by this program"
+    );
+}
