@@ -21,6 +21,18 @@ pub struct Cli {
 pub enum Command {
     /// Serve the HTTP API.
     Serve(ServeArgs),
+    /// Write expire entries for every lot past its expiry date, then exit.
+    Expire(ExpireArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ExpireArgs {
+    /// The ledger database: a SQLite file path or sqlite://path.
+    #[arg(long, env = "DATABASE_URL", default_value = "data/point-engine.db")]
+    pub database: String,
+    /// Expire what is past its expiry at this RFC 3339 time (default: now; never in the future).
+    #[arg(long)]
+    pub as_of: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -43,6 +55,9 @@ pub struct ServeArgs {
     /// How far in the future (seconds) a sales_time may be, for clock skew between tills and server.
     #[arg(long, env = "POINT_ENGINE_CLOCK_SKEW_S_MAX", default_value_t = 300)]
     pub clock_skew_s_max: u32,
+    /// Seconds between runs of the expiry task in the server (0: no task).
+    #[arg(long, env = "POINT_ENGINE_EXPIRE_INTERVAL_S", default_value_t = 60)]
+    pub expire_interval_s: u32,
 }
 
 /// Everything the server needs, validated.
@@ -54,6 +69,7 @@ pub struct Settings {
     pub workers: usize,
     pub pool_size: u32,
     pub clock_skew_s_max: u32,
+    pub expire_interval_s: u32,
     pub body_bytes_max: usize,
 }
 
@@ -72,6 +88,7 @@ impl Settings {
                 .clamp(1, 256),
             pool_size: args.pool_size,
             clock_skew_s_max: args.clock_skew_s_max,
+            expire_interval_s: args.expire_interval_s,
             body_bytes_max: Self::BODY_BYTES_MAX,
         })
     }

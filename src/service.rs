@@ -44,6 +44,12 @@ pub fn create_trade(
     }
 }
 
+/// Expires every lot past its expiry at `as_of`.
+pub fn expire_due(pool: &Pool, as_of: DateTime<Utc>) -> Result<ledger::Expired, ServiceError> {
+    let mut conn = pool.get()?;
+    Ok(ledger::expire_due(&mut conn, as_of, Utc::now())?)
+}
+
 pub fn member_balance(
     pool: &Pool,
     vip: &VipAccountNo,

@@ -8,6 +8,7 @@ use actix_web::dev::Server;
 use actix_web::{web, App, HttpServer};
 use std::net::TcpListener;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// What every request handler can reach.
 pub struct AppState {
@@ -31,6 +32,8 @@ pub enum StartupError {
     },
     #[error("the server stopped: {0}")]
     Serve(std::io::Error),
+    #[error("the expiry failed; nothing of the failed batch was written: {0}")]
+    Expire(#[from] crate::service::ServiceError),
 }
 
 pub struct Application {
@@ -56,6 +59,12 @@ impl Application {
         };
         let listener = TcpListener::bind(settings.bind).map_err(bind_error)?;
         let port = listener.local_addr().map_err(bind_error)?.port();
+        if settings.expire_interval_s > 0 {
+            spawn_expiry_task(
+                pool.clone(),
+                Duration::from_secs(u64::from(settings.expire_interval_s)),
+            );
+        }
         let state = web::Data::new(AppState {
             pool,
             rules: Arc::new(ruleset),
@@ -84,6 +93,26 @@ impl Application {
     }
 }
 
+/// Expires due lots every `interval`, off the request threads. Every instance may run it: the
+/// expiry is idempotent.
+fn spawn_expiry_task(pool: Pool, interval: Duration) {
+    actix_web::rt::spawn(async move {
+        let mut ticks = actix_web::rt::time::interval(interval);
+        loop {
+            ticks.tick().await;
+            let pool = pool.clone();
+            match web::block(move || crate::service::expire_due(&pool, chrono::Utc::now())).await {
+                Ok(Ok(expired)) if expired.lots > 0 => {
+                    log::info!("expired {} points in {} lots", expired.points, expired.lots)
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => log::warn!("expiry task: {e}"),
+                Err(e) => log::warn!("expiry task: {e}"),
+            }
+        }
+    });
+}
+
 /// Runs what the command line asks for.
 pub fn run_cli(cli: Cli) -> Result<(), StartupError> {
     match cli.command {
@@ -94,6 +123,35 @@ pub fn run_cli(cli: Cli) -> Result<(), StartupError> {
                 log::info!("listening on {}:{}", settings.bind.ip(), app.port());
                 app.run_until_stopped().await.map_err(StartupError::Serve)
             })
+        }
+        Command::Expire(args) => {
+            let url = ledger::DatabaseUrl::parse(&args.database)
+                .map_err(|e| StartupError::Config(format!("--database: {e}")))?;
+            let now = chrono::Utc::now();
+            let as_of = match &args.as_of {
+                None => now,
+                Some(text) => {
+                    let as_of = crate::domain::trade::parse_rfc3339(text)
+                        .map_err(|e| StartupError::Config(format!("--as-of {e}")))?
+                        .to_utc();
+                    if as_of > now {
+                        return Err(StartupError::Config(format!(
+                            "--as-of {text} is in the future"
+                        )));
+                    }
+                    as_of
+                }
+            };
+            let pool = ledger::connect(&url, 1)?;
+            let expired = crate::service::expire_due(&pool, as_of)
+                .map_err(|e| StartupError::Config(e.to_string()))?;
+            println!(
+                "expired {} points in {} lots as of {}",
+                expired.points,
+                expired.lots,
+                as_of.to_rfc3339()
+            );
+            Ok(())
         }
     }
 }

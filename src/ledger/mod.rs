@@ -147,6 +147,7 @@ pub fn post_trade(
                     trade_id: Some(trade_id),
                     kind: "earn",
                     points,
+                    effective_at_ms: now_ms,
                     created_at_ms: now_ms,
                 },
             )?;
@@ -232,6 +233,7 @@ fn burn_oldest_first(
                 trade_id: Some(trade_id),
                 kind: "burn",
                 points: -take,
+                effective_at_ms: now_ms,
                 created_at_ms: now_ms,
             },
         )?;
@@ -267,6 +269,63 @@ fn grant_of_lot(lot: &LotRow) -> Result<Grant, PostError> {
         remark: lot.remark.clone(),
         campaign_code,
     })
+}
+
+/// What one expiry run wrote.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Expired {
+    pub lots: u64,
+    pub points: i64,
+}
+
+/// Lots expired per write transaction, so a large backlog never holds the write lock long.
+pub const EXPIRE_BATCH_MAX: i64 = 500;
+
+/// Writes an `expire` entry for every lot whose expiry is at or before `as_of` and that still
+/// has points, and sets its remaining to zero. The entry is effective at the lot's expiry
+/// instant. Idempotent: a lot at zero is never picked again, and each batch takes the write
+/// lock, so two runs (or two processes) never expire a lot twice.
+pub fn expire_due(
+    conn: &mut Conn,
+    as_of: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<Expired, PostError> {
+    let mut total = Expired::default();
+    loop {
+        let batch = connection::write_transaction(conn, |conn| {
+            let lots = repo::expired_lots(conn, ms(as_of), EXPIRE_BATCH_MAX)?;
+            let mut batch = (lots.len(), Expired::default());
+            for lot in &lots {
+                let effective_at_ms = lot
+                    .expires_at_ms
+                    .expect("only lots with an expiry are picked");
+                // Guarded: if another writer changed the lot, it is left for the next run.
+                if !repo::take_from_lot(conn, lot.id, lot.remaining)? {
+                    continue;
+                }
+                repo::insert_entry(
+                    conn,
+                    &NewEntry {
+                        member_id: lot.member_id,
+                        lot_id: lot.id,
+                        trade_id: Some(lot.trade_id),
+                        kind: "expire",
+                        points: -lot.remaining,
+                        effective_at_ms,
+                        created_at_ms: ms(now),
+                    },
+                )?;
+                batch.1.lots += 1;
+                batch.1.points += lot.remaining;
+            }
+            Ok::<_, PostError>(batch)
+        })?;
+        total.lots += batch.1.lots;
+        total.points += batch.1.points;
+        if (batch.0 as i64) < EXPIRE_BATCH_MAX {
+            return Ok(total);
+        }
+    }
 }
 
 /// A member's usable points at one moment.

@@ -99,5 +99,6 @@ pub struct NewEntry<'a> {
     pub trade_id: Option<i64>,
     pub kind: &'a str,
     pub points: i64,
+    pub effective_at_ms: i64,
     pub created_at_ms: i64,
 }

@@ -93,6 +93,17 @@ pub fn take_from_lot(conn: &mut Conn, lot_id: i64, points: i64) -> Result<bool, 
     Ok(updated == 1)
 }
 
+/// Lots with points left whose expiry instant is at or before `as_of_ms`, soonest first.
+pub fn expired_lots(conn: &mut Conn, as_of_ms: i64, limit: i64) -> Result<Vec<LotRow>, Error> {
+    lots::table
+        .filter(lots::remaining.gt(0))
+        .filter(lots::expires_at_ms.le(as_of_ms))
+        .order((lots::expires_at_ms.asc(), lots::id.asc()))
+        .limit(limit)
+        .select(LotRow::as_select())
+        .load(conn)
+}
+
 pub fn lots_of_member(conn: &mut Conn, member_id: i64) -> Result<Vec<LotRow>, Error> {
     lots::table
         .filter(lots::member_id.eq(member_id))

@@ -61,6 +61,7 @@ diesel::table! {
         trade_id -> Nullable<BigInt>,
         kind -> Text,
         points -> BigInt,
+        effective_at_ms -> BigInt,
         created_at_ms -> BigInt,
     }
 }

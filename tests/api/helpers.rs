@@ -106,14 +106,25 @@ pub fn test_settings(rules: &Path, db_path: &Path) -> Settings {
         workers: 2,
         pool_size: 8,
         clock_skew_s_max: 300,
+        expire_interval_s: 0,
         body_bytes_max: Settings::BODY_BYTES_MAX,
     }
 }
 
 pub fn spawn_app_with_rules(rules: &Path) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
-    let db_path = dir.path().join("ledger.db");
-    let settings = test_settings(rules, &db_path);
+    let settings = test_settings(rules, &dir.path().join("ledger.db"));
+    spawn_in(settings, dir)
+}
+
+/// Starts the server with these settings; its database must live in a temp folder the test
+/// keeps alive.
+pub fn spawn_app_with_settings(settings: Settings) -> TestApp {
+    spawn_in(settings, tempfile::tempdir().unwrap())
+}
+
+fn spawn_in(settings: Settings, dir: TempDir) -> TestApp {
+    let DatabaseUrl::Sqlite(db_path) = settings.database.clone();
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         actix_web::rt::System::new().block_on(async move {

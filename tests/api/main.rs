@@ -1,6 +1,7 @@
 //! Integration tests: the real server on a random port against a fresh SQLite file per test.
 
 mod balance;
+mod expiry;
 mod helpers;
 mod service;
 mod startup;

@@ -356,6 +356,8 @@ fn an_acknowledged_trade_survives_kill_9() {
         Command::new(env!("CARGO_BIN_EXE_point-engine"))
             .args([
                 "serve",
+                "--expire-interval-s",
+                "0",
                 "--bind",
                 &format!("127.0.0.1:{port}"),
                 "--database",

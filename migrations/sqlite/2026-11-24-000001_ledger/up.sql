@@ -51,8 +51,11 @@ CREATE TABLE lots (
 );
 CREATE INDEX lots_member_expiry ON lots (member_id, expires_at_ms);
 CREATE INDEX lots_trade ON lots (trade_id);
+CREATE INDEX lots_expiring ON lots (expires_at_ms) WHERE remaining > 0;
 
 -- Append-only movements of points, each against one lot: earn (+), burn, expire, reverse (-).
+-- effective_at_ms is when the movement counts for finance (an expiry: the lot's expiry instant);
+-- created_at_ms is when it was written.
 CREATE TABLE entries (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     member_id BIGINT NOT NULL REFERENCES members (id),
@@ -60,9 +63,11 @@ CREATE TABLE entries (
     trade_id BIGINT REFERENCES trades (id),
     kind TEXT NOT NULL CHECK (kind IN ('earn', 'burn', 'expire', 'reverse')),
     points BIGINT NOT NULL CHECK (points <> 0),
+    effective_at_ms BIGINT NOT NULL,
     created_at_ms BIGINT NOT NULL,
     CHECK ((kind = 'earn') = (points > 0))
 );
 CREATE INDEX entries_member ON entries (member_id, id);
+CREATE INDEX entries_effective ON entries (effective_at_ms);
 CREATE INDEX entries_lot ON entries (lot_id);
 CREATE INDEX entries_trade ON entries (trade_id);
