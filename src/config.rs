@@ -23,13 +23,27 @@ pub enum Command {
     Serve(ServeArgs),
     /// Write expire entries for every lot past its expiry date, then exit.
     Expire(ExpireArgs),
+    /// Check every ledger invariant; exit non-zero and print the offending rows on a violation.
+    Audit(DatabaseArg),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DatabaseArg {
+    /// The ledger database: a SQLite file path or sqlite://path (created and migrated if new).
+    #[arg(long, env = "DATABASE_URL", default_value = "data/point-engine.db")]
+    pub database: String,
+}
+
+impl DatabaseArg {
+    pub fn url(&self) -> Result<DatabaseUrl, String> {
+        DatabaseUrl::parse(&self.database).map_err(|e| format!("--database: {e}"))
+    }
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct ExpireArgs {
-    /// The ledger database: a SQLite file path or sqlite://path.
-    #[arg(long, env = "DATABASE_URL", default_value = "data/point-engine.db")]
-    pub database: String,
+    #[command(flatten)]
+    pub db: DatabaseArg,
     /// Expire what is past its expiry at this RFC 3339 time (default: now; never in the future).
     #[arg(long)]
     pub as_of: Option<String>,
@@ -40,9 +54,8 @@ pub struct ServeArgs {
     /// Address and port to listen on.
     #[arg(long, env = "POINT_ENGINE_BIND", default_value = "127.0.0.1:8080")]
     pub bind: SocketAddr,
-    /// The ledger database: a SQLite file path or sqlite://path (created and migrated if new).
-    #[arg(long, env = "DATABASE_URL", default_value = "data/point-engine.db")]
-    pub database: String,
+    #[command(flatten)]
+    pub db: DatabaseArg,
     /// The folder of rule files (*.toml) that make the ruleset.
     #[arg(long, env = "POINT_ENGINE_RULES", default_value = "rules/")]
     pub rules: PathBuf,
@@ -80,7 +93,7 @@ impl Settings {
     pub fn from_args(args: &ServeArgs) -> Result<Self, String> {
         Ok(Self {
             bind: args.bind,
-            database: DatabaseUrl::parse(&args.database).map_err(|e| format!("--database: {e}"))?,
+            database: args.db.url()?,
             rules_dir: args.rules.clone(),
             workers: args
                 .workers

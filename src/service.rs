@@ -50,6 +50,12 @@ pub fn expire_due(pool: &Pool, as_of: DateTime<Utc>) -> Result<ledger::Expired, 
     Ok(ledger::expire_due(&mut conn, as_of, Utc::now())?)
 }
 
+/// Checks every ledger invariant.
+pub fn audit(pool: &Pool) -> Result<ledger::audit::Report, ServiceError> {
+    let mut conn = pool.get()?;
+    Ok(ledger::audit::audit(&mut conn).map_err(PostError::from)?)
+}
+
 pub fn member_balance(
     pool: &Pool,
     vip: &VipAccountNo,

@@ -32,6 +32,8 @@ pub enum StartupError {
     },
     #[error("the server stopped: {0}")]
     Serve(std::io::Error),
+    #[error("the ledger is inconsistent: {0} violations")]
+    Inconsistent(usize),
     #[error("the expiry failed; nothing of the failed batch was written: {0}")]
     Expire(#[from] crate::service::ServiceError),
 }
@@ -125,8 +127,7 @@ pub fn run_cli(cli: Cli) -> Result<(), StartupError> {
             })
         }
         Command::Expire(args) => {
-            let url = ledger::DatabaseUrl::parse(&args.database)
-                .map_err(|e| StartupError::Config(format!("--database: {e}")))?;
+            let url = args.db.url().map_err(StartupError::Config)?;
             let now = chrono::Utc::now();
             let as_of = match &args.as_of {
                 None => now,
@@ -152,6 +153,26 @@ pub fn run_cli(cli: Cli) -> Result<(), StartupError> {
                 as_of.to_rfc3339()
             );
             Ok(())
+        }
+        Command::Audit(db) => {
+            let url = db.url().map_err(StartupError::Config)?;
+            let report = crate::service::audit(&ledger::connect(&url, 1)?)?;
+            let counts = format!(
+                "{} trades, {} lots, {} entries",
+                report.trades, report.lots, report.entries
+            );
+            if report.is_consistent() {
+                println!("ledger consistent: {counts}");
+                return Ok(());
+            }
+            println!(
+                "ledger INCONSISTENT: {} violations in {counts}",
+                report.violations.len()
+            );
+            for violation in &report.violations {
+                println!("{violation}");
+            }
+            Err(StartupError::Inconsistent(report.violations.len()))
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The HTTP facade: one module per wire contract, each only mapping JSON to the domain and
 //! back.
 
+pub mod audit;
 pub mod balance;
 pub mod fields;
 pub mod health;
@@ -23,7 +24,8 @@ pub fn routes(cfg: &mut web::ServiceConfig, body_bytes_max: usize) {
                 .route(
                     "/members/{vip_accountno}/balance",
                     web::get().to(balance::balance),
-                ),
+                )
+                .route("/audit", web::get().to(audit::audit)),
         )
         .default_service(web::to(not_found));
 }

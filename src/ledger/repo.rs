@@ -104,25 +104,38 @@ pub fn expired_lots(conn: &mut Conn, as_of_ms: i64, limit: i64) -> Result<Vec<Lo
         .load(conn)
 }
 
-pub fn lots_of_member(conn: &mut Conn, member_id: i64) -> Result<Vec<LotRow>, Error> {
-    lots::table
-        .filter(lots::member_id.eq(member_id))
+/// Every lot, or one member's.
+pub fn all_lots(conn: &mut Conn, member_id: Option<i64>) -> Result<Vec<LotRow>, Error> {
+    let mut query = lots::table
         .order(lots::id.asc())
         .select(LotRow::as_select())
-        .load(conn)
+        .into_boxed();
+    if let Some(member_id) = member_id {
+        query = query.filter(lots::member_id.eq(member_id));
+    }
+    query.load(conn)
 }
 
-pub fn entries_of_member(conn: &mut Conn, member_id: i64) -> Result<Vec<EntryRow>, Error> {
-    entries::table
-        .filter(entries::member_id.eq(member_id))
+/// Every entry, or one member's.
+pub fn all_entries(conn: &mut Conn, member_id: Option<i64>) -> Result<Vec<EntryRow>, Error> {
+    let mut query = entries::table
         .order(entries::id.asc())
         .select(EntryRow::as_select())
-        .load(conn)
+        .into_boxed();
+    if let Some(member_id) = member_id {
+        query = query.filter(entries::member_id.eq(member_id));
+    }
+    query.load(conn)
 }
 
-pub fn member_ids(conn: &mut Conn) -> Result<Vec<i64>, Error> {
-    members::table
-        .select(members::id)
-        .order(members::id.asc())
-        .load(conn)
+/// (id, burn_point) of every trade, or of one member's.
+pub fn trade_burns(conn: &mut Conn, member_id: Option<i64>) -> Result<Vec<(i64, i64)>, Error> {
+    let mut query = trades::table
+        .order(trades::id.asc())
+        .select((trades::id, trades::burn_point))
+        .into_boxed();
+    if let Some(member_id) = member_id {
+        query = query.filter(trades::member_id.eq(member_id));
+    }
+    query.load(conn)
 }

@@ -1,5 +1,6 @@
 //! Integration tests: the real server on a random port against a fresh SQLite file per test.
 
+mod audit;
 mod balance;
 mod expiry;
 mod helpers;

@@ -1,0 +1,62 @@
+//! `GET /v1/point-engine/audit`: every ledger invariant, for monitoring. Answers 200 with
+//! `consistent` and the violations; alert on `consistent: false`.
+
+use crate::error::{failure, success, ErrorCode};
+use crate::ledger::audit::Report;
+use crate::service::{self, ServiceError};
+use crate::startup::AppState;
+use actix_web::{web, HttpResponse, ResponseError};
+use serde::Serialize;
+
+#[derive(Debug, Serialize)]
+pub struct AuditData {
+    pub consistent: bool,
+    pub trades: usize,
+    pub lots: usize,
+    pub entries: usize,
+    pub violations: Vec<String>,
+}
+
+impl From<Report> for AuditData {
+    fn from(report: Report) -> Self {
+        Self {
+            consistent: report.is_consistent(),
+            trades: report.trades,
+            lots: report.lots,
+            entries: report.entries,
+            violations: report.violations,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+    #[error("the blocking task failed: {0}")]
+    Blocking(#[from] actix_web::error::BlockingError),
+}
+
+impl ResponseError for AuditError {
+    fn error_response(&self) -> HttpResponse {
+        match self {
+            Self::Service(ServiceError::Unavailable(e)) => {
+                log::warn!("audit: {e}");
+                failure(ErrorCode::Unavailable, "the ledger is busy, retry")
+            }
+            other => {
+                log::error!("audit: {other}");
+                failure(ErrorCode::Internal, "internal error")
+            }
+        }
+    }
+
+    fn status_code(&self) -> actix_web::http::StatusCode {
+        self.error_response().status()
+    }
+}
+
+pub async fn audit(state: web::Data<AppState>) -> Result<HttpResponse, AuditError> {
+    let report = web::block(move || service::audit(&state.pool)).await??;
+    Ok(success(AuditData::from(report)))
+}

@@ -1,0 +1,116 @@
+use crate::helpers::*;
+use diesel::connection::SimpleConnection;
+use serde_json::json;
+
+/// Member 1 earns 100 (lot 1), then burns 30 of it and earns 50 (lot 2); member 2 earns 100
+/// (lot 3). Entries: 1 earn 100, 2 burn -30, 3 earn 50, 4 earn 100.
+fn ledger_with_a_burn() -> TestApp {
+    let app = spawn_app();
+    assert_eq!(app.post_trade(&trade("T1", "M-A", &hours_ago(2))).0, 200);
+    let mut burn = trade("T2", "M-A", &hours_ago(1));
+    burn["payment_amount"] = json!("500.00");
+    burn["burn_point"] = json!(30);
+    assert_eq!(app.post_trade(&burn).0, 200);
+    assert_eq!(app.post_trade(&trade("T3", "M-B", &hours_ago(1))).0, 200);
+    app
+}
+
+fn audit_command(app: &TestApp) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_point-engine"))
+        .args(["audit", "--database"])
+        .arg(&app.db_path)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    (out.status.success(), String::from_utf8(out.stdout).unwrap())
+}
+
+#[test]
+fn a_sound_ledger_passes_the_audit() {
+    let app = ledger_with_a_burn();
+    assert_eq!(
+        audit_command(&app),
+        (
+            true,
+            "ledger consistent: 3 trades, 3 lots, 4 entries\n".into()
+        )
+    );
+    assert_eq!(
+        app.get("/v1/point-engine/audit"),
+        (
+            200,
+            json!({"code": 0, "msg": "success", "data": {
+                "consistent": true, "trades": 3, "lots": 3, "entries": 4, "violations": []
+            }})
+        )
+    );
+}
+
+#[test]
+fn the_audit_catches_each_kind_of_damage() {
+    let cases: [(&str, &[&str]); 6] = [
+        (
+            "UPDATE lots SET remaining = 71 WHERE id = 1",
+            &[
+                "lot 1: entries sum to 70, remaining is 71",
+                "totals by type: entries {\"E\": 220}, lots remaining {\"E\": 221}",
+            ],
+        ),
+        (
+            "DELETE FROM entries WHERE id = 4",
+            &[
+                "lot 3: entries sum to 0, remaining is 100",
+                "lot 3: earn entries (points, trade) [], expected [(100, Some(3))]",
+                "totals by type: entries {\"E\": 120}, lots remaining {\"E\": 220}",
+            ],
+        ),
+        (
+            "UPDATE entries SET trade_id = 1 WHERE kind = 'burn'",
+            &["trade 1: burn entries take 30, burn_point is 0", "trade 2: burn entries take 0, burn_point is 30"],
+        ),
+        ("UPDATE entries SET member_id = 2 WHERE id = 2", &["entry 2: member 2 but lot 1 belongs to member 1"]),
+        (
+            "PRAGMA ignore_check_constraints = ON; UPDATE lots SET remaining = -5 WHERE id = 3",
+            &[
+                "lot 3: remaining -5 outside 0..=100",
+                "lot 3: entries sum to 100, remaining is -5",
+                "totals by type: entries {\"E\": 220}, lots remaining {\"E\": 115}",
+            ],
+        ),
+        (
+            "INSERT INTO entries (member_id, lot_id, trade_id, kind, points, effective_at_ms, created_at_ms) \
+             VALUES (2, 3, 3, 'expire', -100, 0, 0), (2, 3, 3, 'expire', -100, 0, 0)",
+            &[
+                "lot 3: entries sum to -100, remaining is 100",
+                "lot 3: 2 expire entries",
+                "totals by type: entries {\"E\": 20}, lots remaining {\"E\": 220}",
+            ],
+        ),
+    ];
+    for (damage, violations) in cases {
+        let app = ledger_with_a_burn();
+        app.conn().batch_execute(damage).unwrap();
+        let (ok, stdout) = audit_command(&app);
+        assert!(!ok, "{damage}");
+        let mut expected = format!(
+            "ledger INCONSISTENT: {} violations in 3 trades, 3 lots, ",
+            violations.len()
+        );
+        expected += if damage.starts_with("INSERT") {
+            "6 entries\n"
+        } else if damage.starts_with("DELETE") {
+            "3 entries\n"
+        } else {
+            "4 entries\n"
+        };
+        for v in violations {
+            expected += v;
+            expected += "\n";
+        }
+        assert_eq!(stdout, expected, "{damage}");
+        let (status, body) = app.get("/v1/point-engine/audit");
+        assert_eq!(status, 200);
+        assert_eq!(body["data"]["consistent"], json!(false), "{damage}");
+        assert_eq!(body["data"]["violations"], json!(violations), "{damage}");
+    }
+}
