@@ -71,6 +71,21 @@ pub fn failure(code: ErrorCode, msg: impl Into<String>) -> HttpResponse {
     })
 }
 
+/// The database had no connection free in time: logged, answered 503, safe to retry.
+pub fn busy(endpoint: &str, error: &dyn std::fmt::Display) -> HttpResponse {
+    log::warn!("{endpoint}: {error}");
+    failure(
+        ErrorCode::Unavailable,
+        "the ledger is busy; nothing was written, retry",
+    )
+}
+
+/// A failure inside point-engine: logged with its details, answered 500 without them.
+pub fn internal(endpoint: &str, error: &dyn std::fmt::Display) -> HttpResponse {
+    log::error!("{endpoint}: {error}");
+    failure(ErrorCode::Internal, "internal error; nothing was written")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

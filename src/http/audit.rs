@@ -1,7 +1,7 @@
 //! `GET /v1/point-engine/audit`: every ledger invariant, for monitoring. Answers 200 with
 //! `consistent` and the violations; alert on `consistent: false`.
 
-use crate::error::{failure, success, ErrorCode};
+use crate::error::{busy, internal, success};
 use crate::ledger::audit::Report;
 use crate::service::{self, ServiceError};
 use crate::startup::AppState;
@@ -40,14 +40,8 @@ pub enum AuditError {
 impl ResponseError for AuditError {
     fn error_response(&self) -> HttpResponse {
         match self {
-            Self::Service(ServiceError::Unavailable(e)) => {
-                log::warn!("audit: {e}");
-                failure(ErrorCode::Unavailable, "the ledger is busy, retry")
-            }
-            other => {
-                log::error!("audit: {other}");
-                failure(ErrorCode::Internal, "internal error")
-            }
+            Self::Service(ServiceError::Unavailable(e)) => busy("audit", e),
+            other => internal("audit", other),
         }
     }
 

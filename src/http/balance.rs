@@ -4,7 +4,7 @@
 use super::fields::{parsed, FieldError};
 use crate::domain::trade::parse_rfc3339;
 use crate::domain::VipAccountNo;
-use crate::error::{failure, success, ErrorCode};
+use crate::error::{busy, failure, internal, success, ErrorCode};
 use crate::ledger::Balance;
 use crate::service::{self, ServiceError};
 use crate::startup::AppState;
@@ -75,14 +75,8 @@ impl ResponseError for BalanceError {
         match self {
             Self::Invalid(e) => failure(ErrorCode::InvalidField, e.to_string()),
             Self::NotFound(vip) => failure(ErrorCode::NotFound, format!("member {vip} not found")),
-            Self::Service(ServiceError::Unavailable(e)) => {
-                log::warn!("balance: {e}");
-                failure(ErrorCode::Unavailable, "the ledger is busy, retry")
-            }
-            other => {
-                log::error!("balance: {other}");
-                failure(ErrorCode::Internal, "internal error")
-            }
+            Self::Service(ServiceError::Unavailable(e)) => busy("balance", e),
+            other => internal("balance", other),
         }
     }
 

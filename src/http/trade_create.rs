@@ -7,7 +7,7 @@ use crate::domain::{
     Amount, CurrencyCode, ExpireType, Grant, ImageUrl, InvoiceId, OutTradeNo, PaymentMethod,
     Points, StoreCode, Trade, VipAccountNo,
 };
-use crate::error::{failure, success, ErrorCode};
+use crate::error::{busy, failure, internal, success, ErrorCode};
 use crate::ledger::{PostError, Posted};
 use crate::rules::EvaluateError;
 use crate::service::{self, ServiceError};
@@ -239,17 +239,8 @@ impl ResponseError for TradeCreateError {
                 ErrorCode::InsufficientPoints,
                 format!("burn_point {requested} is more than the {available} points available"),
             ),
-            Self::Service(Unavailable(e)) => {
-                log::warn!("trade-create: {e}");
-                failure(
-                    ErrorCode::Unavailable,
-                    "the ledger is busy; nothing was written, retry",
-                )
-            }
-            other => {
-                log::error!("trade-create: {other}");
-                failure(ErrorCode::Internal, "internal error; nothing was written")
-            }
+            Self::Service(Unavailable(e)) => busy("trade-create", e),
+            other => internal("trade-create", other),
         }
     }
 
