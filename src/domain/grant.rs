@@ -38,6 +38,8 @@ pub struct Grant {
     pub expire_date: Option<NaiveDate>,
     /// The instant the points stop being available (the local midnight after `expire_date`).
     pub expires_at: Option<DateTime<Utc>>,
+    /// The instant the points become usable: pending before it (the program's return window).
+    pub available_at: DateTime<Utc>,
     pub remark: String,
     /// Set for A grants, `None` for E grants.
     pub campaign_code: Option<CampaignCode>,

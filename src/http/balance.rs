@@ -3,7 +3,7 @@
 
 use super::fields::{parsed, FieldError};
 use crate::domain::trade::parse_rfc3339;
-use crate::domain::VipAccountNo;
+use crate::domain::{Grant, VipAccountNo};
 use crate::error::{busy, failure, internal, success, ErrorCode};
 use crate::ledger::Balance;
 use crate::service::{self, ServiceError};
@@ -22,6 +22,9 @@ pub struct BalanceData {
     pub vip_accountno: String,
     pub available_point: i64,
     pub lots: Vec<LotDetail>,
+    /// Points still in the program's pending period (`pending_days`): shown, not burnable.
+    pub pending_point: i64,
+    pub pending_lots: Vec<LotDetail>,
 }
 
 #[derive(Debug, Serialize)]
@@ -33,6 +36,26 @@ pub struct LotDetail {
     /// The last day the points are usable, KDP ones included; "" when they never expire.
     pub expire_time: String,
     pub campaign_code: String,
+    /// When the points become usable (RFC 3339, UTC).
+    pub available_time: String,
+}
+
+impl From<&Grant> for LotDetail {
+    fn from(lot: &Grant) -> Self {
+        Self {
+            point: lot.points.value(),
+            point_type: lot.point_type.as_str(),
+            expire_type: lot.expire_type.as_str(),
+            expire_time: lot.expire_date.map_or_else(String::new, |d| d.to_string()),
+            campaign_code: lot
+                .campaign_code
+                .as_ref()
+                .map_or_else(String::new, |c| c.to_string()),
+            available_time: lot
+                .available_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        }
+    }
 }
 
 impl From<&Balance> for BalanceData {
@@ -40,20 +63,9 @@ impl From<&Balance> for BalanceData {
         Self {
             vip_accountno: balance.vip_accountno.to_string(),
             available_point: balance.available.value(),
-            lots: balance
-                .lots
-                .iter()
-                .map(|lot| LotDetail {
-                    point: lot.points.value(),
-                    point_type: lot.point_type.as_str(),
-                    expire_type: lot.expire_type.as_str(),
-                    expire_time: lot.expire_date.map_or_else(String::new, |d| d.to_string()),
-                    campaign_code: lot
-                        .campaign_code
-                        .as_ref()
-                        .map_or_else(String::new, |c| c.to_string()),
-                })
-                .collect(),
+            lots: balance.lots.iter().map(LotDetail::from).collect(),
+            pending_point: balance.pending.value(),
+            pending_lots: balance.pending_lots.iter().map(LotDetail::from).collect(),
         }
     }
 }

@@ -133,6 +133,7 @@ pub fn post_trade(
                     expire_type: grant.expire_type.as_str(),
                     expire_date: grant.expire_date.map(|d| d.to_string()),
                     expires_at_ms: grant.expires_at.map(ms),
+                    available_at_ms: ms(grant.available_at),
                     points,
                     remaining: points,
                     ruleset_version,
@@ -204,7 +205,8 @@ fn burn_oldest_first(
     burn: Points,
     now_ms: i64,
 ) -> Result<(), PostError> {
-    let mut lots = repo::available_lots(conn, member_id, now_ms)?;
+    let mut lots = repo::unexpired_lots(conn, member_id, now_ms)?;
+    lots.retain(|l| l.available_at_ms <= now_ms);
     let available: i64 = lots.iter().map(|l| l.remaining).sum();
     if available < burn.value() {
         return Err(PostError::InsufficientPoints {
@@ -266,6 +268,8 @@ fn grant_of_lot(lot: &LotRow) -> Result<Grant, PostError> {
         expires_at: lot
             .expires_at_ms
             .and_then(DateTime::<Utc>::from_timestamp_millis),
+        available_at: DateTime::<Utc>::from_timestamp_millis(lot.available_at_ms)
+            .ok_or_else(|| corrupt("available_at_ms", lot.available_at_ms.to_string()))?,
         remark: lot.remark.clone(),
         campaign_code,
     })
@@ -328,13 +332,18 @@ pub fn expire_due(
     }
 }
 
-/// A member's usable points at one moment.
+/// A member's points at one moment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Balance {
     pub vip_accountno: VipAccountNo,
+    /// Usable now: can be burned.
     pub available: Points,
+    /// Not expired, but still in the program's pending period: cannot be burned yet.
+    pub pending: Points,
     /// Usable lots, soonest to expire first, each with the points it has left.
     pub lots: Vec<Grant>,
+    /// Pending lots, soonest to become usable first.
+    pub pending_lots: Vec<Grant>,
 }
 
 /// The member's balance as of `as_of`: lots past their expiry never count, whether or not an
@@ -347,18 +356,31 @@ pub fn balance(
     let Some(member_id) = repo::find_member_id(conn, vip.as_str())? else {
         return Ok(None);
     };
-    let mut rows = repo::available_lots(conn, member_id, ms(as_of))?;
-    rows.sort_by_key(|l| (l.expires_at_ms.is_none(), l.expires_at_ms, l.id));
-    let mut lots = Vec::with_capacity(rows.len());
-    for row in &rows {
-        let mut grant = grant_of_lot(row)?;
-        grant.points = Points::new(row.remaining).map_err(PostError::Corrupt)?;
-        lots.push(grant);
-    }
-    let available = rows.iter().map(|l| l.remaining).sum();
+    let as_of_ms = ms(as_of);
+    let (mut usable, mut pending): (Vec<LotRow>, Vec<LotRow>) =
+        repo::unexpired_lots(conn, member_id, as_of_ms)?
+            .into_iter()
+            .partition(|l| l.available_at_ms <= as_of_ms);
+    usable.sort_by_key(|l| (l.expires_at_ms.is_none(), l.expires_at_ms, l.id));
+    pending.sort_by_key(|l| (l.available_at_ms, l.id));
+    let with_remaining = |rows: &[LotRow]| -> Result<(Points, Vec<Grant>), PostError> {
+        let mut lots = Vec::with_capacity(rows.len());
+        for row in rows {
+            let mut grant = grant_of_lot(row)?;
+            grant.points = Points::new(row.remaining).map_err(PostError::Corrupt)?;
+            lots.push(grant);
+        }
+        let total =
+            Points::new(rows.iter().map(|l| l.remaining).sum()).map_err(PostError::Corrupt)?;
+        Ok((total, lots))
+    };
+    let (available, lots) = with_remaining(&usable)?;
+    let (pending, pending_lots) = with_remaining(&pending)?;
     Ok(Some(Balance {
         vip_accountno: vip.clone(),
-        available: Points::new(available).map_err(PostError::Corrupt)?,
+        available,
+        pending,
         lots,
+        pending_lots,
     }))
 }

@@ -62,8 +62,9 @@ pub fn lots_of_trade(conn: &mut Conn, trade_id: i64) -> Result<Vec<LotRow>, Erro
         .load(conn)
 }
 
-/// A member's lots with points left that are still usable at `as_of_ms`, in no set order.
-pub fn available_lots(
+/// A member's lots with points left that have not expired at `as_of_ms` (usable or still
+/// pending), in no set order.
+pub fn unexpired_lots(
     conn: &mut Conn,
     member_id: i64,
     as_of_ms: i64,

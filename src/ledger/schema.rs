@@ -46,6 +46,7 @@ diesel::table! {
         expire_type -> Text,
         expire_date -> Nullable<Text>,
         expires_at_ms -> Nullable<BigInt>,
+        available_at_ms -> BigInt,
         points -> BigInt,
         remaining -> BigInt,
         ruleset_version -> Text,

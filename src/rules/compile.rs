@@ -20,6 +20,7 @@ pub const TEXT_LEN_MAX: usize = 256;
 pub const RATE_MAX: Decimal = Decimal::from_parts(1_000_000, 0, 0, false, 0);
 pub const MULTIPLIER_MAX: Decimal = Decimal::from_parts(1_000, 0, 0, false, 0);
 pub const QUARTERS_AHEAD_MAX: i64 = 40;
+pub const PENDING_DAYS_MAX: i64 = 366;
 
 /// One thing wrong in a rule file, with where it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -238,6 +239,18 @@ fn compile_program(raw: &RawProgram, report: &mut dyn FnMut(String)) -> Option<P
         report,
     );
     let kdp = field("program.kdp", compile_kdp(&raw.kdp), report);
+    let pending_days = field(
+        "program.pending_days",
+        if (0..=PENDING_DAYS_MAX).contains(&raw.pending_days) {
+            Ok(raw.pending_days as u32)
+        } else {
+            Err(format!(
+                "must be from 0 to {PENDING_DAYS_MAX}, got {}",
+                raw.pending_days
+            ))
+        },
+        report,
+    );
     let mut currency_rates = BTreeMap::new();
     for (code, rate) in &raw.currencies {
         let entry = format!("program.currencies.{code}");
@@ -269,6 +282,7 @@ fn compile_program(raw: &RawProgram, report: &mut dyn FnMut(String)) -> Option<P
         earn_per_amount: earn_per_amount?,
         earn_remark: earn_remark?,
         kdp: kdp?,
+        pending_days: pending_days?,
     })
 }
 

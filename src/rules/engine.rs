@@ -4,7 +4,7 @@ use crate::domain::expiry::{quarter_end, KdpPolicy};
 use crate::domain::{
     CampaignCode, CurrencyCode, ExpireType, Grant, PointType, Points, ProgramTz, Trade,
 };
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::{Decimal, RoundingStrategy};
 use std::collections::BTreeMap;
@@ -88,6 +88,8 @@ pub struct Program {
     pub earn_per_amount: Decimal,
     pub earn_remark: String,
     pub kdp: KdpPolicy,
+    /// New points are pending (not usable) for this many days after the sale.
+    pub pending_days: u32,
 }
 
 /// What a matching campaign adds as A points.
@@ -218,7 +220,6 @@ impl Ruleset {
             .checked_mul(*rate)
             .ok_or(EvaluateError::PointsOverflow)?;
         let sales_at = trade.sales_instant();
-        let earned_on = program.time_zone.local_date(sales_at);
 
         let e_points = spend_base
             .checked_mul(program.earn_points)
@@ -234,7 +235,7 @@ impl Ruleset {
                 e_points,
                 ExpireType::Kdp,
                 0,
-                earned_on,
+                sales_at,
                 &program.earn_remark,
                 None,
             ));
@@ -264,7 +265,7 @@ impl Ruleset {
                     points,
                     campaign.expire_type,
                     campaign.quarters_ahead,
-                    earned_on,
+                    sales_at,
                     &campaign.remark,
                     Some(&campaign.code),
                 ));
@@ -283,10 +284,11 @@ impl Ruleset {
         points: Points,
         expire_type: ExpireType,
         quarters_ahead: u32,
-        earned_on: NaiveDate,
+        sales_at: DateTime<Utc>,
         remark: &str,
         campaign_code: Option<&CampaignCode>,
     ) -> Grant {
+        let earned_on = self.program.time_zone.local_date(sales_at);
         let expire_date = match expire_type {
             ExpireType::Kdp => self.program.kdp.expiry_date(earned_on),
             ExpireType::Quarter => Some(quarter_end(earned_on, quarters_ahead)),
@@ -297,6 +299,7 @@ impl Ruleset {
             expire_type,
             expire_date,
             expires_at: expire_date.map(|d| self.program.time_zone.end_of_date(d)),
+            available_at: sales_at + chrono::Duration::days(i64::from(self.program.pending_days)),
             remark: remark.to_string(),
             campaign_code: campaign_code.cloned(),
         }

@@ -21,6 +21,8 @@ pub struct RawProgram {
     pub time_zone: String,
     pub base_currency: String,
     pub rounding: String,
+    #[serde(default)]
+    pub pending_days: i64,
     pub earn: RawEarn,
     pub kdp: RawKdp,
     pub currencies: BTreeMap<String, DecimalText>,

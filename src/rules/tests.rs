@@ -350,7 +350,7 @@ award = { fixed = 5 }
 fn loader_errors_name_file_line_and_what_is_wrong() {
     let cases: Vec<(String, String, &str)> = vec![
         (PROGRAM.replace("rounding = \"floor\"", "rounding = \"floor\"\ncolour = \"red\""), ONE.into(),
-         "p.toml:7:1: unknown field `colour`, expected one of `name`, `time_zone`, `base_currency`, `rounding`, `earn`, `kdp`, `currencies`"),
+         "p.toml:7:1: unknown field `colour`, expected one of `name`, `time_zone`, `base_currency`, `rounding`, `pending_days`, `earn`, `kdp`, `currencies`"),
         (PROGRAM.replace("\"+08:00\"", "\"Mars/Base\""), ONE.into(),
          "p.toml:2:1: program.time_zone: must be an offset such as \"+08:00\" or a zone such as \"Asia/Hong_Kong\", got \"Mars/Base\""),
         (PROGRAM.replace("USD = \"7.8\"", "USD = 7.8"), ONE.into(),
@@ -373,6 +373,8 @@ fn loader_errors_name_file_line_and_what_is_wrong() {
          "c.toml:4:1: unknown field `start_at`, expected one of `code`, `name`, `remark`, `starts_at`, `ends_at`, `stores`, `payment_methods`, `currencies`, `min_spend`, `priority`, `exclusive`, `expiry`, `quarters_ahead`, `award`"),
         (PROGRAM.into(), ONE.replace("code = \"ONE\"", "code = [1]"),
          "c.toml:3:8: invalid type: sequence, expected a string"),
+        (PROGRAM.replace("rounding = \"floor\"", "rounding = \"floor\"\npending_days = 400"), ONE.into(),
+         "p.toml:2:1: program.pending_days: must be from 0 to 366, got 400"),
         ("".into(), ONE.into(), "p.toml:1:1: no [program] table in any rule file"),
         (PROGRAM.into(), PROGRAM.into(), "c.toml:2:1: a second [program]: the first is in p.toml"),
     ];

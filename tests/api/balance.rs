@@ -13,9 +13,13 @@ fn the_seed_trade_is_available_in_its_quarter_and_expired_today() {
             "vip_accountno": "040xxxx",
             "available_point": 300,
             "lots": [
-                {"point": 200, "type": "A", "expire_type": "QUARTER", "expire_time": "2023-03-31", "campaign_code": "Q1-2023-VISA-DP01"},
-                {"point": 100, "type": "E", "expire_type": "KDP", "expire_time": "2025-01-31", "campaign_code": ""}
-            ]
+                {"point": 200, "type": "A", "expire_type": "QUARTER", "expire_time": "2023-03-31",
+                 "campaign_code": "Q1-2023-VISA-DP01", "available_time": "2023-01-20T02:00:00Z"},
+                {"point": 100, "type": "E", "expire_type": "KDP", "expire_time": "2025-01-31",
+                 "campaign_code": "", "available_time": "2023-01-20T02:00:00Z"}
+            ],
+            "pending_point": 0,
+            "pending_lots": []
         }})
     );
     // The last second of Q1 in +08:00 still has the A points; the next second does not.
@@ -30,7 +34,7 @@ fn the_seed_trade_is_available_in_its_quarter_and_expired_today() {
     assert_eq!(status, 200);
     assert_eq!(
         body["data"],
-        json!({"vip_accountno": "040xxxx", "available_point": 0, "lots": []})
+        json!({"vip_accountno": "040xxxx", "available_point": 0, "lots": [], "pending_point": 0, "pending_lots": []})
     );
 }
 
@@ -73,4 +77,57 @@ fn an_unknown_member_is_not_found_and_a_bad_as_of_is_named() {
 fn health_answers_200() {
     let app = spawn_app();
     assert_eq!(app.get("/health"), (200, json!({"status": "ok"})));
+}
+
+const PENDING_RULES: &str = r#"
+[program]
+name = "Return window"
+time_zone = "+08:00"
+base_currency = "HKD"
+rounding = "floor"
+pending_days = 7
+earn = { base = "payment_amount", points = 1, per_amount = "10" }
+kdp = { policy = "never" }
+currencies = { HKD = "1" }
+"#;
+
+#[test]
+fn new_points_are_pending_for_the_return_window_and_cannot_be_burned() {
+    let rules = rules_dir(&[("program.toml", PENDING_RULES)]);
+    let app = spawn_app_with_rules(rules.path());
+    let sold = "2026-01-10T12:00:00+08:00";
+    assert_eq!(app.post_trade(&trade("P-1", "M-P", sold)).0, 200);
+    let pending_lot = json!({"point": 100, "type": "E", "expire_type": "KDP", "expire_time": "",
+                             "campaign_code": "", "available_time": "2026-01-17T04:00:00Z"});
+    let (_, body) = app.balance("M-P", Some("2026-01-17T11:59:59+08:00"));
+    assert_eq!(
+        body["data"],
+        json!({"vip_accountno": "M-P", "available_point": 0, "lots": [], "pending_point": 100, "pending_lots": [pending_lot]})
+    );
+    let (_, body) = app.balance("M-P", Some("2026-01-17T12:00:00+08:00"));
+    assert_eq!(
+        body["data"],
+        json!({"vip_accountno": "M-P", "available_point": 100, "lots": [pending_lot], "pending_point": 0, "pending_lots": []})
+    );
+
+    // Points from a sale an hour ago are pending now: a burn cannot touch them.
+    assert_eq!(app.post_trade(&trade("P-2", "M-Q", &hours_ago(1))).0, 200);
+    let mut burn = trade("P-3", "M-Q", &hours_ago(1));
+    burn["burn_point"] = json!(1);
+    assert_eq!(
+        app.post_trade(&burn),
+        (
+            422,
+            error_body(42200, "burn_point 1 is more than the 0 points available")
+        )
+    );
+    let (_, body) = app.balance("M-Q", None);
+    assert_eq!(
+        (
+            body["data"]["available_point"].clone(),
+            body["data"]["pending_point"].clone()
+        ),
+        (json!(0), json!(100))
+    );
+    app.assert_ledger_consistent();
 }

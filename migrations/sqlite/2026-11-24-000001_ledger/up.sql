@@ -33,7 +33,8 @@ CREATE TABLE trades (
 );
 CREATE INDEX trades_member ON trades (member_id);
 
--- A lot: the points of one grant, and how many of them remain.
+-- A lot: the points of one grant, and how many of them remain. Its points are pending (not
+-- usable) before available_at_ms and expired from expires_at_ms.
 CREATE TABLE lots (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     member_id BIGINT NOT NULL REFERENCES members (id),
@@ -44,6 +45,7 @@ CREATE TABLE lots (
     expire_type TEXT NOT NULL CHECK (expire_type IN ('KDP', 'QUARTER')),
     expire_date TEXT,
     expires_at_ms BIGINT,
+    available_at_ms BIGINT NOT NULL,
     points BIGINT NOT NULL CHECK (points > 0),
     remaining BIGINT NOT NULL CHECK (remaining >= 0 AND remaining <= points),
     ruleset_version TEXT NOT NULL,
