@@ -64,3 +64,23 @@ pub fn member_balance(
     let mut conn = pool.get()?;
     Ok(ledger::balance(&mut conn, vip, as_of)?)
 }
+
+pub fn member_history(
+    pool: &Pool,
+    vip: &VipAccountNo,
+    page: i64,
+    page_size: i64,
+) -> Result<Option<ledger::history::History>, ServiceError> {
+    let mut conn = pool.get()?;
+    Ok(ledger::history::member_history(
+        &mut conn, vip, page, page_size,
+    )?)
+}
+
+pub fn trade_detail(
+    pool: &Pool,
+    number: &str,
+) -> Result<Option<ledger::history::TradeDetail>, ServiceError> {
+    let mut conn = pool.get()?;
+    Ok(ledger::history::trade_detail(&mut conn, number)?)
+}

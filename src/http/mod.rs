@@ -5,6 +5,7 @@ pub mod audit;
 pub mod balance;
 pub mod fields;
 pub mod health;
+pub mod history;
 pub mod trade_create;
 
 use crate::error::{failure, ErrorCode};
@@ -25,6 +26,11 @@ pub fn routes(cfg: &mut web::ServiceConfig, body_bytes_max: usize) {
                     "/members/{vip_accountno}/balance",
                     web::get().to(balance::balance),
                 )
+                .route(
+                    "/members/{vip_accountno}/entries",
+                    web::get().to(history::member_entries),
+                )
+                .route("/trades/{number}", web::get().to(history::trade))
                 .route("/audit", web::get().to(audit::audit)),
         )
         .default_service(web::to(not_found));

@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod connection;
+pub mod history;
 pub mod migrations;
 pub mod models;
 pub mod repo;

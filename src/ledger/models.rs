@@ -13,6 +13,24 @@ pub struct TradeRow {
     pub member_id: i64,
 }
 
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = trades)]
+pub struct TradeDetailRow {
+    pub id: i64,
+    pub trade_no: String,
+    pub out_trade_no: String,
+    pub store_code: String,
+    pub invoice_id: String,
+    pub currency: String,
+    pub total_amount_minor: i64,
+    pub payment_amount_minor: i64,
+    pub payment_method: String,
+    pub sales_time: String,
+    pub burn_point: i64,
+    pub ruleset_version: String,
+    pub created_at_ms: i64,
+}
+
 #[derive(Debug, Insertable)]
 #[diesel(table_name = members)]
 pub struct NewMember<'a> {
@@ -91,6 +109,8 @@ pub struct EntryRow {
     pub trade_id: Option<i64>,
     pub kind: String,
     pub points: i64,
+    pub effective_at_ms: i64,
+    pub created_at_ms: i64,
 }
 
 #[derive(Debug, Insertable)]

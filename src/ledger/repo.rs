@@ -1,7 +1,9 @@
 //! Every query the ledger runs. Functions take a connection, never the pool.
 
 use super::connection::Conn;
-use super::models::{EntryRow, LotRow, NewEntry, NewLot, NewMember, NewTrade, TradeRow};
+use super::models::{
+    EntryRow, LotRow, NewEntry, NewLot, NewMember, NewTrade, TradeDetailRow, TradeRow,
+};
 use super::schema::{entries, lots, members, trades};
 use diesel::prelude::*;
 use diesel::result::Error;
@@ -139,4 +141,70 @@ pub fn trade_burns(conn: &mut Conn, member_id: Option<i64>) -> Result<Vec<(i64, 
         query = query.filter(trades::member_id.eq(member_id));
     }
     query.load(conn)
+}
+
+pub fn count_entries_of_member(conn: &mut Conn, member_id: i64) -> Result<i64, Error> {
+    entries::table
+        .filter(entries::member_id.eq(member_id))
+        .count()
+        .get_result(conn)
+}
+
+/// One page of a member's entries, newest first.
+pub fn entries_page(
+    conn: &mut Conn,
+    member_id: i64,
+    offset: i64,
+    limit: i64,
+) -> Result<Vec<EntryRow>, Error> {
+    entries::table
+        .filter(entries::member_id.eq(member_id))
+        .order(entries::id.desc())
+        .offset(offset)
+        .limit(limit)
+        .select(EntryRow::as_select())
+        .load(conn)
+}
+
+pub fn lots_by_ids(conn: &mut Conn, ids: &[i64]) -> Result<Vec<LotRow>, Error> {
+    lots::table
+        .filter(lots::id.eq_any(ids))
+        .select(LotRow::as_select())
+        .load(conn)
+}
+
+/// (id, trade_no, out_trade_no) of the given trades.
+pub fn trade_numbers(conn: &mut Conn, ids: &[i64]) -> Result<Vec<(i64, String, String)>, Error> {
+    trades::table
+        .filter(trades::id.eq_any(ids))
+        .select((trades::id, trades::trade_no, trades::out_trade_no))
+        .load(conn)
+}
+
+/// A trade and its member's account number, found by point-engine's `trade_no` or by the
+/// store's `out_trade_no`.
+pub fn find_trade_detail(
+    conn: &mut Conn,
+    number: &str,
+) -> Result<Option<(TradeDetailRow, String)>, Error> {
+    trades::table
+        .inner_join(members::table)
+        .filter(
+            trades::trade_no
+                .eq(number)
+                .or(trades::out_trade_no.eq(number)),
+        )
+        .order(trades::id.asc())
+        .select((TradeDetailRow::as_select(), members::vip_accountno))
+        .first(conn)
+        .optional()
+}
+
+/// The entries that name a trade (its earns, its burns, and later movements of its lots).
+pub fn entries_of_trade(conn: &mut Conn, trade_id: i64) -> Result<Vec<EntryRow>, Error> {
+    entries::table
+        .filter(entries::trade_id.eq(trade_id))
+        .order(entries::id.asc())
+        .select(EntryRow::as_select())
+        .load(conn)
 }

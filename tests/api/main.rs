@@ -4,6 +4,7 @@ mod audit;
 mod balance;
 mod expiry;
 mod helpers;
+mod history;
 mod service;
 mod startup;
 mod trade_create;

@@ -1,0 +1,221 @@
+//! `GET /v1/point-engine/members/{vip_accountno}/entries?page=&page_size=`: a member's
+//! movements, newest first. `GET /v1/point-engine/trades/{trade_no or out_trade_no}`: one trade
+//! with its grants and every movement that names it.
+
+use super::fields::{parsed, FieldError};
+use crate::domain::{Amount, VipAccountNo};
+use crate::error::{busy, failure, internal, success, ErrorCode};
+use crate::ledger::history::{Movement, TradeDetail, PAGE_SIZE_MAX};
+use crate::service::{self, ServiceError};
+use crate::startup::AppState;
+use actix_web::{web, HttpResponse, ResponseError};
+use chrono::SecondsFormat;
+use serde::{Deserialize, Serialize};
+
+pub const PAGE_SIZE_DEFAULT: i64 = 50;
+
+#[derive(Debug, Deserialize)]
+pub struct PageQuery {
+    page: Option<String>,
+    page_size: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct MovementData {
+    pub entry_id: i64,
+    pub kind: String,
+    pub point: i64,
+    #[serde(rename = "type")]
+    pub point_type: String,
+    pub campaign_code: String,
+    pub trade_no: String,
+    pub out_trade_no: String,
+    /// When the movement counts for finance (an expiry: the end of the expiry date).
+    pub effective_time: String,
+    pub created_time: String,
+}
+
+impl From<&Movement> for MovementData {
+    fn from(m: &Movement) -> Self {
+        Self {
+            entry_id: m.id,
+            kind: m.kind.clone(),
+            point: m.points,
+            point_type: m.point_type.clone(),
+            campaign_code: m.campaign_code.clone(),
+            trade_no: m.trade_no.clone(),
+            out_trade_no: m.out_trade_no.clone(),
+            effective_time: m.effective_at.to_rfc3339_opts(SecondsFormat::Millis, true),
+            created_time: m.created_at.to_rfc3339_opts(SecondsFormat::Millis, true),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct HistoryData {
+    pub vip_accountno: String,
+    pub page: i64,
+    pub page_size: i64,
+    pub total: i64,
+    pub entries: Vec<MovementData>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct GrantData {
+    pub point: i64,
+    pub remaining: i64,
+    #[serde(rename = "type")]
+    pub point_type: &'static str,
+    pub expire_type: &'static str,
+    pub expire_time: String,
+    pub campaign_code: String,
+    pub remark: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TradeData {
+    pub trade_no: String,
+    pub out_trade_no: String,
+    pub vip_accountno: String,
+    pub store_code: String,
+    pub invoice_id: String,
+    pub currency: String,
+    pub total_amount: String,
+    pub payment_amount: String,
+    pub payment_method: String,
+    pub sales_time: String,
+    pub burn_point: i64,
+    pub total_point: i64,
+    pub ruleset_version: String,
+    pub grants: Vec<GrantData>,
+    pub entries: Vec<MovementData>,
+}
+
+impl TryFrom<&TradeDetail> for TradeData {
+    type Error = String;
+
+    fn try_from(detail: &TradeDetail) -> Result<Self, String> {
+        let t = &detail.trade;
+        Ok(Self {
+            trade_no: t.trade_no.clone(),
+            out_trade_no: t.out_trade_no.clone(),
+            vip_accountno: detail.vip_accountno.clone(),
+            store_code: t.store_code.clone(),
+            invoice_id: t.invoice_id.clone(),
+            currency: t.currency.clone(),
+            total_amount: Amount::from_minor(t.total_amount_minor)?.to_string(),
+            payment_amount: Amount::from_minor(t.payment_amount_minor)?.to_string(),
+            payment_method: t.payment_method.clone(),
+            sales_time: t.sales_time.clone(),
+            burn_point: t.burn_point,
+            total_point: detail.grants.iter().map(|(g, _)| g.points.value()).sum(),
+            ruleset_version: t.ruleset_version.clone(),
+            grants: detail
+                .grants
+                .iter()
+                .map(|(grant, remaining)| GrantData {
+                    point: grant.points.value(),
+                    remaining: *remaining,
+                    point_type: grant.point_type.as_str(),
+                    expire_type: grant.expire_type.as_str(),
+                    expire_time: grant
+                        .expire_date
+                        .map_or_else(String::new, |d| d.to_string()),
+                    campaign_code: grant
+                        .campaign_code
+                        .as_ref()
+                        .map_or_else(String::new, |c| c.to_string()),
+                    remark: grant.remark.clone(),
+                })
+                .collect(),
+            entries: detail.movements.iter().map(MovementData::from).collect(),
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HistoryError {
+    #[error(transparent)]
+    Invalid(#[from] FieldError),
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("the ledger holds a value it cannot show: {0}")]
+    Corrupt(String),
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+    #[error("the blocking task failed: {0}")]
+    Blocking(#[from] actix_web::error::BlockingError),
+}
+
+impl ResponseError for HistoryError {
+    fn error_response(&self) -> HttpResponse {
+        match self {
+            Self::Invalid(e) => failure(ErrorCode::InvalidField, e.to_string()),
+            Self::NotFound(what) => failure(ErrorCode::NotFound, format!("{what} not found")),
+            Self::Service(ServiceError::Unavailable(e)) => busy("history", e),
+            other => internal("history", other),
+        }
+    }
+
+    fn status_code(&self) -> actix_web::http::StatusCode {
+        self.error_response().status()
+    }
+}
+
+fn page_number(
+    field: &'static str,
+    raw: &Option<String>,
+    default: i64,
+    max: i64,
+) -> Result<i64, FieldError> {
+    let Some(text) = raw else { return Ok(default) };
+    parsed(
+        field,
+        text.trim()
+            .parse::<i64>()
+            .ok()
+            .filter(|n| (1..=max).contains(n))
+            .ok_or_else(|| format!("must be a whole number from 1 to {max}, got {text:?}")),
+    )
+}
+
+pub async fn member_entries(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    query: web::Query<PageQuery>,
+) -> Result<HttpResponse, HistoryError> {
+    let vip = parsed("vip_accountno", VipAccountNo::parse(&path.into_inner()))?;
+    let page = page_number("page", &query.page, 1, 1_000_000)?;
+    let page_size = page_number(
+        "page_size",
+        &query.page_size,
+        PAGE_SIZE_DEFAULT,
+        PAGE_SIZE_MAX,
+    )?;
+    let lookup = vip.clone();
+    let history =
+        web::block(move || service::member_history(&state.pool, &lookup, page, page_size))
+            .await??
+            .ok_or_else(|| HistoryError::NotFound(format!("member {vip}")))?;
+    Ok(success(HistoryData {
+        vip_accountno: vip.to_string(),
+        page,
+        page_size,
+        total: history.total,
+        entries: history.movements.iter().map(MovementData::from).collect(),
+    }))
+}
+
+pub async fn trade(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, HistoryError> {
+    let number = path.into_inner();
+    let lookup = number.clone();
+    let detail = web::block(move || service::trade_detail(&state.pool, &lookup))
+        .await??
+        .ok_or_else(|| HistoryError::NotFound(format!("trade {number}")))?;
+    Ok(success(
+        TradeData::try_from(&detail).map_err(HistoryError::Corrupt)?,
+    ))
+}

@@ -1,0 +1,130 @@
+//! Reading the ledger back: a member's entries page by page, and one trade in full.
+
+use super::models::{EntryRow, LotRow, TradeDetailRow};
+use super::{grant_of_lot, repo, Conn, PostError};
+use crate::domain::{Grant, VipAccountNo};
+use chrono::{DateTime, Utc};
+use std::collections::HashMap;
+
+/// At most this many entries per page.
+pub const PAGE_SIZE_MAX: i64 = 200;
+
+/// One movement of points, with what it moved and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Movement {
+    pub id: i64,
+    /// earn, burn, expire or reverse.
+    pub kind: String,
+    /// Signed: earns add, the others take.
+    pub points: i64,
+    pub point_type: String,
+    pub campaign_code: String,
+    pub trade_no: String,
+    pub out_trade_no: String,
+    pub effective_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct History {
+    pub total: i64,
+    pub movements: Vec<Movement>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TradeDetail {
+    pub trade: TradeDetailRow,
+    pub vip_accountno: String,
+    /// Each grant with the points its lot still holds.
+    pub grants: Vec<(Grant, i64)>,
+    /// Every entry that names the trade: its earns, its burns, and what later happened to its lots.
+    pub movements: Vec<Movement>,
+}
+
+fn instant(ms: i64) -> Result<DateTime<Utc>, PostError> {
+    DateTime::<Utc>::from_timestamp_millis(ms)
+        .ok_or_else(|| PostError::Corrupt(format!("instant {ms} ms")))
+}
+
+/// Gives entries the type and campaign of their lot and the numbers of their trade.
+fn movements(conn: &mut Conn, entries: Vec<EntryRow>) -> Result<Vec<Movement>, PostError> {
+    let lot_ids: Vec<i64> = entries.iter().map(|e| e.lot_id).collect();
+    let lots: HashMap<i64, LotRow> = repo::lots_by_ids(conn, &lot_ids)?
+        .into_iter()
+        .map(|l| (l.id, l))
+        .collect();
+    let trade_ids: Vec<i64> = entries.iter().filter_map(|e| e.trade_id).collect();
+    let trades: HashMap<i64, (String, String)> = repo::trade_numbers(conn, &trade_ids)?
+        .into_iter()
+        .map(|(id, no, out)| (id, (no, out)))
+        .collect();
+    entries
+        .into_iter()
+        .map(|entry| {
+            let lot = lots
+                .get(&entry.lot_id)
+                .ok_or_else(|| PostError::Corrupt(format!("entry {} names no lot", entry.id)))?;
+            let (trade_no, out_trade_no) = entry
+                .trade_id
+                .and_then(|id| trades.get(&id).cloned())
+                .unwrap_or_default();
+            Ok(Movement {
+                id: entry.id,
+                kind: entry.kind,
+                points: entry.points,
+                point_type: lot.point_type.clone(),
+                campaign_code: lot.campaign_code.clone(),
+                trade_no,
+                out_trade_no,
+                effective_at: instant(entry.effective_at_ms)?,
+                created_at: instant(entry.created_at_ms)?,
+            })
+        })
+        .collect()
+}
+
+/// Page `page` (from 1) of a member's entries, newest first; `None` for an unknown member.
+pub fn member_history(
+    conn: &mut Conn,
+    vip: &VipAccountNo,
+    page: i64,
+    page_size: i64,
+) -> Result<Option<History>, PostError> {
+    assert!(
+        page >= 1 && (1..=PAGE_SIZE_MAX).contains(&page_size),
+        "paging is validated by the caller"
+    );
+    let Some(member_id) = repo::find_member_id(conn, vip.as_str())? else {
+        return Ok(None);
+    };
+    let total = repo::count_entries_of_member(conn, member_id)?;
+    let rows = repo::entries_page(
+        conn,
+        member_id,
+        (page - 1).saturating_mul(page_size),
+        page_size,
+    )?;
+    Ok(Some(History {
+        total,
+        movements: movements(conn, rows)?,
+    }))
+}
+
+/// A trade by `trade_no` or `out_trade_no`, with its grants and every entry that names it.
+pub fn trade_detail(conn: &mut Conn, number: &str) -> Result<Option<TradeDetail>, PostError> {
+    let Some((trade, vip_accountno)) = repo::find_trade_detail(conn, number)? else {
+        return Ok(None);
+    };
+    let grants = repo::lots_of_trade(conn, trade.id)?
+        .iter()
+        .map(|lot| Ok((grant_of_lot(lot)?, lot.remaining)))
+        .collect::<Result<_, PostError>>()?;
+    let entries = repo::entries_of_trade(conn, trade.id)?;
+    let movements = movements(conn, entries)?;
+    Ok(Some(TradeDetail {
+        trade,
+        vip_accountno,
+        grants,
+        movements,
+    }))
+}

@@ -1,0 +1,183 @@
+use crate::helpers::*;
+use point_engine::domain::{OutTradeNo, TradeNo};
+use serde_json::{json, Value};
+
+fn trade_no(out_trade_no: &str) -> String {
+    TradeNo::for_out_trade_no(&OutTradeNo::parse(out_trade_no).unwrap()).to_string()
+}
+
+/// The entry fields that do not depend on the clock: (kind, point, type, out_trade_no).
+fn movements(entries: &Value) -> Vec<(String, i64, String, String)> {
+    entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            assert_eq!(
+                e["trade_no"],
+                json!(trade_no(e["out_trade_no"].as_str().unwrap()))
+            );
+            (
+                e["kind"].as_str().unwrap().to_string(),
+                e["point"].as_i64().unwrap(),
+                e["type"].as_str().unwrap().to_string(),
+                e["out_trade_no"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn m(kind: &str, point: i64, out_trade_no: &str) -> (String, i64, String, String) {
+    (kind.into(), point, "E".into(), out_trade_no.into())
+}
+
+#[test]
+fn a_members_entries_page_newest_first() {
+    let app = spawn_app();
+    assert_eq!(app.post_trade(&trade("T1", "M-A", &hours_ago(2))).0, 200);
+    let mut burn = trade("T2", "M-A", &hours_ago(1));
+    burn["payment_amount"] = json!("500.00");
+    burn["burn_point"] = json!(30);
+    assert_eq!(app.post_trade(&burn).0, 200);
+
+    let (status, first) = app.get("/v1/point-engine/members/M-A/entries?page_size=2");
+    assert_eq!(status, 200);
+    assert_eq!(
+        (
+            first["data"]["page"].clone(),
+            first["data"]["page_size"].clone(),
+            first["data"]["total"].clone()
+        ),
+        (json!(1), json!(2), json!(3))
+    );
+    assert_eq!(
+        movements(&first["data"]["entries"]),
+        vec![m("earn", 50, "T2"), m("burn", -30, "T2")]
+    );
+    let (_, second) = app.get("/v1/point-engine/members/M-A/entries?page=2&page_size=2");
+    assert_eq!(
+        movements(&second["data"]["entries"]),
+        vec![m("earn", 100, "T1")]
+    );
+    let (_, beyond) = app.get("/v1/point-engine/members/M-A/entries?page=3&page_size=2");
+    assert_eq!(beyond["data"]["entries"], json!([]));
+    let entry = &first["data"]["entries"][0];
+    assert_eq!(
+        entry["effective_time"], entry["created_time"],
+        "an earn counts when it is written"
+    );
+
+    // The trade that burned: its grant, its burn (taken from T1's lot) and its earn.
+    let (status, detail) = app.get("/v1/point-engine/trades/T2");
+    assert_eq!(status, 200);
+    let data = &detail["data"];
+    assert_eq!(data["trade_no"], json!(trade_no("T2")));
+    assert_eq!(
+        (data["burn_point"].clone(), data["total_point"].clone()),
+        (json!(30), json!(50))
+    );
+    assert_eq!(data["grants"][0]["point"], json!(50));
+    assert_eq!(data["grants"][0]["remaining"], json!(50));
+    assert_eq!(
+        movements(&data["entries"]),
+        vec![m("burn", -30, "T2"), m("earn", 50, "T2")]
+    );
+    // T1's grant shows what the burn left of it.
+    let (_, t1) = app.get(&format!("/v1/point-engine/trades/{}", trade_no("T1")));
+    assert_eq!(t1["data"]["grants"][0]["remaining"], json!(70));
+}
+
+#[test]
+fn a_trade_in_full_by_either_number() {
+    let app = spawn_app();
+    app.post_raw("application/json", SEED_WITH_RECEIPT);
+    let (status, by_out) = app.get("/v1/point-engine/trades/XXXX");
+    assert_eq!(status, 200);
+    let (_, by_ours) = app.get(&format!("/v1/point-engine/trades/{}", trade_no("XXXX")));
+    assert_eq!(by_out, by_ours);
+    let mut data = by_out["data"].clone();
+    let version = data
+        .as_object_mut()
+        .unwrap()
+        .remove("ruleset_version")
+        .unwrap();
+    assert_eq!(version.as_str().unwrap().len(), 32);
+    let entries = data.as_object_mut().unwrap().remove("entries").unwrap();
+    assert_eq!(
+        data,
+        json!({
+            "trade_no": trade_no("XXXX"), "out_trade_no": "XXXX", "vip_accountno": "040xxxx",
+            "store_code": "DP01XXXX", "invoice_id": "123456", "currency": "HKD",
+            "total_amount": "1000.00", "payment_amount": "1000.00", "payment_method": "Visa",
+            "sales_time": "2023-01-20T10:00:00+08:00", "burn_point": 0, "total_point": 300,
+            "grants": [
+                {"point": 100, "remaining": 100, "type": "E", "expire_type": "KDP", "expire_time": "2025-01-31",
+                 "campaign_code": "", "remark": "1 point per HKD 10 spent"},
+                {"point": 200, "remaining": 200, "type": "A", "expire_type": "QUARTER", "expire_time": "2023-03-31",
+                 "campaign_code": "Q1-2023-VISA-DP01", "remark": "Visa double points, Q1 2023"}
+            ]
+        })
+    );
+    assert_eq!(entries.as_array().unwrap().len(), 2);
+
+    // After the expiry run, the expiry shows, effective at the end of 31 March 2023 in +08:00.
+    let pool = point_engine::ledger::connect(
+        &point_engine::ledger::DatabaseUrl::Sqlite(app.db_path.clone()),
+        1,
+    )
+    .unwrap();
+    let as_of = chrono::DateTime::parse_from_rfc3339("2023-04-01T00:00:00+08:00")
+        .unwrap()
+        .to_utc();
+    point_engine::ledger::expire_due(&mut pool.get().unwrap(), as_of, chrono::Utc::now()).unwrap();
+    let (_, history) = app.get("/v1/point-engine/members/040xxxx/entries");
+    let newest = &history["data"]["entries"][0];
+    assert_eq!(
+        (
+            newest["kind"].clone(),
+            newest["point"].clone(),
+            newest["type"].clone(),
+            newest["effective_time"].clone()
+        ),
+        (
+            json!("expire"),
+            json!(-200),
+            json!("A"),
+            json!("2023-03-31T16:00:00.000Z")
+        )
+    );
+    assert_eq!(history["data"]["total"], json!(3));
+}
+
+#[test]
+fn unknown_members_and_trades_and_bad_paging_are_named() {
+    let app = spawn_app();
+    assert_eq!(
+        app.get("/v1/point-engine/trades/NOPE"),
+        (404, error_body(40400, "trade NOPE not found"))
+    );
+    assert_eq!(
+        app.get("/v1/point-engine/members/NOBODY/entries"),
+        (404, error_body(40400, "member NOBODY not found"))
+    );
+    assert_eq!(
+        app.get("/v1/point-engine/members/NOBODY/entries?page_size=0"),
+        (
+            400,
+            error_body(
+                40001,
+                "page_size must be a whole number from 1 to 200, got \"0\""
+            )
+        )
+    );
+    assert_eq!(
+        app.get("/v1/point-engine/members/NOBODY/entries?page=x"),
+        (
+            400,
+            error_body(
+                40001,
+                "page must be a whole number from 1 to 1000000, got \"x\""
+            )
+        )
+    );
+}
