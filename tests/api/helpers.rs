@@ -243,6 +243,12 @@ impl TestApp {
     }
 }
 
+/// Point-engine's `trade_no` for a store's `out_trade_no`.
+pub fn trade_no(out_trade_no: &str) -> String {
+    use point_engine::domain::{OutTradeNo, TradeNo};
+    TradeNo::for_out_trade_no(&OutTradeNo::parse(out_trade_no).unwrap()).to_string()
+}
+
 /// The native error body.
 pub fn error_body(code: u32, msg: &str) -> Value {
     serde_json::json!({ "code": code, "msg": msg, "data": null })

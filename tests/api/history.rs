@@ -1,10 +1,5 @@
 use crate::helpers::*;
-use point_engine::domain::{OutTradeNo, TradeNo};
 use serde_json::{json, Value};
-
-fn trade_no(out_trade_no: &str) -> String {
-    TradeNo::for_out_trade_no(&OutTradeNo::parse(out_trade_no).unwrap()).to_string()
-}
 
 /// The entry fields that do not depend on the clock: (kind, point, type, out_trade_no).
 fn movements(entries: &Value) -> Vec<(String, i64, String, String)> {

@@ -1,10 +1,5 @@
 use crate::helpers::*;
-use point_engine::domain::{OutTradeNo, TradeNo};
 use serde_json::{json, Value};
-
-fn trade_no(out_trade_no: &str) -> String {
-    TradeNo::for_out_trade_no(&OutTradeNo::parse(out_trade_no).unwrap()).to_string()
-}
 
 fn seed_answer() -> Value {
     json!({
