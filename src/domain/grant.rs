@@ -45,6 +45,18 @@ pub struct Grant {
     pub campaign_code: Option<CampaignCode>,
 }
 
+impl Grant {
+    /// The campaign code as the wire shows it: "" for E grants.
+    pub fn campaign_code_text(&self) -> &str {
+        self.campaign_code.as_ref().map_or("", |c| c.as_str())
+    }
+
+    /// The last usable day as `YYYY-MM-DD`: "" when the points never expire.
+    pub fn expire_date_text(&self) -> String {
+        self.expire_date.map_or_else(String::new, |d| d.to_string())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

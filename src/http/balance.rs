@@ -46,11 +46,8 @@ impl From<&Grant> for LotDetail {
             point: lot.points.value(),
             point_type: lot.point_type.as_str(),
             expire_type: lot.expire_type.as_str(),
-            expire_time: lot.expire_date.map_or_else(String::new, |d| d.to_string()),
-            campaign_code: lot
-                .campaign_code
-                .as_ref()
-                .map_or_else(String::new, |c| c.to_string()),
+            expire_time: lot.expire_date_text(),
+            campaign_code: lot.campaign_code_text().to_string(),
             available_time: lot
                 .available_at
                 .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),

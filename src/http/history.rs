@@ -118,13 +118,8 @@ impl TryFrom<&TradeDetail> for TradeData {
                     remaining: *remaining,
                     point_type: grant.point_type.as_str(),
                     expire_type: grant.expire_type.as_str(),
-                    expire_time: grant
-                        .expire_date
-                        .map_or_else(String::new, |d| d.to_string()),
-                    campaign_code: grant
-                        .campaign_code
-                        .as_ref()
-                        .map_or_else(String::new, |c| c.to_string()),
+                    expire_time: grant.expire_date_text(),
+                    campaign_code: grant.campaign_code_text().to_string(),
                     remark: grant.remark.clone(),
                 })
                 .collect(),

@@ -175,9 +175,10 @@ pub struct GrantDetail {
 
 impl From<&Grant> for GrantDetail {
     fn from(grant: &Grant) -> Self {
-        let expire_time = match (grant.expire_type, grant.expire_date) {
-            (ExpireType::Quarter, Some(date)) => date.to_string(),
-            _ => String::new(),
+        // The contract shows QUARTER grants' dates and "" for KDP ones.
+        let expire_time = match grant.expire_type {
+            ExpireType::Quarter => grant.expire_date_text(),
+            ExpireType::Kdp => String::new(),
         };
         Self {
             point: grant.points.value(),
@@ -185,10 +186,7 @@ impl From<&Grant> for GrantDetail {
             expire_type: grant.expire_type.as_str(),
             expire_time,
             remark: grant.remark.clone(),
-            campaign_code: grant
-                .campaign_code
-                .as_ref()
-                .map_or_else(String::new, |c| c.to_string()),
+            campaign_code: grant.campaign_code_text().to_string(),
         }
     }
 }

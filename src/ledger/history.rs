@@ -47,7 +47,7 @@ fn instant(ms: i64) -> Result<DateTime<Utc>, PostError> {
 }
 
 /// Gives entries the type and campaign of their lot and the numbers of their trade.
-fn movements(conn: &mut Conn, entries: Vec<EntryRow>) -> Result<Vec<Movement>, PostError> {
+fn describe_entries(conn: &mut Conn, entries: Vec<EntryRow>) -> Result<Vec<Movement>, PostError> {
     let lot_ids: Vec<i64> = entries.iter().map(|e| e.lot_id).collect();
     let lots: HashMap<i64, LotRow> = repo::lots_by_ids(conn, &lot_ids)?
         .into_iter()
@@ -106,7 +106,7 @@ pub fn member_history(
     )?;
     Ok(Some(History {
         total,
-        movements: movements(conn, rows)?,
+        movements: describe_entries(conn, rows)?,
     }))
 }
 
@@ -120,7 +120,7 @@ pub fn trade_detail(conn: &mut Conn, number: &str) -> Result<Option<TradeDetail>
         .map(|lot| Ok((grant_of_lot(lot)?, lot.remaining)))
         .collect::<Result<_, PostError>>()?;
     let entries = repo::entries_of_trade(conn, trade.id)?;
-    let movements = movements(conn, entries)?;
+    let movements = describe_entries(conn, entries)?;
     Ok(Some(TradeDetail {
         trade,
         vip_accountno,

@@ -129,7 +129,7 @@ pub fn post_trade(
                     member_id,
                     trade_id,
                     point_type: grant.point_type.as_str(),
-                    campaign_code: grant.campaign_code.as_ref().map_or("", |c| c.as_str()),
+                    campaign_code: grant.campaign_code_text(),
                     remark: &grant.remark,
                     expire_type: grant.expire_type.as_str(),
                     expire_date: grant.expire_date.map(|d| d.to_string()),
@@ -215,7 +215,7 @@ fn burn_oldest_first(
             available: Points::new(available).map_err(PostError::Corrupt)?,
         });
     }
-    lots.sort_by_key(|l| (l.expires_at_ms.is_none(), l.expires_at_ms, l.id));
+    lots.sort_by_key(burn_order);
     let mut left = burn.value();
     for lot in &lots {
         if left == 0 {
@@ -244,6 +244,12 @@ fn burn_oldest_first(
     }
     assert_eq!(left, 0, "the burn was checked against the available points");
     Ok(())
+}
+
+/// The order burns take lots in: soonest to expire first, lots that never expire last, ties by
+/// age. The balance lists usable lots in the same order.
+fn burn_order(lot: &LotRow) -> (bool, Option<i64>, i64) {
+    (lot.expires_at_ms.is_none(), lot.expires_at_ms, lot.id)
 }
 
 fn grant_of_lot(lot: &LotRow) -> Result<Grant, PostError> {
@@ -362,7 +368,7 @@ pub fn balance(
         repo::unexpired_lots(conn, member_id, as_of_ms)?
             .into_iter()
             .partition(|l| l.available_at_ms <= as_of_ms);
-    usable.sort_by_key(|l| (l.expires_at_ms.is_none(), l.expires_at_ms, l.id));
+    usable.sort_by_key(burn_order);
     pending.sort_by_key(|l| (l.available_at_ms, l.id));
     let with_remaining = |rows: &[LotRow]| -> Result<(Points, Vec<Grant>), PostError> {
         let mut lots = Vec::with_capacity(rows.len());
