@@ -1,8 +1,10 @@
 //! Configuration: the command line (each flag with an environment variable), loaded once into
 //! a typed `Settings` and passed down.
 
+use crate::domain::ShortfallPolicy;
 use crate::ledger::DatabaseUrl;
 use clap::{Args, Parser, Subcommand};
+use rust_decimal::Decimal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -71,6 +73,38 @@ pub struct ServeArgs {
     /// Seconds between runs of the expiry task in the server (0: no task).
     #[arg(long, env = "POINT_ENGINE_EXPIRE_INTERVAL_S", default_value_t = 60)]
     pub expire_interval_s: u32,
+    #[command(flatten)]
+    pub finance: FinanceArgs,
+}
+
+/// Finance's settings: how refunds treat points already spent or expired, and what a point
+/// costs.
+#[derive(Debug, Clone, Args)]
+pub struct FinanceArgs {
+    /// What a refund does with points the member no longer holds: record_shortfall (take back
+    /// what is left of the grant, write the rest off) or allow_negative (take the rest from the
+    /// member's other points, pending first; the balance may go negative).
+    #[arg(long, env = "POINT_ENGINE_REFUND_SHORTFALL_POLICY", default_value = "record_shortfall", value_parser = ShortfallPolicy::parse)]
+    pub refund_shortfall_policy: ShortfallPolicy,
+    /// What one point costs in the program's base currency (a decimal such as 0.005): turns
+    /// outstanding points into the deferred revenue figure in liability reports.
+    #[arg(long, env = "POINT_ENGINE_POINT_COST", value_parser = parse_point_cost)]
+    pub point_cost: Option<Decimal>,
+}
+
+/// A point's cost: a non-negative decimal with at most 6 places, below 1,000.
+pub fn parse_point_cost(raw: &str) -> Result<Decimal, String> {
+    let text = raw.trim();
+    let value: Decimal = Some(text)
+        .filter(|t| t.chars().all(|c| c.is_ascii_digit() || c == '.'))
+        .and_then(|t| t.parse().ok())
+        .ok_or_else(|| format!("must be a decimal such as 0.005, got {raw:?}"))?;
+    if value.is_sign_negative() || value.scale() > 6 || value >= Decimal::from(1000) {
+        return Err(format!(
+            "must be at least 0, below 1000, with at most 6 decimal places, got {raw:?}"
+        ));
+    }
+    Ok(value.normalize())
 }
 
 /// Everything the server needs, validated.
@@ -84,6 +118,8 @@ pub struct Settings {
     pub clock_skew_s_max: u32,
     pub expire_interval_s: u32,
     pub body_bytes_max: usize,
+    pub refund_shortfall_policy: ShortfallPolicy,
+    pub point_cost: Option<Decimal>,
 }
 
 impl Settings {
@@ -103,6 +139,22 @@ impl Settings {
             clock_skew_s_max: args.clock_skew_s_max,
             expire_interval_s: args.expire_interval_s,
             body_bytes_max: Self::BODY_BYTES_MAX,
+            refund_shortfall_policy: args.finance.refund_shortfall_policy,
+            point_cost: args.finance.point_cost,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn point_costs() {
+        assert_eq!(parse_point_cost("0.005").unwrap(), Decimal::new(5, 3));
+        assert_eq!(parse_point_cost("0.0100").unwrap(), Decimal::new(1, 2));
+        for raw in ["", "-0.01", "0.0000001", "1000", "abc", "1e-3"] {
+            assert!(parse_point_cost(raw).is_err(), "{raw:?} should be rejected");
+        }
     }
 }

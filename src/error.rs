@@ -22,6 +22,8 @@ pub enum ErrorCode {
     Conflict,
     /// `burn_point` is more than the member's available points.
     InsufficientPoints,
+    /// A refund is more than what is left of the trade's payment.
+    RefundExceedsPayment,
     /// Something failed inside point-engine; details are in its log.
     Internal,
     /// The database is busy; the request wrote nothing and can be retried.
@@ -38,6 +40,7 @@ impl ErrorCode {
             Self::BodyTooLarge => 41300,
             Self::UnsupportedContentType => 41500,
             Self::InsufficientPoints => 42200,
+            Self::RefundExceedsPayment => 42201,
             Self::Internal => 50000,
             Self::Unavailable => 50300,
         }

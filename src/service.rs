@@ -1,10 +1,13 @@
 //! Use cases: each takes validated domain input, runs the pure rules, and records the outcome
 //! in one ledger transaction. Blocking: call from `web::block`.
 
-use crate::domain::{Trade, VipAccountNo};
-use crate::ledger::{self, Balance, Pool, PostError, Posted};
-use crate::rules::{EvaluateError, Ruleset};
+use crate::domain::{Amount, Refund, ShortfallPolicy, Trade, VipAccountNo};
+use crate::ledger::refund::Refunded;
+use crate::ledger::{self, Balance, Conn, Pool, PostError, Posted};
+use crate::rules::{self, EvaluateError, Ruleset, Source};
 use chrono::{DateTime, Utc};
+use std::borrow::Cow;
+use std::path::Path;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
@@ -14,6 +17,115 @@ pub enum ServiceError {
     Post(#[from] PostError),
     #[error("no database connection came free in time: {0}")]
     Unavailable(#[from] diesel::r2d2::PoolError),
+    #[error("no trade has out_trade_no {0}")]
+    TradeNotFound(String),
+    #[error("refund_time {refund_time} is before the trade's sales_time {sales_time}")]
+    RefundBeforeSale {
+        refund_time: String,
+        sales_time: String,
+    },
+    #[error("the ruleset version {version} that priced the trade cannot be used: {problem}")]
+    RulesetUnavailable { version: String, problem: String },
+}
+
+/// Keeps the sources of the running ruleset in the ledger under its version, each under its
+/// file name (the version hashes file names, not folders).
+pub fn save_ruleset(
+    pool: &Pool,
+    ruleset: &Ruleset,
+    sources: &[Source],
+) -> Result<(), ServiceError> {
+    let named: Vec<Source> = sources
+        .iter()
+        .map(|s| Source {
+            name: Path::new(&s.name)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| s.name.clone()),
+            text: s.text.clone(),
+        })
+        .collect();
+    let json = serde_json::to_string(&named).expect("sources serialize");
+    let mut conn = pool.get()?;
+    Ok(ledger::save_ruleset(
+        &mut conn,
+        &ruleset.version,
+        json,
+        Utc::now(),
+    )?)
+}
+
+/// The ruleset of `version`: the running one, or one compiled again from the ledger's copy.
+fn ruleset_of_version<'r>(
+    conn: &mut Conn,
+    running: &'r Ruleset,
+    version: &str,
+) -> Result<Cow<'r, Ruleset>, ServiceError> {
+    if running.version == version {
+        return Ok(Cow::Borrowed(running));
+    }
+    let unavailable = |problem: String| ServiceError::RulesetUnavailable {
+        version: version.to_string(),
+        problem,
+    };
+    let json = ledger::ruleset_sources(conn, version)?
+        .ok_or_else(|| unavailable("the ledger does not hold it".to_string()))?;
+    let sources: Vec<Source> =
+        serde_json::from_str(&json).map_err(|e| unavailable(e.to_string()))?;
+    let ruleset = rules::from_sources(&sources).map_err(|e| unavailable(e.to_string()))?;
+    if ruleset.version != version {
+        return Err(unavailable(format!(
+            "its sources hash to {}",
+            ruleset.version
+        )));
+    }
+    Ok(Cow::Owned(ruleset))
+}
+
+/// Tries a refund gets when other refunds of the same trade keep landing first.
+const REFUND_ATTEMPTS_MAX: usize = 8;
+
+/// Refunds part or all of a trade: prices it again at its net amount under the ruleset version
+/// that priced it, and reverses the difference. The same refund again answers as it did.
+pub fn refund_trade(
+    pool: &Pool,
+    rules: &Ruleset,
+    refund: &Refund,
+    policy: ShortfallPolicy,
+    now: DateTime<Utc>,
+) -> Result<Refunded, ServiceError> {
+    let mut conn = pool.get()?;
+    for _ in 0..REFUND_ATTEMPTS_MAX {
+        if let Some(done) = ledger::refund::replay_refund(&mut conn, refund)? {
+            return Ok(done);
+        }
+        let refundable = ledger::refund::refundable_trade(&mut conn, &refund.out_trade_no)?
+            .ok_or_else(|| ServiceError::TradeNotFound(refund.out_trade_no.to_string()))?;
+        if refund.refund_time < refundable.trade.sales_time {
+            return Err(ServiceError::RefundBeforeSale {
+                refund_time: refund.refund_time.to_rfc3339(),
+                sales_time: refundable.trade.sales_time.to_rfc3339(),
+            });
+        }
+        let refundable_amount = refundable.refundable();
+        if refund.refund_amount > refundable_amount {
+            return Err(PostError::OverRefund {
+                requested: refund.refund_amount,
+                refundable: refundable_amount,
+            }
+            .into());
+        }
+        let refunded_after =
+            Amount::from_minor(refundable.refunded.to_minor() + refund.refund_amount.to_minor())
+                .expect("at most the payment");
+        let pricing = ruleset_of_version(&mut conn, rules, &refundable.ruleset_version)?;
+        let repriced = pricing.evaluate(&refundable.trade.net_of_refunds(refunded_after))?;
+        match ledger::refund::post_refund(&mut conn, refund, &refundable, &repriced, policy, now) {
+            Err(PostError::Race) => continue,
+            other => return Ok(other?),
+        }
+    }
+    Err(PostError::Race.into())
 }
 
 /// Prices a trade under the ruleset and records it. A concurrent duplicate from another

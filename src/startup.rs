@@ -2,10 +2,12 @@
 //! start the real server on port 0.
 
 use crate::config::{Cli, Command, Settings};
+use crate::domain::ShortfallPolicy;
 use crate::ledger::{self, Pool};
 use crate::rules::{self, Ruleset};
 use actix_web::dev::Server;
 use actix_web::{web, App, HttpServer};
+use rust_decimal::Decimal;
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +17,8 @@ pub struct AppState {
     pub pool: Pool,
     pub rules: Arc<Ruleset>,
     pub clock_skew_s_max: u32,
+    pub refund_shortfall_policy: ShortfallPolicy,
+    pub point_cost: Option<Decimal>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -34,8 +38,8 @@ pub enum StartupError {
     Serve(std::io::Error),
     #[error("the ledger is inconsistent: {0} violations")]
     Inconsistent(usize),
-    #[error("the expiry failed; nothing of the failed batch was written: {0}")]
-    Expire(#[from] crate::service::ServiceError),
+    #[error("the ledger failed; nothing of the failed transaction was written: {0}")]
+    Ledger(#[from] crate::service::ServiceError),
 }
 
 pub struct Application {
@@ -45,7 +49,8 @@ pub struct Application {
 
 impl Application {
     pub fn build(settings: &Settings) -> Result<Self, StartupError> {
-        let ruleset = rules::load_dir(&settings.rules_dir)?;
+        let sources = rules::read_dir(&settings.rules_dir)?;
+        let ruleset = rules::from_sources(&sources)?;
         log::info!(
             "rules {} loaded from {}: program {:?}, {} campaigns",
             ruleset.version,
@@ -55,6 +60,7 @@ impl Application {
         );
         let pool = ledger::connect(&settings.database, settings.pool_size)?;
         log::info!("ledger at {}", settings.database);
+        crate::service::save_ruleset(&pool, &ruleset, &sources)?;
         let bind_error = |source| StartupError::Bind {
             addr: settings.bind.to_string(),
             source,
@@ -71,6 +77,8 @@ impl Application {
             pool,
             rules: Arc::new(ruleset),
             clock_skew_s_max: settings.clock_skew_s_max,
+            refund_shortfall_policy: settings.refund_shortfall_policy,
+            point_cost: settings.point_cost,
         });
         let body_bytes_max = settings.body_bytes_max;
         let server = HttpServer::new(move || {

@@ -62,6 +62,11 @@ text_id!(
     64
 );
 text_id!(
+    /// The store system's own refund number; unique across the program (`out_refund_no`).
+    OutRefundNo,
+    64
+);
+text_id!(
     /// Point-engine's own order number (`trade_no`).
     TradeNo,
     64

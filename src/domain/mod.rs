@@ -7,13 +7,16 @@ pub mod grant;
 pub mod ids;
 pub mod money;
 pub mod points;
+pub mod refund;
 pub mod trade;
 
 pub use expiry::{ExpireType, ProgramTz};
 pub use grant::{Grant, PointType};
 pub use ids::{
-    CampaignCode, InvoiceId, OutTradeNo, PaymentMethod, StoreCode, TradeNo, VipAccountNo,
+    CampaignCode, InvoiceId, OutRefundNo, OutTradeNo, PaymentMethod, StoreCode, TradeNo,
+    VipAccountNo,
 };
 pub use money::{Amount, CurrencyCode};
 pub use points::Points;
+pub use refund::{Refund, ShortfallPolicy};
 pub use trade::{ImageUrl, Trade};

@@ -80,6 +80,32 @@ impl Trade {
         self.sales_time.to_utc()
     }
 
+    /// The trade as if `refunded` of its payment had never been paid: the payment less the
+    /// refunds, and the total reduced in the same proportion (rounded down to the cent), so a
+    /// full refund leaves nothing to earn on either base. `refunded` is at most the payment.
+    pub fn net_of_refunds(&self, refunded: Amount) -> Trade {
+        let payment = self.payment_amount.to_minor();
+        let refunded = refunded.to_minor();
+        assert!(
+            (0..=payment).contains(&refunded),
+            "refunds never exceed the payment"
+        );
+        let net_payment = payment - refunded;
+        let net_total = if payment == 0 {
+            self.total_amount.to_minor()
+        } else {
+            let scaled = i128::from(self.total_amount.to_minor()) * i128::from(net_payment)
+                / i128::from(payment);
+            i64::try_from(scaled).expect("at most the total")
+        };
+        let amount = |minor| Amount::from_minor(minor).expect("between zero and an Amount");
+        Trade {
+            total_amount: amount(net_total),
+            payment_amount: amount(net_payment),
+            ..self.clone()
+        }
+    }
+
     /// A digest of everything the trade says, in canonical form: two requests with the same
     /// fingerprint are the same request (`"1000.00"` and `1000` included), so a replay is
     /// answered, and the same `out_trade_no` with another fingerprint is a conflict.
@@ -159,6 +185,20 @@ pub(crate) mod tests {
         c.receipt_image_urls.clear();
         c.payment_image_urls = vec![ImageUrl::parse("https://xxxx").unwrap()];
         assert_ne!(a.fingerprint(), c.fingerprint());
+    }
+
+    #[test]
+    fn net_of_refunds_scales_the_total_with_the_payment() {
+        let mut trade = sample_trade();
+        trade.total_amount = Amount::parse("1000.00").unwrap();
+        trade.payment_amount = Amount::parse("900.00").unwrap();
+        let net = trade.net_of_refunds(Amount::parse("300.00").unwrap());
+        assert_eq!(net.payment_amount, Amount::parse("600.00").unwrap());
+        assert_eq!(net.total_amount, Amount::parse("666.66").unwrap());
+        let none = trade.net_of_refunds(Amount::parse("900").unwrap());
+        assert_eq!(none.payment_amount, Amount::ZERO);
+        assert_eq!(none.total_amount, Amount::ZERO);
+        assert_eq!(trade.net_of_refunds(Amount::ZERO), trade);
     }
 
     #[test]

@@ -20,11 +20,14 @@ pub struct BalanceQuery {
 #[derive(Debug, Serialize)]
 pub struct BalanceData {
     pub vip_accountno: String,
+    /// What can be burned: usable points less `owed_point` (negative while the member owes).
     pub available_point: i64,
     pub lots: Vec<LotDetail>,
     /// Points still in the program's pending period (`pending_days`): shown, not burnable.
     pub pending_point: i64,
     pub pending_lots: Vec<LotDetail>,
+    /// Points owed from refunds under the allow_negative policy; later earns pay them off.
+    pub owed_point: i64,
 }
 
 #[derive(Debug, Serialize)]
@@ -59,10 +62,11 @@ impl From<&Balance> for BalanceData {
     fn from(balance: &Balance) -> Self {
         Self {
             vip_accountno: balance.vip_accountno.to_string(),
-            available_point: balance.available.value(),
+            available_point: balance.spendable(),
             lots: balance.lots.iter().map(LotDetail::from).collect(),
             pending_point: balance.pending.value(),
             pending_lots: balance.pending_lots.iter().map(LotDetail::from).collect(),
+            owed_point: balance.owed.value(),
         }
     }
 }

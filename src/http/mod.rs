@@ -7,6 +7,7 @@ pub mod fields;
 pub mod health;
 pub mod history;
 pub mod trade_create;
+pub mod trade_refund;
 
 use crate::error::{failure, ErrorCode};
 use actix_web::error::{InternalError, JsonPayloadError};
@@ -22,6 +23,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, body_bytes_max: usize) {
                         .error_handler(native_json_error),
                 )
                 .route("/trade-create", web::post().to(trade_create::trade_create))
+                .route("/trade-refund", web::post().to(trade_refund::trade_refund))
                 .route(
                     "/members/{vip_accountno}/balance",
                     web::get().to(balance::balance),

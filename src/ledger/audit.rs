@@ -3,12 +3,18 @@
 //!
 //! - each lot: `0 <= remaining <= points`; its entries sum to its remaining; exactly one earn
 //!   entry, of its points, from its own trade; at most one expire entry, only if it expires;
-//! - each entry: names a lot of its own member;
-//! - each trade: its burn entries sum to its `burn_point`;
+//!   expire entries only on a lot that expires, none effective before its expiry;
+//! - each entry: names a lot of its own member; a reverse names a refund of its trade;
+//! - each trade: its burn entries sum to its `burn_point`; its refunds take at most its
+//!   payment and give back at most its burn;
+//! - each refund: its negative reverse entries are what its lines took (due less shortfall,
+//!   plus debts paid since under allow_negative), its positive ones are its `burn_returned`;
+//!   points are owed (a negative balance) only under allow_negative; a grant loses no more to
+//!   refunds than it was granted;
 //! - totals: by point type, the entries sum to the lots' remaining points.
 
 use super::connection::Conn;
-use super::models::{EntryRow, LotRow};
+use super::models::{EntryRow, LotRow, RefundLineRow, RefundRow};
 use super::repo;
 use std::collections::{BTreeMap, HashMap};
 
@@ -16,6 +22,7 @@ use std::collections::{BTreeMap, HashMap};
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Report {
     pub trades: usize,
+    pub refunds: usize,
     pub lots: usize,
     pub entries: usize,
     pub violations: Vec<String>,
@@ -27,20 +34,43 @@ impl Report {
     }
 }
 
+/// The rows an audit reads: the whole ledger, or one member's part of it.
+struct Rows {
+    trades: Vec<(i64, i64, i64)>,
+    lots: Vec<LotRow>,
+    entries: Vec<EntryRow>,
+    refunds: Vec<RefundRow>,
+    lines: Vec<RefundLineRow>,
+}
+
+fn read(conn: &mut Conn, member_id: Option<i64>) -> Result<Rows, diesel::result::Error> {
+    let trades = repo::trade_burns(conn, member_id)?;
+    let mut refunds = repo::refunds(conn, None)?;
+    if let Some(member_id) = member_id {
+        refunds.retain(|r| r.member_id == member_id);
+    }
+    let refund_ids: Vec<i64> = refunds.iter().map(|r| r.id).collect();
+    let lines = match member_id {
+        None => repo::refund_lines(conn, None)?,
+        Some(_) => repo::refund_lines(conn, Some(&refund_ids))?,
+    };
+    Ok(Rows {
+        trades,
+        lots: repo::all_lots(conn, member_id)?,
+        entries: repo::all_entries(conn, member_id)?,
+        refunds,
+        lines,
+    })
+}
+
 /// The whole ledger.
 pub fn audit(conn: &mut Conn) -> Result<Report, diesel::result::Error> {
-    let trades = repo::trade_burns(conn, None)?;
-    let lots = repo::all_lots(conn, None)?;
-    let entries = repo::all_entries(conn, None)?;
-    Ok(check(&trades, &lots, &entries))
+    Ok(check(&read(conn, None)?))
 }
 
 /// One member's part of the ledger, as a list of violations (empty: all hold).
 pub fn check_member(conn: &mut Conn, member_id: i64) -> Result<Vec<String>, diesel::result::Error> {
-    let trades = repo::trade_burns(conn, Some(member_id))?;
-    let lots = repo::all_lots(conn, Some(member_id))?;
-    let entries = repo::all_entries(conn, Some(member_id))?;
-    Ok(check(&trades, &lots, &entries).violations)
+    Ok(check(&read(conn, Some(member_id))?).violations)
 }
 
 /// Every member's invariants, as a list of violations.
@@ -52,11 +82,20 @@ pub fn check_all(conn: &mut Conn) -> Result<Vec<String>, diesel::result::Error> 
 struct LotMovements {
     sum: i64,
     earns: Vec<(i64, Option<i64>)>,
-    expires: usize,
+    expires: Vec<i64>,
 }
 
-fn check(trades: &[(i64, i64)], lots: &[LotRow], entries: &[EntryRow]) -> Report {
+fn check(rows: &Rows) -> Report {
+    let Rows {
+        trades,
+        lots,
+        entries,
+        refunds,
+        lines,
+    } = rows;
     let mut violations = Vec::new();
+    // Per refund: (points its negative reverse entries took, points its positive ones gave).
+    let mut reversed_by_refund: HashMap<i64, (i64, i64)> = HashMap::new();
     let lot_by_id: HashMap<i64, &LotRow> = lots.iter().map(|l| (l.id, l)).collect();
     let mut by_lot: BTreeMap<i64, LotMovements> = BTreeMap::new();
     let mut burns_by_trade: HashMap<i64, i64> = HashMap::new();
@@ -79,7 +118,16 @@ fn check(trades: &[(i64, i64)], lots: &[LotRow], entries: &[EntryRow]) -> Report
         movements.sum += entry.points;
         match entry.kind.as_str() {
             "earn" => movements.earns.push((entry.points, entry.trade_id)),
-            "expire" => movements.expires += 1,
+            "expire" => movements.expires.push(entry.effective_at_ms),
+            "reverse" => {
+                let refund = entry.refund_id.unwrap_or_default();
+                let slot = reversed_by_refund.entry(refund).or_default();
+                if entry.points < 0 {
+                    slot.0 -= entry.points;
+                } else {
+                    slot.1 += entry.points;
+                }
+            }
             "burn" => {
                 if let Some(trade_id) = entry.trade_id {
                     *burns_by_trade.entry(trade_id).or_default() -= entry.points;
@@ -115,14 +163,23 @@ fn check(trades: &[(i64, i64)], lots: &[LotRow], entries: &[EntryRow]) -> Report
                 lot.id, movements.earns, lot.points, lot.trade_id
             ));
         }
-        if movements.expires > 1 || (movements.expires == 1 && lot.expires_at_ms.is_none()) {
+        let early = |at: &i64| lot.expires_at_ms.map_or(true, |expiry| *at < expiry);
+        if movements.expires.iter().any(early) {
             violations.push(format!(
-                "lot {}: {} expire entries",
-                lot.id, movements.expires
+                "lot {}: expire entries at {:?} ms, but it expires at {:?} ms",
+                lot.id, movements.expires, lot.expires_at_ms
             ));
         }
     }
-    for &(trade_id, burn_point) in trades {
+    check_refunds(
+        trades,
+        lots,
+        refunds,
+        lines,
+        &reversed_by_refund,
+        &mut violations,
+    );
+    for &(trade_id, burn_point, _) in trades {
         let burned = burns_by_trade.remove(&trade_id).unwrap_or(0);
         if burned != burn_point {
             violations.push(format!(
@@ -141,9 +198,98 @@ fn check(trades: &[(i64, i64)], lots: &[LotRow], entries: &[EntryRow]) -> Report
         ));
     }
     Report {
+        refunds: refunds.len(),
         trades: trades.len(),
         lots: lots.len(),
         entries: entries.len(),
         violations,
+    }
+}
+
+fn check_refunds(
+    trades: &[(i64, i64, i64)],
+    lots: &[LotRow],
+    refunds: &[RefundRow],
+    lines: &[RefundLineRow],
+    reversed_by_refund: &HashMap<i64, (i64, i64)>,
+    violations: &mut Vec<String>,
+) {
+    let mut lines_by_refund: HashMap<i64, Vec<&RefundLineRow>> = HashMap::new();
+    let mut due_by_lot: HashMap<i64, i64> = HashMap::new();
+    for line in lines {
+        lines_by_refund
+            .entry(line.refund_id)
+            .or_default()
+            .push(line);
+        *due_by_lot.entry(line.lot_id).or_default() += line.points;
+    }
+    let mut by_trade: HashMap<i64, (i64, i64)> = HashMap::new();
+    for refund in refunds {
+        let slot = by_trade.entry(refund.trade_id).or_default();
+        slot.0 += refund.refund_amount_minor;
+        slot.1 += refund.burn_returned;
+        let allow_negative = refund.shortfall_policy == "allow_negative";
+        let mut taken = 0;
+        for line in lines_by_refund.remove(&refund.id).unwrap_or_default() {
+            if line.shortfall < 0 || line.shortfall > line.points {
+                violations.push(format!(
+                    "refund line {}: shortfall {} outside 0..={}",
+                    line.id, line.shortfall, line.points
+                ));
+            }
+            if line.owed < 0 || line.owed > line.shortfall || (line.owed > 0 && !allow_negative) {
+                violations.push(format!(
+                    "refund line {}: owes {} of a shortfall of {} under {}",
+                    line.id, line.owed, line.shortfall, refund.shortfall_policy
+                ));
+            }
+            taken += line.points - line.shortfall;
+            if allow_negative {
+                taken += line.shortfall - line.owed;
+            }
+        }
+        let (took, gave) = reversed_by_refund
+            .get(&refund.id)
+            .copied()
+            .unwrap_or_default();
+        if took != taken || gave != refund.burn_returned {
+            violations.push(format!(
+                "refund {}: reverse entries take {took} and give {gave}, its lines take {taken} \
+                 and it gave back {} burned points",
+                refund.id, refund.burn_returned
+            ));
+        }
+    }
+    for (refund_id, lines) in lines_by_refund {
+        violations.push(format!(
+            "{} refund lines name refund {refund_id}, which does not exist",
+            lines.len()
+        ));
+    }
+    let refund_ids: std::collections::HashSet<i64> = refunds.iter().map(|r| r.id).collect();
+    for refund_id in reversed_by_refund.keys() {
+        if !refund_ids.contains(refund_id) {
+            violations.push(format!(
+                "reverse entries name refund {refund_id}, which does not exist"
+            ));
+        }
+    }
+    for &(trade_id, burn_point, payment) in trades {
+        let (refunded, returned) = by_trade.get(&trade_id).copied().unwrap_or_default();
+        if refunded > payment || returned > burn_point {
+            violations.push(format!(
+                "trade {trade_id}: refunds take {refunded} of a payment of {payment} and give \
+                 back {returned} of a burn of {burn_point}"
+            ));
+        }
+    }
+    for lot in lots {
+        let due = due_by_lot.get(&lot.id).copied().unwrap_or(0);
+        if due > lot.points {
+            violations.push(format!(
+                "lot {}: refunds take {due} of a grant of {}",
+                lot.id, lot.points
+            ));
+        }
     }
 }

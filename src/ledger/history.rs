@@ -112,7 +112,7 @@ pub fn member_history(
 
 /// A trade by `trade_no` or `out_trade_no`, with its grants and every entry that names it.
 pub fn trade_detail(conn: &mut Conn, number: &str) -> Result<Option<TradeDetail>, PostError> {
-    let Some((trade, vip_accountno)) = repo::find_trade_detail(conn, number)? else {
+    let Some((trade, vip_accountno)) = repo::find_trade_detail(conn, number, false)? else {
         return Ok(None);
     };
     let grants = repo::lots_of_trade(conn, trade.id)?

@@ -6,6 +6,7 @@ pub mod connection;
 pub mod history;
 pub mod migrations;
 pub mod models;
+pub mod refund;
 pub mod repo;
 pub mod schema;
 
@@ -23,9 +24,14 @@ pub enum PostError {
     #[error("out_trade_no was already used by trade {trade_no} with a different request")]
     Conflict { trade_no: String },
     #[error("burn_point {requested} is more than the {available} points available")]
-    InsufficientPoints {
-        requested: Points,
-        available: Points,
+    InsufficientPoints { requested: Points, available: i64 },
+    /// The `out_refund_no` was already used with a different request.
+    #[error("out_refund_no {out_refund_no} was already used with a different request")]
+    RefundConflict { out_refund_no: String },
+    #[error("refund_amount {requested} is more than the {refundable} left to refund")]
+    OverRefund {
+        requested: crate::domain::Amount,
+        refundable: crate::domain::Amount,
     },
     /// Another writer inserted the same trade first (possible only across processes); the
     /// caller retries and gets the replay.
@@ -55,7 +61,7 @@ pub struct Posted {
     pub replayed: bool,
 }
 
-fn ms(instant: DateTime<Utc>) -> i64 {
+pub(crate) fn ms(instant: DateTime<Utc>) -> i64 {
     instant.timestamp_millis()
 }
 
@@ -120,6 +126,7 @@ pub fn post_trade(
         if !trade.burn_point.is_zero() {
             burn_oldest_first(conn, member_id, trade_id, trade.burn_point, now_ms)?;
         }
+        let mut new_lot_ids = Vec::with_capacity(grants.len());
         for grant in grants {
             let points = grant.points.value();
             assert!(points > 0, "the rules engine makes no empty grants");
@@ -147,13 +154,16 @@ pub fn post_trade(
                     member_id,
                     lot_id,
                     trade_id: Some(trade_id),
+                    refund_id: None,
                     kind: "earn",
                     points,
                     effective_at_ms: now_ms,
                     created_at_ms: now_ms,
                 },
             )?;
+            new_lot_ids.push(lot_id);
         }
+        refund::pay_debts(conn, member_id, &new_lot_ids, now_ms)?;
         if cfg!(debug_assertions) {
             let violations = audit::check_member(conn, member_id)?;
             assert!(
@@ -208,11 +218,13 @@ fn burn_oldest_first(
 ) -> Result<(), PostError> {
     let mut lots = repo::unexpired_lots(conn, member_id, now_ms)?;
     lots.retain(|l| l.available_at_ms <= now_ms);
-    let available: i64 = lots.iter().map(|l| l.remaining).sum();
+    let usable: i64 = lots.iter().map(|l| l.remaining).sum();
+    // Points owed from refunds (allow_negative) come off what can be spent.
+    let available = usable - repo::owed_points(conn, member_id)?;
     if available < burn.value() {
         return Err(PostError::InsufficientPoints {
             requested: burn,
-            available: Points::new(available).map_err(PostError::Corrupt)?,
+            available,
         });
     }
     lots.sort_by_key(burn_order);
@@ -234,6 +246,7 @@ fn burn_oldest_first(
                 member_id,
                 lot_id: lot.id,
                 trade_id: Some(trade_id),
+                refund_id: None,
                 kind: "burn",
                 points: -take,
                 effective_at_ms: now_ms,
@@ -248,7 +261,7 @@ fn burn_oldest_first(
 
 /// The order burns take lots in: soonest to expire first, lots that never expire last, ties by
 /// age. The balance lists usable lots in the same order.
-fn burn_order(lot: &LotRow) -> (bool, Option<i64>, i64) {
+pub(crate) fn burn_order(lot: &LotRow) -> (bool, Option<i64>, i64) {
     (lot.expires_at_ms.is_none(), lot.expires_at_ms, lot.id)
 }
 
@@ -280,6 +293,29 @@ fn grant_of_lot(lot: &LotRow) -> Result<Grant, PostError> {
         remark: lot.remark.clone(),
         campaign_code,
     })
+}
+
+/// Keeps the sources of a ruleset version (a JSON text), so that trades it priced can be
+/// priced again exactly after the rules change. Idempotent.
+pub fn save_ruleset(
+    conn: &mut Conn,
+    version: &str,
+    sources_json: String,
+    now: DateTime<Utc>,
+) -> Result<(), PostError> {
+    Ok(repo::save_ruleset(
+        conn,
+        &models::NewRuleset {
+            version,
+            sources: sources_json,
+            created_at_ms: ms(now),
+        },
+    )?)
+}
+
+/// The sources (JSON text) kept for a ruleset version.
+pub fn ruleset_sources(conn: &mut Conn, version: &str) -> Result<Option<String>, PostError> {
+    Ok(repo::ruleset_sources(conn, version)?)
 }
 
 /// What one expiry run wrote.
@@ -320,6 +356,7 @@ pub fn expire_due(
                         member_id: lot.member_id,
                         lot_id: lot.id,
                         trade_id: Some(lot.trade_id),
+                        refund_id: None,
                         kind: "expire",
                         points: -lot.remaining,
                         effective_at_ms,
@@ -351,6 +388,16 @@ pub struct Balance {
     pub lots: Vec<Grant>,
     /// Pending lots, soonest to become usable first.
     pub pending_lots: Vec<Grant>,
+    /// Points owed from refunds under `allow_negative`; later earns pay them off.
+    pub owed: Points,
+}
+
+impl Balance {
+    /// What the member can spend: usable points less what they owe (negative while they owe
+    /// more than they hold).
+    pub fn spendable(&self) -> i64 {
+        self.available.value() - self.owed.value()
+    }
 }
 
 /// The member's balance as of `as_of`: lots past their expiry never count, whether or not an
@@ -383,7 +430,9 @@ pub fn balance(
     };
     let (available, lots) = with_remaining(&usable)?;
     let (pending, pending_lots) = with_remaining(&pending)?;
+    let owed = Points::new(repo::owed_points(conn, member_id)?).map_err(PostError::Corrupt)?;
     Ok(Some(Balance {
+        owed,
         vip_accountno: vip.clone(),
         available,
         pending,

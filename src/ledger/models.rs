@@ -1,6 +1,6 @@
 //! Rows as the ledger stores them.
 
-use super::schema::{entries, lots, members, trades};
+use super::schema::{entries, lots, members, refund_lines, refunds, rulesets, trades};
 use diesel::prelude::*;
 
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -26,9 +26,16 @@ pub struct TradeDetailRow {
     pub payment_amount_minor: i64,
     pub payment_method: String,
     pub sales_time: String,
+    pub submit_time: String,
+    pub approval_time: String,
     pub burn_point: i64,
+    pub resource: String,
+    pub remark: String,
+    pub receipt_image_urls: String,
+    pub payment_image_urls: String,
     pub ruleset_version: String,
     pub created_at_ms: i64,
+    pub member_id: i64,
 }
 
 #[derive(Debug, Insertable)]
@@ -107,6 +114,7 @@ pub struct EntryRow {
     pub member_id: i64,
     pub lot_id: i64,
     pub trade_id: Option<i64>,
+    pub refund_id: Option<i64>,
     pub kind: String,
     pub points: i64,
     pub effective_at_ms: i64,
@@ -119,8 +127,56 @@ pub struct NewEntry<'a> {
     pub member_id: i64,
     pub lot_id: i64,
     pub trade_id: Option<i64>,
+    pub refund_id: Option<i64>,
     pub kind: &'a str,
     pub points: i64,
     pub effective_at_ms: i64,
     pub created_at_ms: i64,
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = rulesets)]
+pub struct NewRuleset<'a> {
+    pub version: &'a str,
+    pub sources: String,
+    pub created_at_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable)]
+#[diesel(table_name = refunds)]
+pub struct RefundRow {
+    #[diesel(skip_insertion)]
+    pub id: i64,
+    pub out_refund_no: String,
+    pub request_fingerprint: String,
+    pub trade_id: i64,
+    pub member_id: i64,
+    pub refund_amount_minor: i64,
+    pub refund_time: String,
+    pub burn_returned: i64,
+    pub shortfall_policy: String,
+    pub created_at_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable)]
+#[diesel(table_name = refund_lines)]
+pub struct RefundLineRow {
+    #[diesel(skip_insertion)]
+    pub id: i64,
+    pub refund_id: i64,
+    pub lot_id: i64,
+    pub points: i64,
+    pub shortfall: i64,
+    pub owed: i64,
+}
+
+/// An entry as reports read it.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
+#[diesel(table_name = entries)]
+pub struct MovementRow {
+    pub lot_id: i64,
+    pub trade_id: Option<i64>,
+    pub kind: String,
+    pub points: i64,
+    pub effective_at_ms: i64,
 }

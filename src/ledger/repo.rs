@@ -2,9 +2,10 @@
 
 use super::connection::Conn;
 use super::models::{
-    EntryRow, LotRow, NewEntry, NewLot, NewMember, NewTrade, TradeDetailRow, TradeRow,
+    EntryRow, LotRow, MovementRow, NewEntry, NewLot, NewMember, NewRuleset, NewTrade,
+    RefundLineRow, RefundRow, TradeDetailRow, TradeRow,
 };
-use super::schema::{entries, lots, members, trades};
+use super::schema::{entries, lots, members, refund_lines, refunds, rulesets, trades};
 use diesel::prelude::*;
 use diesel::result::Error;
 
@@ -131,11 +132,11 @@ pub fn all_entries(conn: &mut Conn, member_id: Option<i64>) -> Result<Vec<EntryR
     query.load(conn)
 }
 
-/// (id, burn_point) of every trade, or of one member's.
-pub fn trade_burns(conn: &mut Conn, member_id: Option<i64>) -> Result<Vec<(i64, i64)>, Error> {
+/// (id, burn_point, payment_amount_minor) of every trade, or of one member's.
+pub fn trade_burns(conn: &mut Conn, member_id: Option<i64>) -> Result<Vec<(i64, i64, i64)>, Error> {
     let mut query = trades::table
         .order(trades::id.asc())
-        .select((trades::id, trades::burn_point))
+        .select((trades::id, trades::burn_point, trades::payment_amount_minor))
         .into_boxed();
     if let Some(member_id) = member_id {
         query = query.filter(trades::member_id.eq(member_id));
@@ -182,18 +183,23 @@ pub fn trade_numbers(conn: &mut Conn, ids: &[i64]) -> Result<Vec<(i64, String, S
 }
 
 /// A trade and its member's account number, found by point-engine's `trade_no` or by the
-/// store's `out_trade_no`.
+/// store's `out_trade_no` (`by_out_trade_no_only`: by the latter alone).
 pub fn find_trade_detail(
     conn: &mut Conn,
     number: &str,
+    by_out_trade_no_only: bool,
 ) -> Result<Option<(TradeDetailRow, String)>, Error> {
-    trades::table
-        .inner_join(members::table)
-        .filter(
+    let mut query = trades::table.inner_join(members::table).into_boxed();
+    query = if by_out_trade_no_only {
+        query.filter(trades::out_trade_no.eq(number))
+    } else {
+        query.filter(
             trades::trade_no
                 .eq(number)
                 .or(trades::out_trade_no.eq(number)),
         )
+    };
+    query
         .order(trades::id.asc())
         .select((TradeDetailRow::as_select(), members::vip_accountno))
         .first(conn)
@@ -206,5 +212,131 @@ pub fn entries_of_trade(conn: &mut Conn, trade_id: i64) -> Result<Vec<EntryRow>,
         .filter(entries::trade_id.eq(trade_id))
         .order(entries::id.asc())
         .select(EntryRow::as_select())
+        .load(conn)
+}
+
+/// Keeps a ruleset's sources under its version; a version already kept is left as it is.
+pub fn save_ruleset(conn: &mut Conn, ruleset: &NewRuleset) -> Result<(), Error> {
+    diesel::insert_into(rulesets::table)
+        .values(ruleset)
+        .on_conflict_do_nothing()
+        .execute(conn)
+        .map(|_| ())
+}
+
+pub fn ruleset_sources(conn: &mut Conn, version: &str) -> Result<Option<String>, Error> {
+    rulesets::table
+        .filter(rulesets::version.eq(version))
+        .select(rulesets::sources)
+        .first(conn)
+        .optional()
+}
+
+pub fn find_refund(conn: &mut Conn, out_refund_no: &str) -> Result<Option<RefundRow>, Error> {
+    refunds::table
+        .filter(refunds::out_refund_no.eq(out_refund_no))
+        .select(RefundRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+pub fn insert_refund(conn: &mut Conn, refund: &RefundRow) -> Result<i64, Error> {
+    diesel::insert_into(refunds::table)
+        .values(refund)
+        .returning(refunds::id)
+        .get_result(conn)
+}
+
+pub fn insert_refund_line(conn: &mut Conn, line: &RefundLineRow) -> Result<(), Error> {
+    diesel::insert_into(refund_lines::table)
+        .values(line)
+        .execute(conn)
+        .map(|_| ())
+}
+
+/// Every refund, or one trade's, oldest first.
+pub fn refunds(conn: &mut Conn, trade_id: Option<i64>) -> Result<Vec<RefundRow>, Error> {
+    let mut query = refunds::table
+        .order(refunds::id.asc())
+        .select(RefundRow::as_select())
+        .into_boxed();
+    if let Some(trade_id) = trade_id {
+        query = query.filter(refunds::trade_id.eq(trade_id));
+    }
+    query.load(conn)
+}
+
+/// Every refund line, or those of the given refunds.
+pub fn refund_lines(
+    conn: &mut Conn,
+    refund_ids: Option<&[i64]>,
+) -> Result<Vec<RefundLineRow>, Error> {
+    let mut query = refund_lines::table
+        .order(refund_lines::id.asc())
+        .select(RefundLineRow::as_select())
+        .into_boxed();
+    if let Some(ids) = refund_ids {
+        query = query.filter(refund_lines::refund_id.eq_any(ids.to_vec()));
+    }
+    query.load(conn)
+}
+
+/// A member's refund lines that still owe points (`allow_negative`), oldest first, each with
+/// its refund's trade.
+pub fn owed_lines(conn: &mut Conn, member_id: i64) -> Result<Vec<(RefundLineRow, i64)>, Error> {
+    refund_lines::table
+        .inner_join(refunds::table)
+        .filter(refunds::member_id.eq(member_id))
+        .filter(refund_lines::owed.gt(0))
+        .order(refund_lines::id.asc())
+        .select((RefundLineRow::as_select(), refunds::trade_id))
+        .load(conn)
+}
+
+/// Pays `points` off a refund line's owed points. Guarded like `take_from_lot`.
+pub fn pay_owed(conn: &mut Conn, line_id: i64, points: i64) -> Result<bool, Error> {
+    let updated = diesel::update(
+        refund_lines::table
+            .filter(refund_lines::id.eq(line_id))
+            .filter(refund_lines::owed.ge(points)),
+    )
+    .set(refund_lines::owed.eq(refund_lines::owed - points))
+    .execute(conn)?;
+    Ok(updated == 1)
+}
+
+/// Points a member still owes from refunds under `allow_negative`.
+pub fn owed_points(conn: &mut Conn, member_id: i64) -> Result<i64, Error> {
+    Ok(owed_lines(conn, member_id)?
+        .iter()
+        .map(|(line, _)| line.owed)
+        .sum())
+}
+
+/// Gives `points` back to a lot (a refunded burn). Guarded: a lot never holds more than it
+/// was granted.
+pub fn give_back_to_lot(conn: &mut Conn, lot_id: i64, points: i64) -> Result<bool, Error> {
+    let updated = diesel::update(
+        lots::table
+            .filter(lots::id.eq(lot_id))
+            .filter(lots::remaining.le(lots::points - points)),
+    )
+    .set(lots::remaining.eq(lots::remaining + points))
+    .execute(conn)?;
+    Ok(updated == 1)
+}
+
+/// Entries effective before `before_ms`, for reports.
+pub fn entries_before(conn: &mut Conn, before_ms: i64) -> Result<Vec<MovementRow>, Error> {
+    entries::table
+        .filter(entries::effective_at_ms.lt(before_ms))
+        .select(MovementRow::as_select())
+        .load(conn)
+}
+
+/// (id, store_code) of every trade.
+pub fn trade_stores(conn: &mut Conn) -> Result<Vec<(i64, String)>, Error> {
+    trades::table
+        .select((trades::id, trades::store_code))
         .load(conn)
 }

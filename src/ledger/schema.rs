@@ -60,6 +60,7 @@ diesel::table! {
         member_id -> BigInt,
         lot_id -> BigInt,
         trade_id -> Nullable<BigInt>,
+        refund_id -> Nullable<BigInt>,
         kind -> Text,
         points -> BigInt,
         effective_at_ms -> BigInt,
@@ -67,9 +68,54 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    rulesets (version) {
+        version -> Text,
+        sources -> Text,
+        created_at_ms -> BigInt,
+    }
+}
+
+diesel::table! {
+    refunds (id) {
+        id -> BigInt,
+        out_refund_no -> Text,
+        request_fingerprint -> Text,
+        trade_id -> BigInt,
+        member_id -> BigInt,
+        refund_amount_minor -> BigInt,
+        refund_time -> Text,
+        burn_returned -> BigInt,
+        shortfall_policy -> Text,
+        created_at_ms -> BigInt,
+    }
+}
+
+diesel::table! {
+    refund_lines (id) {
+        id -> BigInt,
+        refund_id -> BigInt,
+        lot_id -> BigInt,
+        points -> BigInt,
+        shortfall -> BigInt,
+        owed -> BigInt,
+    }
+}
+
 diesel::joinable!(trades -> members (member_id));
+diesel::joinable!(refunds -> trades (trade_id));
+diesel::joinable!(refund_lines -> refunds (refund_id));
+diesel::joinable!(refund_lines -> lots (lot_id));
 diesel::joinable!(lots -> members (member_id));
 diesel::joinable!(lots -> trades (trade_id));
 diesel::joinable!(entries -> lots (lot_id));
 
-diesel::allow_tables_to_appear_in_same_query!(members, trades, lots, entries);
+diesel::allow_tables_to_appear_in_same_query!(
+    members,
+    trades,
+    lots,
+    entries,
+    rulesets,
+    refunds,
+    refund_lines
+);

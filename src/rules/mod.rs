@@ -16,7 +16,7 @@ pub const FILES_MAX: usize = 1_000;
 pub const FILE_BYTES_MAX: u64 = 4 * 1024 * 1024;
 
 /// One rule file's name and text.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Source {
     pub name: String,
     pub text: String,
@@ -24,6 +24,11 @@ pub struct Source {
 
 /// Reads every `*.toml` file in `dir` (not recursive, in name order) as one ruleset.
 pub fn load_dir(dir: &Path) -> Result<Ruleset, LoadError> {
+    from_sources(&read_dir(dir)?)
+}
+
+/// The rule files of `dir` (every `*.toml`, not recursive, in name order), with limits.
+pub fn read_dir(dir: &Path) -> Result<Vec<Source>, LoadError> {
     let io_error = |path: &Path, source: std::io::Error| LoadError::Io {
         path: path.to_path_buf(),
         source,
@@ -59,7 +64,7 @@ pub fn load_dir(dir: &Path) -> Result<Ruleset, LoadError> {
             dir: dir.to_path_buf(),
         });
     }
-    from_sources(&sources)
+    Ok(sources)
 }
 
 /// Compiles rule file texts into a ruleset. The version is a content hash of the sources.

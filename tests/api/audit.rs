@@ -83,7 +83,7 @@ fn the_audit_catches_each_kind_of_damage() {
              VALUES (2, 3, 3, 'expire', -100, 0, 0), (2, 3, 3, 'expire', -100, 0, 0)", 6,
             &[
                 "lot 3: entries sum to -100, remaining is 100",
-                "lot 3: 2 expire entries",
+                "lot 3: expire entries at [0, 0] ms, but it expires at Some(1859212800000) ms",
                 "totals by type: entries {\"E\": 20}, lots remaining {\"E\": 220}",
             ],
         ),

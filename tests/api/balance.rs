@@ -19,7 +19,8 @@ fn the_seed_trade_is_available_in_its_quarter_and_expired_today() {
                  "campaign_code": "", "available_time": "2023-01-20T02:00:00Z"}
             ],
             "pending_point": 0,
-            "pending_lots": []
+            "pending_lots": [],
+            "owed_point": 0
         }})
     );
     // The last second of Q1 in +08:00 still has the A points; the next second does not.
@@ -34,7 +35,7 @@ fn the_seed_trade_is_available_in_its_quarter_and_expired_today() {
     assert_eq!(status, 200);
     assert_eq!(
         body["data"],
-        json!({"vip_accountno": "040xxxx", "available_point": 0, "lots": [], "pending_point": 0, "pending_lots": []})
+        json!({"vip_accountno": "040xxxx", "available_point": 0, "lots": [], "pending_point": 0, "pending_lots": [], "owed_point": 0})
     );
 }
 
@@ -102,12 +103,12 @@ fn new_points_are_pending_for_the_return_window_and_cannot_be_burned() {
     let (_, body) = app.balance("M-P", Some("2026-01-17T11:59:59+08:00"));
     assert_eq!(
         body["data"],
-        json!({"vip_accountno": "M-P", "available_point": 0, "lots": [], "pending_point": 100, "pending_lots": [pending_lot]})
+        json!({"vip_accountno": "M-P", "available_point": 0, "lots": [], "pending_point": 100, "pending_lots": [pending_lot], "owed_point": 0})
     );
     let (_, body) = app.balance("M-P", Some("2026-01-17T12:00:00+08:00"));
     assert_eq!(
         body["data"],
-        json!({"vip_accountno": "M-P", "available_point": 100, "lots": [pending_lot], "pending_point": 0, "pending_lots": []})
+        json!({"vip_accountno": "M-P", "available_point": 100, "lots": [pending_lot], "pending_point": 0, "pending_lots": [], "owed_point": 0})
     );
 
     // Points from a sale an hour ago are pending now: a burn cannot touch them.

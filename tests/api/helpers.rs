@@ -1,6 +1,7 @@
 use diesel::prelude::*;
 use diesel::sqlite::SqliteConnection;
 use point_engine::config::Settings;
+use point_engine::domain::ShortfallPolicy;
 use point_engine::ledger::{audit, DatabaseUrl};
 use point_engine::startup::Application;
 use serde_json::Value;
@@ -108,6 +109,8 @@ pub fn test_settings(rules: &Path, db_path: &Path) -> Settings {
         clock_skew_s_max: 300,
         expire_interval_s: 0,
         body_bytes_max: Settings::BODY_BYTES_MAX,
+        refund_shortfall_policy: ShortfallPolicy::RecordShortfall,
+        point_cost: Some("0.005".parse().unwrap()),
     }
 }
 
@@ -169,9 +172,21 @@ impl TestApp {
     }
 
     pub fn post_raw(&self, content_type: &str, body: &str) -> (u16, Value) {
+        self.post_to("/v1/point-engine/trade-create", content_type, body)
+    }
+
+    pub fn post_refund(&self, body: &Value) -> (u16, Value) {
+        self.post_to(
+            "/v1/point-engine/trade-refund",
+            "application/json",
+            &body.to_string(),
+        )
+    }
+
+    fn post_to(&self, path: &str, content_type: &str, body: &str) -> (u16, Value) {
         read(
             self.agent
-                .post(&format!("{}/v1/point-engine/trade-create", self.address))
+                .post(&format!("{}{path}", self.address))
                 .set("Content-Type", content_type)
                 .send_string(body),
         )
@@ -241,6 +256,16 @@ impl TestApp {
             "ledger invariants broken: {violations:#?}"
         );
     }
+}
+
+/// A refund request of `amount` now.
+pub fn refund(out_refund_no: &str, out_trade_no: &str, amount: &str) -> Value {
+    serde_json::json!({
+        "out_refund_no": out_refund_no,
+        "out_trade_no": out_trade_no,
+        "refund_amount": amount,
+        "refund_time": hours_ago(0),
+    })
 }
 
 /// Point-engine's `trade_no` for a store's `out_trade_no`.

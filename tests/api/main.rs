@@ -5,6 +5,7 @@ mod balance;
 mod expiry;
 mod helpers;
 mod history;
+mod refund;
 mod service;
 mod startup;
 mod trade_create;

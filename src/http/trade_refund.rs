@@ -1,0 +1,188 @@
+//! `POST /v1/point-engine/trade-refund`: a full or partial refund of a trade posted through
+//! trade-create. The points the trade keeps are re-priced at its net amount; the response lists
+//! what was reversed.
+
+use super::fields::{self, FieldError};
+use crate::domain::trade::parse_rfc3339;
+use crate::domain::{Amount, OutRefundNo, OutTradeNo, Refund};
+use crate::error::{busy, failure, internal, success, ErrorCode};
+use crate::ledger::refund::{RefundLine, Refunded};
+use crate::ledger::PostError;
+use crate::service::{self, ServiceError};
+use crate::startup::AppState;
+use actix_web::{web, HttpResponse, ResponseError};
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The body as sent, loosely typed so that a wrong type is reported by name.
+#[derive(Debug, Deserialize)]
+pub struct TradeRefundRequest {
+    out_refund_no: Option<Value>,
+    out_trade_no: Option<Value>,
+    refund_amount: Option<Value>,
+    refund_time: Option<Value>,
+}
+
+impl TradeRefundRequest {
+    pub fn into_refund(
+        self,
+        now: DateTime<Utc>,
+        clock_skew_s_max: u32,
+    ) -> Result<Refund, FieldError> {
+        use fields::*;
+        let out_refund_no = parsed(
+            "out_refund_no",
+            OutRefundNo::parse(&required_text("out_refund_no", &self.out_refund_no)?),
+        )?;
+        let out_trade_no = parsed(
+            "out_trade_no",
+            OutTradeNo::parse(&required_text("out_trade_no", &self.out_trade_no)?),
+        )?;
+        let refund_amount = parsed(
+            "refund_amount",
+            Amount::parse(&required_decimal_text(
+                "refund_amount",
+                &self.refund_amount,
+            )?),
+        )?;
+        let refund_time = parsed(
+            "refund_time",
+            parse_rfc3339(&required_text("refund_time", &self.refund_time)?),
+        )?;
+        if refund_time.to_utc() > now + Duration::seconds(i64::from(clock_skew_s_max)) {
+            return Err(FieldError {
+                field: "refund_time",
+                problem: format!("{} is in the future", refund_time.to_rfc3339()),
+            });
+        }
+        parsed(
+            "refund_amount",
+            Refund::new(out_refund_no, out_trade_no, refund_amount, refund_time),
+        )
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct TradeRefundData {
+    pub out_refund_no: String,
+    pub trade_no: String,
+    pub out_trade_no: String,
+    pub refund_amount: String,
+    /// Every refund of the trade so far, this one included.
+    pub refunded_amount: String,
+    pub payment_amount: String,
+    /// Points the trade's grants lost to this refund.
+    pub reversed_point: i64,
+    /// Of those, what the member's points could not cover.
+    pub shortfall_point: i64,
+    /// Of the shortfall, what the member owes (allow_negative only).
+    pub owed_point: i64,
+    /// Burned points given back.
+    pub returned_burn_point: i64,
+    pub shortfall_policy: &'static str,
+    pub detail: Vec<ReversalDetail>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ReversalDetail {
+    #[serde(rename = "type")]
+    pub point_type: &'static str,
+    pub campaign_code: String,
+    /// What the grant earned.
+    pub granted_point: i64,
+    /// What this refund took from it.
+    pub point: i64,
+    pub shortfall: i64,
+    pub owed: i64,
+}
+
+impl From<&RefundLine> for ReversalDetail {
+    fn from(line: &RefundLine) -> Self {
+        Self {
+            point_type: line.grant.point_type.as_str(),
+            campaign_code: line.grant.campaign_code_text().to_string(),
+            granted_point: line.grant.points.value(),
+            point: line.points,
+            shortfall: line.shortfall,
+            owed: line.owed,
+        }
+    }
+}
+
+impl From<&Refunded> for TradeRefundData {
+    fn from(refunded: &Refunded) -> Self {
+        Self {
+            out_refund_no: refunded.out_refund_no.clone(),
+            trade_no: refunded.trade_no.to_string(),
+            out_trade_no: refunded.out_trade_no.clone(),
+            refund_amount: refunded.refund_amount.to_string(),
+            refunded_amount: refunded.refunded_total.to_string(),
+            payment_amount: refunded.payment_amount.to_string(),
+            reversed_point: refunded.reversed_points(),
+            shortfall_point: refunded.shortfall_points(),
+            owed_point: refunded.lines.iter().map(|l| l.owed).sum(),
+            returned_burn_point: refunded.burn_returned,
+            shortfall_policy: refunded.policy.as_str(),
+            detail: refunded.lines.iter().map(ReversalDetail::from).collect(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TradeRefundError {
+    #[error(transparent)]
+    Invalid(#[from] FieldError),
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+    #[error("the blocking task failed: {0}")]
+    Blocking(#[from] actix_web::error::BlockingError),
+}
+
+impl ResponseError for TradeRefundError {
+    fn error_response(&self) -> HttpResponse {
+        use ServiceError::*;
+        match self {
+            Self::Invalid(e) => failure(ErrorCode::InvalidField, e.to_string()),
+            Self::Service(e @ RefundBeforeSale { .. }) => {
+                failure(ErrorCode::InvalidField, e.to_string())
+            }
+            Self::Service(TradeNotFound(no)) => failure(
+                ErrorCode::NotFound,
+                format!("no trade has out_trade_no {no}"),
+            ),
+            Self::Service(Post(e @ PostError::RefundConflict { .. })) => {
+                failure(ErrorCode::Conflict, e.to_string())
+            }
+            Self::Service(Post(e @ PostError::OverRefund { .. })) => {
+                failure(ErrorCode::RefundExceedsPayment, e.to_string())
+            }
+            Self::Service(Post(PostError::Race)) => busy("trade-refund", self),
+            Self::Service(Unavailable(e)) => busy("trade-refund", e),
+            other => internal("trade-refund", other),
+        }
+    }
+
+    fn status_code(&self) -> actix_web::http::StatusCode {
+        self.error_response().status()
+    }
+}
+
+pub async fn trade_refund(
+    state: web::Data<AppState>,
+    body: web::Json<TradeRefundRequest>,
+) -> Result<HttpResponse, TradeRefundError> {
+    let now = Utc::now();
+    let refund = body.into_inner().into_refund(now, state.clock_skew_s_max)?;
+    let refunded = web::block(move || {
+        service::refund_trade(
+            &state.pool,
+            &state.rules,
+            &refund,
+            state.refund_shortfall_policy,
+            now,
+        )
+    })
+    .await??;
+    Ok(success(TradeRefundData::from(&refunded)))
+}

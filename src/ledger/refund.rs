@@ -1,0 +1,517 @@
+//! Refunds. After a refund a trade keeps what it would have earned at its net amount under the
+//! ruleset version that priced it: a grant the net amount no longer earns (below a minimum
+//! spend) goes; one it still earns is kept in proportion to the payment left, and never above
+//! its re-priced points. The difference is reversed, and a burn is given back in proportion to
+//! the amount refunded. Points the member no longer holds follow the `ShortfallPolicy`.
+
+use super::models::{EntryRow, LotRow, NewEntry, RefundLineRow, RefundRow, TradeDetailRow};
+use super::{burn_order, connection, grant_of_lot, ms, repo, Conn, PostError};
+use crate::domain::trade::{parse_free_text, parse_rfc3339};
+use crate::domain::{
+    Amount, CurrencyCode, Grant, ImageUrl, InvoiceId, OutTradeNo, PaymentMethod, Points, Refund,
+    ShortfallPolicy, StoreCode, Trade, TradeNo, VipAccountNo,
+};
+use chrono::{DateTime, Utc};
+use std::collections::HashMap;
+
+/// A trade as the ledger holds it, with what has been refunded of it so far.
+#[derive(Debug, Clone)]
+pub struct RefundableTrade {
+    pub id: i64,
+    pub trade_no: TradeNo,
+    pub trade: Trade,
+    pub ruleset_version: String,
+    pub refunded: Amount,
+}
+
+impl RefundableTrade {
+    /// What is left of the payment to refund.
+    pub fn refundable(&self) -> Amount {
+        Amount::from_minor(self.trade.payment_amount.to_minor() - self.refunded.to_minor())
+            .expect("refunds never exceed the payment")
+    }
+}
+
+/// What a refund took back from one grant of its trade.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefundLine {
+    /// The grant as the trade earned it.
+    pub grant: Grant,
+    /// Points the grant lost to this refund.
+    pub points: i64,
+    /// Of those, what the member's points could not cover when the refund was made.
+    pub shortfall: i64,
+    /// Of the shortfall, what the member still owes (`allow_negative` only).
+    pub owed: i64,
+}
+
+/// What a refund did (or, for a replay, had done).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refunded {
+    pub out_refund_no: String,
+    pub trade_no: TradeNo,
+    pub out_trade_no: String,
+    pub refund_amount: Amount,
+    /// Every refund of the trade up to and including this one.
+    pub refunded_total: Amount,
+    pub payment_amount: Amount,
+    /// Burned points given back to the member.
+    pub burn_returned: i64,
+    pub policy: ShortfallPolicy,
+    pub lines: Vec<RefundLine>,
+    pub replayed: bool,
+}
+
+impl Refunded {
+    pub fn reversed_points(&self) -> i64 {
+        self.lines.iter().map(|l| l.points).sum()
+    }
+
+    pub fn shortfall_points(&self) -> i64 {
+        self.lines.iter().map(|l| l.shortfall).sum()
+    }
+}
+
+fn corrupt(what: &str, id: i64, problem: String) -> PostError {
+    PostError::Corrupt(format!("trade {id} {what}: {problem}"))
+}
+
+/// Rebuilds the domain trade from its row, to price it again.
+fn trade_of_row(row: &TradeDetailRow, vip_accountno: &str) -> Result<Trade, PostError> {
+    let id = row.id;
+    let urls = |what: &str, text: &str| -> Result<Vec<ImageUrl>, PostError> {
+        let list: Vec<String> =
+            serde_json::from_str(text).map_err(|e| corrupt(what, id, e.to_string()))?;
+        list.iter()
+            .map(|u| ImageUrl::parse(u).map_err(|e| corrupt(what, id, e)))
+            .collect()
+    };
+    let amount = |what: &str, minor| Amount::from_minor(minor).map_err(|e| corrupt(what, id, e));
+    let time = |what: &str, text: &str| parse_rfc3339(text).map_err(|e| corrupt(what, id, e));
+    Ok(Trade {
+        vip_accountno: VipAccountNo::parse(vip_accountno).map_err(|e| corrupt("vip", id, e))?,
+        out_trade_no: OutTradeNo::parse(&row.out_trade_no)
+            .map_err(|e| corrupt("out_trade_no", id, e))?,
+        store_code: StoreCode::parse(&row.store_code).map_err(|e| corrupt("store", id, e))?,
+        invoice_id: InvoiceId::parse(&row.invoice_id).map_err(|e| corrupt("invoice", id, e))?,
+        total_amount: amount("total_amount", row.total_amount_minor)?,
+        payment_amount: amount("payment_amount", row.payment_amount_minor)?,
+        payment_method: PaymentMethod::parse(&row.payment_method)
+            .map_err(|e| corrupt("payment_method", id, e))?,
+        currency: CurrencyCode::parse(&row.currency).map_err(|e| corrupt("currency", id, e))?,
+        sales_time: time("sales_time", &row.sales_time)?,
+        submit_time: time("submit_time", &row.submit_time)?,
+        approval_time: time("approval_time", &row.approval_time)?,
+        burn_point: Points::new(row.burn_point).map_err(|e| corrupt("burn_point", id, e))?,
+        resource: parse_free_text(&row.resource, Trade::RESOURCE_LEN_MAX)
+            .map_err(|e| corrupt("resource", id, e))?,
+        remark: parse_free_text(&row.remark, Trade::REMARK_LEN_MAX)
+            .map_err(|e| corrupt("remark", id, e))?,
+        receipt_image_urls: urls("receipt_image_urls", &row.receipt_image_urls)?,
+        payment_image_urls: urls("payment_image_urls", &row.payment_image_urls)?,
+    })
+}
+
+/// The trade with this `out_trade_no` and what was refunded of it; `None` if never posted.
+pub fn refundable_trade(
+    conn: &mut Conn,
+    out_trade_no: &OutTradeNo,
+) -> Result<Option<RefundableTrade>, PostError> {
+    let Some((row, vip)) = repo::find_trade_detail(conn, out_trade_no.as_str(), true)? else {
+        return Ok(None);
+    };
+    let refunded: i64 = repo::refunds(conn, Some(row.id))?
+        .iter()
+        .map(|r| r.refund_amount_minor)
+        .sum();
+    Ok(Some(RefundableTrade {
+        id: row.id,
+        trade_no: TradeNo::parse(&row.trade_no).map_err(PostError::Corrupt)?,
+        trade: trade_of_row(&row, &vip)?,
+        ruleset_version: row.ruleset_version.clone(),
+        refunded: Amount::from_minor(refunded).map_err(|e| corrupt("refunds", row.id, e))?,
+    }))
+}
+
+/// What the ledger already answered for this refund: `None` if it was never made,
+/// `RefundConflict` if its `out_refund_no` was used with another request.
+pub fn replay_refund(conn: &mut Conn, refund: &Refund) -> Result<Option<Refunded>, PostError> {
+    let Some(row) = repo::find_refund(conn, refund.out_refund_no.as_str())? else {
+        return Ok(None);
+    };
+    if row.request_fingerprint != refund.fingerprint() {
+        return Err(PostError::RefundConflict {
+            out_refund_no: row.out_refund_no,
+        });
+    }
+    let Some((trade, _)) = repo::find_trade_detail(conn, refund.out_trade_no.as_str(), true)?
+    else {
+        return Err(corrupt("refund", row.id, "names no trade".to_string()));
+    };
+    let refunds = repo::refunds(conn, Some(row.trade_id))?;
+    let refunded_total: i64 = refunds
+        .iter()
+        .filter(|r| r.id <= row.id)
+        .map(|r| r.refund_amount_minor)
+        .sum();
+    let lots: HashMap<i64, LotRow> = repo::lots_of_trade(conn, row.trade_id)?
+        .into_iter()
+        .map(|l| (l.id, l))
+        .collect();
+    let lines = repo::refund_lines(conn, Some(&[row.id]))?
+        .iter()
+        .map(|line| {
+            let lot = lots
+                .get(&line.lot_id)
+                .ok_or_else(|| corrupt("refund line", line.id, "names no lot".to_string()))?;
+            Ok(RefundLine {
+                grant: grant_of_lot(lot)?,
+                points: line.points,
+                shortfall: line.shortfall,
+                owed: line.owed,
+            })
+        })
+        .collect::<Result<_, PostError>>()?;
+    let amount = |minor| Amount::from_minor(minor).map_err(|e| corrupt("refund", row.id, e));
+    Ok(Some(Refunded {
+        out_refund_no: row.out_refund_no.clone(),
+        trade_no: TradeNo::parse(&trade.trade_no).map_err(PostError::Corrupt)?,
+        out_trade_no: trade.out_trade_no.clone(),
+        refund_amount: amount(row.refund_amount_minor)?,
+        refunded_total: amount(refunded_total)?,
+        payment_amount: amount(trade.payment_amount_minor)?,
+        burn_returned: row.burn_returned,
+        policy: ShortfallPolicy::parse(&row.shortfall_policy).map_err(PostError::Corrupt)?,
+        lines,
+        replayed: true,
+    }))
+}
+
+/// Writes one reverse entry against a lot and moves its remaining points by `points`
+/// (negative: taken back; positive: a burn given back). Guarded both ways.
+fn reverse(
+    conn: &mut Conn,
+    lot: &LotRow,
+    points: i64,
+    trade_id: i64,
+    refund_id: i64,
+    now_ms: i64,
+) -> Result<(), PostError> {
+    assert_ne!(points, 0, "no empty reversals");
+    let moved = if points < 0 {
+        repo::take_from_lot(conn, lot.id, -points)?
+    } else {
+        repo::give_back_to_lot(conn, lot.id, points)?
+    };
+    if !moved {
+        return Err(PostError::Corrupt(format!(
+            "lot {} cannot move by {points} points",
+            lot.id
+        )));
+    }
+    repo::insert_entry(
+        conn,
+        &NewEntry {
+            member_id: lot.member_id,
+            lot_id: lot.id,
+            trade_id: Some(trade_id),
+            refund_id: Some(refund_id),
+            kind: "reverse",
+            points,
+            effective_at_ms: now_ms,
+            created_at_ms: now_ms,
+        },
+    )?;
+    Ok(())
+}
+
+fn is_expired(lot: &LotRow, now_ms: i64) -> bool {
+    lot.expires_at_ms.is_some_and(|at| at <= now_ms)
+}
+
+/// Records a refund in one write transaction. `refundable` is the trade as the caller read it
+/// and `repriced` its grants at the net amount after this refund; if another refund of the
+/// trade landed in between, this answers `Race` and the caller prices again.
+pub fn post_refund(
+    conn: &mut Conn,
+    refund: &Refund,
+    refundable: &RefundableTrade,
+    repriced: &[Grant],
+    policy: ShortfallPolicy,
+    now: DateTime<Utc>,
+) -> Result<Refunded, PostError> {
+    connection::write_transaction(conn, |conn| {
+        if let Some(done) = replay_refund(conn, refund)? {
+            return Ok(done);
+        }
+        let trade_id = refundable.id;
+        let prior = repo::refunds(conn, Some(trade_id))?;
+        let refunded_before: i64 = prior.iter().map(|r| r.refund_amount_minor).sum();
+        if refunded_before != refundable.refunded.to_minor() {
+            return Err(PostError::Race);
+        }
+        let payment = refundable.trade.payment_amount.to_minor();
+        let amount = refund.refund_amount.to_minor();
+        if amount > payment - refunded_before {
+            return Err(PostError::OverRefund {
+                requested: refund.refund_amount,
+                refundable: refundable.refundable(),
+            });
+        }
+        let refunded_after = refunded_before + amount;
+        let now_ms = ms(now);
+        let member_id = repo::find_member_id(conn, refundable.trade.vip_accountno.as_str())?
+            .ok_or_else(|| corrupt("member", trade_id, "is missing".to_string()))?;
+
+        // The burn comes back in proportion to the payment refunded (all of it on a full
+        // refund), less what earlier refunds gave back.
+        let burn_point = refundable.trade.burn_point.value();
+        let burn_target = i64::try_from(
+            i128::from(burn_point) * i128::from(refunded_after) / i128::from(payment.max(1)),
+        )
+        .expect("at most the burn");
+        let burn_returned = burn_target - prior.iter().map(|r| r.burn_returned).sum::<i64>();
+        assert!(burn_returned >= 0, "returned burns only grow with refunds");
+
+        let refund_id = repo::insert_refund(
+            conn,
+            &RefundRow {
+                id: 0,
+                out_refund_no: refund.out_refund_no.to_string(),
+                request_fingerprint: refund.fingerprint(),
+                trade_id,
+                member_id,
+                refund_amount_minor: amount,
+                refund_time: refund.refund_time.to_rfc3339(),
+                burn_returned,
+                shortfall_policy: policy.as_str().to_string(),
+                created_at_ms: now_ms,
+            },
+        )?;
+
+        // Each grant keeps its re-priced points (never more than it had); the rest is due.
+        let mut target: HashMap<(&str, &str), i64> = HashMap::new();
+        for grant in repriced {
+            *target
+                .entry((grant.point_type.as_str(), grant.campaign_code_text()))
+                .or_default() += grant.points.value();
+        }
+        let prior_ids: Vec<i64> = prior.iter().map(|r| r.id).collect();
+        let mut due_before: HashMap<i64, i64> = HashMap::new();
+        for line in repo::refund_lines(conn, Some(&prior_ids))? {
+            *due_before.entry(line.lot_id).or_default() += line.points;
+        }
+        let trade_lots = repo::lots_of_trade(conn, trade_id)?;
+        let mut lines: Vec<(LotRow, i64, i64)> = Vec::new(); // (grant, due, taken)
+        for lot in &trade_lots {
+            // A grant the net amount still earns is kept in proportion to what is left of the
+            // payment (a fixed award too), and never above what the net amount earns.
+            let share =
+                i128::from(lot.points) * i128::from(payment - refunded_after) / i128::from(payment);
+            let kept = target
+                .get(&(lot.point_type.as_str(), lot.campaign_code.as_str()))
+                .copied()
+                .unwrap_or(0)
+                .min(i64::try_from(share).expect("at most the grant"));
+            let due = lot.points - kept - due_before.get(&lot.id).copied().unwrap_or(0);
+            if due <= 0 {
+                continue;
+            }
+            // First from the grant itself, pending or not, unless it has expired.
+            let taken = if is_expired(lot, now_ms) {
+                0
+            } else {
+                due.min(lot.remaining)
+            };
+            if taken > 0 {
+                reverse(conn, lot, -taken, trade_id, refund_id, now_ms)?;
+            }
+            lines.push((lot.clone(), due, taken));
+        }
+        if policy == ShortfallPolicy::AllowNegative && lines.iter().any(|(_, d, t)| t < d) {
+            // The rest from the member's other points: pending first, then soonest to expire.
+            let mut others = repo::unexpired_lots(conn, member_id, now_ms)?;
+            others.sort_by_key(|l| (l.available_at_ms <= now_ms, burn_order(l)));
+            let mut others = others.into_iter();
+            let mut current: Option<LotRow> = others.next();
+            for (_, due, taken) in lines.iter_mut() {
+                while *taken < *due {
+                    let Some(lot) = current.as_mut() else { break };
+                    let take = (*due - *taken).min(lot.remaining);
+                    if take > 0 {
+                        reverse(conn, lot, -take, trade_id, refund_id, now_ms)?;
+                        lot.remaining -= take;
+                        *taken += take;
+                    }
+                    if lot.remaining == 0 {
+                        current = others.next();
+                    }
+                }
+            }
+        }
+        let mut refund_lines = Vec::with_capacity(lines.len());
+        for (lot, due, taken) in lines {
+            let shortfall = due - taken;
+            let owed = match policy {
+                ShortfallPolicy::AllowNegative => shortfall,
+                ShortfallPolicy::RecordShortfall => 0,
+            };
+            repo::insert_refund_line(
+                conn,
+                &RefundLineRow {
+                    id: 0,
+                    refund_id,
+                    lot_id: lot.id,
+                    points: due,
+                    shortfall,
+                    owed,
+                },
+            )?;
+            refund_lines.push(RefundLine {
+                grant: grant_of_lot(&lot)?,
+                points: due,
+                shortfall,
+                owed,
+            });
+        }
+
+        give_back_burn(conn, trade_id, refund_id, burn_returned, now_ms)?;
+
+        if cfg!(debug_assertions) {
+            let violations = super::audit::check_member(conn, member_id)?;
+            assert!(
+                violations.is_empty(),
+                "ledger invariant broken: {violations:?}"
+            );
+        }
+        let total = |minor| Amount::from_minor(minor).map_err(PostError::Corrupt);
+        Ok(Refunded {
+            out_refund_no: refund.out_refund_no.to_string(),
+            trade_no: refundable.trade_no.clone(),
+            out_trade_no: refund.out_trade_no.to_string(),
+            refund_amount: refund.refund_amount,
+            refunded_total: total(refunded_after)?,
+            payment_amount: refundable.trade.payment_amount,
+            burn_returned,
+            policy,
+            lines: refund_lines,
+            replayed: false,
+        })
+    })
+}
+
+/// Gives `points` of a trade's burn back to the lots it took them from, the last taken first.
+/// A lot that has expired since gets them back and loses them at once to an expiry effective
+/// now, so the return shows and the balance never counts expired points.
+fn give_back_burn(
+    conn: &mut Conn,
+    trade_id: i64,
+    refund_id: i64,
+    points: i64,
+    now_ms: i64,
+) -> Result<(), PostError> {
+    if points == 0 {
+        return Ok(());
+    }
+    let entries = repo::entries_of_trade(conn, trade_id)?;
+    // Per lot the trade burned from: (last burn entry id, burned, already given back).
+    let mut burned: HashMap<i64, (i64, i64, i64)> = HashMap::new();
+    for entry in &entries {
+        let EntryRow {
+            id, lot_id, points, ..
+        } = *entry;
+        match entry.kind.as_str() {
+            "burn" => {
+                let slot = burned.entry(lot_id).or_default();
+                slot.0 = slot.0.max(id);
+                slot.1 -= points;
+            }
+            "reverse" if points > 0 => burned.entry(lot_id).or_default().2 += points,
+            _ => {}
+        }
+    }
+    let mut order: Vec<(i64, i64, i64, i64)> = burned
+        .into_iter()
+        .map(|(lot, (last, b, r))| (last, lot, b, r))
+        .collect();
+    order.sort_unstable_by(|a, b| b.cmp(a));
+    let lot_ids: Vec<i64> = order.iter().map(|o| o.1).collect();
+    let lots: HashMap<i64, LotRow> = repo::lots_by_ids(conn, &lot_ids)?
+        .into_iter()
+        .map(|l| (l.id, l))
+        .collect();
+    let mut left = points;
+    for (_, lot_id, burned, returned) in order {
+        if left == 0 {
+            break;
+        }
+        let give = left.min(burned - returned);
+        if give <= 0 {
+            continue;
+        }
+        let lot = &lots[&lot_id];
+        reverse(conn, lot, give, trade_id, refund_id, now_ms)?;
+        if is_expired(lot, now_ms) {
+            if !repo::take_from_lot(conn, lot.id, give)? {
+                return Err(PostError::Corrupt(format!("lot {} lost points", lot.id)));
+            }
+            repo::insert_entry(
+                conn,
+                &NewEntry {
+                    member_id: lot.member_id,
+                    lot_id: lot.id,
+                    trade_id: Some(lot.trade_id),
+                    refund_id: None,
+                    kind: "expire",
+                    points: -give,
+                    effective_at_ms: now_ms,
+                    created_at_ms: now_ms,
+                },
+            )?;
+        }
+        left -= give;
+    }
+    assert_eq!(left, 0, "a trade gives back no more than it burned");
+    Ok(())
+}
+
+/// Pays what a member owes from refunds (`allow_negative`) out of new lots, oldest debt first.
+/// Each payment is a reverse entry of the refund that left the debt.
+pub(super) fn pay_debts(
+    conn: &mut Conn,
+    member_id: i64,
+    new_lot_ids: &[i64],
+    now_ms: i64,
+) -> Result<(), PostError> {
+    let debts = repo::owed_lines(conn, member_id)?;
+    if debts.is_empty() {
+        return Ok(());
+    }
+    let mut lots = repo::lots_by_ids(conn, new_lot_ids)?;
+    lots.sort_by_key(|l| l.id);
+    let mut lots = lots.into_iter().peekable();
+    for (line, refund_trade_id) in debts {
+        let mut owed = line.owed;
+        while owed > 0 {
+            let Some(lot) = lots.peek_mut() else {
+                return Ok(());
+            };
+            let take = owed.min(lot.remaining);
+            if take > 0 {
+                reverse(conn, lot, -take, refund_trade_id, line.refund_id, now_ms)?;
+                if !repo::pay_owed(conn, line.id, take)? {
+                    return Err(PostError::Corrupt(format!(
+                        "refund line {} owes less than {take}",
+                        line.id
+                    )));
+                }
+                lot.remaining -= take;
+                owed -= take;
+            }
+            if lot.remaining == 0 {
+                lots.next();
+            }
+        }
+    }
+    Ok(())
+}
