@@ -27,12 +27,63 @@ pub enum Command {
     Expire(ExpireArgs),
     /// Check every ledger invariant; exit non-zero and print the offending rows on a violation.
     Audit(DatabaseArg),
+    /// Finance reports and queries, printed as JSON (the endpoint's `data`) or CSV.
+    Report(ReportArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ReportArgs {
+    #[command(subcommand)]
+    pub report: Report,
+    #[command(flatten)]
+    pub db: DatabaseArg,
+    /// The rules folder: its program gives the time zone and base currency.
+    #[arg(long, global = true, env = "POINT_ENGINE_RULES", default_value = "rules/")]
+    pub rules: PathBuf,
+    /// json or csv (csv: liability and movements only).
+    #[arg(long, global = true, default_value = "json", value_parser = ["json", "csv"])]
+    pub format: String,
+    /// What one point costs in the base currency (see `serve --point-cost`).
+    #[arg(long, global = true, env = "POINT_ENGINE_POINT_COST", value_parser = parse_point_cost)]
+    pub point_cost: Option<Decimal>,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum Report {
+    /// Outstanding points as of a time, by expiry month and quarter, type and campaign.
+    Liability {
+        /// RFC 3339 (default: now; never in the future).
+        #[arg(long)]
+        as_of: Option<String>,
+    },
+    /// Points earned, burned, expired and reversed over [from, to), with the roll-forward.
+    Movements {
+        /// RFC 3339 start, included.
+        #[arg(long)]
+        from: String,
+        /// RFC 3339 end, excluded (default: now).
+        #[arg(long)]
+        to: Option<String>,
+        /// day, store or campaign.
+        #[arg(long, default_value = "day")]
+        by: String,
+    },
+    /// A member's entries, newest first.
+    Entries {
+        vip_accountno: String,
+        #[arg(long, default_value_t = 1)]
+        page: i64,
+        #[arg(long, default_value_t = 50)]
+        page_size: i64,
+    },
+    /// One trade by trade_no or out_trade_no: its grants, entries and refunds.
+    Trade { number: String },
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct DatabaseArg {
     /// The ledger database: a SQLite file path or sqlite://path (created and migrated if new).
-    #[arg(long, env = "DATABASE_URL", default_value = "data/point-engine.db")]
+    #[arg(long, global = true, env = "DATABASE_URL", default_value = "data/point-engine.db")]
     pub database: String,
 }
 

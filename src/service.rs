@@ -196,3 +196,41 @@ pub fn trade_detail(
     let mut conn = pool.get()?;
     Ok(ledger::history::trade_detail(&mut conn, number)?)
 }
+
+/// What the program owes its members as of `as_of` (at most `now`).
+pub fn liability_report(
+    pool: &Pool,
+    rules: &Ruleset,
+    as_of: DateTime<Utc>,
+    now: DateTime<Utc>,
+    point_cost: Option<rust_decimal::Decimal>,
+) -> Result<ledger::report::Liability, ServiceError> {
+    let mut conn = pool.get()?;
+    Ok(ledger::report::liability(
+        &mut conn,
+        as_of,
+        now,
+        rules.program.base_currency.as_str(),
+        point_cost,
+    )?)
+}
+
+/// Points moved over `[from, to)` (`to` at most `now`), grouped `by`.
+pub fn movements_report(
+    pool: &Pool,
+    rules: &Ruleset,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    by: ledger::report::GroupBy,
+    now: DateTime<Utc>,
+) -> Result<ledger::report::Movements, ServiceError> {
+    let mut conn = pool.get()?;
+    Ok(ledger::report::movements(
+        &mut conn,
+        from,
+        to,
+        by,
+        &rules.program.time_zone,
+        now,
+    )?)
+}

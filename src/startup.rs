@@ -1,7 +1,7 @@
 //! Building and running the server. `Application::build` binds its own listener, so tests can
 //! start the real server on port 0.
 
-use crate::config::{Cli, Command, Settings};
+use crate::config::{Cli, Command, Report, ReportArgs, Settings};
 use crate::domain::ShortfallPolicy;
 use crate::ledger::{self, Pool};
 use crate::rules::{self, Ruleset};
@@ -162,6 +162,7 @@ pub fn run_cli(cli: Cli) -> Result<(), StartupError> {
             );
             Ok(())
         }
+        Command::Report(args) => run_report(args),
         Command::Audit(db) => {
             let url = db.url().map_err(StartupError::Config)?;
             let report = crate::service::audit(&ledger::connect(&url, 1)?)?;
@@ -183,4 +184,85 @@ pub fn run_cli(cli: Cli) -> Result<(), StartupError> {
             Err(StartupError::Inconsistent(report.violations.len()))
         }
     }
+}
+
+fn print_json(value: &impl serde::Serialize) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).expect("reports serialize")
+    );
+}
+
+fn cli_instant(flag: &str, raw: &str) -> Result<chrono::DateTime<chrono::Utc>, StartupError> {
+    crate::domain::trade::parse_rfc3339(raw)
+        .map(|t| t.to_utc())
+        .map_err(|e| StartupError::Config(format!("--{flag} {e}")))
+}
+
+/// `point-engine report ...`: the same numbers as the endpoints, on standard output.
+fn run_report(args: ReportArgs) -> Result<(), StartupError> {
+    use crate::ledger::report::{check_period, GroupBy};
+    let config = StartupError::Config;
+    let url = args.db.url().map_err(config)?;
+    let rules = rules::load_dir(&args.rules)?;
+    let pool = ledger::connect(&url, 1)?;
+    let now = chrono::Utc::now();
+    let csv = args.format == "csv";
+    match args.report {
+        Report::Liability { as_of } => {
+            let as_of = match as_of {
+                Some(raw) => cli_instant("as-of", &raw)?,
+                None => now,
+            };
+            check_period(as_of, as_of, now).map_err(|e| config(format!("--as-of {}", e.1)))?;
+            let report =
+                crate::service::liability_report(&pool, &rules, as_of, now, args.point_cost)?;
+            if csv {
+                print!("{}", report.to_csv());
+            } else {
+                print_json(&report);
+            }
+        }
+        Report::Movements { from, to, by } => {
+            let from = cli_instant("from", &from)?;
+            let to = match to {
+                Some(raw) => cli_instant("to", &raw)?,
+                None => now,
+            };
+            check_period(from, to, now).map_err(|(f, e)| config(format!("--{f} {e}")))?;
+            let by = GroupBy::parse(&by).map_err(|e| config(format!("--by {e}")))?;
+            let report = crate::service::movements_report(&pool, &rules, from, to, by, now)?;
+            if csv {
+                print!("{}", report.to_csv());
+            } else {
+                print_json(&report);
+            }
+        }
+        Report::Entries {
+            vip_accountno,
+            page,
+            page_size,
+        } => {
+            let vip = crate::domain::VipAccountNo::parse(&vip_accountno)
+                .map_err(|e| config(format!("vip_accountno {e}")))?;
+            let max = ledger::history::PAGE_SIZE_MAX;
+            if page < 1 || !(1..=max).contains(&page_size) {
+                return Err(config(format!(
+                    "--page must be at least 1 and --page-size from 1 to {max}"
+                )));
+            }
+            let history = crate::service::member_history(&pool, &vip, page, page_size)?
+                .ok_or_else(|| config(format!("member {vip} not found")))?;
+            print_json(&crate::http::history::HistoryData::new(
+                &vip, page, page_size, &history,
+            ));
+        }
+        Report::Trade { number } => {
+            let detail = crate::service::trade_detail(&pool, &number)?
+                .ok_or_else(|| config(format!("trade {number} not found")))?;
+            let data = crate::http::history::TradeData::try_from(&detail).map_err(config)?;
+            print_json(&data);
+        }
+    }
+    Ok(())
 }

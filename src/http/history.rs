@@ -5,7 +5,7 @@
 use super::fields::{parsed, FieldError};
 use crate::domain::{Amount, VipAccountNo};
 use crate::error::{busy, failure, internal, success, ErrorCode};
-use crate::ledger::history::{Movement, TradeDetail, PAGE_SIZE_MAX};
+use crate::ledger::history::{History, Movement, TradeDetail, PAGE_SIZE_MAX};
 use crate::service::{self, ServiceError};
 use crate::startup::AppState;
 use actix_web::{web, HttpResponse, ResponseError};
@@ -60,6 +60,18 @@ pub struct HistoryData {
     pub entries: Vec<MovementData>,
 }
 
+impl HistoryData {
+    pub fn new(vip: &VipAccountNo, page: i64, page_size: i64, history: &History) -> Self {
+        Self {
+            vip_accountno: vip.to_string(),
+            page,
+            page_size,
+            total: history.total,
+            entries: history.movements.iter().map(MovementData::from).collect(),
+        }
+    }
+}
+
 #[derive(Debug, Serialize)]
 pub struct GrantData {
     pub point: i64,
@@ -89,6 +101,16 @@ pub struct TradeData {
     pub ruleset_version: String,
     pub grants: Vec<GrantData>,
     pub entries: Vec<MovementData>,
+    pub refunds: Vec<RefundData>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RefundData {
+    pub out_refund_no: String,
+    pub refund_amount: String,
+    pub refund_time: String,
+    pub returned_burn_point: i64,
+    pub shortfall_policy: String,
 }
 
 impl TryFrom<&TradeDetail> for TradeData {
@@ -124,6 +146,19 @@ impl TryFrom<&TradeDetail> for TradeData {
                 })
                 .collect(),
             entries: detail.movements.iter().map(MovementData::from).collect(),
+            refunds: detail
+                .refunds
+                .iter()
+                .map(|r| {
+                    Ok(RefundData {
+                        out_refund_no: r.out_refund_no.clone(),
+                        refund_amount: Amount::from_minor(r.refund_amount_minor)?.to_string(),
+                        refund_time: r.refund_time.clone(),
+                        returned_burn_point: r.burn_returned,
+                        shortfall_policy: r.shortfall_policy.clone(),
+                    })
+                })
+                .collect::<Result<_, String>>()?,
         })
     }
 }
@@ -192,13 +227,7 @@ pub async fn member_entries(
         web::block(move || service::member_history(&state.pool, &lookup, page, page_size))
             .await??
             .ok_or_else(|| HistoryError::NotFound(format!("member {vip}")))?;
-    Ok(success(HistoryData {
-        vip_accountno: vip.to_string(),
-        page,
-        page_size,
-        total: history.total,
-        entries: history.movements.iter().map(MovementData::from).collect(),
-    }))
+    Ok(success(HistoryData::new(&vip, page, page_size, &history)))
 }
 
 pub async fn trade(

@@ -6,6 +6,7 @@ pub mod balance;
 pub mod fields;
 pub mod health;
 pub mod history;
+pub mod report;
 pub mod trade_create;
 pub mod trade_refund;
 
@@ -33,7 +34,9 @@ pub fn routes(cfg: &mut web::ServiceConfig, body_bytes_max: usize) {
                     web::get().to(history::member_entries),
                 )
                 .route("/trades/{number}", web::get().to(history::trade))
-                .route("/audit", web::get().to(audit::audit)),
+                .route("/audit", web::get().to(audit::audit))
+                .route("/reports/liability", web::get().to(report::liability))
+                .route("/reports/movements", web::get().to(report::movements)),
         )
         .default_service(web::to(not_found));
 }

@@ -1,6 +1,6 @@
 //! Reading the ledger back: a member's entries page by page, and one trade in full.
 
-use super::models::{EntryRow, LotRow, TradeDetailRow};
+use super::models::{EntryRow, LotRow, RefundRow, TradeDetailRow};
 use super::{grant_of_lot, repo, Conn, PostError};
 use crate::domain::{Grant, VipAccountNo};
 use chrono::{DateTime, Utc};
@@ -39,6 +39,8 @@ pub struct TradeDetail {
     pub grants: Vec<(Grant, i64)>,
     /// Every entry that names the trade: its earns, its burns, and what later happened to its lots.
     pub movements: Vec<Movement>,
+    /// Its refunds, oldest first; what they reversed is among the movements.
+    pub refunds: Vec<RefundRow>,
 }
 
 fn instant(ms: i64) -> Result<DateTime<Utc>, PostError> {
@@ -121,10 +123,12 @@ pub fn trade_detail(conn: &mut Conn, number: &str) -> Result<Option<TradeDetail>
         .collect::<Result<_, PostError>>()?;
     let entries = repo::entries_of_trade(conn, trade.id)?;
     let movements = describe_entries(conn, entries)?;
+    let refunds = repo::refunds(conn, Some(trade.id))?;
     Ok(Some(TradeDetail {
         trade,
         vip_accountno,
         grants,
         movements,
+        refunds,
     }))
 }

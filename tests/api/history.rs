@@ -110,12 +110,14 @@ fn a_trade_in_full_by_either_number() {
                  "campaign_code": "", "remark": "1 point per HKD 10 spent"},
                 {"point": 200, "remaining": 200, "type": "A", "expire_type": "QUARTER", "expire_time": "2023-03-31",
                  "campaign_code": "Q1-2023-VISA-DP01", "remark": "Visa double points, Q1 2023"}
-            ]
+            ],
+            "refunds": []
         })
     );
     assert_eq!(entries.as_array().unwrap().len(), 2);
 
-    // After the expiry run, the expiry shows, effective at the end of 31 March 2023 in +08:00.
+    // After the expiry run, the expiry shows. The receipt was recorded long after 31 March
+    // 2023, so the expiry is effective when its points were recorded, never before.
     let pool = point_engine::ledger::connect(
         &point_engine::ledger::DatabaseUrl::Sqlite(app.db_path.clone()),
         1,
@@ -127,6 +129,7 @@ fn a_trade_in_full_by_either_number() {
     point_engine::ledger::expire_due(&mut pool.get().unwrap(), as_of, chrono::Utc::now()).unwrap();
     let (_, history) = app.get("/v1/point-engine/members/040xxxx/entries");
     let newest = &history["data"]["entries"][0];
+    let earn = &history["data"]["entries"][2];
     assert_eq!(
         (
             newest["kind"].clone(),
@@ -138,7 +141,7 @@ fn a_trade_in_full_by_either_number() {
             json!("expire"),
             json!(-200),
             json!("A"),
-            json!("2023-03-31T16:00:00.000Z")
+            earn["effective_time"].clone()
         )
     );
     assert_eq!(history["data"]["total"], json!(3));

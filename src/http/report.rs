@@ -1,0 +1,133 @@
+//! Finance reports: `GET /v1/point-engine/reports/liability[?as_of]` and
+//! `GET /v1/point-engine/reports/movements?from[&to][&by]`. JSON in the native envelope, or CSV
+//! with `Accept: text/csv` or `?format=csv`.
+
+use super::fields::{parsed, FieldError};
+use crate::domain::trade::parse_rfc3339;
+use crate::error::{busy, failure, internal, success, ErrorCode};
+use crate::ledger::report::{check_period, GroupBy};
+use crate::service::{self, ServiceError};
+use crate::startup::AppState;
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+pub struct LiabilityQuery {
+    as_of: Option<String>,
+    format: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct MovementsQuery {
+    from: Option<String>,
+    to: Option<String>,
+    by: Option<String>,
+    format: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error(transparent)]
+    Invalid(#[from] FieldError),
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+    #[error("the blocking task failed: {0}")]
+    Blocking(#[from] actix_web::error::BlockingError),
+}
+
+impl ResponseError for ReportError {
+    fn error_response(&self) -> HttpResponse {
+        match self {
+            Self::Invalid(e) => failure(ErrorCode::InvalidField, e.to_string()),
+            Self::Service(ServiceError::Unavailable(e)) => busy("report", e),
+            other => internal("report", other),
+        }
+    }
+
+    fn status_code(&self) -> actix_web::http::StatusCode {
+        self.error_response().status()
+    }
+}
+
+/// CSV when the query says `format=csv` or the client accepts text/csv; JSON otherwise.
+fn wants_csv(req: &HttpRequest, format: Option<&str>) -> Result<bool, FieldError> {
+    match format {
+        Some("csv") => Ok(true),
+        Some("json") => Ok(false),
+        Some(other) => Err(FieldError {
+            field: "format",
+            problem: format!("must be json or csv, got {other:?}"),
+        }),
+        None => Ok(req
+            .headers()
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains("text/csv"))),
+    }
+}
+
+fn csv(body: String) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/csv; charset=utf-8")
+        .body(body)
+}
+
+fn instant(field: &'static str, raw: &str) -> Result<DateTime<Utc>, FieldError> {
+    Ok(parsed(field, parse_rfc3339(raw))?.to_utc())
+}
+
+pub async fn liability(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    query: web::Query<LiabilityQuery>,
+) -> Result<HttpResponse, ReportError> {
+    let now = Utc::now();
+    let as_of = match &query.as_of {
+        Some(raw) => instant("as_of", raw)?,
+        None => now,
+    };
+    parsed("as_of", check_period(as_of, as_of, now).map_err(|e| e.1))?;
+    let as_csv = wants_csv(&req, query.format.as_deref())?;
+    let report = web::block(move || {
+        service::liability_report(&state.pool, &state.rules, as_of, now, state.point_cost)
+    })
+    .await??;
+    Ok(if as_csv {
+        csv(report.to_csv())
+    } else {
+        success(report)
+    })
+}
+
+pub async fn movements(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    query: web::Query<MovementsQuery>,
+) -> Result<HttpResponse, ReportError> {
+    let now = Utc::now();
+    let from = instant(
+        "from",
+        query.from.as_deref().ok_or_else(|| FieldError {
+            field: "from",
+            problem: "is required".to_string(),
+        })?,
+    )?;
+    let to = match &query.to {
+        Some(raw) => instant("to", raw)?,
+        None => now,
+    };
+    check_period(from, to, now).map_err(|(field, problem)| FieldError { field, problem })?;
+    let by = parsed("by", GroupBy::parse(query.by.as_deref().unwrap_or("day")))?;
+    let as_csv = wants_csv(&req, query.format.as_deref())?;
+    let report = web::block(move || {
+        service::movements_report(&state.pool, &state.rules, from, to, by, now)
+    })
+    .await??;
+    Ok(if as_csv {
+        csv(report.to_csv())
+    } else {
+        success(report)
+    })
+}

@@ -1,0 +1,490 @@
+//! Finance reports, computed from the entries alone so that they tie out with the audit.
+//!
+//! A lot past its expiry whose expire entry is not written yet (the expiry task has not run)
+//! counts as expired at its expiry instant, exactly as the task will write it: reports never
+//! depend on when the task last ran. Reports read; they never write.
+
+use super::models::{LotRow, MovementRow};
+use super::{ms, repo, Conn, PostError};
+use crate::domain::ProgramTz;
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
+use rust_decimal::Decimal;
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
+
+/// Points outstanding in one group, and what they cost.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Outstanding {
+    pub key: String,
+    /// Outstanding points, pending ones included.
+    pub points: i64,
+    /// Of those, still in the program's pending period.
+    pub pending: i64,
+    /// `points × point_cost` in the base currency, exact (round when booking); absent without a
+    /// configured point cost.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub amount: Option<Decimal>,
+}
+
+/// What the program owes its members as of one instant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Liability {
+    pub as_of: String,
+    pub currency: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub point_cost: Option<Decimal>,
+    pub total: Outstanding,
+    /// By the month the points expire (`YYYY-MM`, program time zone; `never`).
+    pub by_expiry_month: Vec<Outstanding>,
+    /// By the quarter the points expire (`YYYY-Qn`; `never`).
+    pub by_expiry_quarter: Vec<Outstanding>,
+    /// By point type: `E`, `A`.
+    pub by_type: Vec<Outstanding>,
+    /// By campaign code (`""`: E points, which have none).
+    pub by_campaign: Vec<Outstanding>,
+}
+
+/// How a movements report groups its rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupBy {
+    /// The local day (program time zone) the movement is effective.
+    Day,
+    /// The store of the trade the movement belongs to (a burn: where it was spent).
+    Store,
+    /// The campaign of the points moved (`""`: E points).
+    Campaign,
+}
+
+impl GroupBy {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        match raw.trim() {
+            "day" => Ok(Self::Day),
+            "store" => Ok(Self::Store),
+            "campaign" => Ok(Self::Campaign),
+            other => Err(format!("must be day, store or campaign, got {other:?}")),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Day => "day",
+            Self::Store => "store",
+            Self::Campaign => "campaign",
+        }
+    }
+}
+
+/// Points moved in one group over the period. All are magnitudes except `net`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Moved {
+    pub key: String,
+    pub earned: i64,
+    pub burned: i64,
+    pub expired: i64,
+    /// Taken back from grants by refunds.
+    pub reversed: i64,
+    /// Burned points given back by refunds.
+    pub returned: i64,
+    /// earned − burned − expired − reversed + returned.
+    pub net: i64,
+}
+
+impl Moved {
+    fn add(&mut self, kind: &str, points: i64) {
+        match (kind, points > 0) {
+            ("earn", _) => self.earned += points,
+            ("burn", _) => self.burned -= points,
+            ("expire", _) => self.expired -= points,
+            ("reverse", false) => self.reversed -= points,
+            ("reverse", true) => self.returned += points,
+            _ => unreachable!("entry kinds are checked by the database"),
+        }
+        self.net += points;
+    }
+}
+
+/// Points earned, burned, expired and reversed over `[from, to)`, and the roll-forward:
+/// `opening + earned − burned − expired − reversed + returned = closing`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Movements {
+    pub from: String,
+    pub to: String,
+    pub by: &'static str,
+    /// Outstanding points just before `from`.
+    pub opening: i64,
+    pub totals: Moved,
+    /// Outstanding points just before `to`, summed on their own.
+    pub closing: i64,
+    /// Whether the roll-forward holds; always true in a sound ledger.
+    pub ties_out: bool,
+    pub rows: Vec<Moved>,
+}
+
+/// Checks a report period: `from <= to <= now`. On a problem: the field and what is wrong.
+pub fn check_period(
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<(), (&'static str, String)> {
+    if to > now {
+        return Err(("to", format!("{} is in the future", rfc3339(to))));
+    }
+    if from > to {
+        return Err(("from", format!("{} is after to {}", rfc3339(from), rfc3339(to))));
+    }
+    Ok(())
+}
+
+/// Every entry effective before `before_ms`, with the expiries the task has yet to write.
+fn movements_before(
+    conn: &mut Conn,
+    lots: &[LotRow],
+    before_ms: i64,
+    now_ms: i64,
+) -> Result<Vec<MovementRow>, PostError> {
+    let mut rows = repo::entries_before(conn, before_ms)?;
+    for lot in lots {
+        let due = lot.expires_at_ms.is_some_and(|at| at <= now_ms);
+        match lot.expiry_effective_at_ms() {
+            Some(at) if due && lot.remaining > 0 && at < before_ms => {
+                rows.push(MovementRow {
+                    lot_id: lot.id,
+                    trade_id: Some(lot.trade_id),
+                    kind: "expire".to_string(),
+                    points: -lot.remaining,
+                    effective_at_ms: at,
+                })
+            }
+            _ => {}
+        }
+    }
+    Ok(rows)
+}
+
+fn expiry_keys(lot: &LotRow) -> (String, String) {
+    match lot
+        .expire_date
+        .as_deref()
+        .and_then(|d| d.parse::<NaiveDate>().ok())
+    {
+        Some(date) => (
+            format!("{:04}-{:02}", date.year(), date.month()),
+            format!("{:04}-Q{}", date.year(), (date.month() - 1) / 3 + 1),
+        ),
+        None => ("never".to_string(), "never".to_string()),
+    }
+}
+
+fn rfc3339(instant: DateTime<Utc>) -> String {
+    instant.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// The liability as of `as_of` (at most `now`): every entry effective at or before it, grouped
+/// by the attributes of its lot.
+pub fn liability(
+    conn: &mut Conn,
+    as_of: DateTime<Utc>,
+    now: DateTime<Utc>,
+    currency: &str,
+    point_cost: Option<Decimal>,
+) -> Result<Liability, PostError> {
+    assert!(as_of <= now, "reports look back, never ahead");
+    let lots = repo::all_lots(conn, None)?;
+    let as_of_ms = ms(as_of);
+    let rows = movements_before(conn, &lots, as_of_ms + 1, ms(now))?;
+    Ok(liability_of(
+        &lots, &rows, as_of_ms, currency, point_cost, as_of,
+    ))
+}
+
+fn liability_of(
+    lots: &[LotRow],
+    rows: &[MovementRow],
+    as_of_ms: i64,
+    currency: &str,
+    point_cost: Option<Decimal>,
+    as_of: DateTime<Utc>,
+) -> Liability {
+    let mut by_lot: HashMap<i64, i64> = HashMap::new();
+    for row in rows {
+        *by_lot.entry(row.lot_id).or_default() += row.points;
+    }
+    let mut groups: [BTreeMap<String, Outstanding>; 4] = Default::default();
+    let mut total = Outstanding::default();
+    for lot in lots {
+        let points = by_lot.get(&lot.id).copied().unwrap_or(0);
+        if points == 0 {
+            continue;
+        }
+        let pending = if lot.available_at_ms > as_of_ms {
+            points
+        } else {
+            0
+        };
+        let (month, quarter) = expiry_keys(lot);
+        let keys = [
+            month,
+            quarter,
+            lot.point_type.clone(),
+            lot.campaign_code.clone(),
+        ];
+        for (group, key) in groups.iter_mut().zip(keys) {
+            let slot = group.entry(key.clone()).or_insert_with(|| Outstanding {
+                key,
+                ..Outstanding::default()
+            });
+            slot.points += points;
+            slot.pending += pending;
+        }
+        total.points += points;
+        total.pending += pending;
+    }
+    let priced = |mut o: Outstanding| {
+        o.amount = point_cost.map(|cost| (cost * Decimal::from(o.points)).normalize());
+        o
+    };
+    let [by_month, by_quarter, by_type, by_campaign] =
+        groups.map(|g| g.into_values().map(priced).collect::<Vec<_>>());
+    Liability {
+        as_of: rfc3339(as_of),
+        currency: currency.to_string(),
+        point_cost,
+        total: priced(Outstanding {
+            key: "total".to_string(),
+            ..total
+        }),
+        by_expiry_month: by_month,
+        by_expiry_quarter: by_quarter,
+        by_type,
+        by_campaign,
+    }
+}
+
+/// Movements over `[from, to)` (`to` at most `now`), grouped `by`.
+pub fn movements(
+    conn: &mut Conn,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    by: GroupBy,
+    tz: &ProgramTz,
+    now: DateTime<Utc>,
+) -> Result<Movements, PostError> {
+    assert!(from <= to && to <= now, "a period in the past");
+    let lots = repo::all_lots(conn, None)?;
+    let rows = movements_before(conn, &lots, ms(to), ms(now))?;
+    let lot_by_id: HashMap<i64, &LotRow> = lots.iter().map(|l| (l.id, l)).collect();
+    let stores: HashMap<i64, String> = match by {
+        GroupBy::Store => repo::trade_stores(conn)?.into_iter().collect(),
+        _ => HashMap::new(),
+    };
+    let from_ms = ms(from);
+    let mut opening = 0;
+    let mut closing = 0;
+    let mut totals = Moved {
+        key: "total".to_string(),
+        ..Moved::default()
+    };
+    let mut groups: BTreeMap<String, Moved> = BTreeMap::new();
+    for row in &rows {
+        closing += row.points;
+        if row.effective_at_ms < from_ms {
+            opening += row.points;
+            continue;
+        }
+        let key = match by {
+            GroupBy::Day => DateTime::<Utc>::from_timestamp_millis(row.effective_at_ms)
+                .map(|at| tz.local_date(at).to_string())
+                .unwrap_or_default(),
+            GroupBy::Store => row
+                .trade_id
+                .and_then(|id| stores.get(&id).cloned())
+                .unwrap_or_default(),
+            GroupBy::Campaign => lot_by_id
+                .get(&row.lot_id)
+                .map(|l| l.campaign_code.clone())
+                .unwrap_or_default(),
+        };
+        groups
+            .entry(key.clone())
+            .or_insert_with(|| Moved {
+                key,
+                ..Moved::default()
+            })
+            .add(&row.kind, row.points);
+        totals.add(&row.kind, row.points);
+    }
+    Ok(Movements {
+        from: rfc3339(from),
+        to: rfc3339(to),
+        by: by.as_str(),
+        opening,
+        ties_out: opening + totals.net == closing,
+        totals,
+        closing,
+        rows: groups.into_values().collect(),
+    })
+}
+
+/// One CSV field, quoted when it must be.
+fn csv_field(text: &str) -> String {
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text.to_string()
+    }
+}
+
+fn csv_line(fields: &[String]) -> String {
+    let mut line = fields
+        .iter()
+        .map(|f| csv_field(f))
+        .collect::<Vec<_>>()
+        .join(",");
+    line.push_str("\r\n");
+    line
+}
+
+impl Liability {
+    /// `dimension,key,points,pending,amount`: the total first, then each grouping.
+    pub fn to_csv(&self) -> String {
+        let mut out = csv_line(&["dimension", "key", "points", "pending", "amount"].map(String::from));
+        let mut rows = |dimension: &str, list: &[Outstanding]| {
+            for o in list {
+                out += &csv_line(&[
+                    dimension.to_string(),
+                    o.key.clone(),
+                    o.points.to_string(),
+                    o.pending.to_string(),
+                    o.amount.map(|a| a.to_string()).unwrap_or_default(),
+                ]);
+            }
+        };
+        rows("total", std::slice::from_ref(&self.total));
+        rows("expiry_month", &self.by_expiry_month);
+        rows("expiry_quarter", &self.by_expiry_quarter);
+        rows("type", &self.by_type);
+        rows("campaign", &self.by_campaign);
+        out
+    }
+}
+
+impl Movements {
+    /// `key,opening,earned,burned,expired,reversed,returned,net,closing`: a row per group, then
+    /// `total` with the opening and closing balances.
+    pub fn to_csv(&self) -> String {
+        let header = [
+            "key", "opening", "earned", "burned", "expired", "reversed", "returned", "net",
+            "closing",
+        ];
+        let mut out = csv_line(&header.map(String::from));
+        let line = |m: &Moved, opening: String, closing: String| {
+            csv_line(&[
+                m.key.clone(),
+                opening,
+                m.earned.to_string(),
+                m.burned.to_string(),
+                m.expired.to_string(),
+                m.reversed.to_string(),
+                m.returned.to_string(),
+                m.net.to_string(),
+                closing,
+            ])
+        };
+        for row in &self.rows {
+            out += &line(row, String::new(), String::new());
+        }
+        out += &line(
+            &self.totals,
+            self.opening.to_string(),
+            self.closing.to_string(),
+        );
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lot(id: i64, point_type: &str, campaign: &str, expire_date: Option<&str>) -> LotRow {
+        LotRow {
+            id,
+            member_id: 1,
+            trade_id: id,
+            point_type: point_type.to_string(),
+            campaign_code: campaign.to_string(),
+            remark: String::new(),
+            expire_type: "KDP".to_string(),
+            expire_date: expire_date.map(String::from),
+            expires_at_ms: None,
+            available_at_ms: 0,
+            points: 100,
+            remaining: 100,
+            ruleset_version: String::new(),
+            created_at_ms: 0,
+        }
+    }
+
+    fn entry(lot_id: i64, kind: &str, points: i64) -> MovementRow {
+        MovementRow {
+            lot_id,
+            trade_id: Some(lot_id),
+            kind: kind.to_string(),
+            points,
+            effective_at_ms: 0,
+        }
+    }
+
+    #[test]
+    fn liability_groups_and_prices_outstanding_points() {
+        let lots = [
+            lot(1, "E", "", Some("2026-02-28")),
+            lot(2, "A", "X,Y", Some("2026-03-31")),
+            lot(3, "E", "", None),
+        ];
+        let rows = [
+            entry(1, "earn", 100),
+            entry(1, "burn", -30),
+            entry(2, "earn", 50),
+            entry(3, "earn", 7),
+        ];
+        let report = liability_of(
+            &lots,
+            &rows,
+            0,
+            "HKD",
+            Some(Decimal::new(5, 3)),
+            DateTime::<Utc>::UNIX_EPOCH,
+        );
+        assert_eq!(report.total.points, 127);
+        assert_eq!(report.total.amount, Some(Decimal::new(635, 3)));
+        let keys = |l: &[Outstanding]| {
+            l.iter()
+                .map(|o| (o.key.clone(), o.points))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            keys(&report.by_expiry_month),
+            [("2026-02", 70), ("2026-03", 50), ("never", 7)].map(|(k, p)| (k.to_string(), p))
+        );
+        assert_eq!(
+            keys(&report.by_expiry_quarter),
+            [("2026-Q1", 120), ("never", 7)].map(|(k, p)| (k.to_string(), p))
+        );
+        assert_eq!(
+            keys(&report.by_campaign),
+            [("", 77), ("X,Y", 50)].map(|(k, p)| (k.to_string(), p))
+        );
+        let csv = report.to_csv();
+        assert!(csv.starts_with("dimension,key,points,pending,amount\r\ntotal,total,127,0,0.635\r\n"));
+        assert!(csv.contains("campaign,\"X,Y\",50,0,0.25\r\n"), "{csv}");
+    }
+
+    #[test]
+    fn group_by_names() {
+        for by in [GroupBy::Day, GroupBy::Store, GroupBy::Campaign] {
+            assert_eq!(GroupBy::parse(by.as_str()).unwrap(), by);
+        }
+        assert!(GroupBy::parse("week").is_err());
+    }
+}
