@@ -38,7 +38,12 @@ pub struct ReportArgs {
     #[command(flatten)]
     pub db: DatabaseArg,
     /// The rules folder: its program gives the time zone and base currency.
-    #[arg(long, global = true, env = "POINT_ENGINE_RULES", default_value = "rules/")]
+    #[arg(
+        long,
+        global = true,
+        env = "POINT_ENGINE_RULES",
+        default_value = "rules/"
+    )]
     pub rules: PathBuf,
     /// json or csv (csv: liability and movements only).
     #[arg(long, global = true, default_value = "json", value_parser = ["json", "csv"])]
@@ -83,7 +88,12 @@ pub enum Report {
 #[derive(Debug, Clone, Args)]
 pub struct DatabaseArg {
     /// The ledger database: a SQLite file path or sqlite://path (created and migrated if new).
-    #[arg(long, global = true, env = "DATABASE_URL", default_value = "data/point-engine.db")]
+    #[arg(
+        long,
+        global = true,
+        env = "DATABASE_URL",
+        default_value = "data/point-engine.db"
+    )]
     pub database: String,
 }
 

@@ -121,10 +121,9 @@ pub async fn movements(
     check_period(from, to, now).map_err(|(field, problem)| FieldError { field, problem })?;
     let by = parsed("by", GroupBy::parse(query.by.as_deref().unwrap_or("day")))?;
     let as_csv = wants_csv(&req, query.format.as_deref())?;
-    let report = web::block(move || {
-        service::movements_report(&state.pool, &state.rules, from, to, by, now)
-    })
-    .await??;
+    let report =
+        web::block(move || service::movements_report(&state.pool, &state.rules, from, to, by, now))
+            .await??;
     Ok(if as_csv {
         csv(report.to_csv())
     } else {

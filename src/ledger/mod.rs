@@ -7,8 +7,8 @@ pub mod history;
 pub mod migrations;
 pub mod models;
 pub mod refund;
-pub mod report;
 pub mod repo;
+pub mod report;
 pub mod schema;
 
 pub use connection::{connect, Conn, DatabaseUrl, Pool};

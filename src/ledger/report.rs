@@ -130,7 +130,10 @@ pub fn check_period(
         return Err(("to", format!("{} is in the future", rfc3339(to))));
     }
     if from > to {
-        return Err(("from", format!("{} is after to {}", rfc3339(from), rfc3339(to))));
+        return Err((
+            "from",
+            format!("{} is after to {}", rfc3339(from), rfc3339(to)),
+        ));
     }
     Ok(())
 }
@@ -146,15 +149,13 @@ fn movements_before(
     for lot in lots {
         let due = lot.expires_at_ms.is_some_and(|at| at <= now_ms);
         match lot.expiry_effective_at_ms() {
-            Some(at) if due && lot.remaining > 0 && at < before_ms => {
-                rows.push(MovementRow {
-                    lot_id: lot.id,
-                    trade_id: Some(lot.trade_id),
-                    kind: "expire".to_string(),
-                    points: -lot.remaining,
-                    effective_at_ms: at,
-                })
-            }
+            Some(at) if due && lot.remaining > 0 && at < before_ms => rows.push(MovementRow {
+                lot_id: lot.id,
+                trade_id: Some(lot.trade_id),
+                kind: "expire".to_string(),
+                points: -lot.remaining,
+                effective_at_ms: at,
+            }),
             _ => {}
         }
     }
@@ -347,7 +348,8 @@ fn csv_line(fields: &[String]) -> String {
 impl Liability {
     /// `dimension,key,points,pending,amount`: the total first, then each grouping.
     pub fn to_csv(&self) -> String {
-        let mut out = csv_line(&["dimension", "key", "points", "pending", "amount"].map(String::from));
+        let mut out =
+            csv_line(&["dimension", "key", "points", "pending", "amount"].map(String::from));
         let mut rows = |dimension: &str, list: &[Outstanding]| {
             for o in list {
                 out += &csv_line(&[
@@ -476,7 +478,9 @@ mod tests {
             [("", 77), ("X,Y", 50)].map(|(k, p)| (k.to_string(), p))
         );
         let csv = report.to_csv();
-        assert!(csv.starts_with("dimension,key,points,pending,amount\r\ntotal,total,127,0,0.635\r\n"));
+        assert!(
+            csv.starts_with("dimension,key,points,pending,amount\r\ntotal,total,127,0,0.635\r\n")
+        );
         assert!(csv.contains("campaign,\"X,Y\",50,0,0.25\r\n"), "{csv}");
     }
 

@@ -108,3 +108,60 @@ fn the_audit_catches_each_kind_of_damage() {
         assert_eq!(body["data"]["violations"], json!(violations), "{damage}");
     }
 }
+
+/// `ledger_with_a_burn`, then trade 2 (HKD 500, burned 30, earned 50 in lot 2) is half
+/// refunded: 25 points of lot 2 are reversed and 15 burned points come back to lot 1.
+fn ledger_with_a_refund() -> TestApp {
+    let app = ledger_with_a_burn();
+    let (status, body) = app.post_refund(&refund("R1", "T2", "250"));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (
+            &body["data"]["reversed_point"],
+            &body["data"]["returned_burn_point"]
+        ),
+        (&json!(25), &json!(15))
+    );
+    app
+}
+
+#[test]
+fn the_audit_catches_damage_to_refunds() {
+    let cases: [(&str, &[&str]); 4] = [
+        (
+            "DELETE FROM entries WHERE kind = 'reverse' AND points < 0",
+            &[
+                "lot 2: entries sum to 50, remaining is 25",
+                "refund 1: reverse entries take 0 and give 15, its lines take 25 and it gave back 15 burned points",
+                "totals by type: entries {\"E\": 235}, lots remaining {\"E\": 210}",
+            ],
+        ),
+        (
+            "UPDATE refund_lines SET shortfall = 5, owed = 5",
+            &[
+                "refund line 1: owes 5 of a shortfall of 5 under record_shortfall",
+                "refund 1: reverse entries take 25 and give 15, its lines take 20 and it gave back 15 burned points",
+            ],
+        ),
+        (
+            "UPDATE refunds SET refund_amount_minor = 60000, burn_returned = 40",
+            &[
+                "refund 1: reverse entries take 25 and give 15, its lines take 25 and it gave back 40 burned points",
+                "trade 2: refunds take 60000 of a payment of 50000 and give back 40 of a burn of 30",
+            ],
+        ),
+        (
+            "UPDATE refund_lines SET points = 500, shortfall = 475",
+            &["lot 2: refunds take 500 of a grant of 50"],
+        ),
+    ];
+    for (damage, violations) in cases {
+        let app = ledger_with_a_refund();
+        app.assert_ledger_consistent();
+        app.conn().batch_execute(damage).unwrap();
+        let (ok, stdout) = audit_command(&app);
+        assert!(!ok, "{damage}");
+        let found: Vec<&str> = stdout.lines().skip(1).collect();
+        assert_eq!(found, violations, "{damage}");
+    }
+}

@@ -268,6 +268,47 @@ pub fn refund(out_refund_no: &str, out_trade_no: &str, amount: &str) -> Value {
     })
 }
 
+/// The shipped program (1 E point per HKD 10, floor, KDP end of the 24th month) with three
+/// campaigns that never end: DOUBLE (x2 E at D* stores), BIG (50 points from HKD 800 at D*
+/// stores) and QTR (40 points at Q* stores, expiring at the end of the quarter).
+pub fn refund_rules(double: &str) -> TempDir {
+    let program = std::fs::read_to_string(shipped_rules().join("program.toml")).unwrap();
+    let campaigns = format!(
+        r#"
+[[campaign]]
+code = "DOUBLE"
+name = "Double points"
+starts_at = "2020-01-01T00:00:00+08:00"
+ends_at = "2100-01-01T00:00:00+08:00"
+stores = ["D*"]
+priority = 20
+expiry = "KDP"
+award = {{ multiplier_of_e = "{double}" }}
+
+[[campaign]]
+code = "BIG"
+name = "Big spender bonus"
+starts_at = "2020-01-01T00:00:00+08:00"
+ends_at = "2100-01-01T00:00:00+08:00"
+stores = ["D*"]
+min_spend = "800"
+priority = 10
+expiry = "KDP"
+award = {{ fixed = 50 }}
+
+[[campaign]]
+code = "QTR"
+name = "Quarter bonus"
+starts_at = "2020-01-01T00:00:00+08:00"
+ends_at = "2100-01-01T00:00:00+08:00"
+stores = ["Q*"]
+expiry = "QUARTER"
+award = {{ fixed = 40 }}
+"#
+    );
+    rules_dir(&[("program.toml", &program), ("campaigns.toml", &campaigns)])
+}
+
 /// Point-engine's `trade_no` for a store's `out_trade_no`.
 pub fn trade_no(out_trade_no: &str) -> String {
     use point_engine::domain::{OutTradeNo, TradeNo};

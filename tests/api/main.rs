@@ -6,6 +6,7 @@ mod expiry;
 mod helpers;
 mod history;
 mod refund;
+mod report;
 mod service;
 mod startup;
 mod trade_create;
