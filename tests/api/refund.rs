@@ -355,3 +355,41 @@ fn concurrent_refunds_never_exceed_the_payment_and_duplicates_refund_once() {
     assert_eq!(available(&app, "M2"), (210, 0));
     app.assert_ledger_consistent();
 }
+
+#[test]
+fn allow_negative_takes_pending_points_before_usable_ones() {
+    let program = std::fs::read_to_string(shipped_rules().join("program.toml"))
+        .unwrap()
+        .replace("pending_days = 0", "pending_days = 14");
+    let rules = rules_dir(&[("program.toml", &program)]);
+    let db = tempfile::tempdir().unwrap();
+    let mut settings = test_settings(rules.path(), &db.path().join("ledger.db"));
+    settings.refund_shortfall_policy = ShortfallPolicy::AllowNegative;
+    let app = spawn_app_with_settings(settings);
+    let days_ago = |days: i64| hours_ago(24 * days);
+    // TB (40 days ago) and TA (20 days ago) are usable: 100 E points each; TB expires first.
+    assert_eq!(app.post_trade(&trade("TB", "M1", &days_ago(40))).0, 200);
+    assert_eq!(app.post_trade(&trade("TA", "M1", &days_ago(20))).0, 200);
+    // TC spends TB's 100 points and earns 50, pending for 14 days.
+    let mut spend = trade("TC", "M1", &hours_ago(1));
+    spend["payment_amount"] = json!("500");
+    spend["burn_point"] = json!(100);
+    assert_eq!(app.post_trade(&spend).0, 200);
+    assert_eq!(
+        lots(&app),
+        [("E", 100, 0), ("E", 100, 100), ("E", 50, 50)].map(|(t, p, r)| (t.to_string(), p, r))
+    );
+
+    // TB refunded: its 100 points are gone, so 50 come from TC's pending lot, then 50 from TA.
+    let (status, body) = app.post_refund(&refund("R1", "TB", "1000"));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["data"]["detail"],
+        json!([line("E", "", 100, 100, 0, 0)])
+    );
+    assert_eq!(
+        lots(&app),
+        [("E", 100, 0), ("E", 100, 50), ("E", 50, 0)].map(|(t, p, r)| (t.to_string(), p, r))
+    );
+    app.assert_ledger_consistent();
+}
