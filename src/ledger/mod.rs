@@ -348,22 +348,9 @@ pub fn expire_due(
                     .expiry_effective_at_ms()
                     .expect("only lots with an expiry are picked");
                 // Guarded: if another writer changed the lot, it is left for the next run.
-                if !repo::take_from_lot(conn, lot.id, lot.remaining)? {
+                if !expire_from_lot(conn, lot, lot.remaining, effective_at_ms, ms(now))? {
                     continue;
                 }
-                repo::insert_entry(
-                    conn,
-                    &NewEntry {
-                        member_id: lot.member_id,
-                        lot_id: lot.id,
-                        trade_id: Some(lot.trade_id),
-                        refund_id: None,
-                        kind: "expire",
-                        points: -lot.remaining,
-                        effective_at_ms,
-                        created_at_ms: ms(now),
-                    },
-                )?;
                 batch.1.lots += 1;
                 batch.1.points += lot.remaining;
             }
@@ -375,6 +362,34 @@ pub fn expire_due(
             return Ok(total);
         }
     }
+}
+
+/// Takes `points` from a lot as an expiry effective at `effective_at_ms`: one `expire` entry.
+/// Guarded like `take_from_lot`: `false`, and nothing written, if the lot has fewer left.
+fn expire_from_lot(
+    conn: &mut Conn,
+    lot: &LotRow,
+    points: i64,
+    effective_at_ms: i64,
+    now_ms: i64,
+) -> Result<bool, PostError> {
+    if !repo::take_from_lot(conn, lot.id, points)? {
+        return Ok(false);
+    }
+    repo::insert_entry(
+        conn,
+        &NewEntry {
+            member_id: lot.member_id,
+            lot_id: lot.id,
+            trade_id: Some(lot.trade_id),
+            refund_id: None,
+            kind: "expire",
+            points: -points,
+            effective_at_ms,
+            created_at_ms: now_ms,
+        },
+    )?;
+    Ok(true)
 }
 
 /// A member's points at one moment.

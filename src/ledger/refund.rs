@@ -5,7 +5,7 @@
 //! the amount refunded. Points the member no longer holds follow the `ShortfallPolicy`.
 
 use super::models::{EntryRow, LotRow, NewEntry, RefundLineRow, RefundRow, TradeDetailRow};
-use super::{burn_order, connection, grant_of_lot, ms, repo, Conn, PostError};
+use super::{burn_order, connection, expire_from_lot, grant_of_lot, ms, repo, Conn, PostError};
 use crate::domain::trade::{parse_free_text, parse_rfc3339};
 use crate::domain::{
     Amount, CurrencyCode, Grant, ImageUrl, InvoiceId, OutTradeNo, PaymentMethod, Points, Refund,
@@ -451,23 +451,8 @@ fn give_back_burn(
         }
         let lot = &lots[&lot_id];
         reverse(conn, lot, give, trade_id, refund_id, now_ms)?;
-        if is_expired(lot, now_ms) {
-            if !repo::take_from_lot(conn, lot.id, give)? {
-                return Err(PostError::Corrupt(format!("lot {} lost points", lot.id)));
-            }
-            repo::insert_entry(
-                conn,
-                &NewEntry {
-                    member_id: lot.member_id,
-                    lot_id: lot.id,
-                    trade_id: Some(lot.trade_id),
-                    refund_id: None,
-                    kind: "expire",
-                    points: -give,
-                    effective_at_ms: now_ms,
-                    created_at_ms: now_ms,
-                },
-            )?;
+        if is_expired(lot, now_ms) && !expire_from_lot(conn, lot, give, now_ms, now_ms)? {
+            return Err(PostError::Corrupt(format!("lot {} lost points", lot.id)));
         }
         left -= give;
     }
