@@ -163,7 +163,7 @@ fn check(rows: &Rows) -> Report {
                 lot.id, movements.earns, lot.points, lot.trade_id
             ));
         }
-        let early = |at: &i64| lot.expires_at_ms.map_or(true, |expiry| *at < expiry);
+        let early = |at: &i64| lot.expires_at_ms.is_none_or(|expiry| *at < expiry);
         if movements.expires.iter().any(early) {
             violations.push(format!(
                 "lot {}: expire entries at {:?} ms, but it expires at {:?} ms",

@@ -1,33 +1,46 @@
-//! Opening the database: the URL, the connection pool, and write transactions.
+//! Opening the database: the URL, the connection pool, and write transactions. One connection
+//! type serves both backends (diesel's `MultiConnection`); which one is chosen by the URL.
 
-use diesel::connection::SimpleConnection;
-use diesel::r2d2::{ConnectionManager, CustomizeConnection};
+use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
+use diesel::pg::PgConnection;
+use diesel::r2d2::{ManageConnection, R2D2Connection};
 use diesel::sqlite::SqliteConnection;
+use diesel::Connection;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// The connection type every repo function takes.
-pub type Conn = SqliteConnection;
-pub type Pool = diesel::r2d2::Pool<ConnectionManager<Conn>>;
+/// The connection type every repo function takes: SQLite or PostgreSQL, the same queries.
+#[derive(diesel::MultiConnection)]
+pub enum Conn {
+    Postgres(PgConnection),
+    Sqlite(SqliteConnection),
+}
 
-/// How long a writer waits for another writer's transaction before giving up.
-pub const BUSY_TIMEOUT_MS: u64 = 10_000;
+pub type Pool = diesel::r2d2::Pool<Manager>;
+
+/// How long a writer waits for another writer's lock (SQLite's write lock, a PostgreSQL row
+/// lock) before giving up.
+pub const LOCK_TIMEOUT_MS: u64 = 10_000;
 /// How long a request waits for a free connection from the pool.
 pub const POOL_TIMEOUT_MS: u64 = 30_000;
+/// How long an unused pooled connection stays open.
+pub const IDLE_TIMEOUT_S: u64 = 120;
 
 /// Where the ledger lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DatabaseUrl {
     /// An embedded SQLite file.
     Sqlite(PathBuf),
+    /// A PostgreSQL server: a libpq URL `postgres://user@host:port/db?options`.
+    Postgres(String),
 }
 
 impl DatabaseUrl {
-    /// A file path, `sqlite://path` or `sqlite:path`.
+    /// `postgres://…` or `postgresql://…`; otherwise a file path, `sqlite://path` or `sqlite:path`.
     pub fn parse(raw: &str) -> Result<Self, String> {
         let text = raw.trim();
         if text.starts_with("postgres://") || text.starts_with("postgresql://") {
-            return Err("PostgreSQL is not supported by this build yet: use a SQLite path".into());
+            return Ok(Self::Postgres(text.to_string()));
         }
         let path = text
             .strip_prefix("sqlite://")
@@ -35,7 +48,7 @@ impl DatabaseUrl {
             .unwrap_or(text);
         if path.is_empty() || path == ":memory:" {
             return Err(format!(
-                "{raw:?}: give a database file path, e.g. data/point-engine.db"
+                "{raw:?}: give a database file path, e.g. data/point-engine.db, or a postgres:// URL"
             ));
         }
         if path.contains("://") {
@@ -46,9 +59,20 @@ impl DatabaseUrl {
 }
 
 impl std::fmt::Display for DatabaseUrl {
+    /// Never shows a password.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Sqlite(path) => write!(f, "sqlite://{}", path.display()),
+            Self::Postgres(url) => {
+                let (scheme, rest) = url.split_once("://").unwrap_or(("postgres", url));
+                match rest.split_once('@') {
+                    Some((user, host)) if user.contains(':') => {
+                        let name = user.split(':').next().unwrap_or_default();
+                        write!(f, "{scheme}://{name}:***@{host}")
+                    }
+                    _ => write!(f, "{url}"),
+                }
+            }
         }
     }
 }
@@ -69,46 +93,77 @@ pub enum ConnectError {
     Migrate { url: String, message: String },
 }
 
-/// Every SQLite connection: WAL (readers never block the writer), a busy timeout so that
-/// concurrent writers queue instead of failing with "database is locked", foreign keys on,
-/// and `synchronous = FULL` so an acknowledged trade survives a crash of the process or machine.
-#[derive(Debug)]
-struct SqlitePragmas;
+/// Opens connections of the backend the URL names (never falling back to the other one).
+///
+/// SQLite: WAL (readers never block the writer), a busy timeout so that concurrent writers
+/// queue instead of failing with "database is locked", foreign keys on, and
+/// `synchronous = FULL` so an acknowledged trade survives a crash of the process or machine.
+/// PostgreSQL: a lock timeout of the same length, and UTC.
+#[derive(Debug, Clone)]
+pub struct Manager {
+    url: DatabaseUrl,
+}
 
-impl CustomizeConnection<Conn, diesel::r2d2::Error> for SqlitePragmas {
-    fn on_acquire(&self, conn: &mut Conn) -> Result<(), diesel::r2d2::Error> {
-        conn.batch_execute(&format!(
-            "PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}; PRAGMA journal_mode = WAL; \
-             PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;"
-        ))
-        .map_err(diesel::r2d2::Error::QueryError)
+impl ManageConnection for Manager {
+    type Connection = Conn;
+    type Error = diesel::r2d2::Error;
+
+    fn connect(&self) -> Result<Conn, Self::Error> {
+        use diesel::r2d2::Error;
+        match &self.url {
+            DatabaseUrl::Sqlite(path) => {
+                let mut conn = SqliteConnection::establish(&path.to_string_lossy())
+                    .map_err(Error::ConnectionError)?;
+                conn.batch_execute(&format!(
+                    "PRAGMA busy_timeout = {LOCK_TIMEOUT_MS}; PRAGMA journal_mode = WAL; \
+                     PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;"
+                ))
+                .map_err(Error::QueryError)?;
+                Ok(Conn::Sqlite(conn))
+            }
+            DatabaseUrl::Postgres(url) => {
+                let mut conn = PgConnection::establish(url).map_err(Error::ConnectionError)?;
+                conn.batch_execute(&format!(
+                    "SET lock_timeout = {LOCK_TIMEOUT_MS}; SET TIME ZONE 'UTC';"
+                ))
+                .map_err(Error::QueryError)?;
+                Ok(Conn::Postgres(conn))
+            }
+        }
+    }
+
+    fn is_valid(&self, conn: &mut Conn) -> Result<(), Self::Error> {
+        conn.ping().map_err(diesel::r2d2::Error::QueryError)
+    }
+
+    fn has_broken(&self, conn: &mut Conn) -> bool {
+        conn.is_broken()
     }
 }
 
-/// Opens a pool on the database, creating the file and its folder if needed, and runs the
-/// pending migrations.
+/// Opens a pool on the database (creating a SQLite file and its folder if needed) and runs
+/// the pending migrations.
 pub fn connect(url: &DatabaseUrl, pool_size: u32) -> Result<Pool, ConnectError> {
-    let DatabaseUrl::Sqlite(path) = url;
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|source| ConnectError::CreateDir {
-            path: dir.display().to_string(),
-            source,
-        })?;
+    if let DatabaseUrl::Sqlite(path) = url {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| ConnectError::CreateDir {
+                path: dir.display().to_string(),
+                source,
+            })?;
+        }
     }
-    let manager = ConnectionManager::<Conn>::new(path.to_string_lossy());
-    let pool = diesel::r2d2::Pool::builder()
-        .max_size(pool_size)
-        .connection_timeout(Duration::from_millis(POOL_TIMEOUT_MS))
-        .connection_customizer(Box::new(SqlitePragmas))
-        .build(manager)
-        .map_err(|source| ConnectError::Pool {
-            url: url.to_string(),
-            source,
-        })?;
-    let mut conn = pool.get().map_err(|source| ConnectError::Pool {
+    let pool_error = |source| ConnectError::Pool {
         url: url.to_string(),
         source,
-    })?;
+    };
+    let pool = diesel::r2d2::Pool::builder()
+        .max_size(pool_size)
+        .min_idle(Some(1))
+        .idle_timeout(Some(Duration::from_secs(IDLE_TIMEOUT_S)))
+        .connection_timeout(Duration::from_millis(POOL_TIMEOUT_MS))
+        .build(Manager { url: url.clone() })
+        .map_err(pool_error)?;
+    let mut conn = pool.get().map_err(pool_error)?;
     super::migrations::run(&mut conn).map_err(|message| ConnectError::Migrate {
         url: url.to_string(),
         message,
@@ -116,14 +171,34 @@ pub fn connect(url: &DatabaseUrl, pool_size: u32) -> Result<Pool, ConnectError> 
     Ok(pool)
 }
 
-/// Runs `f` in one write transaction. On SQLite it begins IMMEDIATE: the write lock is taken
-/// up front, so two writers never both read and then race to write.
+/// Runs `f` in one write transaction: all of it commits, or none of it.
+///
+/// SQLite: `BEGIN IMMEDIATE` takes the database's write lock up front, so two writers never
+/// both read and then race to write. PostgreSQL: `READ COMMITTED`; writers that touch the same
+/// member serialize on that member's row lock (`repo::lock_member`), guarded updates keep every
+/// lot and debt from going negative, and unique constraints decide races between duplicates.
 pub fn write_transaction<T, E, F>(conn: &mut Conn, f: F) -> Result<T, E>
 where
     F: FnOnce(&mut Conn) -> Result<T, E>,
     E: From<diesel::result::Error>,
 {
-    conn.immediate_transaction(f)
+    type Manager = <Conn as Connection>::TransactionManager;
+    match conn {
+        Conn::Sqlite(inner) => {
+            AnsiTransactionManager::begin_transaction_sql(inner, "BEGIN IMMEDIATE")?
+        }
+        Conn::Postgres(_) => Manager::begin_transaction(conn)?,
+    }
+    match f(conn) {
+        Ok(value) => {
+            Manager::commit_transaction(conn)?;
+            Ok(value)
+        }
+        Err(error) => match Manager::rollback_transaction(conn) {
+            Ok(()) | Err(diesel::result::Error::BrokenTransactionManager) => Err(error),
+            Err(rollback_error) => Err(rollback_error.into()),
+        },
+    }
 }
 
 #[cfg(test)]
@@ -140,9 +215,24 @@ mod tests {
             DatabaseUrl::parse("sqlite:///tmp/x.db").unwrap(),
             DatabaseUrl::Sqlite(PathBuf::from("/tmp/x.db"))
         );
+        assert_eq!(
+            DatabaseUrl::parse("postgres://pe@localhost/x").unwrap(),
+            DatabaseUrl::Postgres("postgres://pe@localhost/x".into())
+        );
+        assert!(matches!(
+            DatabaseUrl::parse("postgresql://localhost/x").unwrap(),
+            DatabaseUrl::Postgres(_)
+        ));
         assert!(DatabaseUrl::parse("").is_err());
         assert!(DatabaseUrl::parse(":memory:").is_err());
         assert!(DatabaseUrl::parse("mysql://x").is_err());
-        assert!(DatabaseUrl::parse("postgres://localhost/x").is_err());
+    }
+
+    #[test]
+    fn urls_never_show_a_password() {
+        let url = DatabaseUrl::parse("postgres://pe:secret@db:5432/ledger").unwrap();
+        assert_eq!(url.to_string(), "postgres://pe:***@db:5432/ledger");
+        let url = DatabaseUrl::parse("postgres://pe@db/ledger").unwrap();
+        assert_eq!(url.to_string(), "postgres://pe@db/ledger");
     }
 }

@@ -1,17 +1,43 @@
-//! Migrations, embedded in the binary and run at start.
+//! Migrations, one folder per backend with the same versions, embedded in the binary and run
+//! at start. Safe when several instances start at once: SQLite runs them under its write lock,
+//! PostgreSQL under an advisory lock.
 
 use super::connection::Conn;
+use diesel::connection::SimpleConnection;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
-pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+pub const SQLITE: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+pub const POSTGRES: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+/// The advisory lock key instances take while migrating a PostgreSQL database.
+const PG_MIGRATION_LOCK: i64 = 0x7065_6D69_6772; // "pemigr"
 
 pub fn run(conn: &mut Conn) -> Result<(), String> {
-    super::connection::write_transaction(conn, |conn| {
-        conn.run_pending_migrations(MIGRATIONS)
-            .map(|_| ())
-            .map_err(|e| MigrateError(e.to_string()))
-    })
-    .map_err(|e: MigrateError| e.0)
+    match conn {
+        Conn::Sqlite(_) => super::connection::write_transaction(conn, |conn| {
+            let Conn::Sqlite(inner) = conn else {
+                unreachable!("matched above")
+            };
+            inner
+                .run_pending_migrations(SQLITE)
+                .map(|_| ())
+                .map_err(|e| MigrateError(e.to_string()))
+        })
+        .map_err(|e: MigrateError| e.0),
+        Conn::Postgres(inner) => {
+            inner
+                .batch_execute(&format!("SELECT pg_advisory_lock({PG_MIGRATION_LOCK})"))
+                .map_err(|e| e.to_string())?;
+            let result = inner
+                .run_pending_migrations(POSTGRES)
+                .map(|_| ())
+                .map_err(|e| e.to_string());
+            inner
+                .batch_execute(&format!("SELECT pg_advisory_unlock({PG_MIGRATION_LOCK})"))
+                .map_err(|e| e.to_string())?;
+            result
+        }
+    }
 }
 
 struct MigrateError(String);

@@ -34,9 +34,10 @@ pub enum PostError {
         requested: crate::domain::Amount,
         refundable: crate::domain::Amount,
     },
-    /// Another writer inserted the same trade first (possible only across processes); the
-    /// caller retries and gets the replay.
-    #[error("the trade was posted concurrently")]
+    /// Another writer got there first: the same trade or refund inserted by another process,
+    /// or a lot changed by another instance's expiry. Nothing was written; the caller retries
+    /// on a fresh read (and gets the replay).
+    #[error("another writer changed the ledger first")]
     Race,
     #[error("the ledger holds a value it cannot read: {0}")]
     Corrupt(String),
@@ -83,7 +84,10 @@ pub fn post_trade(
         }
         let now_ms = ms(now);
         let member_id = match repo::find_member_id(conn, trade.vip_accountno.as_str())? {
-            Some(id) => id,
+            Some(id) => {
+                repo::lock_member(conn, id)?;
+                id
+            }
             None => repo::insert_member(
                 conn,
                 &NewMember {
@@ -235,11 +239,10 @@ fn burn_oldest_first(
             break;
         }
         let take = left.min(lot.remaining);
+        // The member is locked, so only an expiry running on another instance can have taken
+        // the lot in between: the caller retries on a fresh read.
         if !repo::take_from_lot(conn, lot.id, take)? {
-            return Err(PostError::Corrupt(format!(
-                "lot {} changed under a write transaction",
-                lot.id
-            )));
+            return Err(PostError::Race);
         }
         repo::insert_entry(
             conn,

@@ -204,10 +204,8 @@ fn reverse(
         repo::give_back_to_lot(conn, lot.id, points)?
     };
     if !moved {
-        return Err(PostError::Corrupt(format!(
-            "lot {} cannot move by {points} points",
-            lot.id
-        )));
+        // The member is locked: only another instance's expiry can have changed the lot.
+        return Err(PostError::Race);
     }
     repo::insert_entry(
         conn,
@@ -241,6 +239,9 @@ pub fn post_refund(
     now: DateTime<Utc>,
 ) -> Result<Refunded, PostError> {
     connection::write_transaction(conn, |conn| {
+        let member_id = repo::find_member_id(conn, refundable.trade.vip_accountno.as_str())?
+            .ok_or_else(|| corrupt("member", refundable.id, "is missing".to_string()))?;
+        repo::lock_member(conn, member_id)?;
         if let Some(done) = replay_refund(conn, refund)? {
             return Ok(done);
         }
@@ -260,8 +261,6 @@ pub fn post_refund(
         }
         let refunded_after = refunded_before + amount;
         let now_ms = ms(now);
-        let member_id = repo::find_member_id(conn, refundable.trade.vip_accountno.as_str())?
-            .ok_or_else(|| corrupt("member", trade_id, "is missing".to_string()))?;
 
         // The burn comes back in proportion to the payment refunded (all of it on a full
         // refund), less what earlier refunds gave back.

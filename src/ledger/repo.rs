@@ -17,6 +17,15 @@ pub fn find_member_id(conn: &mut Conn, vip_accountno: &str) -> Result<Option<i64
         .optional()
 }
 
+/// Locks the member's row until the transaction ends, so that writers of one member (burns,
+/// refunds, debts) take turns on PostgreSQL. SQLite's write transactions already do.
+pub fn lock_member(conn: &mut Conn, member_id: i64) -> Result<(), Error> {
+    diesel::update(members::table.filter(members::id.eq(member_id)))
+        .set(members::created_at_ms.eq(members::created_at_ms))
+        .execute(conn)
+        .map(|_| ())
+}
+
 pub fn insert_member(conn: &mut Conn, member: &NewMember) -> Result<i64, Error> {
     diesel::insert_into(members::table)
         .values(member)
@@ -215,13 +224,19 @@ pub fn entries_of_trade(conn: &mut Conn, trade_id: i64) -> Result<Vec<EntryRow>,
         .load(conn)
 }
 
-/// Keeps a ruleset's sources under its version; a version already kept is left as it is.
+/// Keeps a ruleset's sources under its version; a version already kept is left as it is (also
+/// when another instance keeps it at the same moment).
 pub fn save_ruleset(conn: &mut Conn, ruleset: &NewRuleset) -> Result<(), Error> {
-    diesel::insert_into(rulesets::table)
+    if ruleset_sources(conn, ruleset.version)?.is_some() {
+        return Ok(());
+    }
+    match diesel::insert_into(rulesets::table)
         .values(ruleset)
-        .on_conflict_do_nothing()
         .execute(conn)
-        .map(|_| ())
+    {
+        Err(Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _)) => Ok(()),
+        other => other.map(|_| ()),
+    }
 }
 
 pub fn ruleset_sources(conn: &mut Conn, version: &str) -> Result<Option<String>, Error> {

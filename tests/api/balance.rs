@@ -1,7 +1,6 @@
 use crate::helpers::*;
 use serde_json::json;
 
-#[test]
 fn the_seed_trade_is_available_in_its_quarter_and_expired_today() {
     let app = spawn_app();
     app.post_raw("application/json", SEED_WITH_RECEIPT);
@@ -39,7 +38,6 @@ fn the_seed_trade_is_available_in_its_quarter_and_expired_today() {
     );
 }
 
-#[test]
 fn a_recent_trade_is_available_now_with_its_kdp_date() {
     let app = spawn_app();
     let (status, _) = app.post_trade(&trade("RECENT-1", "M-NOW", &hours_ago(1)));
@@ -55,7 +53,6 @@ fn a_recent_trade_is_available_now_with_its_kdp_date() {
     assert_eq!(expire_time, expected.to_string());
 }
 
-#[test]
 fn an_unknown_member_is_not_found_and_a_bad_as_of_is_named() {
     let app = spawn_app();
     assert_eq!(
@@ -74,7 +71,6 @@ fn an_unknown_member_is_not_found_and_a_bad_as_of_is_named() {
     );
 }
 
-#[test]
 fn health_answers_200() {
     let app = spawn_app();
     assert_eq!(app.get("/health"), (200, json!({"status": "ok"})));
@@ -92,7 +88,6 @@ kdp = { policy = "never" }
 currencies = { HKD = "1" }
 "#;
 
-#[test]
 fn new_points_are_pending_for_the_return_window_and_cannot_be_burned() {
     let rules = rules_dir(&[("program.toml", PENDING_RULES)]);
     let app = spawn_app_with_rules(rules.path());
@@ -132,3 +127,11 @@ fn new_points_are_pending_for_the_return_window_and_cannot_be_burned() {
     );
     app.assert_ledger_consistent();
 }
+
+on_both_backends!(
+    the_seed_trade_is_available_in_its_quarter_and_expired_today,
+    a_recent_trade_is_available_now_with_its_kdp_date,
+    an_unknown_member_is_not_found_and_a_bad_as_of_is_named,
+    health_answers_200,
+    new_points_are_pending_for_the_return_window_and_cannot_be_burned,
+);

@@ -8,7 +8,7 @@ fn at(text: &str) -> chrono::DateTime<chrono::Utc> {
 
 /// One expiry run on its own connection, opened as the server and the CLI open theirs.
 fn expire(app: &TestApp, as_of: &str) -> Expired {
-    let pool = ledger::connect(&ledger::DatabaseUrl::Sqlite(app.db_path.clone()), 1).unwrap();
+    let pool = app.pool();
     ledger::expire_due(&mut pool.get().unwrap(), at(as_of), chrono::Utc::now()).unwrap()
 }
 
@@ -23,7 +23,6 @@ fn expire_entries(app: &TestApp) -> Vec<(String, i64, i64)> {
         .unwrap()
 }
 
-#[test]
 fn lots_expire_at_the_end_of_their_date_in_the_program_zone_once() {
     let app = spawn_app();
     app.post_raw("application/json", SEED_WITH_RECEIPT);
@@ -84,7 +83,6 @@ fn lots_expire_at_the_end_of_their_date_in_the_program_zone_once() {
     app.assert_ledger_consistent();
 }
 
-#[test]
 fn concurrent_expiry_runs_expire_each_lot_once() {
     let app = spawn_app();
     for i in 0..20 {
@@ -108,14 +106,13 @@ fn concurrent_expiry_runs_expire_each_lot_once() {
     app.assert_ledger_consistent();
 }
 
-#[test]
 fn the_expire_command_expires_and_refuses_a_future_as_of() {
     let app = spawn_app();
     app.post_raw("application/json", SEED_WITH_RECEIPT);
     let run = |as_of: &str| {
         std::process::Command::new(env!("CARGO_BIN_EXE_point-engine"))
             .args(["expire", "--as-of", as_of, "--database"])
-            .arg(&app.db_path)
+            .arg(&app.database)
             .env("RUST_LOG", "warn")
             .output()
             .unwrap()
@@ -135,10 +132,9 @@ fn the_expire_command_expires_and_refuses_a_future_as_of() {
     app.assert_ledger_consistent();
 }
 
-#[test]
 fn the_server_runs_the_expiry_task() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut settings = test_settings(&shipped_rules(), &dir.path().join("ledger.db"));
+    let db = TestDb::new();
+    let mut settings = test_settings(&shipped_rules(), &db);
     settings.expire_interval_s = 1;
     let app = spawn_app_with_settings(settings);
     app.post_raw("application/json", SEED_WITH_RECEIPT);
@@ -154,3 +150,10 @@ fn the_server_runs_the_expiry_task() {
         expire_entries(&app)
     );
 }
+
+on_both_backends!(
+    lots_expire_at_the_end_of_their_date_in_the_program_zone_once,
+    concurrent_expiry_runs_expire_each_lot_once,
+    the_expire_command_expires_and_refuses_a_future_as_of,
+    the_server_runs_the_expiry_task,
+);

@@ -1,8 +1,11 @@
+use diesel::connection::SimpleConnection;
+use diesel::pg::PgConnection;
 use diesel::prelude::*;
-use diesel::sqlite::SqliteConnection;
 use point_engine::config::Settings;
 use point_engine::domain::ShortfallPolicy;
-use point_engine::ledger::{audit, DatabaseUrl};
+use point_engine::ledger::{self, audit, DatabaseUrl};
+
+pub type PooledConn = diesel::r2d2::PooledConnection<ledger::connection::Manager>;
 use point_engine::startup::Application;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -79,11 +82,128 @@ pub fn shipped_rules() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("rules")
 }
 
+/// The database backend a test runs on: SQLite always, PostgreSQL when
+/// `POINT_ENGINE_TEST_POSTGRES_URL` is set (see `on_both_backends!`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+thread_local! {
+    static BACKEND: std::cell::Cell<Backend> = const { std::cell::Cell::new(Backend::Sqlite) };
+}
+
+/// The PostgreSQL server tests may use: a libpq URL such as `postgres://postgres@127.0.0.1/test`.
+pub fn postgres_base_url() -> Option<String> {
+    std::env::var("POINT_ENGINE_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|u| !u.trim().is_empty())
+}
+
+/// Runs a test on one backend. On PostgreSQL without `POINT_ENGINE_TEST_POSTGRES_URL` the test
+/// says so and passes; `.ci/run` always sets it, so CI never skips.
+pub fn run_on(backend: Backend, test: fn()) {
+    if backend == Backend::Postgres && postgres_base_url().is_none() {
+        eprintln!("not run on PostgreSQL: POINT_ENGINE_TEST_POSTGRES_URL is not set");
+        return;
+    }
+    BACKEND.with(|b| b.set(backend));
+    test();
+}
+
+/// Makes each named test function a test on SQLite (`sqlite::name`) and on PostgreSQL
+/// (`postgres::name`).
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[test]
+            fn $name() {
+                $crate::helpers::run_on($crate::helpers::Backend::Sqlite, super::$name)
+            })*
+        }
+        mod postgres {
+            $(#[test]
+            fn $name() {
+                $crate::helpers::run_on($crate::helpers::Backend::Postgres, super::$name)
+            })*
+        }
+    };
+}
+
+pub fn backend() -> Backend {
+    BACKEND.with(|b| b.get())
+}
+
+/// A fresh, empty ledger database on the backend under test: a SQLite file in a temp folder,
+/// or a PostgreSQL schema of its own. Gone when dropped.
+pub struct TestDb {
+    pub url: DatabaseUrl,
+    schema: Option<(String, String)>,
+    _dir: TempDir,
+}
+
+impl TestDb {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        match backend() {
+            Backend::Sqlite => Self {
+                url: DatabaseUrl::Sqlite(dir.path().join("ledger.db")),
+                schema: None,
+                _dir: dir,
+            },
+            Backend::Postgres => {
+                static SCHEMAS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+                let base = postgres_base_url().expect("run_on checked it");
+                let schema = format!(
+                    "pe_test_{}_{}_{}",
+                    std::process::id(),
+                    SCHEMAS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+                    chrono::Utc::now().timestamp_micros()
+                );
+                let mut admin = PgConnection::establish(&base)
+                    .unwrap_or_else(|e| panic!("PostgreSQL at {base} cannot be reached: {e}"));
+                admin
+                    .batch_execute(&format!("CREATE SCHEMA {schema}"))
+                    .unwrap();
+                let separator = if base.contains('?') { '&' } else { '?' };
+                Self {
+                    url: DatabaseUrl::Postgres(format!(
+                        "{base}{separator}options=-csearch_path%3D{schema}"
+                    )),
+                    schema: Some((base, schema)),
+                    _dir: dir,
+                }
+            }
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some((base, schema)) = &self.schema {
+            if let Ok(mut admin) = PgConnection::establish(base) {
+                let _ = admin.batch_execute(&format!("DROP SCHEMA {schema} CASCADE"));
+            }
+        }
+    }
+}
+
 pub struct TestApp {
     pub address: String,
-    pub db_path: PathBuf,
+    /// The ledger's URL, as `--database` takes it.
+    pub database: String,
     agent: ureq::Agent,
-    _dir: TempDir,
+    server: actix_web::dev::ServerHandle,
+    /// Last: dropped after the server has stopped.
+    _db: Option<TestDb>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        // Stop the server, so its pool closes its connections before the database goes.
+        actix_web::rt::System::new().block_on(self.server.stop(false));
+    }
 }
 
 pub fn spawn_app() -> TestApp {
@@ -99,10 +219,10 @@ pub fn rules_dir(files: &[(&str, &str)]) -> TempDir {
     dir
 }
 
-pub fn test_settings(rules: &Path, db_path: &Path) -> Settings {
+pub fn test_settings(rules: &Path, db: &TestDb) -> Settings {
     Settings {
         bind: "127.0.0.1:0".parse().unwrap(),
-        database: DatabaseUrl::Sqlite(db_path.to_path_buf()),
+        database: db.url.clone(),
         rules_dir: rules.to_path_buf(),
         workers: 2,
         pool_size: 8,
@@ -115,37 +235,40 @@ pub fn test_settings(rules: &Path, db_path: &Path) -> Settings {
 }
 
 pub fn spawn_app_with_rules(rules: &Path) -> TestApp {
-    let dir = tempfile::tempdir().unwrap();
-    let settings = test_settings(rules, &dir.path().join("ledger.db"));
-    spawn_in(settings, dir)
+    let db = TestDb::new();
+    let settings = test_settings(rules, &db);
+    spawn_in(settings, Some(db))
 }
 
-/// Starts the server with these settings; its database must live in a temp folder the test
-/// keeps alive.
+/// Starts the server with these settings; the test keeps their database (a `TestDb`) alive.
 pub fn spawn_app_with_settings(settings: Settings) -> TestApp {
-    spawn_in(settings, tempfile::tempdir().unwrap())
+    spawn_in(settings, None)
 }
 
-fn spawn_in(settings: Settings, dir: TempDir) -> TestApp {
-    let DatabaseUrl::Sqlite(db_path) = settings.database.clone();
+fn spawn_in(settings: Settings, db: Option<TestDb>) -> TestApp {
+    let database = match &settings.database {
+        DatabaseUrl::Sqlite(path) => path.display().to_string(),
+        DatabaseUrl::Postgres(url) => url.clone(),
+    };
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         actix_web::rt::System::new().block_on(async move {
             let app = Application::build(&settings).expect("the app builds");
-            tx.send(app.port()).unwrap();
+            tx.send((app.port(), app.handle())).unwrap();
             app.run_until_stopped().await
         })
     });
-    let port = rx
+    let (port, server) = rx
         .recv_timeout(Duration::from_secs(30))
         .expect("the server starts");
     TestApp {
         address: format!("http://127.0.0.1:{port}"),
-        db_path,
+        database,
         agent: ureq::AgentBuilder::new()
             .timeout(Duration::from_secs(60))
             .build(),
-        _dir: dir,
+        server,
+        _db: db,
     }
 }
 
@@ -207,8 +330,14 @@ impl TestApp {
         read(request.call())
     }
 
-    pub fn conn(&self) -> SqliteConnection {
-        SqliteConnection::establish(&self.db_path.to_string_lossy()).unwrap()
+    /// A connection of its own to the app's ledger.
+    pub fn conn(&self) -> PooledConn {
+        self.pool().get().unwrap()
+    }
+
+    /// A pool on the app's ledger, opened as the server and the CLI open theirs.
+    pub fn pool(&self) -> ledger::Pool {
+        ledger::connect(&DatabaseUrl::parse(&self.database).unwrap(), 2).unwrap()
     }
 
     /// Row counts of (trades, lots, entries, members).

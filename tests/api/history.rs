@@ -26,7 +26,6 @@ fn m(kind: &str, point: i64, out_trade_no: &str) -> (String, i64, String, String
     (kind.into(), point, "E".into(), out_trade_no.into())
 }
 
-#[test]
 fn a_members_entries_page_newest_first() {
     let app = spawn_app();
     assert_eq!(app.post_trade(&trade("T1", "M-A", &hours_ago(2))).0, 200);
@@ -82,7 +81,6 @@ fn a_members_entries_page_newest_first() {
     assert_eq!(t1["data"]["grants"][0]["remaining"], json!(70));
 }
 
-#[test]
 fn a_trade_in_full_by_either_number() {
     let app = spawn_app();
     app.post_raw("application/json", SEED_WITH_RECEIPT);
@@ -118,11 +116,7 @@ fn a_trade_in_full_by_either_number() {
 
     // After the expiry run, the expiry shows. The receipt was recorded long after 31 March
     // 2023, so the expiry is effective when its points were recorded, never before.
-    let pool = point_engine::ledger::connect(
-        &point_engine::ledger::DatabaseUrl::Sqlite(app.db_path.clone()),
-        1,
-    )
-    .unwrap();
+    let pool = app.pool();
     let as_of = chrono::DateTime::parse_from_rfc3339("2023-04-01T00:00:00+08:00")
         .unwrap()
         .to_utc();
@@ -147,7 +141,6 @@ fn a_trade_in_full_by_either_number() {
     assert_eq!(history["data"]["total"], json!(3));
 }
 
-#[test]
 fn unknown_members_and_trades_and_bad_paging_are_named() {
     let app = spawn_app();
     assert_eq!(
@@ -179,3 +172,9 @@ fn unknown_members_and_trades_and_bad_paging_are_named() {
         )
     );
 }
+
+on_both_backends!(
+    a_members_entries_page_newest_first,
+    a_trade_in_full_by_either_number,
+    unknown_members_and_trades_and_bad_paging_are_named,
+);

@@ -1,9 +1,11 @@
-//! Integration tests: the real server on a random port against a fresh SQLite file per test.
+//! Integration tests: the real server on a random port against a fresh database per test, each
+//! test on SQLite and on PostgreSQL (`on_both_backends!`).
 
+#[macro_use]
+mod helpers;
 mod audit;
 mod balance;
 mod expiry;
-mod helpers;
 mod history;
 mod refund;
 mod report;

@@ -6,13 +6,13 @@ use tempfile::TempDir;
 struct RefundApp {
     app: TestApp,
     _rules: TempDir,
-    _db: TempDir,
+    _db: TestDb,
 }
 
 fn spawn_refund_app(policy: ShortfallPolicy) -> RefundApp {
     let rules = refund_rules("2");
-    let db = tempfile::tempdir().unwrap();
-    let mut settings = test_settings(rules.path(), &db.path().join("ledger.db"));
+    let db = TestDb::new();
+    let mut settings = test_settings(rules.path(), &db);
     settings.refund_shortfall_policy = policy;
     RefundApp {
         app: spawn_app_with_settings(settings),
@@ -57,7 +57,6 @@ fn line(
            "shortfall": shortfall, "owed": owed})
 }
 
-#[test]
 fn partial_then_full_refund_reprice_the_trade_at_its_net_amount() {
     let app = spawn_refund_app(ShortfallPolicy::RecordShortfall);
     let (status, body) = app.post_trade(&trade("T1", "M1", &hours_ago(2)));
@@ -67,7 +66,8 @@ fn partial_then_full_refund_reprice_the_trade_at_its_net_amount() {
     );
 
     // HKD 700 left: E 70, DOUBLE 140, and BIG (from HKD 800) is gone.
-    let (status, body) = app.post_refund(&refund("R1", "T1", "300.00"));
+    let r1 = refund("R1", "T1", "300.00");
+    let (status, body) = app.post_refund(&r1);
     assert_eq!(status, 200, "{body}");
     let first = json!({"code": 0, "msg": "success", "data": {
         "out_refund_no": "R1", "trade_no": trade_no("T1"), "out_trade_no": "T1",
@@ -116,7 +116,9 @@ fn partial_then_full_refund_reprice_the_trade_at_its_net_amount() {
     );
 
     // A replay answers as the first time did; nothing more is refundable.
-    assert_eq!(app.post_refund(&refund("R1", "T1", "300")), (200, first));
+    let mut same = r1.clone();
+    same["refund_amount"] = json!(300);
+    assert_eq!(app.post_refund(&same), (200, first));
     assert_eq!(
         app.post_refund(&refund("R3", "T1", "0.01")),
         (
@@ -130,7 +132,6 @@ fn partial_then_full_refund_reprice_the_trade_at_its_net_amount() {
     app.assert_ledger_consistent();
 }
 
-#[test]
 fn a_refund_number_reused_with_another_body_is_a_conflict_and_over_refunds_write_nothing() {
     let app = spawn_refund_app(ShortfallPolicy::RecordShortfall);
     assert_eq!(app.post_trade(&trade("T1", "M1", &hours_ago(2))).0, 200);
@@ -169,7 +170,6 @@ fn a_refund_number_reused_with_another_body_is_a_conflict_and_over_refunds_write
     app.assert_ledger_consistent();
 }
 
-#[test]
 fn a_refund_gives_a_burn_back_in_proportion() {
     let app = spawn_refund_app(ShortfallPolicy::RecordShortfall);
     assert_eq!(app.post_trade(&trade("T1", "M1", &hours_ago(3))).0, 200);
@@ -218,7 +218,6 @@ fn spent_and_expired(app: &TestApp) {
     assert_eq!(available(app, "M1"), (1, 0));
 }
 
-#[test]
 fn after_a_burn_and_an_expiry_record_shortfall_writes_off_what_is_gone() {
     let app = spawn_refund_app(ShortfallPolicy::RecordShortfall);
     spent_and_expired(&app);
@@ -242,7 +241,6 @@ fn after_a_burn_and_an_expiry_record_shortfall_writes_off_what_is_gone() {
     app.assert_ledger_consistent();
 }
 
-#[test]
 fn after_a_burn_and_an_expiry_allow_negative_takes_other_points_then_owes() {
     let app = spawn_refund_app(ShortfallPolicy::AllowNegative);
     spent_and_expired(&app);
@@ -286,15 +284,14 @@ fn after_a_burn_and_an_expiry_allow_negative_takes_other_points_then_owes() {
     app.assert_ledger_consistent();
 }
 
-#[test]
 fn a_refund_reprices_under_the_ruleset_version_that_priced_the_trade() {
-    let db = tempfile::tempdir().unwrap();
+    let db = TestDb::new();
     let v1 = refund_rules("2");
-    let first = spawn_app_with_settings(test_settings(v1.path(), &db.path().join("l.db")));
+    let first = spawn_app_with_settings(test_settings(v1.path(), &db));
     assert_eq!(first.post_trade(&trade("T1", "M1", &hours_ago(2))).0, 200);
     // The rules change: DOUBLE becomes triple. The refund still uses x2.
     let v2 = refund_rules("3");
-    let second = spawn_app_with_settings(test_settings(v2.path(), &db.path().join("l.db")));
+    let second = spawn_app_with_settings(test_settings(v2.path(), &db));
     let (status, body) = second.post_refund(&refund("R1", "T1", "500"));
     assert_eq!(status, 200, "{body}");
     assert_eq!(
@@ -311,7 +308,6 @@ fn a_refund_reprices_under_the_ruleset_version_that_priced_the_trade() {
     second.assert_ledger_consistent();
 }
 
-#[test]
 fn concurrent_refunds_never_exceed_the_payment_and_duplicates_refund_once() {
     let app = spawn_refund_app(ShortfallPolicy::RecordShortfall);
     assert_eq!(app.post_trade(&trade("T1", "M1", &hours_ago(2))).0, 200);
@@ -356,14 +352,13 @@ fn concurrent_refunds_never_exceed_the_payment_and_duplicates_refund_once() {
     app.assert_ledger_consistent();
 }
 
-#[test]
 fn allow_negative_takes_pending_points_before_usable_ones() {
     let program = std::fs::read_to_string(shipped_rules().join("program.toml"))
         .unwrap()
         .replace("pending_days = 0", "pending_days = 14");
     let rules = rules_dir(&[("program.toml", &program)]);
-    let db = tempfile::tempdir().unwrap();
-    let mut settings = test_settings(rules.path(), &db.path().join("ledger.db"));
+    let db = TestDb::new();
+    let mut settings = test_settings(rules.path(), &db);
     settings.refund_shortfall_policy = ShortfallPolicy::AllowNegative;
     let app = spawn_app_with_settings(settings);
     let days_ago = |days: i64| hours_ago(24 * days);
@@ -393,3 +388,14 @@ fn allow_negative_takes_pending_points_before_usable_ones() {
     );
     app.assert_ledger_consistent();
 }
+
+on_both_backends!(
+    partial_then_full_refund_reprice_the_trade_at_its_net_amount,
+    a_refund_number_reused_with_another_body_is_a_conflict_and_over_refunds_write_nothing,
+    a_refund_gives_a_burn_back_in_proportion,
+    after_a_burn_and_an_expiry_record_shortfall_writes_off_what_is_gone,
+    after_a_burn_and_an_expiry_allow_negative_takes_other_points_then_owes,
+    a_refund_reprices_under_the_ruleset_version_that_priced_the_trade,
+    concurrent_refunds_never_exceed_the_payment_and_duplicates_refund_once,
+    allow_negative_takes_pending_points_before_usable_ones,
+);

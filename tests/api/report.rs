@@ -149,7 +149,6 @@ fn get_csv(app: &TestApp, path: &str) -> String {
     response.into_string().unwrap()
 }
 
-#[test]
 fn reports_on_a_generated_ledger_tie_out_with_the_tests_own_totals() {
     let rules = refund_rules("2");
     let app = spawn_app_with_rules(rules.path());
@@ -270,11 +269,7 @@ fn reports_on_a_generated_ledger_tie_out_with_the_tests_own_totals() {
     assert_eq!(net, outstanding);
 
     // Writing the expiries the task would write changes no report.
-    let pool = point_engine::ledger::connect(
-        &point_engine::ledger::DatabaseUrl::Sqlite(app.db_path.clone()),
-        1,
-    )
-    .unwrap();
+    let pool = app.pool();
     let expired = point_engine::service::expire_due(&pool, chrono::Utc::now()).unwrap();
     assert_eq!(expired.points, model.expired);
     let after = report(
@@ -352,7 +347,6 @@ fn reports_on_a_generated_ledger_tie_out_with_the_tests_own_totals() {
     app.assert_ledger_consistent();
 }
 
-#[test]
 fn the_cli_prints_the_same_reports() {
     let rules = refund_rules("2");
     let app = spawn_app_with_rules(rules.path());
@@ -362,7 +356,7 @@ fn the_cli_prints_the_same_reports() {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_point-engine"))
             .args(args)
             .arg("--database")
-            .arg(&app.db_path)
+            .arg(&app.database)
             .arg("--rules")
             .arg(rules.path())
             .env("RUST_LOG", "warn")
@@ -431,7 +425,6 @@ fn the_cli_prints_the_same_reports() {
     assert_eq!(entries, report(&app, "/v1/point-engine/members/M1/entries"));
 }
 
-#[test]
 fn report_parameters_are_checked() {
     let app = spawn_app();
     for (path, msg) in [
@@ -460,3 +453,9 @@ fn report_parameters_are_checked() {
         assert_eq!(app.get(path), (400, error_body(40001, msg)), "{path}");
     }
 }
+
+on_both_backends!(
+    reports_on_a_generated_ledger_tie_out_with_the_tests_own_totals,
+    the_cli_prints_the_same_reports,
+    report_parameters_are_checked,
+);

@@ -1,11 +1,9 @@
 use crate::helpers::*;
-use point_engine::ledger;
 use point_engine::rules;
 use serde_json::json;
 
 /// Rules can change between a trade and its retry (a currency dropped, say): the retry still
 /// gets the answer the trade got, not an error.
-#[test]
 fn a_replay_is_answered_even_when_todays_rules_would_refuse_the_trade() {
     let app = spawn_app();
     let mut usd = trade("USD-REPLAY", "M-FX", &hours_ago(1));
@@ -16,7 +14,7 @@ fn a_replay_is_answered_even_when_todays_rules_would_refuse_the_trade() {
     let program = std::fs::read_to_string(shipped_rules().join("program.toml")).unwrap();
     let without_usd = rules_dir(&[("program.toml", &program.replace("USD = \"7.8\"\n", ""))]);
     let rules = rules::load_dir(without_usd.path()).unwrap();
-    let pool = ledger::connect(&ledger::DatabaseUrl::Sqlite(app.db_path.clone()), 2).unwrap();
+    let pool = app.pool();
     let parsed: point_engine::http::trade_create::TradeCreateRequest =
         serde_json::from_value(usd.clone()).unwrap();
     let trade = parsed.into_trade(chrono::Utc::now(), 300).unwrap();
@@ -44,3 +42,5 @@ fn a_replay_is_answered_even_when_todays_rules_would_refuse_the_trade() {
         "currency USD is not accepted by this program"
     );
 }
+
+on_both_backends!(a_replay_is_answered_even_when_todays_rules_would_refuse_the_trade,);

@@ -1,7 +1,6 @@
 use crate::helpers::*;
 use point_engine::startup::Application;
 
-#[test]
 fn a_broken_rule_file_stops_start_up_with_file_line_and_reason() {
     let broken = r#"[program]
 name = "Broken"
@@ -20,8 +19,8 @@ expiry = "QUARTER"
 award = { fixed = 5 }
 "#;
     let rules = rules_dir(&[("program.toml", broken)]);
-    let db = tempfile::tempdir().unwrap();
-    let settings = test_settings(rules.path(), &db.path().join("ledger.db"));
+    let db = TestDb::new();
+    let settings = test_settings(rules.path(), &db);
     let error = actix_web::rt::System::new()
         .block_on(async { Application::build(&settings).err().expect("start-up fails") })
         .to_string();
@@ -33,3 +32,5 @@ award = { fixed = 5 }
         )
     );
 }
+
+on_both_backends!(a_broken_rule_file_stops_start_up_with_file_line_and_reason,);

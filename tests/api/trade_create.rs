@@ -18,7 +18,6 @@ fn seed_answer() -> Value {
     })
 }
 
-#[test]
 fn seed_with_receipt_earns_100_e_and_200_a() {
     let app = spawn_app();
     let (status, body) = app.post_raw("application/json", SEED_WITH_RECEIPT);
@@ -39,7 +38,6 @@ fn seed_with_receipt_earns_100_e_and_200_a() {
     app.assert_ledger_consistent();
 }
 
-#[test]
 fn seed_without_receipt_earns_the_same() {
     let app = spawn_app();
     let (status, body) = app.post_raw("application/json", SEED_WITHOUT_RECEIPT);
@@ -47,7 +45,6 @@ fn seed_without_receipt_earns_the_same() {
     assert_eq!(body, seed_answer());
 }
 
-#[test]
 fn the_answer_keeps_the_documents_field_order() {
     let app = spawn_app();
     let response = ureq::post(&format!("{}/v1/point-engine/trade-create", app.address))
@@ -65,7 +62,6 @@ fn the_answer_keeps_the_documents_field_order() {
     assert_eq!(response, expected);
 }
 
-#[test]
 fn a_replay_answers_the_same_and_grants_nothing_new() {
     let app = spawn_app();
     let first = app.post_raw("application/json", SEED_WITH_RECEIPT);
@@ -76,7 +72,6 @@ fn a_replay_answers_the_same_and_grants_nothing_new() {
     app.assert_ledger_consistent();
 }
 
-#[test]
 fn a_replay_may_spell_amounts_as_numbers() {
     let app = spawn_app();
     app.post_raw("application/json", SEED_WITH_RECEIPT);
@@ -88,7 +83,6 @@ fn a_replay_may_spell_amounts_as_numbers() {
     assert_eq!(app.counts(), (1, 2, 2, 1));
 }
 
-#[test]
 fn the_same_out_trade_no_with_another_body_is_a_conflict() {
     let app = spawn_app();
     app.post_raw("application/json", SEED_WITH_RECEIPT);
@@ -109,7 +103,6 @@ fn the_same_out_trade_no_with_another_body_is_a_conflict() {
     assert_eq!(app.counts(), (1, 2, 2, 1));
 }
 
-#[test]
 fn thirty_two_concurrent_copies_grant_exactly_once() {
     let app = spawn_app();
     let body = trade("CONCURRENT-1", "M-CONC", &hours_ago(1));
@@ -130,7 +123,6 @@ fn thirty_two_concurrent_copies_grant_exactly_once() {
     app.assert_ledger_consistent();
 }
 
-#[test]
 fn different_trades_of_one_member_in_parallel_all_land() {
     let app = spawn_app();
     std::thread::scope(|scope| {
@@ -171,7 +163,6 @@ quarters_ahead = 4
 award = { fixed = 40 }
 "#;
 
-#[test]
 fn a_burn_takes_the_soonest_to_expire_first_in_the_same_transaction() {
     let rules = rules_dir(&[("rules.toml", BURN_RULES)]);
     let app = spawn_app_with_rules(rules.path());
@@ -213,7 +204,6 @@ fn a_burn_takes_the_soonest_to_expire_first_in_the_same_transaction() {
     app.assert_ledger_consistent();
 }
 
-#[test]
 fn a_burn_above_the_balance_writes_nothing() {
     let app = spawn_app();
     app.post_trade(&trade("EARN-1", "M-POOR", &hours_ago(2)));
@@ -240,7 +230,6 @@ fn a_burn_above_the_balance_writes_nothing() {
     app.assert_ledger_consistent();
 }
 
-#[test]
 fn expired_points_cannot_be_burned() {
     let app = spawn_app();
     // The seed's 300 points expired long ago (Q1 2023; KDP end of January 2025).
@@ -257,7 +246,6 @@ fn expired_points_cannot_be_burned() {
     );
 }
 
-#[test]
 fn other_currencies_are_converted_and_unknown_ones_rejected() {
     let app = spawn_app();
     let mut usd = trade("USD-1", "M-FX", &hours_ago(1));
@@ -310,7 +298,6 @@ expiry = "QUARTER"
 award = { fixed = 5 }
 "#;
 
-#[test]
 fn quarter_ends_follow_the_program_time_zone_at_the_edges() {
     let rules = rules_dir(&[("rules.toml", QUARTER_RULES)]);
     let app = spawn_app_with_rules(rules.path());
@@ -338,7 +325,6 @@ fn quarter_ends_follow_the_program_time_zone_at_the_edges() {
     assert_eq!(body["data"]["total_point"], json!(100));
 }
 
-#[test]
 fn an_acknowledged_trade_survives_kill_9() {
     use std::process::{Command, Stdio};
     let dir = tempfile::tempdir().unwrap();
@@ -405,3 +391,20 @@ fn an_acknowledged_trade_survives_kill_9() {
     assert_eq!(replay, first);
     assert_eq!(balance["data"]["available_point"], json!(300));
 }
+
+on_both_backends!(
+    seed_with_receipt_earns_100_e_and_200_a,
+    seed_without_receipt_earns_the_same,
+    the_answer_keeps_the_documents_field_order,
+    a_replay_answers_the_same_and_grants_nothing_new,
+    a_replay_may_spell_amounts_as_numbers,
+    the_same_out_trade_no_with_another_body_is_a_conflict,
+    thirty_two_concurrent_copies_grant_exactly_once,
+    different_trades_of_one_member_in_parallel_all_land,
+    a_burn_takes_the_soonest_to_expire_first_in_the_same_transaction,
+    a_burn_above_the_balance_writes_nothing,
+    expired_points_cannot_be_burned,
+    other_currencies_are_converted_and_unknown_ones_rejected,
+    quarter_ends_follow_the_program_time_zone_at_the_edges,
+    an_acknowledged_trade_survives_kill_9,
+);

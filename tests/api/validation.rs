@@ -14,7 +14,6 @@ const REQUIRED: [&str; 10] = [
     "approval_time",
 ];
 
-#[test]
 fn each_required_field_missing_or_null_is_named() {
     let app = spawn_app();
     for field in REQUIRED {
@@ -38,7 +37,6 @@ fn each_required_field_missing_or_null_is_named() {
     assert_eq!(app.counts(), (0, 0, 0, 0));
 }
 
-#[test]
 fn each_malformed_field_is_named_with_what_is_wrong() {
     let app = spawn_app();
     let long = |n: usize| Value::String("x".repeat(n));
@@ -101,7 +99,6 @@ fn each_malformed_field_is_named_with_what_is_wrong() {
     assert_eq!(app.counts(), (0, 0, 0, 0));
 }
 
-#[test]
 fn optional_fields_may_be_left_out() {
     let app = spawn_app();
     let mut body = trade("MINIMAL", "M-MIN", &hours_ago(1));
@@ -120,7 +117,6 @@ fn optional_fields_may_be_left_out() {
     assert_eq!(answer["data"]["total_point"], json!(100));
 }
 
-#[test]
 fn a_body_that_is_not_a_json_object_is_rejected() {
     let app = spawn_app();
     for body in ["{", "[]", "\"text\"", "", "{\"vip_accountno\": }"] {
@@ -138,7 +134,6 @@ fn a_body_that_is_not_a_json_object_is_rejected() {
     }
 }
 
-#[test]
 fn a_wrong_content_type_is_rejected() {
     let app = spawn_app();
     let (status, answer) = app.post_raw("text/plain", SEED_WITH_RECEIPT);
@@ -151,7 +146,6 @@ fn a_wrong_content_type_is_rejected() {
     );
 }
 
-#[test]
 fn an_oversized_body_is_rejected() {
     let app = spawn_app();
     let mut body = seed();
@@ -167,7 +161,6 @@ fn an_oversized_body_is_rejected() {
     assert_eq!(app.counts(), (0, 0, 0, 0));
 }
 
-#[test]
 fn unknown_endpoints_answer_in_the_native_shape() {
     let app = spawn_app();
     assert_eq!(
@@ -185,3 +178,13 @@ fn unknown_endpoints_answer_in_the_native_shape() {
         )
     );
 }
+
+on_both_backends!(
+    each_required_field_missing_or_null_is_named,
+    each_malformed_field_is_named_with_what_is_wrong,
+    optional_fields_may_be_left_out,
+    a_body_that_is_not_a_json_object_is_rejected,
+    a_wrong_content_type_is_rejected,
+    an_oversized_body_is_rejected,
+    unknown_endpoints_answer_in_the_native_shape,
+);

@@ -1,0 +1,4 @@
+DROP TABLE entries;
+DROP TABLE lots;
+DROP TABLE trades;
+DROP TABLE members;
