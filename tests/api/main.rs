@@ -7,6 +7,7 @@ mod audit;
 mod balance;
 mod expiry;
 mod history;
+mod instances;
 mod refund;
 mod report;
 mod service;
