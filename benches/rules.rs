@@ -30,12 +30,17 @@ fn seed_trade() -> Trade {
         remark: String::new(),
         receipt_image_urls: vec![],
         payment_image_urls: vec![],
+        lines: vec![],
+        post_fee: Amount::ZERO,
+        discount: Amount::ZERO,
     }
 }
 
 /// `count` campaigns over 2023: a spread of store patterns, payment methods, windows,
-/// minimum spends and awards; about one in fifty matches the seed trade.
-fn generated(count: usize) -> rules::Ruleset {
+/// minimum spends and awards; about one in fifty matches the seed trade. `spread`: each store
+/// prefix has about 20 campaigns, so a larger program covers more stores (as a real one does)
+/// instead of piling more campaigns on the same stores.
+fn generated(count: usize, spread: bool) -> rules::Ruleset {
     let program =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/program.toml"))
             .unwrap();
@@ -43,7 +48,13 @@ fn generated(count: usize) -> rules::Ruleset {
     let methods = ["Visa", "Master", "Cash", "Octopus", "AlipayHK"];
     for i in 0..count {
         let month = 1 + i % 12;
-        let store = if i % 10 == 0 {
+        let store = if spread {
+            if i < 20 {
+                "DP01*".to_string()
+            } else {
+                format!("S{:05}*", i / 20)
+            }
+        } else if i % 10 == 0 {
             "DP01*".to_string()
         } else {
             format!("S{:03}*", i % 500)
@@ -86,13 +97,13 @@ fn evaluate(c: &mut Criterion) {
     group.bench_function("shipped_rules", |b| {
         b.iter(|| shipped.evaluate(black_box(&trade)).unwrap())
     });
-    for count in [1_000, 10_000] {
-        let ruleset = generated(count);
-        group.bench_with_input(
-            BenchmarkId::new("generated_campaigns", count),
-            &ruleset,
-            |b, ruleset| b.iter(|| ruleset.evaluate(black_box(&trade)).unwrap()),
-        );
+    for (name, spread) in [("generated_campaigns", false), ("spread_over_stores", true)] {
+        for count in [1_000, 10_000] {
+            let ruleset = generated(count, spread);
+            group.bench_with_input(BenchmarkId::new(name, count), &ruleset, |b, ruleset| {
+                b.iter(|| ruleset.evaluate(black_box(&trade)).unwrap())
+            });
+        }
     }
     group.finish();
 }

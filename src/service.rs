@@ -1,7 +1,7 @@
 //! Use cases: each takes validated domain input, runs the pure rules, and records the outcome
 //! in one ledger transaction. Blocking: call from `web::block`.
 
-use crate::domain::{Amount, Refund, ShortfallPolicy, Trade, VipAccountNo};
+use crate::domain::{Amount, MemberContext, Refund, ShortfallPolicy, Trade, VipAccountNo};
 use crate::ledger::refund::Refunded;
 use crate::ledger::{self, Balance, Conn, Pool, PostError, Posted};
 use crate::rules::{self, EvaluateError, Ruleset, Source};
@@ -119,7 +119,8 @@ pub fn refund_trade(
             Amount::from_minor(refundable.refunded.to_minor() + refund.refund_amount.to_minor())
                 .expect("at most the payment");
         let pricing = ruleset_of_version(&mut conn, rules, &refundable.ruleset_version)?;
-        let repriced = pricing.evaluate(&refundable.trade.net_of_refunds(refunded_after))?;
+        let net = refundable.trade.net_of_refunds(refunded_after);
+        let repriced = pricing.price(&net, &MemberContext::repricing())?.grants;
         match ledger::refund::post_refund(&mut conn, refund, &refundable, &repriced, policy, now) {
             Err(PostError::Race) => continue,
             other => return Ok(other?),
@@ -138,23 +139,27 @@ pub fn create_trade(
     now: DateTime<Utc>,
 ) -> Result<Posted, ServiceError> {
     let mut conn = pool.get()?;
-    let grants = match rules.evaluate(trade) {
-        Ok(grants) => grants,
+    let needs = match rules.needs(trade) {
+        Ok(needs) => needs,
         Err(error) => {
             return ledger::replay(&mut conn, trade)?.ok_or(ServiceError::Evaluate(error))
         }
     };
-    match ledger::post_trade(&mut conn, trade, &grants, &rules.version, now) {
-        Err(PostError::Race) => Ok(ledger::post_trade(
-            &mut conn,
-            trade,
-            &grants,
-            &rules.version,
-            now,
-        )?),
-        other => Ok(other?),
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let price = |ctx: &MemberContext| rules.price(trade, ctx);
+        match ledger::post_trade(&mut conn, trade, &needs, price, &rules.version, now) {
+            Err(PostError::Race) if attempts < POST_ATTEMPTS_MAX => continue,
+            Err(PostError::Evaluate(error)) => return Err(ServiceError::Evaluate(error)),
+            other => return Ok(other?),
+        }
     }
 }
+
+/// Tries a trade gets when other writers keep winning races (a duplicate from another
+/// instance, a budget spent in between).
+const POST_ATTEMPTS_MAX: usize = 5;
 
 /// Expires every lot past its expiry at `as_of`.
 pub fn expire_due(pool: &Pool, as_of: DateTime<Utc>) -> Result<ledger::Expired, ServiceError> {

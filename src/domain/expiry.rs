@@ -34,6 +34,14 @@ impl ProgramTz {
         }
     }
 
+    /// The local wall-clock date and time of an instant in this zone.
+    pub fn local_time(&self, instant: DateTime<Utc>) -> chrono::NaiveDateTime {
+        match self {
+            Self::Fixed(tz) => instant.with_timezone(tz).naive_local(),
+            Self::Named(tz) => instant.with_timezone(tz).naive_local(),
+        }
+    }
+
     /// The first instant of a calendar date in this zone (local midnight, or the first instant
     /// after a daylight-saving gap that swallows midnight).
     pub fn start_of_day(&self, date: NaiveDate) -> DateTime<Utc> {

@@ -87,6 +87,16 @@ text_id!(
     32
 );
 text_id!(
+    /// A product's id on a trade line (`goods_id`, `product_id`), matched by SKU patterns.
+    Sku,
+    64
+);
+text_id!(
+    /// An objective's id (discount-card `objective_id`), completed by members.
+    ObjectiveId,
+    64
+);
+text_id!(
     /// A campaign's code, carried by every A grant it makes.
     CampaignCode,
     64

@@ -7,16 +7,18 @@ pub mod grant;
 pub mod ids;
 pub mod money;
 pub mod points;
+pub mod pricing;
 pub mod refund;
 pub mod trade;
 
 pub use expiry::{ExpireType, ProgramTz};
 pub use grant::{Grant, PointType};
 pub use ids::{
-    CampaignCode, InvoiceId, OutRefundNo, OutTradeNo, PaymentMethod, StoreCode, TradeNo,
-    VipAccountNo,
+    CampaignCode, InvoiceId, ObjectiveId, OutRefundNo, OutTradeNo, PaymentMethod, Sku, StoreCode,
+    TradeNo, VipAccountNo,
 };
 pub use money::{Amount, CurrencyCode};
 pub use points::Points;
+pub use pricing::{CampaignUse, ContextNeeds, EvaluateError, MemberContext, Priced};
 pub use refund::{Refund, ShortfallPolicy};
-pub use trade::{ImageUrl, Trade};
+pub use trade::{ImageUrl, Trade, TradeLine};

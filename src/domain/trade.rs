@@ -1,7 +1,8 @@
 //! A trade: one receipt, parsed. Every field holds a valid value by construction.
 
 use super::{
-    Amount, CurrencyCode, InvoiceId, OutTradeNo, PaymentMethod, Points, StoreCode, VipAccountNo,
+    Amount, CurrencyCode, InvoiceId, OutTradeNo, PaymentMethod, Points, Sku, StoreCode,
+    VipAccountNo,
 };
 use chrono::{DateTime, FixedOffset, Utc};
 use sha2::{Digest, Sha256};
@@ -52,6 +53,41 @@ pub fn parse_rfc3339(raw: &str) -> Result<DateTime<FixedOffset>, String> {
     })
 }
 
+/// One line of a receipt: a product, how many, and what the line cost.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TradeLine {
+    pub sku: Sku,
+    /// Free text (≤ `NAME_LEN_MAX`), may be empty.
+    pub name: String,
+    /// At least 1, at most `QUANTITY_MAX`.
+    pub quantity: u32,
+    /// What the whole line cost the customer, after its own discounts.
+    pub amount: Amount,
+}
+
+impl TradeLine {
+    pub const NAME_LEN_MAX: usize = 256;
+    pub const QUANTITY_MAX: u32 = 1_000_000;
+    /// At most this many lines on one trade.
+    pub const PER_TRADE_MAX: usize = 500;
+
+    pub fn new(sku: Sku, name: &str, quantity: i64, amount: Amount) -> Result<Self, String> {
+        let name = parse_free_text(name, Self::NAME_LEN_MAX).map_err(|e| format!("name {e}"))?;
+        if !(1..=i64::from(Self::QUANTITY_MAX)).contains(&quantity) {
+            return Err(format!(
+                "quantity must be from 1 to {}, got {quantity}",
+                Self::QUANTITY_MAX
+            ));
+        }
+        Ok(Self {
+            sku,
+            name,
+            quantity: quantity as u32,
+            amount,
+        })
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Trade {
     pub vip_accountno: VipAccountNo,
@@ -70,6 +106,13 @@ pub struct Trade {
     pub remark: String,
     pub receipt_image_urls: Vec<ImageUrl>,
     pub payment_image_urls: Vec<ImageUrl>,
+    /// The receipt's lines, when the store system sends them (the native contract does not).
+    pub lines: Vec<TradeLine>,
+    /// Delivery charged on the receipt (part of its amounts; a program may leave it out of
+    /// the earning base).
+    pub post_fee: Amount,
+    /// Discounts on the receipt as a whole.
+    pub discount: Amount,
 }
 
 impl Trade {
@@ -140,6 +183,19 @@ impl Trade {
         for url in &self.payment_image_urls {
             field("payment_image_url", url.as_str());
         }
+        // Added later: a trade without them hashes as it always did.
+        for line in &self.lines {
+            field("line.sku", line.sku.as_str());
+            field("line.name", &line.name);
+            field("line.quantity", &line.quantity.to_string());
+            field("line.amount", &line.amount.to_minor().to_string());
+        }
+        if self.post_fee != Amount::ZERO {
+            field("post_fee", &self.post_fee.to_minor().to_string());
+        }
+        if self.discount != Amount::ZERO {
+            field("discount", &self.discount.to_minor().to_string());
+        }
         hasher
             .finalize()
             .iter()
@@ -170,7 +226,21 @@ pub(crate) mod tests {
             remark: String::new(),
             receipt_image_urls: vec![ImageUrl::parse("https://xxxx").unwrap()],
             payment_image_urls: vec![],
+            lines: vec![],
+            post_fee: Amount::ZERO,
+            discount: Amount::ZERO,
         }
+    }
+
+    #[test]
+    fn trade_lines_are_bounded() {
+        let sku = || Sku::parse("SKU-1").unwrap();
+        let amount = Amount::parse("12").unwrap();
+        assert!(TradeLine::new(sku(), "tea", 1, amount).is_ok());
+        assert!(TradeLine::new(sku(), "tea", 0, amount).is_err());
+        assert!(TradeLine::new(sku(), "tea", 1_000_001, amount).is_err());
+        assert!(TradeLine::new(sku(), &"x".repeat(257), 1, amount).is_err());
+        assert!(Sku::parse("").is_err());
     }
 
     #[test]

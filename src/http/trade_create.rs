@@ -150,6 +150,9 @@ impl TradeCreateRequest {
             remark,
             receipt_image_urls,
             payment_image_urls,
+            lines: Vec::new(),
+            post_fee: Amount::ZERO,
+            discount: Amount::ZERO,
         })
     }
 }

@@ -14,7 +14,8 @@ pub mod schema;
 pub use connection::{connect, Conn, DatabaseUrl, Pool};
 
 use crate::domain::{
-    CampaignCode, ExpireType, Grant, PointType, Points, Trade, TradeNo, VipAccountNo,
+    CampaignCode, CampaignUse, ContextNeeds, EvaluateError, ExpireType, Grant, MemberContext,
+    PointType, Points, Priced, Trade, TradeNo, VipAccountNo,
 };
 use chrono::{DateTime, NaiveDate, Utc};
 use models::{LotRow, NewEntry, NewLot, NewMember, NewTrade};
@@ -42,6 +43,8 @@ pub enum PostError {
     #[error("the ledger holds a value it cannot read: {0}")]
     Corrupt(String),
     #[error(transparent)]
+    Evaluate(EvaluateError),
+    #[error(transparent)]
     Database(diesel::result::Error),
 }
 
@@ -67,13 +70,62 @@ pub(crate) fn ms(instant: DateTime<Utc>) -> i64 {
     instant.timestamp_millis()
 }
 
+/// Reads what pricing needs to know about a member (`None`: a member not seen before) inside
+/// the trade's transaction, after the member's row is locked.
+fn member_context(
+    conn: &mut Conn,
+    member_id: Option<i64>,
+    needs: &ContextNeeds,
+) -> Result<MemberContext, PostError> {
+    let mut ctx = MemberContext::default();
+    if needs.trades_before {
+        if let Some(member_id) = member_id {
+            ctx.trades_before = repo::count_member_trades(conn, member_id, None)? as u64;
+        }
+    }
+    for need in &needs.campaigns {
+        let mut used = CampaignUse::default();
+        if let Some(member_id) = member_id {
+            if let Some((from, to)) = need.trades_in {
+                used.trades_in_window =
+                    repo::count_member_trades(conn, member_id, Some((ms(from), ms(to))))? as u64;
+            }
+            if let Some(windows) = need.member_points {
+                let within = |at: i64, (from, to): (DateTime<Utc>, DateTime<Utc>)| {
+                    (ms(from)..ms(to)).contains(&at)
+                };
+                for (points, sold_at) in
+                    repo::member_campaign_grants(conn, member_id, need.code.as_str())?
+                {
+                    used.points_total += points;
+                    if within(sold_at, windows.day) {
+                        used.points_day += points;
+                    }
+                    if within(sold_at, windows.month) {
+                        used.points_month += points;
+                    }
+                }
+            }
+        }
+        if need.budget {
+            used.budget_used = repo::budget_used(conn, need.code.as_str())?;
+        }
+        ctx.campaigns.insert(need.code.clone(), used);
+    }
+    Ok(ctx)
+}
+
 /// Records a trade, its burn and its grants in one write transaction. The same trade again
 /// (same fingerprint) answers what the first one did and writes nothing; the same
-/// `out_trade_no` with another fingerprint is a `Conflict`.
+/// `out_trade_no` with another fingerprint is a `Conflict`. Otherwise the member's history is
+/// read under the member's lock, `price` prices the trade against it, and what the grants take
+/// from campaign budgets is taken with a guard: a budget another trade spent first is a
+/// `Race`, and the caller prices again.
 pub fn post_trade(
     conn: &mut Conn,
     trade: &Trade,
-    grants: &[Grant],
+    needs: &ContextNeeds,
+    price: impl FnOnce(&MemberContext) -> Result<Priced, EvaluateError>,
     ruleset_version: &str,
     now: DateTime<Utc>,
 ) -> Result<Posted, PostError> {
@@ -83,11 +135,19 @@ pub fn post_trade(
             return Ok(posted);
         }
         let now_ms = ms(now);
-        let member_id = match repo::find_member_id(conn, trade.vip_accountno.as_str())? {
-            Some(id) => {
-                repo::lock_member(conn, id)?;
-                id
+        let known = repo::find_member_id(conn, trade.vip_accountno.as_str())?;
+        if let Some(id) = known {
+            repo::lock_member(conn, id)?;
+        }
+        let ctx = member_context(conn, known, needs)?;
+        let Priced { grants, budget_use } = price(&ctx).map_err(PostError::Evaluate)?;
+        for (code, cap, points) in &budget_use {
+            if !repo::take_from_budget(conn, code.as_str(), *cap, *points)? {
+                return Err(PostError::Race);
             }
+        }
+        let member_id = match known {
+            Some(id) => id,
             None => repo::insert_member(
                 conn,
                 &NewMember {
@@ -125,14 +185,31 @@ pub fn post_trade(
                 payment_image_urls: urls(&trade.payment_image_urls),
                 ruleset_version,
                 created_at_ms: now_ms,
+                post_fee_minor: trade.post_fee.to_minor(),
+                discount_minor: trade.discount.to_minor(),
             },
         )?;
+        let lines: Vec<models::TradeLineRow> = trade
+            .lines
+            .iter()
+            .enumerate()
+            .map(|(line_no, line)| models::TradeLineRow {
+                id: 0,
+                trade_id,
+                line_no: line_no as i64,
+                sku: line.sku.to_string(),
+                name: line.name.clone(),
+                quantity: i64::from(line.quantity),
+                amount_minor: line.amount.to_minor(),
+            })
+            .collect();
+        repo::insert_trade_lines(conn, &lines)?;
         // Points pay for this receipt before it earns: the burn draws on the balance as it was.
         if !trade.burn_point.is_zero() {
             burn_oldest_first(conn, member_id, trade_id, trade.burn_point, now_ms)?;
         }
         let mut new_lot_ids = Vec::with_capacity(grants.len());
-        for grant in grants {
+        for grant in &grants {
             let points = grant.points.value();
             assert!(points > 0, "the rules engine makes no empty grants");
             let lot_id = repo::insert_lot(
@@ -178,7 +255,7 @@ pub fn post_trade(
         }
         Ok(Posted {
             trade_no,
-            grants: grants.to_vec(),
+            grants,
             replayed: false,
         })
     })

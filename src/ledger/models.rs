@@ -1,6 +1,6 @@
 //! Rows as the ledger stores them.
 
-use super::schema::{entries, lots, members, refund_lines, refunds, rulesets, trades};
+use super::schema::{entries, lots, members, refund_lines, refunds, rulesets, trade_lines, trades};
 use diesel::prelude::*;
 
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -36,6 +36,8 @@ pub struct TradeDetailRow {
     pub ruleset_version: String,
     pub created_at_ms: i64,
     pub member_id: i64,
+    pub post_fee_minor: i64,
+    pub discount_minor: i64,
 }
 
 #[derive(Debug, Insertable)]
@@ -69,6 +71,21 @@ pub struct NewTrade<'a> {
     pub payment_image_urls: String,
     pub ruleset_version: &'a str,
     pub created_at_ms: i64,
+    pub post_fee_minor: i64,
+    pub discount_minor: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable)]
+#[diesel(table_name = trade_lines)]
+pub struct TradeLineRow {
+    #[diesel(skip_insertion)]
+    pub id: i64,
+    pub trade_id: i64,
+    pub line_no: i64,
+    pub sku: String,
+    pub name: String,
+    pub quantity: i64,
+    pub amount_minor: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]

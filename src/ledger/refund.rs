@@ -4,12 +4,14 @@
 //! its re-priced points. The difference is reversed, and a burn is given back in proportion to
 //! the amount refunded. Points the member no longer holds follow the `ShortfallPolicy`.
 
-use super::models::{EntryRow, LotRow, NewEntry, RefundLineRow, RefundRow, TradeDetailRow};
+use super::models::{
+    EntryRow, LotRow, NewEntry, RefundLineRow, RefundRow, TradeDetailRow, TradeLineRow,
+};
 use super::{burn_order, connection, expire_from_lot, grant_of_lot, ms, repo, Conn, PostError};
 use crate::domain::trade::{parse_free_text, parse_rfc3339};
 use crate::domain::{
     Amount, CurrencyCode, Grant, ImageUrl, InvoiceId, OutTradeNo, PaymentMethod, Points, Refund,
-    ShortfallPolicy, StoreCode, Trade, TradeNo, VipAccountNo,
+    ShortfallPolicy, Sku, StoreCode, Trade, TradeLine, TradeNo, VipAccountNo,
 };
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
@@ -76,8 +78,12 @@ fn corrupt(what: &str, id: i64, problem: String) -> PostError {
     PostError::Corrupt(format!("trade {id} {what}: {problem}"))
 }
 
-/// Rebuilds the domain trade from its row, to price it again.
-fn trade_of_row(row: &TradeDetailRow, vip_accountno: &str) -> Result<Trade, PostError> {
+/// Rebuilds the domain trade from its rows, to price it again.
+pub(crate) fn trade_of_row(
+    row: &TradeDetailRow,
+    vip_accountno: &str,
+    lines: &[TradeLineRow],
+) -> Result<Trade, PostError> {
     let id = row.id;
     let urls = |what: &str, text: &str| -> Result<Vec<ImageUrl>, PostError> {
         let list: Vec<String> =
@@ -109,6 +115,16 @@ fn trade_of_row(row: &TradeDetailRow, vip_accountno: &str) -> Result<Trade, Post
             .map_err(|e| corrupt("remark", id, e))?,
         receipt_image_urls: urls("receipt_image_urls", &row.receipt_image_urls)?,
         payment_image_urls: urls("payment_image_urls", &row.payment_image_urls)?,
+        lines: lines
+            .iter()
+            .map(|l| {
+                let sku = Sku::parse(&l.sku).map_err(|e| corrupt("line sku", id, e))?;
+                let amount = amount("line amount", l.amount_minor)?;
+                TradeLine::new(sku, &l.name, l.quantity, amount).map_err(|e| corrupt("line", id, e))
+            })
+            .collect::<Result<_, _>>()?,
+        post_fee: amount("post_fee", row.post_fee_minor)?,
+        discount: amount("discount", row.discount_minor)?,
     })
 }
 
@@ -120,6 +136,7 @@ pub fn refundable_trade(
     let Some((row, vip)) = repo::find_trade_detail(conn, out_trade_no.as_str(), true)? else {
         return Ok(None);
     };
+    let lines = repo::trade_lines_of(conn, &[row.id])?;
     let refunded: i64 = repo::refunds(conn, Some(row.id))?
         .iter()
         .map(|r| r.refund_amount_minor)
@@ -127,7 +144,7 @@ pub fn refundable_trade(
     Ok(Some(RefundableTrade {
         id: row.id,
         trade_no: TradeNo::parse(&row.trade_no).map_err(PostError::Corrupt)?,
-        trade: trade_of_row(&row, &vip)?,
+        trade: trade_of_row(&row, &vip, &lines)?,
         ruleset_version: row.ruleset_version.clone(),
         refunded: Amount::from_minor(refunded).map_err(|e| corrupt("refunds", row.id, e))?,
     }))

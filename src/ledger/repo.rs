@@ -3,9 +3,11 @@
 use super::connection::Conn;
 use super::models::{
     EntryRow, LotRow, MovementRow, NewEntry, NewLot, NewMember, NewRuleset, NewTrade,
-    RefundLineRow, RefundRow, TradeDetailRow, TradeRow,
+    RefundLineRow, RefundRow, TradeDetailRow, TradeLineRow, TradeRow,
 };
-use super::schema::{entries, lots, members, refund_lines, refunds, rulesets, trades};
+use super::schema::{
+    campaign_budgets, entries, lots, members, refund_lines, refunds, rulesets, trade_lines, trades,
+};
 use diesel::prelude::*;
 use diesel::result::Error;
 
@@ -354,4 +356,99 @@ pub fn trade_stores(conn: &mut Conn) -> Result<Vec<(i64, String)>, Error> {
     trades::table
         .select((trades::id, trades::store_code))
         .load(conn)
+}
+
+pub fn insert_trade_lines(conn: &mut Conn, lines: &[TradeLineRow]) -> Result<(), Error> {
+    for line in lines {
+        diesel::insert_into(trade_lines::table)
+            .values(line)
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// The lines of the given trades, in line order.
+pub fn trade_lines_of(conn: &mut Conn, trade_ids: &[i64]) -> Result<Vec<TradeLineRow>, Error> {
+    trade_lines::table
+        .filter(trade_lines::trade_id.eq_any(trade_ids))
+        .order((trade_lines::trade_id.asc(), trade_lines::line_no.asc()))
+        .select(TradeLineRow::as_select())
+        .load(conn)
+}
+
+/// How many trades a member has (all of them, or those sold in `[from_ms, to_ms)`).
+pub fn count_member_trades(
+    conn: &mut Conn,
+    member_id: i64,
+    sold_in: Option<(i64, i64)>,
+) -> Result<i64, Error> {
+    let mut query = trades::table
+        .filter(trades::member_id.eq(member_id))
+        .into_boxed();
+    if let Some((from_ms, to_ms)) = sold_in {
+        query = query
+            .filter(trades::sales_at_ms.ge(from_ms))
+            .filter(trades::sales_at_ms.lt(to_ms));
+    }
+    query.count().get_result(conn)
+}
+
+/// (points, sales_at_ms) of every lot a campaign granted the member.
+pub fn member_campaign_grants(
+    conn: &mut Conn,
+    member_id: i64,
+    campaign_code: &str,
+) -> Result<Vec<(i64, i64)>, Error> {
+    lots::table
+        .inner_join(trades::table)
+        .filter(lots::member_id.eq(member_id))
+        .filter(lots::campaign_code.eq(campaign_code))
+        .select((lots::points, trades::sales_at_ms))
+        .load(conn)
+}
+
+/// Points a campaign's budget has granted so far.
+pub fn budget_used(conn: &mut Conn, campaign_code: &str) -> Result<i64, Error> {
+    Ok(campaign_budgets::table
+        .filter(campaign_budgets::campaign_code.eq(campaign_code))
+        .select(campaign_budgets::used)
+        .first(conn)
+        .optional()?
+        .unwrap_or(0))
+}
+
+/// Takes `points` from a campaign's budget of `cap`. Guarded: `false`, and nothing changed, if
+/// that would overspend it (another trade took the rest first).
+pub fn take_from_budget(
+    conn: &mut Conn,
+    campaign_code: &str,
+    cap: i64,
+    points: i64,
+) -> Result<bool, Error> {
+    let updated = diesel::update(
+        campaign_budgets::table
+            .filter(campaign_budgets::campaign_code.eq(campaign_code))
+            .filter(campaign_budgets::used.le(cap - points)),
+    )
+    .set(campaign_budgets::used.eq(campaign_budgets::used + points))
+    .execute(conn)?;
+    if updated == 1 {
+        return Ok(true);
+    }
+    let exists = campaign_budgets::table
+        .filter(campaign_budgets::campaign_code.eq(campaign_code))
+        .count()
+        .get_result::<i64>(conn)?
+        > 0;
+    if exists || points > cap {
+        return Ok(false);
+    }
+    // The budget's first use. Two first uses at once: the loser's unique violation is a race.
+    diesel::insert_into(campaign_budgets::table)
+        .values((
+            campaign_budgets::campaign_code.eq(campaign_code),
+            campaign_budgets::used.eq(points),
+        ))
+        .execute(conn)?;
+    Ok(true)
 }

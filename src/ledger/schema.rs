@@ -32,6 +32,8 @@ diesel::table! {
         payment_image_urls -> Text,
         ruleset_version -> Text,
         created_at_ms -> BigInt,
+        post_fee_minor -> BigInt,
+        discount_minor -> BigInt,
     }
 }
 
@@ -102,7 +104,27 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    trade_lines (id) {
+        id -> BigInt,
+        trade_id -> BigInt,
+        line_no -> BigInt,
+        sku -> Text,
+        name -> Text,
+        quantity -> BigInt,
+        amount_minor -> BigInt,
+    }
+}
+
+diesel::table! {
+    campaign_budgets (campaign_code) {
+        campaign_code -> Text,
+        used -> BigInt,
+    }
+}
+
 diesel::joinable!(trades -> members (member_id));
+diesel::joinable!(trade_lines -> trades (trade_id));
 diesel::joinable!(refunds -> trades (trade_id));
 diesel::joinable!(refund_lines -> refunds (refund_id));
 diesel::joinable!(refund_lines -> lots (lot_id));
@@ -117,5 +139,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     entries,
     rulesets,
     refunds,
-    refund_lines
+    refund_lines,
+    trade_lines,
+    campaign_budgets
 );

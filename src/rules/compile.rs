@@ -1,12 +1,20 @@
 //! Validation of raw rule files into a compiled `Ruleset`. Every problem names the file, the
 //! line and column, and what is wrong; all problems of a ruleset are reported at once.
 
-use super::engine::{Award, Campaign, EarnBase, Program, Rounding, Ruleset, StorePattern};
-use super::raw::{DecimalText, RawAward, RawCampaign, RawFile, RawKdp, RawProgram};
+use super::engine::{
+    Award, Campaign, CampaignIndex, CampaignTest, EarnBase, Glob, MemberLimit, Objective, Program,
+    Rounding, RoundingScope, Ruleset, WEEKDAYS,
+};
+use super::raw::{
+    DecimalText, RawAward, RawCampaign, RawFile, RawKdp, RawObjective, RawProgram, RawTest,
+};
 use super::Source;
 use crate::domain::expiry::KdpPolicy;
 use crate::domain::trade::parse_rfc3339;
-use crate::domain::{CampaignCode, CurrencyCode, ExpireType, Points, ProgramTz};
+use crate::domain::{
+    Amount, CampaignCode, CurrencyCode, ExpireType, InvoiceId, ObjectiveId, OutTradeNo,
+    PaymentMethod, Points, ProgramTz, Sku, StoreCode, Trade, TradeLine, VipAccountNo,
+};
 use rust_decimal::Decimal;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -21,6 +29,11 @@ pub const RATE_MAX: Decimal = Decimal::from_parts(1_000_000, 0, 0, false, 0);
 pub const MULTIPLIER_MAX: Decimal = Decimal::from_parts(1_000, 0, 0, false, 0);
 pub const QUARTERS_AHEAD_MAX: i64 = 40;
 pub const PENDING_DAYS_MAX: i64 = 366;
+pub const OBJECTIVES_MAX: usize = 10_000;
+pub const TESTS_MAX: usize = 10_000;
+pub const STORE_GROUPS_MAX: usize = 10_000;
+/// The largest point figure a rule may name (a limit, a budget, an award).
+pub const RULE_POINTS_MAX: i64 = 1_000_000_000_000;
 
 /// One thing wrong in a rule file, with where it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,6 +78,12 @@ struct FileProblems<'a> {
 }
 
 impl FileProblems<'_> {
+    /// `file:line` of a byte offset.
+    fn origin(&self, offset: usize) -> String {
+        let before = &self.source.text[..offset.min(self.source.text.len())];
+        format!("{}:{}", self.source.name, before.matches('\n').count() + 1)
+    }
+
     fn at(&mut self, offset: usize, message: impl Into<String>) {
         let before = &self.source.text[..offset.min(self.source.text.len())];
         let line = before.matches('\n').count() + 1;
@@ -82,6 +101,8 @@ pub fn compile(sources: &[Source], version: String) -> Result<Ruleset, LoadError
     let mut problems = Vec::new();
     let mut program: Option<(Program, String)> = None;
     let mut raw_campaigns = Vec::new();
+    let mut raw_objectives = Vec::new();
+    let mut raw_tests = Vec::new();
 
     for source in sources {
         let mut at = FileProblems {
@@ -111,6 +132,12 @@ pub fn compile(sources: &[Source], version: String) -> Result<Ruleset, LoadError
         for raw in file.campaign {
             raw_campaigns.push((source, raw));
         }
+        for raw in file.objective {
+            raw_objectives.push((source, raw));
+        }
+        for raw in file.test {
+            raw_tests.push((source, raw));
+        }
     }
 
     let Some((program, _)) = program else {
@@ -125,17 +152,35 @@ pub fn compile(sources: &[Source], version: String) -> Result<Ruleset, LoadError
         }
         return Err(LoadError::Invalid { problems });
     };
-    if raw_campaigns.len() > CAMPAIGNS_MAX {
-        problems.push(Problem {
-            file: raw_campaigns[CAMPAIGNS_MAX].0.name.clone(),
-            line: 1,
-            column: 1,
-            message: format!(
-                "{} campaigns, at most {CAMPAIGNS_MAX} allowed",
-                raw_campaigns.len()
-            ),
-        });
-        return Err(LoadError::Invalid { problems });
+    for (what, count, max, file) in [
+        (
+            "campaigns",
+            raw_campaigns.len(),
+            CAMPAIGNS_MAX,
+            raw_campaigns.last().map(|c| c.0),
+        ),
+        (
+            "objectives",
+            raw_objectives.len(),
+            OBJECTIVES_MAX,
+            raw_objectives.last().map(|c| c.0),
+        ),
+        (
+            "tests",
+            raw_tests.len(),
+            TESTS_MAX,
+            raw_tests.last().map(|c| c.0),
+        ),
+    ] {
+        if count > max {
+            problems.push(Problem {
+                file: file.map_or_else(String::new, |f| f.name.clone()),
+                line: 1,
+                column: 1,
+                message: format!("{count} {what}, at most {max} allowed"),
+            });
+            return Err(LoadError::Invalid { problems });
+        }
     }
 
     let mut campaigns = Vec::with_capacity(raw_campaigns.len());
@@ -146,7 +191,9 @@ pub fn compile(sources: &[Source], version: String) -> Result<Ruleset, LoadError
             problems: &mut problems,
         };
         let offset = raw.span().start;
-        let Some(campaign) = compile_campaign(raw.get_ref(), &program, &mut |m| at.at(offset, m))
+        let origin = at.origin(offset);
+        let Some(campaign) =
+            compile_campaign(raw.get_ref(), &program, origin, &mut |m| at.at(offset, m))
         else {
             continue;
         };
@@ -163,6 +210,45 @@ pub fn compile(sources: &[Source], version: String) -> Result<Ruleset, LoadError
         }
         campaigns.push(campaign);
     }
+    let mut objectives: Vec<Objective> = Vec::with_capacity(raw_objectives.len());
+    for (source, raw) in &raw_objectives {
+        let mut at = FileProblems {
+            source,
+            problems: &mut problems,
+        };
+        let offset = raw.span().start;
+        let Some(objective) = compile_objective(raw.get_ref(), &mut |m| at.at(offset, m)) else {
+            continue;
+        };
+        if let Some(first) = seen.insert(objective.code.as_str().to_string(), source.name.clone()) {
+            at.at(
+                offset,
+                format!(
+                    "objective code {:?} is used twice: also in {first}",
+                    objective.code.as_str()
+                ),
+            );
+        } else if objectives.iter().any(|o| o.id == objective.id) {
+            at.at(
+                offset,
+                format!("objective id {:?} is used twice", objective.id.as_str()),
+            );
+        } else {
+            objectives.push(objective);
+        }
+    }
+    let mut tests = Vec::with_capacity(raw_tests.len());
+    for (index, (source, raw)) in raw_tests.iter().enumerate() {
+        let mut at = FileProblems {
+            source,
+            problems: &mut problems,
+        };
+        let offset = raw.span().start;
+        let origin = at.origin(offset);
+        if let Some(test) = compile_test(raw.get_ref(), index, origin, &mut |m| at.at(offset, m)) {
+            tests.push(test);
+        }
+    }
     if !problems.is_empty() {
         return Err(LoadError::Invalid { problems });
     }
@@ -171,10 +257,205 @@ pub fn compile(sources: &[Source], version: String) -> Result<Ruleset, LoadError
             .cmp(&a.priority)
             .then_with(|| a.code.cmp(&b.code))
     });
+    let index = CampaignIndex::build(&campaigns);
     Ok(Ruleset {
         program,
         campaigns,
+        objectives,
+        tests,
+        index,
         version,
+    })
+}
+
+/// A point figure in `1..=RULE_POINTS_MAX`.
+fn rule_points(value: i64) -> Result<i64, String> {
+    if (1..=RULE_POINTS_MAX).contains(&value) {
+        Ok(value)
+    } else {
+        Err(format!("must be from 1 to {RULE_POINTS_MAX}, got {value}"))
+    }
+}
+
+fn glob(pattern: &str, what: &str) -> Result<Glob, String> {
+    let pattern = pattern.trim();
+    if pattern.is_empty() {
+        return Err(format!("{what}: a pattern must not be empty"));
+    }
+    if pattern.chars().count() > TEXT_LEN_MAX {
+        return Err(format!(
+            "{what}: a pattern is longer than {TEXT_LEN_MAX} characters"
+        ));
+    }
+    Ok(Glob::new(pattern))
+}
+
+fn expiry(raw_expiry: &str, quarters_ahead: i64) -> Result<(ExpireType, u32), String> {
+    let expire_type = ExpireType::parse(raw_expiry).map_err(|e| format!("expiry: {e}"))?;
+    if !(0..=QUARTERS_AHEAD_MAX).contains(&quarters_ahead) {
+        return Err(format!(
+            "quarters_ahead: must be from 0 to {QUARTERS_AHEAD_MAX}, got {quarters_ahead}"
+        ));
+    }
+    if expire_type == ExpireType::Kdp && quarters_ahead != 0 {
+        return Err("quarters_ahead: applies only to expiry = \"QUARTER\"".into());
+    }
+    Ok((expire_type, quarters_ahead as u32))
+}
+
+fn compile_objective(raw: &RawObjective, report: &mut dyn FnMut(String)) -> Option<Objective> {
+    let id = field("objective.id", ObjectiveId::parse(&raw.id), report)?;
+    let label = format!("objective {:?}", id.as_str());
+    let mut report = |m: String| report(format!("{label}: {m}"));
+    let report = &mut report;
+    let code = field("code", CampaignCode::parse(&raw.code), report);
+    let name = field("name", bounded_text(&raw.name), report);
+    let remark = field("remark", bounded_text(&raw.remark), report);
+    let points = field(
+        "points",
+        rule_points(raw.points).and_then(Points::new),
+        report,
+    );
+    let every = field(
+        "every",
+        match raw.every {
+            None => Ok(1),
+            Some(n) if (1..=1_000_000).contains(&n) => Ok(n as u64),
+            Some(n) => Err(format!("must be from 1 to 1000000, got {n}")),
+        },
+        report,
+    );
+    let expiry = expiry(&raw.expiry, raw.quarters_ahead)
+        .map_err(&mut *report)
+        .ok();
+    let (expire_type, quarters_ahead) = expiry?;
+    Some(Objective {
+        id,
+        code: code?,
+        name: name?,
+        remark: remark?,
+        points: points?,
+        every: every?,
+        expire_type,
+        quarters_ahead,
+    })
+}
+
+fn compile_test(
+    raw: &RawTest,
+    index: usize,
+    origin: String,
+    report: &mut dyn FnMut(String),
+) -> Option<CampaignTest> {
+    let label = format!("test {:?}", raw.name);
+    let mut report = |m: String| report(format!("{label}: {m}"));
+    let report = &mut report;
+    let t = &raw.trade;
+    let amount = |name: &str, text: &DecimalText, report: &mut dyn FnMut(String)| {
+        field(name, Amount::parse(&text.0), report)
+    };
+    let payment_amount = amount("trade.payment_amount", &t.payment_amount, report);
+    let total_amount = match &t.total_amount {
+        Some(text) => amount("trade.total_amount", text, report),
+        None => payment_amount,
+    };
+    let optional =
+        |name: &str, text: &Option<DecimalText>, report: &mut dyn FnMut(String)| match text {
+            Some(text) => amount(name, text, report),
+            None => Some(Amount::ZERO),
+        };
+    let post_fee = optional("trade.post_fee", &t.post_fee, report);
+    let discount = optional("trade.discount", &t.discount, report);
+    let sales_time = field("trade.sales_time", parse_rfc3339(&t.sales_time), report);
+    let store_code = field("trade.store_code", StoreCode::parse(&t.store_code), report);
+    let payment_method = field(
+        "trade.payment_method",
+        PaymentMethod::parse(&t.payment_method),
+        report,
+    );
+    let currency = field(
+        "trade.currency",
+        CurrencyCode::parse(t.currency.as_deref().unwrap_or("HKD")),
+        report,
+    );
+    let burn_point = field("trade.burn_point", Points::new(t.burn_point), report);
+    let mut lines = Vec::new();
+    for line in &t.lines {
+        let sku = field("trade.lines.sku", Sku::parse(&line.sku), report);
+        let amount = amount("trade.lines.amount", &line.amount, report);
+        if let (Some(sku), Some(amount)) = (sku, amount) {
+            if let Some(line) = field(
+                "trade.lines",
+                TradeLine::new(sku, "", line.quantity, amount),
+                report,
+            ) {
+                lines.push(line);
+            }
+        }
+    }
+    let count = |name: &str, value: i64, report: &mut dyn FnMut(String)| {
+        field(
+            name,
+            u64::try_from(value).map_err(|_| "must not be negative".to_string()),
+            report,
+        )
+    };
+    let trades_before = count("trades_before", raw.trades_before, report);
+    let mut campaigns = std::collections::HashMap::new();
+    for (code, history) in &raw.history {
+        let Some(code) = field("history", CampaignCode::parse(code), report) else {
+            continue;
+        };
+        let trades_in_window = count("history.trades_in_window", history.trades_in_window, report);
+        campaigns.insert(
+            code,
+            crate::domain::CampaignUse {
+                trades_in_window: trades_in_window.unwrap_or(0),
+                points_total: history.points_total,
+                points_day: history.points_day,
+                points_month: history.points_month,
+                budget_used: history.budget_used,
+            },
+        );
+    }
+    let sales_time = sales_time?;
+    let trade = Trade {
+        vip_accountno: VipAccountNo::parse("RULES-TEST").expect("a valid id"),
+        out_trade_no: OutTradeNo::parse(&format!("RULES-TEST-{index}")).expect("a valid id"),
+        store_code: store_code?,
+        invoice_id: InvoiceId::parse("RULES-TEST").expect("a valid id"),
+        total_amount: total_amount?,
+        payment_amount: payment_amount?,
+        payment_method: payment_method?,
+        currency: currency?,
+        sales_time,
+        submit_time: sales_time,
+        approval_time: sales_time,
+        burn_point: burn_point?,
+        resource: String::new(),
+        remark: String::new(),
+        receipt_image_urls: Vec::new(),
+        payment_image_urls: Vec::new(),
+        lines,
+        post_fee: post_fee?,
+        discount: discount?,
+    };
+    Some(CampaignTest {
+        origin,
+        name: bounded_text(&raw.name).unwrap_or_else(|_| raw.name.chars().take(64).collect()),
+        trade,
+        context: crate::domain::MemberContext {
+            trades_before: trades_before?,
+            campaigns,
+            repricing: false,
+        },
+        total: raw.total,
+        grants: raw.grants.as_ref().map(|grants| {
+            grants
+                .iter()
+                .map(|g| (g.campaign.clone(), g.points))
+                .collect()
+        }),
     })
 }
 
@@ -251,6 +532,70 @@ fn compile_program(raw: &RawProgram, report: &mut dyn FnMut(String)) -> Option<P
         },
         report,
     );
+    let mut exclude = (false, false, false);
+    for item in &raw.earn.exclude {
+        match item.as_str() {
+            "post_fee" => exclude.0 = true,
+            "discount" => exclude.1 = true,
+            "burned_points" => exclude.2 = true,
+            other => report(format!(
+                "program.earn.exclude: {other:?} is not one of \"post_fee\", \"discount\", \"burned_points\""
+            )),
+        }
+    }
+    let burned_value = match &raw.earn.burned_point_value {
+        Some(text) => field(
+            "program.earn.burned_point_value",
+            positive_decimal(text, RATE_MAX),
+            report,
+        ),
+        None => None,
+    };
+    if exclude.2 && burned_value.is_none() {
+        report("program.earn.exclude: \"burned_points\" needs burned_point_value".into());
+    }
+    let excluded_skus = raw
+        .earn
+        .excluded_skus
+        .iter()
+        .map(|p| glob(p, "program.earn.excluded_skus"))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(&mut *report)
+        .ok();
+    let rounding_scope = match raw.earn.rounding_scope.as_deref() {
+        None | Some("receipt") => Some(RoundingScope::Receipt),
+        Some("line") => Some(RoundingScope::Line),
+        Some(other) => {
+            report(format!(
+                "program.earn.rounding_scope: must be \"receipt\" or \"line\", got {other:?}"
+            ));
+            None
+        }
+    };
+    if raw.store_groups.len() > STORE_GROUPS_MAX {
+        report(format!(
+            "program.store_groups: {} groups, at most {STORE_GROUPS_MAX} allowed",
+            raw.store_groups.len()
+        ));
+    }
+    let mut store_groups = BTreeMap::new();
+    for (name, patterns) in &raw.store_groups {
+        let entry = format!("program.store_groups.{name}");
+        if patterns.is_empty() || patterns.len() > PATTERNS_PER_CAMPAIGN_MAX {
+            report(format!(
+                "{entry}: from 1 to {PATTERNS_PER_CAMPAIGN_MAX} patterns, got {}",
+                patterns.len()
+            ));
+            continue;
+        }
+        if let Some(globs) = field(
+            &entry,
+            patterns.iter().map(|p| glob(p, "a pattern")).collect(),
+            report,
+        ) {
+            store_groups.insert(name.clone(), globs);
+        }
+    }
     let mut currency_rates = BTreeMap::new();
     for (code, rate) in &raw.currencies {
         let entry = format!("program.currencies.{code}");
@@ -283,6 +628,12 @@ fn compile_program(raw: &RawProgram, report: &mut dyn FnMut(String)) -> Option<P
         earn_remark: earn_remark?,
         kdp: kdp?,
         pending_days: pending_days?,
+        exclude_post_fee: exclude.0,
+        exclude_discount: exclude.1,
+        exclude_burned_at: if exclude.2 { burned_value } else { None },
+        excluded_skus: excluded_skus?,
+        rounding_scope: rounding_scope?,
+        store_groups,
     })
 }
 
@@ -321,14 +672,33 @@ fn compile_kdp(raw: &RawKdp) -> Result<KdpPolicy, String> {
     Ok(policy)
 }
 
-fn compile_award(raw: &RawAward, program: &Program) -> Result<Award, String> {
+fn compile_award(raw: &RawAward, program: &Program, has_skus: bool) -> Result<Award, String> {
     let forms = [
         raw.multiplier_of_e.is_some(),
         raw.points.is_some() || raw.per_amount.is_some(),
         raw.fixed.is_some(),
+        raw.points_per_line.is_some(),
+        raw.points_per_unit.is_some(),
     ];
     if forms.iter().filter(|f| **f).count() != 1 {
-        return Err("give exactly one of multiplier_of_e, points with per_amount, or fixed".into());
+        return Err(
+            "give exactly one of multiplier_of_e, points with per_amount, fixed, \
+                    points_per_line or points_per_unit"
+                .into(),
+        );
+    }
+    for (value, per_line) in [(raw.points_per_line, true), (raw.points_per_unit, false)] {
+        if let Some(value) = value {
+            if !has_skus {
+                return Err("points_per_line and points_per_unit need the campaign's skus".into());
+            }
+            let points = rule_points(value).and_then(Points::new)?;
+            return Ok(if per_line {
+                Award::PerLine(points)
+            } else {
+                Award::PerUnit(points)
+            });
+        }
     }
     if raw.rounding.is_some() && raw.per_amount.is_none() {
         return Err("rounding applies only to points with per_amount".into());
@@ -365,6 +735,7 @@ fn compile_award(raw: &RawAward, program: &Program) -> Result<Award, String> {
 fn compile_campaign(
     raw: &RawCampaign,
     program: &Program,
+    origin: String,
     report: &mut dyn FnMut(String),
 ) -> Option<Campaign> {
     let code = field("campaign.code", CampaignCode::parse(&raw.code), report)?;
@@ -384,6 +755,9 @@ fn compile_campaign(
         ("stores", raw.stores.len()),
         ("payment_methods", raw.payment_methods.len()),
         ("currencies", raw.currencies.len()),
+        ("store_groups", raw.store_groups.len()),
+        ("skus", raw.skus.len()),
+        ("hours", raw.hours.len()),
     ] {
         if count > PATTERNS_PER_CAMPAIGN_MAX {
             report(format!(
@@ -394,15 +768,100 @@ fn compile_campaign(
     let stores = raw
         .stores
         .iter()
-        .map(|s| {
-            if s.trim().is_empty() {
-                Err("stores: a pattern must not be empty".to_string())
-            } else {
-                Ok(StorePattern::new(s.trim()))
-            }
-        })
+        .map(|s| glob(s, "stores"))
         .collect::<Result<Vec<_>, _>>();
-    let stores = stores.map_err(&mut *report).ok();
+    let mut stores = stores.map_err(&mut *report).ok();
+    for group in &raw.store_groups {
+        match (program.store_groups.get(group), stores.as_mut()) {
+            (Some(patterns), Some(stores)) => stores.extend(patterns.iter().cloned()),
+            (None, _) => report(format!(
+                "store_groups: {group:?} is not in program.store_groups"
+            )),
+            _ => {}
+        }
+    }
+    let skus = raw
+        .skus
+        .iter()
+        .map(|s| glob(s, "skus"))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(&mut *report)
+        .ok();
+    let mut days_of_week = 0u8;
+    for day in &raw.days_of_week {
+        match WEEKDAYS
+            .iter()
+            .position(|d| d.eq_ignore_ascii_case(day.trim()))
+        {
+            Some(n) => days_of_week |= 1 << n,
+            None => report(format!(
+                "days_of_week: {day:?} is not one of {}",
+                WEEKDAYS.join(", ")
+            )),
+        }
+    }
+    let hours = raw
+        .hours
+        .iter()
+        .map(|h| parse_hours(h).map_err(|e| format!("hours: {e}")))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(&mut *report)
+        .ok();
+    let min_quantity = match raw.min_quantity {
+        None => Some(1),
+        Some(_) if raw.skus.is_empty() => {
+            report("min_quantity: applies only with skus".into());
+            None
+        }
+        Some(n) if (1..=i64::from(TradeLine::QUANTITY_MAX)).contains(&n) => Some(n as u32),
+        Some(n) => {
+            report(format!("min_quantity: must be at least 1, got {n}"));
+            None
+        }
+    };
+    let nth_trade = match raw.nth_trade {
+        None => Some(None),
+        Some(n) if (1..=1_000_000).contains(&n) => Some(Some(n as u64)),
+        Some(n) => {
+            report(format!("nth_trade: must be from 1 to 1000000, got {n}"));
+            None
+        }
+    };
+    let group = match &raw.group {
+        Some(g) if g.trim().is_empty() => {
+            report("group: must not be empty".into());
+            None
+        }
+        Some(g) => field("group", bounded_text(g.trim()), report).map(Some),
+        None => Some(None),
+    };
+    let points_field = |name: &str, value: Option<i64>, report: &mut dyn FnMut(String)| match value
+    {
+        None => Some(None),
+        Some(v) => field(name, rule_points(v), report).map(Some),
+    };
+    let max_points_per_trade =
+        points_field("max_points_per_trade", raw.max_points_per_trade, report);
+    let budget = points_field("budget", raw.budget, report);
+    let member_limit = match &raw.member_limit {
+        None => Some(None),
+        Some(limit) => {
+            let total = points_field("member_limit.total", limit.total, report);
+            let per_day = points_field("member_limit.per_day", limit.per_day, report);
+            let per_month = points_field("member_limit.per_month", limit.per_month, report);
+            if limit.total.is_none() && limit.per_day.is_none() && limit.per_month.is_none() {
+                report("member_limit: give total, per_day or per_month".into());
+            }
+            match (total, per_day, per_month) {
+                (Some(total), Some(per_day), Some(per_month)) => Some(Some(MemberLimit {
+                    total,
+                    per_day,
+                    per_month,
+                })),
+                _ => None,
+            }
+        }
+    };
     let mut currencies = Vec::new();
     for raw_code in &raw.currencies {
         match CurrencyCode::parse(raw_code) {
@@ -416,10 +875,9 @@ fn compile_campaign(
         .iter()
         .map(|m| m.trim().to_ascii_uppercase())
         .collect();
-    let min_spend = match &raw.min_spend {
-        None => Some(Decimal::ZERO),
-        Some(text) => field(
-            "min_spend",
+    let spend = |name: &str, text: &DecimalText, report: &mut dyn FnMut(String)| {
+        field(
+            name,
             parse_decimal(text).and_then(|d| {
                 if d < Decimal::ZERO {
                     Err(format!("must not be negative, got {d}"))
@@ -428,23 +886,32 @@ fn compile_campaign(
                 }
             }),
             report,
-        ),
+        )
     };
-    let expire_type = field("expiry", ExpireType::parse(&raw.expiry), report);
-    let quarters_ahead = if (0..=QUARTERS_AHEAD_MAX).contains(&raw.quarters_ahead) {
-        Some(raw.quarters_ahead as u32)
-    } else {
-        report(format!(
-            "quarters_ahead: must be from 0 to {QUARTERS_AHEAD_MAX}, got {}",
-            raw.quarters_ahead
-        ));
-        None
+    let min_spend = match &raw.min_spend {
+        None => Some(Decimal::ZERO),
+        Some(text) => spend("min_spend", text, report),
     };
-    if expire_type == Some(ExpireType::Kdp) && raw.quarters_ahead != 0 {
-        report("quarters_ahead: applies only to expiry = \"QUARTER\"".into());
+    let max_spend = match &raw.max_spend {
+        None => Some(None),
+        Some(text) => spend("max_spend", text, report).map(Some),
+    };
+    if let (Some(min), Some(Some(max))) = (min_spend, max_spend) {
+        if max < min {
+            report(format!("max_spend {max} is below min_spend {min}"));
+        }
     }
-    let award = field("award", compile_award(&raw.award, program), report);
+    let expiry = expiry(&raw.expiry, raw.quarters_ahead)
+        .map_err(&mut *report)
+        .ok();
+    let award = field(
+        "award",
+        compile_award(&raw.award, program, !raw.skus.is_empty()),
+        report,
+    );
+    let (expire_type, quarters_ahead) = expiry?;
     Some(Campaign {
+        origin,
         code,
         name: name?,
         remark: remark?,
@@ -453,11 +920,38 @@ fn compile_campaign(
         stores: stores?,
         payment_methods,
         currencies,
+        days_of_week,
+        hours: hours?,
         min_spend: min_spend?,
+        max_spend: max_spend?,
+        skus: skus?,
+        min_quantity: min_quantity?,
+        first_trade: raw.first_trade,
+        nth_trade: nth_trade?,
         priority: raw.priority,
         exclusive: raw.exclusive,
-        expire_type: expire_type?,
-        quarters_ahead: quarters_ahead?,
+        group: group?,
+        expire_type,
+        quarters_ahead,
         award: award?,
+        max_points_per_trade: max_points_per_trade?,
+        member_limit: member_limit?,
+        budget: budget?,
     })
+}
+
+/// `"HH:MM-HH:MM"`, start included and end excluded, as minutes of the day; `24:00` ends a day.
+fn parse_hours(raw: &str) -> Result<(u32, u32), String> {
+    let minute = |text: &str| -> Option<u32> {
+        let (h, m) = text.trim().split_once(':')?;
+        let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
+        (m < 60 && (h < 24 || (h == 24 && m == 0))).then_some(h * 60 + m)
+    };
+    let bad = || format!("{raw:?} is not a window such as \"10:00-14:00\"");
+    let (from, to) = raw.split_once('-').ok_or_else(bad)?;
+    let (from, to) = (minute(from).ok_or_else(bad)?, minute(to).ok_or_else(bad)?);
+    if to <= from {
+        return Err(format!("{raw:?} ends before it starts"));
+    }
+    Ok((from, to))
 }

@@ -1,13 +1,17 @@
 //! The compiled ruleset and the evaluation of a trade: a pure function of (trade, ruleset).
 
 use crate::domain::expiry::{quarter_end, KdpPolicy};
+use crate::domain::pricing::{CampaignNeed, MemberWindows};
 use crate::domain::{
-    CampaignCode, CurrencyCode, ExpireType, Grant, PointType, Points, ProgramTz, Trade,
+    CampaignCode, ContextNeeds, CurrencyCode, ExpireType, Grant, MemberContext, ObjectiveId,
+    PointType, Points, Priced, ProgramTz, Trade,
 };
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Duration, NaiveDate, Timelike, Utc};
 use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::{Decimal, RoundingStrategy};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+
+pub use crate::domain::EvaluateError;
 
 /// How fractional points become whole points. Every computation names one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,6 +94,25 @@ pub struct Program {
     pub kdp: KdpPolicy,
     /// New points are pending (not usable) for this many days after the sale.
     pub pending_days: u32,
+    /// What the earning base leaves out.
+    pub exclude_post_fee: bool,
+    pub exclude_discount: bool,
+    /// Set: the money value of the burned points is left out of the base.
+    pub exclude_burned_at: Option<Decimal>,
+    /// Lines whose SKU matches one of these earn nothing (their amount leaves the base).
+    pub excluded_skus: Vec<Glob>,
+    pub rounding_scope: RoundingScope,
+    /// Named lists of store patterns campaigns refer to.
+    pub store_groups: BTreeMap<String, Vec<Glob>>,
+}
+
+/// Where E points are rounded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoundingScope {
+    /// Once, on the whole receipt's base.
+    Receipt,
+    /// On each line's amount, then summed (a trade without lines is rounded as a receipt).
+    Line,
 }
 
 /// What a matching campaign adds as A points.
@@ -105,18 +128,37 @@ pub enum Award {
     },
     /// A fixed number of points per matching trade.
     Fixed(Points),
+    /// Points for each line matching the campaign's SKUs.
+    PerLine(Points),
+    /// Points for each unit on lines matching the campaign's SKUs.
+    PerUnit(Points),
 }
 
-/// A pattern over store codes: `*` stands for any run of characters, `?` for one.
+/// A pattern over codes (stores, SKUs): `*` stands for any run of characters, `?` for one.
 #[derive(Debug, Clone, PartialEq)]
-pub struct StorePattern(Vec<char>);
+pub struct Glob(Vec<char>);
 
-impl StorePattern {
+/// The store patterns' name from before SKU patterns shared them.
+pub type StorePattern = Glob;
+
+impl Glob {
     pub fn new(pattern: &str) -> Self {
         Self(pattern.chars().collect())
     }
 
-    /// Matches a store code given as characters (collected once per trade, not per campaign).
+    /// The characters before the first wildcard: every code the pattern matches starts with them.
+    pub fn literal_prefix(&self) -> String {
+        self.0
+            .iter()
+            .take_while(|c| **c != '*' && **c != '?')
+            .collect()
+    }
+
+    pub fn text(&self) -> String {
+        self.0.iter().collect()
+    }
+
+    /// Matches a code given as characters (collected once per trade, not per campaign).
     pub fn matches(&self, text: &[char]) -> bool {
         let pattern = &self.0;
         let (mut p, mut t) = (0, 0);
@@ -140,56 +182,404 @@ impl StorePattern {
     }
 }
 
+/// Caps on what one member may get from a campaign, in points granted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MemberLimit {
+    pub total: Option<i64>,
+    pub per_day: Option<i64>,
+    pub per_month: Option<i64>,
+}
+
 #[derive(Debug, Clone)]
 pub struct Campaign {
+    /// Where it is written: `file:line`.
+    pub origin: String,
     pub code: CampaignCode,
     pub name: String,
     pub remark: String,
     /// The campaign applies to trades whose `sales_time` is in `[starts_at, ends_at)`.
     pub starts_at: DateTime<Utc>,
     pub ends_at: DateTime<Utc>,
-    /// Empty: every store.
-    pub stores: Vec<StorePattern>,
+    /// Its own patterns and its store groups' patterns. Empty: every store.
+    pub stores: Vec<Glob>,
     /// Upper-cased; compared without regard to case. Empty: every payment method.
     pub payment_methods: Vec<String>,
     /// Empty: every currency the program accepts.
     pub currencies: Vec<CurrencyCode>,
-    /// In base currency, on the program's earn base.
+    /// Bit `n` set: weekday `n` (Monday = 0) in the program time zone. 0: every day.
+    pub days_of_week: u8,
+    /// Local `[start, end)` minute-of-day windows. Empty: all day.
+    pub hours: Vec<(u32, u32)>,
+    /// In base currency, on the program's earning base.
     pub min_spend: Decimal,
+    pub max_spend: Option<Decimal>,
+    /// Empty: no line condition.
+    pub skus: Vec<Glob>,
+    pub min_quantity: u32,
+    pub first_trade: bool,
+    pub nth_trade: Option<u64>,
     pub priority: i64,
     pub exclusive: bool,
+    pub group: Option<String>,
     pub expire_type: ExpireType,
     pub quarters_ahead: u32,
     pub award: Award,
+    pub max_points_per_trade: Option<i64>,
+    pub member_limit: Option<MemberLimit>,
+    pub budget: Option<i64>,
 }
 
-impl Campaign {
-    fn matches(
-        &self,
-        trade: &Trade,
-        store: &[char],
-        sales_at: DateTime<Utc>,
-        spend_base: Decimal,
-    ) -> bool {
-        sales_at >= self.starts_at
-            && sales_at < self.ends_at
-            && spend_base >= self.min_spend
-            && (self.stores.is_empty() || self.stores.iter().any(|p| p.matches(store)))
-            && (self.payment_methods.is_empty()
-                || self
-                    .payment_methods
-                    .iter()
-                    .any(|m| m.eq_ignore_ascii_case(trade.payment_method.as_str())))
-            && (self.currencies.is_empty() || self.currencies.contains(&trade.currency))
+/// An objective the discount-card contract reports completions of.
+#[derive(Debug, Clone)]
+pub struct Objective {
+    pub id: ObjectiveId,
+    pub code: CampaignCode,
+    pub name: String,
+    pub remark: String,
+    pub points: Points,
+    /// Every `every`th completion earns `points`.
+    pub every: u64,
+    pub expire_type: ExpireType,
+    pub quarters_ahead: u32,
+}
+
+/// An example receipt beside the campaigns and the points it must earn.
+#[derive(Debug, Clone)]
+pub struct CampaignTest {
+    /// Where it is written: `file:line`.
+    pub origin: String,
+    pub name: String,
+    pub trade: Trade,
+    /// The member's history the trade is priced against.
+    pub context: MemberContext,
+    pub total: i64,
+    /// (campaign code, `""` for E; points), in order, when the test lists them.
+    pub grants: Option<Vec<(String, i64)>>,
+}
+
+impl Ruleset {
+    /// Runs every `[[test]]`: one line per failure (empty: all pass).
+    pub fn run_tests(&self) -> Vec<String> {
+        let mut failures = Vec::new();
+        for test in &self.tests {
+            let grants = match self.price(&test.trade, &test.context) {
+                Ok(priced) => priced.grants,
+                Err(e) => {
+                    failures.push(format!("{}: test {:?}: {e}", test.origin, test.name));
+                    continue;
+                }
+            };
+            let got: Vec<(String, i64)> = grants
+                .iter()
+                .map(|g| (g.campaign_code_text().to_string(), g.points.value()))
+                .collect();
+            let total: i64 = got.iter().map(|(_, p)| p).sum();
+            if total != test.total {
+                failures.push(format!(
+                    "{}: test {:?}: earns {total} points, expected {} (grants {got:?})",
+                    test.origin, test.name, test.total
+                ));
+            } else if let Some(expected) = &test.grants {
+                if &got != expected {
+                    failures.push(format!(
+                        "{}: test {:?}: grants {got:?}, expected {expected:?}",
+                        test.origin, test.name
+                    ));
+                }
+            }
+        }
+        failures
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum EvaluateError {
-    #[error("currency {0} is not accepted by this program")]
-    UnsupportedCurrency(CurrencyCode),
-    #[error("the amount earns more points than one grant may hold")]
-    PointsOverflow,
+/// What a trade looks like to the campaigns: computed once per trade.
+struct Facts<'t> {
+    trade: &'t Trade,
+    store: Vec<char>,
+    sales_at: DateTime<Utc>,
+    /// Local weekday (Monday = 0) and minute of the day.
+    weekday: u32,
+    minute: u32,
+    spend_base: Decimal,
+    e_points: Points,
+    /// Each line's SKU as characters.
+    skus: Vec<Vec<char>>,
+}
+
+/// Why a campaign did not match a trade, for `explain`.
+pub type Miss = String;
+
+impl Campaign {
+    /// The conditions that depend on the trade alone.
+    fn check_trade(&self, facts: &Facts) -> Result<(), Miss> {
+        let at = facts.sales_at;
+        if at < self.starts_at || at >= self.ends_at {
+            return Err(format!(
+                "sales_time {} is outside [{}, {})",
+                at.to_rfc3339(),
+                self.starts_at.to_rfc3339(),
+                self.ends_at.to_rfc3339()
+            ));
+        }
+        if !self.stores.is_empty() && !self.stores.iter().any(|p| p.matches(&facts.store)) {
+            return Err(format!(
+                "store {} matches none of {:?}",
+                facts.trade.store_code,
+                self.stores.iter().map(Glob::text).collect::<Vec<_>>()
+            ));
+        }
+        let method = facts.trade.payment_method.as_str();
+        if !self.payment_methods.is_empty()
+            && !self
+                .payment_methods
+                .iter()
+                .any(|m| m.eq_ignore_ascii_case(method))
+        {
+            return Err(format!(
+                "payment_method {method} is not one of {:?}",
+                self.payment_methods
+            ));
+        }
+        if !self.currencies.is_empty() && !self.currencies.contains(&facts.trade.currency) {
+            return Err(format!("currency {} is not accepted", facts.trade.currency));
+        }
+        if self.days_of_week != 0 && self.days_of_week & (1 << facts.weekday) == 0 {
+            return Err(format!(
+                "{} is not one of its days",
+                WEEKDAYS[facts.weekday as usize]
+            ));
+        }
+        if !self.hours.is_empty()
+            && !self
+                .hours
+                .iter()
+                .any(|(from, to)| (*from..*to).contains(&facts.minute))
+        {
+            return Err(format!(
+                "{:02}:{:02} is outside its hours",
+                facts.minute / 60,
+                facts.minute % 60
+            ));
+        }
+        if facts.spend_base < self.min_spend {
+            return Err(format!(
+                "spend {} is below min_spend {}",
+                facts.spend_base, self.min_spend
+            ));
+        }
+        if let Some(max) = self.max_spend {
+            if facts.spend_base > max {
+                return Err(format!(
+                    "spend {} is above max_spend {max}",
+                    facts.spend_base
+                ));
+            }
+        }
+        if !self.skus.is_empty() {
+            let (_, units) = self.matching_lines(facts);
+            if units < u64::from(self.min_quantity) {
+                return Err(format!(
+                    "{units} units of {:?}, it needs {}",
+                    self.skus.iter().map(Glob::text).collect::<Vec<_>>(),
+                    self.min_quantity
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The conditions on the member's history.
+    fn check_member(&self, ctx: &MemberContext) -> Result<(), Miss> {
+        if ctx.repricing {
+            return Ok(());
+        }
+        if self.first_trade && ctx.trades_before > 0 {
+            return Err(format!(
+                "not the member's first trade ({} before)",
+                ctx.trades_before
+            ));
+        }
+        if let Some(n) = self.nth_trade {
+            let nth = ctx.campaign(&self.code).trades_in_window + 1;
+            if nth != n {
+                return Err(format!(
+                    "the member's trade number {nth} in its window, not {n}"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// (lines, units) of the trade matching the campaign's SKUs.
+    fn matching_lines(&self, facts: &Facts) -> (u64, u64) {
+        let mut lines = 0;
+        let mut units = 0;
+        for (line, sku) in facts.trade.lines.iter().zip(&facts.skus) {
+            if self.skus.iter().any(|p| p.matches(sku)) {
+                lines += 1;
+                units += u64::from(line.quantity);
+            }
+        }
+        (lines, units)
+    }
+
+    fn award_points(&self, facts: &Facts, program: &Program) -> Result<Points, EvaluateError> {
+        match &self.award {
+            Award::MultiplierOfE(factor) => Decimal::from(facts.e_points.value())
+                .checked_mul(*factor)
+                .and_then(|v| program.rounding.to_points(v)),
+            Award::PerAmount {
+                points,
+                per_amount,
+                rounding,
+            } => facts
+                .spend_base
+                .checked_mul(*points)
+                .and_then(|v| v.checked_div(*per_amount))
+                .and_then(|v| rounding.to_points(v)),
+            Award::Fixed(points) => Some(*points),
+            Award::PerLine(points) | Award::PerUnit(points) => {
+                let (lines, units) = self.matching_lines(facts);
+                let count = if matches!(self.award, Award::PerLine(_)) {
+                    lines
+                } else {
+                    units
+                };
+                i64::try_from(count)
+                    .ok()
+                    .and_then(|c| c.checked_mul(points.value()))
+                    .and_then(|p| Points::new(p).ok())
+            }
+        }
+        .ok_or(EvaluateError::PointsOverflow)
+    }
+
+    /// Caps `points` by the campaign's limits; the reason when a cap bit.
+    fn capped(&self, points: i64, ctx: &MemberContext) -> (i64, Option<String>) {
+        if ctx.repricing {
+            return (points, None);
+        }
+        let used = ctx.campaign(&self.code);
+        let mut caps: Vec<(i64, String)> = Vec::new();
+        if let Some(max) = self.max_points_per_trade {
+            caps.push((max, format!("max_points_per_trade {max}")));
+        }
+        if let Some(limit) = self.member_limit {
+            for (cap, used, name) in [
+                (limit.total, used.points_total, "total"),
+                (limit.per_day, used.points_day, "per_day"),
+                (limit.per_month, used.points_month, "per_month"),
+            ] {
+                if let Some(cap) = cap {
+                    caps.push((
+                        cap - used,
+                        format!("member_limit.{name} {cap} ({used} used)"),
+                    ));
+                }
+            }
+        }
+        if let Some(budget) = self.budget {
+            caps.push((
+                budget - used.budget_used,
+                format!("budget {budget} ({} used)", used.budget_used),
+            ));
+        }
+        let mut result = (points, None);
+        for (cap, why) in caps {
+            let cap = cap.max(0);
+            if cap < result.0 {
+                result = (cap, Some(why));
+            }
+        }
+        result
+    }
+}
+
+pub const WEEKDAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+
+/// What happened to one campaign when a trade was priced: `explain`'s answer.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CampaignOutcome {
+    pub campaign_code: String,
+    /// "granted", "capped" (granted less, or nothing, by a limit), "not_matched",
+    /// "after_exclusive" (an exclusive campaign before it matched) or "lost_in_group".
+    pub outcome: &'static str,
+    pub points: i64,
+    pub reason: String,
+}
+
+/// A trade's grants and, for each campaign, why it did or did not add points.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Explanation {
+    pub e_points: i64,
+    pub spend_base: String,
+    pub campaigns: Vec<CampaignOutcome>,
+}
+
+/// Campaigns indexed by the literal prefix of their store patterns and the months they run, so
+/// a trade looks only at the campaigns that could apply at its store and time.
+#[derive(Debug, Clone, Default)]
+pub struct CampaignIndex {
+    /// (store prefix, month or `None` for long campaigns) → campaign positions, ascending.
+    buckets: HashMap<(String, Option<i32>), Vec<u32>>,
+}
+
+/// A campaign running more months than this is indexed by store only.
+const INDEX_MONTHS_MAX: i32 = 24;
+
+fn month_index(at: DateTime<Utc>) -> i32 {
+    at.year() * 12 + at.month0() as i32
+}
+
+impl CampaignIndex {
+    pub fn build(campaigns: &[Campaign]) -> Self {
+        let mut buckets: HashMap<(String, Option<i32>), Vec<u32>> = HashMap::new();
+        for (position, campaign) in campaigns.iter().enumerate() {
+            let first = month_index(campaign.starts_at);
+            let last = month_index(campaign.ends_at - Duration::milliseconds(1));
+            let months: Vec<Option<i32>> = if last - first < INDEX_MONTHS_MAX {
+                (first..=last).map(Some).collect()
+            } else {
+                vec![None]
+            };
+            let mut prefixes: Vec<String> = if campaign.stores.is_empty() {
+                vec![String::new()]
+            } else {
+                campaign.stores.iter().map(Glob::literal_prefix).collect()
+            };
+            prefixes.sort();
+            prefixes.dedup();
+            for prefix in prefixes {
+                for month in &months {
+                    buckets
+                        .entry((prefix.clone(), *month))
+                        .or_default()
+                        .push(position as u32);
+                }
+            }
+        }
+        Self { buckets }
+    }
+
+    /// Positions of the campaigns that could apply at this store and time, ascending.
+    fn candidates(&self, store: &[char], at: DateTime<Utc>) -> Vec<u32> {
+        let month = month_index(at);
+        let mut found = Vec::new();
+        let mut prefix = String::new();
+        for k in 0..=store.len() {
+            if k > 0 {
+                prefix.push(store[k - 1]);
+            }
+            for key in [(prefix.clone(), Some(month)), (prefix.clone(), None)] {
+                if let Some(bucket) = self.buckets.get(&key) {
+                    found.extend_from_slice(bucket);
+                }
+            }
+        }
+        found.sort_unstable();
+        found.dedup();
+        found
+    }
 }
 
 /// A compiled, immutable ruleset. Campaigns are held in evaluation order: priority, highest
@@ -198,83 +588,301 @@ pub enum EvaluateError {
 pub struct Ruleset {
     pub program: Program,
     pub campaigns: Vec<Campaign>,
+    pub objectives: Vec<Objective>,
+    /// Example receipts with the points they must earn (`[[test]]`), run by `rules check`.
+    pub tests: Vec<CampaignTest>,
+    pub index: CampaignIndex,
     /// A content hash of the rule files: stored on every grant it computes.
     pub version: String,
 }
 
 impl Ruleset {
-    /// The grants a trade earns: E first, then A in campaign order. Zero-point grants are left
-    /// out. Pure: reads nothing but its arguments.
+    /// The grants a trade earns for a member with no history (a first trade, nothing used):
+    /// E first, then A in campaign order. Pure.
     pub fn evaluate(&self, trade: &Trade) -> Result<Vec<Grant>, EvaluateError> {
+        Ok(self.price(trade, &MemberContext::default())?.grants)
+    }
+
+    /// Prices a trade for a member with this history: its grants, and what they take from
+    /// budgets. Pure: reads nothing but its arguments.
+    pub fn price(&self, trade: &Trade, ctx: &MemberContext) -> Result<Priced, EvaluateError> {
+        let facts = self.facts(trade)?;
+        let positions = self.index.candidates(&facts.store, facts.sales_at);
+        let (priced, _) = self.run(
+            &facts,
+            ctx,
+            positions.iter().map(|p| &self.campaigns[*p as usize]),
+            false,
+        )?;
+        Ok(priced)
+    }
+
+    /// Prices a trade and says, for every campaign, why it did or did not add points.
+    pub fn explain(
+        &self,
+        trade: &Trade,
+        ctx: &MemberContext,
+    ) -> Result<(Priced, Explanation), EvaluateError> {
+        let facts = self.facts(trade)?;
+        let (priced, campaigns) = self.run(&facts, ctx, self.campaigns.iter(), true)?;
+        Ok((
+            priced,
+            Explanation {
+                e_points: facts.e_points.value(),
+                spend_base: facts.spend_base.normalize().to_string(),
+                campaigns,
+            },
+        ))
+    }
+
+    /// What pricing this trade needs to know about the member: asked only for the campaigns
+    /// that could apply to it.
+    pub fn needs(&self, trade: &Trade) -> Result<ContextNeeds, EvaluateError> {
+        let facts = self.facts(trade)?;
+        let mut needs = ContextNeeds::default();
+        for position in self.index.candidates(&facts.store, facts.sales_at) {
+            let campaign = &self.campaigns[position as usize];
+            let asks = campaign.first_trade
+                || campaign.nth_trade.is_some()
+                || campaign.member_limit.is_some()
+                || campaign.budget.is_some();
+            if !asks || campaign.check_trade(&facts).is_err() {
+                continue;
+            }
+            needs.trades_before |= campaign.first_trade;
+            let local = self.program.time_zone.local_date(facts.sales_at);
+            needs.campaigns.push(CampaignNeed {
+                code: campaign.code.clone(),
+                trades_in: campaign
+                    .nth_trade
+                    .map(|_| (campaign.starts_at, campaign.ends_at)),
+                member_points: campaign.member_limit.map(|_| self.member_windows(local)),
+                budget: campaign.budget.is_some(),
+            });
+        }
+        Ok(needs)
+    }
+
+    fn member_windows(&self, local: NaiveDate) -> MemberWindows {
+        let tz = &self.program.time_zone;
+        let month_start = local.with_day(1).expect("day 1 exists");
+        let next_month = crate::domain::expiry::month_end(local, 0)
+            .succ_opt()
+            .expect("dates go on");
+        MemberWindows {
+            day: (
+                tz.start_of_day(local),
+                tz.start_of_day(local.succ_opt().expect("dates go on")),
+            ),
+            month: (tz.start_of_day(month_start), tz.start_of_day(next_month)),
+        }
+    }
+
+    fn facts<'t>(&self, trade: &'t Trade) -> Result<Facts<'t>, EvaluateError> {
         let program = &self.program;
-        let rate = program
+        let rate = *program
             .currency_rates
             .get(&trade.currency)
             .ok_or_else(|| EvaluateError::UnsupportedCurrency(trade.currency.clone()))?;
-        let spend = match program.earn_base {
-            EarnBase::PaymentAmount => trade.payment_amount,
-            EarnBase::TotalAmount => trade.total_amount,
+        let overflow = || EvaluateError::PointsOverflow;
+        let base = |amount: Decimal| amount.checked_mul(rate).ok_or_else(overflow);
+        let skus: Vec<Vec<char>> = trade
+            .lines
+            .iter()
+            .map(|l| l.sku.as_str().chars().collect())
+            .collect();
+        let excluded = |sku: &[char]| program.excluded_skus.iter().any(|p| p.matches(sku));
+        let mut spend = match program.earn_base {
+            EarnBase::PaymentAmount => trade.payment_amount.value(),
+            EarnBase::TotalAmount => trade.total_amount.value(),
         };
-        let spend_base = spend
-            .value()
-            .checked_mul(*rate)
-            .ok_or(EvaluateError::PointsOverflow)?;
+        if program.exclude_post_fee {
+            spend -= trade.post_fee.value();
+        }
+        if program.exclude_discount {
+            spend -= trade.discount.value();
+        }
+        if let Some(value) = program.exclude_burned_at {
+            spend -= Decimal::from(trade.burn_point.value())
+                .checked_mul(value)
+                .ok_or_else(overflow)?;
+        }
+        for (line, sku) in trade.lines.iter().zip(&skus) {
+            if excluded(sku) {
+                spend -= line.amount.value();
+            }
+        }
+        let spend_base = base(spend.max(Decimal::ZERO))?;
+        let e_of = |amount: Decimal| -> Result<Points, EvaluateError> {
+            amount
+                .checked_mul(program.earn_points)
+                .and_then(|v| v.checked_div(program.earn_per_amount))
+                .and_then(|v| program.rounding.to_points(v))
+                .ok_or_else(overflow)
+        };
+        let e_points = if program.rounding_scope == RoundingScope::Line && !trade.lines.is_empty() {
+            let mut total = 0i64;
+            for (line, sku) in trade.lines.iter().zip(&skus) {
+                if !excluded(sku) {
+                    total = total
+                        .checked_add(e_of(base(line.amount.value())?)?.value())
+                        .ok_or_else(overflow)?;
+                }
+            }
+            Points::new(total).map_err(|_| overflow())?
+        } else {
+            e_of(spend_base)?
+        };
         let sales_at = trade.sales_instant();
+        let local = program.time_zone.local_time(sales_at);
+        Ok(Facts {
+            trade,
+            store: trade.store_code.as_str().chars().collect(),
+            sales_at,
+            weekday: local.weekday().num_days_from_monday(),
+            minute: local.hour() * 60 + local.minute(),
+            spend_base,
+            e_points,
+            skus,
+        })
+    }
 
-        let e_points = spend_base
-            .checked_mul(program.earn_points)
-            .and_then(|v| v.checked_div(program.earn_per_amount))
-            .and_then(|v| program.rounding.to_points(v))
-            .ok_or(EvaluateError::PointsOverflow)?;
-
-        let store: Vec<char> = trade.store_code.as_str().chars().collect();
-        let mut grants = Vec::new();
-        if !e_points.is_zero() {
-            grants.push(self.grant(
+    /// Runs campaigns (in evaluation order) over a trade's facts.
+    fn run<'c>(
+        &self,
+        facts: &Facts,
+        ctx: &MemberContext,
+        campaigns: impl Iterator<Item = &'c Campaign>,
+        trace: bool,
+    ) -> Result<(Priced, Vec<CampaignOutcome>), EvaluateError> {
+        let mut outcomes = Vec::new();
+        let outcome = |campaign: &Campaign, outcome, points, reason: String| CampaignOutcome {
+            campaign_code: campaign.code.to_string(),
+            outcome,
+            points,
+            reason,
+        };
+        // (campaign, points, outcome index) of each campaign that grants, before groups.
+        let mut winners: Vec<(&Campaign, i64, usize)> = Vec::new();
+        let mut stopped_by: Option<&CampaignCode> = None;
+        for campaign in campaigns {
+            if let Some(exclusive) = stopped_by {
+                if trace {
+                    outcomes.push(outcome(
+                        campaign,
+                        "after_exclusive",
+                        0,
+                        format!("exclusive campaign {exclusive} matched first"),
+                    ));
+                    continue;
+                }
+                break;
+            }
+            let matched = campaign
+                .check_trade(facts)
+                .and_then(|()| campaign.check_member(ctx));
+            if let Err(reason) = matched {
+                if trace {
+                    outcomes.push(outcome(campaign, "not_matched", 0, reason));
+                }
+                continue;
+            }
+            let points = campaign.award_points(facts, &self.program)?.value();
+            let (points, cap) = campaign.capped(points, ctx);
+            if trace {
+                let (kind, reason) = match cap {
+                    Some(why) => ("capped", format!("capped by {why}")),
+                    None => ("granted", "every condition holds".to_string()),
+                };
+                outcomes.push(outcome(campaign, kind, points, reason));
+            }
+            if points > 0 {
+                winners.push((campaign, points, outcomes.len().wrapping_sub(1)));
+            }
+            if campaign.exclusive {
+                stopped_by = Some(&campaign.code);
+            }
+        }
+        // Of each group, only the one granting the most (the first in order on a tie) applies.
+        let mut best: HashMap<&str, (i64, &CampaignCode)> = HashMap::new();
+        for (campaign, points, _) in &winners {
+            if let Some(group) = &campaign.group {
+                let slot = best.entry(group).or_insert((*points, &campaign.code));
+                if *points > slot.0 {
+                    *slot = (*points, &campaign.code);
+                }
+            }
+        }
+        let mut priced = Priced::default();
+        if !facts.e_points.is_zero() {
+            priced.grants.push(self.grant(
                 PointType::E,
-                e_points,
+                facts.e_points,
                 ExpireType::Kdp,
                 0,
-                sales_at,
-                &program.earn_remark,
+                facts.sales_at,
+                &self.program.earn_remark,
                 None,
             ));
         }
-        for campaign in &self.campaigns {
-            if !campaign.matches(trade, &store, sales_at, spend_base) {
-                continue;
+        for (campaign, points, at) in winners {
+            if let Some(group) = &campaign.group {
+                let (_, winner) = best[group.as_str()];
+                if winner != &campaign.code {
+                    if trace {
+                        outcomes[at] = outcome(
+                            campaign,
+                            "lost_in_group",
+                            0,
+                            format!("{winner} grants more in group {group:?}"),
+                        );
+                    }
+                    continue;
+                }
             }
-            let points = match &campaign.award {
-                Award::MultiplierOfE(factor) => Decimal::from(e_points.value())
-                    .checked_mul(*factor)
-                    .and_then(|v| program.rounding.to_points(v)),
-                Award::PerAmount {
-                    points,
-                    per_amount,
-                    rounding,
-                } => spend_base
-                    .checked_mul(*points)
-                    .and_then(|v| v.checked_div(*per_amount))
-                    .and_then(|v| rounding.to_points(v)),
-                Award::Fixed(points) => Some(*points),
-            }
-            .ok_or(EvaluateError::PointsOverflow)?;
-            if !points.is_zero() {
-                grants.push(self.grant(
-                    PointType::A,
-                    points,
-                    campaign.expire_type,
-                    campaign.quarters_ahead,
-                    sales_at,
-                    &campaign.remark,
-                    Some(&campaign.code),
-                ));
-            }
-            if campaign.exclusive {
-                break;
+            let points = Points::new(points).map_err(|_| EvaluateError::PointsOverflow)?;
+            priced.grants.push(self.grant(
+                PointType::A,
+                points,
+                campaign.expire_type,
+                campaign.quarters_ahead,
+                facts.sales_at,
+                &campaign.remark,
+                Some(&campaign.code),
+            ));
+            if let Some(budget) = campaign.budget {
+                if !ctx.repricing {
+                    priced
+                        .budget_use
+                        .push((campaign.code.clone(), budget, points.value()));
+                }
             }
         }
-        Ok(grants)
+        Ok((priced, outcomes))
+    }
+
+    /// The grant for a completion of an objective: `None` for an unknown objective, or for a
+    /// completion that is not an `every`th one. `completions_before` counts the member's
+    /// earlier completions of it.
+    pub fn objective_grant(
+        &self,
+        id: &ObjectiveId,
+        completions_before: u64,
+        completed_at: DateTime<Utc>,
+    ) -> Option<Grant> {
+        let objective = self.objectives.iter().find(|o| &o.id == id)?;
+        if (completions_before + 1) % objective.every != 0 {
+            return None;
+        }
+        Some(self.grant(
+            PointType::A,
+            objective.points,
+            objective.expire_type,
+            objective.quarters_ahead,
+            completed_at,
+            &objective.remark,
+            Some(&objective.code),
+        ))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -313,7 +921,7 @@ mod tests {
     #[test]
     fn store_patterns() {
         let m = |pattern: &str, store: &str| {
-            StorePattern::new(pattern).matches(&store.chars().collect::<Vec<_>>())
+            Glob::new(pattern).matches(&store.chars().collect::<Vec<_>>())
         };
         assert!(m("DP01*", "DP01XXXX"));
         assert!(m("DP01*", "DP01"));

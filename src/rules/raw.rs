@@ -12,6 +12,10 @@ pub struct RawFile {
     pub program: Option<Spanned<RawProgram>>,
     #[serde(default)]
     pub campaign: Vec<Spanned<RawCampaign>>,
+    #[serde(default)]
+    pub objective: Vec<Spanned<RawObjective>>,
+    #[serde(default)]
+    pub test: Vec<Spanned<RawTest>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -26,6 +30,9 @@ pub struct RawProgram {
     pub earn: RawEarn,
     pub kdp: RawKdp,
     pub currencies: BTreeMap<String, DecimalText>,
+    /// Named lists of store patterns that campaigns refer to with `store_groups`.
+    #[serde(default)]
+    pub store_groups: BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -36,6 +43,16 @@ pub struct RawEarn {
     pub per_amount: DecimalText,
     #[serde(default)]
     pub remark: String,
+    /// What the earning base leaves out: "post_fee", "discount", "burned_points".
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// Lines whose SKU matches one of these patterns earn nothing.
+    #[serde(default)]
+    pub excluded_skus: Vec<String>,
+    /// The money one burned point stands for, in base currency (for `exclude = ["burned_points"]`).
+    pub burned_point_value: Option<DecimalText>,
+    /// "receipt" (default): round the receipt's E points once; "line": round each line's.
+    pub rounding_scope: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -62,15 +79,142 @@ pub struct RawCampaign {
     pub payment_methods: Vec<String>,
     #[serde(default)]
     pub currencies: Vec<String>,
+    #[serde(default)]
+    pub store_groups: Vec<String>,
+    /// "mon" … "sun", in the program time zone.
+    #[serde(default)]
+    pub days_of_week: Vec<String>,
+    /// "HH:MM-HH:MM" local windows, start included, end excluded.
+    #[serde(default)]
+    pub hours: Vec<String>,
     pub min_spend: Option<DecimalText>,
+    pub max_spend: Option<DecimalText>,
+    /// The trade needs lines whose SKU matches one of these patterns.
+    #[serde(default)]
+    pub skus: Vec<String>,
+    /// With `skus`: the matching lines' quantities must add up to at least this (default 1).
+    pub min_quantity: Option<i64>,
+    /// Only the member's first trade ever.
+    #[serde(default)]
+    pub first_trade: bool,
+    /// Only the member's nth trade sold in the campaign's window.
+    pub nth_trade: Option<i64>,
     #[serde(default)]
     pub priority: i64,
     #[serde(default)]
     pub exclusive: bool,
+    /// Of the matching campaigns of one group, only the one granting the most applies.
+    pub group: Option<String>,
     pub expiry: String,
     #[serde(default)]
     pub quarters_ahead: i64,
     pub award: RawAward,
+    pub max_points_per_trade: Option<i64>,
+    pub member_limit: Option<RawMemberLimit>,
+    /// Points the campaign may grant in all, to every member together.
+    pub budget: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMemberLimit {
+    pub total: Option<i64>,
+    pub per_day: Option<i64>,
+    pub per_month: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawObjective {
+    /// The objective as the discount-card platform names it (`objective_id`).
+    pub id: String,
+    /// The campaign code its A points carry.
+    pub code: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub remark: String,
+    pub points: i64,
+    /// Grant every `every`th completion (default 1: each one).
+    pub every: Option<i64>,
+    pub expiry: String,
+    #[serde(default)]
+    pub quarters_ahead: i64,
+}
+
+/// An example receipt beside the campaigns, with the points it must earn: `rules check` runs it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTest {
+    pub name: String,
+    pub trade: RawTestTrade,
+    /// The member's trades before this one (default 0: this is their first).
+    #[serde(default)]
+    pub trades_before: i64,
+    /// What the member (and the budget) already got from campaigns, by campaign code.
+    #[serde(default)]
+    pub history: BTreeMap<String, RawHistory>,
+    /// The total points the trade must earn.
+    pub total: i64,
+    /// Optionally, each grant: `{ campaign = "CODE" or "" for E, points = N }`, in order.
+    pub grants: Option<Vec<RawTestGrant>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHistory {
+    #[serde(default)]
+    pub trades_in_window: i64,
+    #[serde(default)]
+    pub points_total: i64,
+    #[serde(default)]
+    pub points_day: i64,
+    #[serde(default)]
+    pub points_month: i64,
+    #[serde(default)]
+    pub budget_used: i64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTestTrade {
+    pub store_code: String,
+    pub payment_amount: DecimalText,
+    pub total_amount: Option<DecimalText>,
+    #[serde(default = "default_payment_method")]
+    pub payment_method: String,
+    pub currency: Option<String>,
+    pub sales_time: String,
+    #[serde(default)]
+    pub burn_point: i64,
+    pub post_fee: Option<DecimalText>,
+    pub discount: Option<DecimalText>,
+    #[serde(default)]
+    pub lines: Vec<RawTestLine>,
+}
+
+fn default_payment_method() -> String {
+    "Cash".to_string()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTestLine {
+    pub sku: String,
+    #[serde(default = "one")]
+    pub quantity: i64,
+    pub amount: DecimalText,
+}
+
+fn one() -> i64 {
+    1
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTestGrant {
+    pub campaign: String,
+    pub points: i64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -81,6 +225,10 @@ pub struct RawAward {
     pub per_amount: Option<DecimalText>,
     pub rounding: Option<String>,
     pub fixed: Option<i64>,
+    /// Points for each line whose SKU matches the campaign's `skus`.
+    pub points_per_line: Option<i64>,
+    /// Points for each unit (quantity) on lines whose SKU matches the campaign's `skus`.
+    pub points_per_unit: Option<i64>,
 }
 
 /// A decimal written as a string (`"7.8"`) or an integer (`10`). Floats are refused: a binary

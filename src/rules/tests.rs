@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::domain::trade::tests::sample_trade;
-use crate::domain::{Amount, CurrencyCode, PaymentMethod, StoreCode, Trade};
+use crate::domain::{Amount, CurrencyCode, MemberContext, PaymentMethod, StoreCode, Trade};
 
 const PROGRAM: &str = r#"
 [program]
@@ -350,7 +350,7 @@ award = { fixed = 5 }
 fn loader_errors_name_file_line_and_what_is_wrong() {
     let cases: Vec<(String, String, &str)> = vec![
         (PROGRAM.replace("rounding = \"floor\"", "rounding = \"floor\"\ncolour = \"red\""), ONE.into(),
-         "p.toml:7:1: unknown field `colour`, expected one of `name`, `time_zone`, `base_currency`, `rounding`, `pending_days`, `earn`, `kdp`, `currencies`"),
+         "p.toml:7:1: unknown field `colour`, expected one of `name`, `time_zone`, `base_currency`, `rounding`, `pending_days`, `earn`, `kdp`, `currencies`, `store_groups`"),
         (PROGRAM.replace("\"+08:00\"", "\"Mars/Base\""), ONE.into(),
          "p.toml:2:1: program.time_zone: must be an offset such as \"+08:00\" or a zone such as \"Asia/Hong_Kong\", got \"Mars/Base\""),
         (PROGRAM.replace("USD = \"7.8\"", "USD = 7.8"), ONE.into(),
@@ -364,13 +364,39 @@ fn loader_errors_name_file_line_and_what_is_wrong() {
         (PROGRAM.into(), format!("{ONE}{ONE}"),
          "c.toml:9:1: campaign code \"ONE\" is used twice: also in c.toml"),
         (PROGRAM.into(), ONE.replace("{ fixed = 5 }", "{ fixed = 5, multiplier_of_e = \"2\" }"),
-         "c.toml:2:1: campaign \"ONE\": award: give exactly one of multiplier_of_e, points with per_amount, or fixed"),
+         "c.toml:2:1: campaign \"ONE\": award: give exactly one of multiplier_of_e, points with per_amount, fixed, points_per_line or points_per_unit"),
         (PROGRAM.into(), ONE.replace("QUARTER", "MONTH"),
          "c.toml:2:1: campaign \"ONE\": expiry: must be \"KDP\" or \"QUARTER\", got \"MONTH\""),
         (PROGRAM.into(), ONE.replace("expiry", "currencies = [\"EUR\"]\nexpiry"),
          "c.toml:2:1: campaign \"ONE\": currencies: EUR has no rate in program.currencies"),
         (PROGRAM.into(), ONE.replace("starts_at", "start_at"),
-         "c.toml:4:1: unknown field `start_at`, expected one of `code`, `name`, `remark`, `starts_at`, `ends_at`, `stores`, `payment_methods`, `currencies`, `min_spend`, `priority`, `exclusive`, `expiry`, `quarters_ahead`, `award`"),
+         "c.toml:4:1: unknown field `start_at`, expected one of `code`, `name`, `remark`, `starts_at`, `ends_at`, `stores`, `payment_methods`, `currencies`, `store_groups`, `days_of_week`, `hours`, `min_spend`, `max_spend`, `skus`, `min_quantity`, `first_trade`, `nth_trade`, `priority`, `exclusive`, `group`, `expiry`, `quarters_ahead`, `award`, `max_points_per_trade`, `member_limit`, `budget`"),
+        (PROGRAM.into(), ONE.replace("expiry", "days_of_week = [\"sat\", \"caturday\"]\nexpiry"),
+         "c.toml:2:1: campaign \"ONE\": days_of_week: \"caturday\" is not one of mon, tue, wed, thu, fri, sat, sun"),
+        (PROGRAM.into(), ONE.replace("expiry", "hours = [\"14:00-11:00\"]\nexpiry"),
+         "c.toml:2:1: campaign \"ONE\": hours: \"14:00-11:00\" ends before it starts"),
+        (PROGRAM.into(), ONE.replace("expiry", "hours = [\"lunch\"]\nexpiry"),
+         "c.toml:2:1: campaign \"ONE\": hours: \"lunch\" is not a window such as \"10:00-14:00\""),
+        (PROGRAM.into(), ONE.replace("expiry", "store_groups = [\"moon\"]\nexpiry"),
+         "c.toml:2:1: campaign \"ONE\": store_groups: \"moon\" is not in program.store_groups"),
+        (PROGRAM.into(), ONE.replace("expiry", "min_spend = \"500\"\nmax_spend = \"100\"\nexpiry"),
+         "c.toml:2:1: campaign \"ONE\": max_spend 100 is below min_spend 500"),
+        (PROGRAM.into(), ONE.replace("expiry", "min_quantity = 2\nexpiry"),
+         "c.toml:2:1: campaign \"ONE\": min_quantity: applies only with skus"),
+        (PROGRAM.into(), ONE.replace("{ fixed = 5 }", "{ points_per_unit = 5 }"),
+         "c.toml:2:1: campaign \"ONE\": award: points_per_line and points_per_unit need the campaign's skus"),
+        (PROGRAM.into(), ONE.replace("expiry", "budget = 0\nexpiry"),
+         "c.toml:2:1: campaign \"ONE\": budget: must be from 1 to 1000000000000, got 0"),
+        (PROGRAM.into(), ONE.replace("expiry", "member_limit = {}\nexpiry"),
+         "c.toml:2:1: campaign \"ONE\": member_limit: give total, per_day or per_month"),
+        (PROGRAM.into(), ONE.replace("expiry", "nth_trade = 0\nexpiry"),
+         "c.toml:2:1: campaign \"ONE\": nth_trade: must be from 1 to 1000000, got 0"),
+        (PROGRAM.into(), format!("{ONE}\n[[objective]]\nid = \"7\"\ncode = \"ONE\"\npoints = 5\nexpiry = \"KDP\"\n"),
+         "c.toml:9:1: objective code \"ONE\" is used twice: also in c.toml"),
+        (PROGRAM.replace("earn = {", "earn = { exclude = [\"tips\"],"), ONE.into(),
+         "p.toml:2:1: program.earn.exclude: \"tips\" is not one of \"post_fee\", \"discount\", \"burned_points\""),
+        (PROGRAM.replace("earn = {", "earn = { exclude = [\"burned_points\"],"), ONE.into(),
+         "p.toml:2:1: program.earn.exclude: \"burned_points\" needs burned_point_value"),
         (PROGRAM.into(), ONE.replace("code = \"ONE\"", "code = [1]"),
          "c.toml:3:8: invalid type: sequence, expected a string"),
         (PROGRAM.replace("rounding = \"floor\"", "rounding = \"floor\"\npending_days = 400"), ONE.into(),
@@ -380,5 +406,126 @@ fn loader_errors_name_file_line_and_what_is_wrong() {
     ];
     for (program, campaigns, want) in cases {
         assert_eq!(problem(&program, &campaigns), want);
+    }
+}
+
+fn testdata(name: &str, text: &str) -> Ruleset {
+    from_sources(&[Source {
+        name: name.into(),
+        text: text.into(),
+    }])
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The campaign language, feature by feature: `[[test]]` receipts in TOML beside the campaigns.
+#[test]
+fn the_campaign_language_table() {
+    for (name, text, count) in [
+        ("language.toml", include_str!("testdata/language.toml"), 29),
+        (
+            "exclusions.toml",
+            include_str!("testdata/exclusions.toml"),
+            2,
+        ),
+        (
+            "line_rounding.toml",
+            include_str!("testdata/line_rounding.toml"),
+            2,
+        ),
+    ] {
+        let rules = testdata(name, text);
+        assert_eq!(rules.tests.len(), count, "{name}");
+        assert_eq!(rules.run_tests(), Vec::<String>::new(), "{name}");
+    }
+}
+
+#[test]
+fn a_failing_rule_test_names_its_file_line_and_what_it_got() {
+    let text = include_str!("testdata/language.toml").replace("total = 400", "total = 401");
+    let failures = testdata("language.toml", &text).run_tests();
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert!(
+        failures[0].starts_with("language.toml:")
+            && failures[0].contains("test \"per-trade cap: ten times E is capped at 300\": earns 400 points, expected 401"),
+        "{}",
+        failures[0]
+    );
+}
+
+#[test]
+fn objectives_grant_every_nth_completion() {
+    let rules = testdata("language.toml", include_str!("testdata/language.toml"));
+    let id = crate::domain::ObjectiveId::parse("123456").unwrap();
+    let at = chrono::DateTime::parse_from_rfc3339("2026-11-24T12:00:00+08:00")
+        .unwrap()
+        .to_utc();
+    assert_eq!(rules.objective_grant(&id, 0, at), None);
+    let grant = rules.objective_grant(&id, 1, at).unwrap();
+    assert_eq!(
+        (
+            grant.points.value(),
+            grant.campaign_code_text(),
+            grant.expire_date_text()
+        ),
+        (15, "OBJ-REVIEW", "2026-12-31".to_string())
+    );
+    assert_eq!(rules.objective_grant(&id, 2, at), None);
+    let unknown = crate::domain::ObjectiveId::parse("999").unwrap();
+    assert_eq!(rules.objective_grant(&unknown, 1, at), None);
+}
+
+#[test]
+fn explain_says_why_each_campaign_did_or_did_not_apply() {
+    let rules = testdata("language.toml", include_str!("testdata/language.toml"));
+    let mut trade = sample_trade();
+    trade.store_code = StoreCode::parse("GR1").unwrap();
+    trade.sales_time = chrono::DateTime::parse_from_rfc3339("2026-11-24T12:00:00+08:00").unwrap();
+    let (priced, explanation) = rules.explain(&trade, &MemberContext::default()).unwrap();
+    assert_eq!(priced.grants.len(), 2);
+    let outcome = |code: &str| {
+        explanation
+            .campaigns
+            .iter()
+            .find(|c| c.campaign_code == code)
+            .map(|c| (c.outcome, c.points, c.reason.clone()))
+            .unwrap()
+    };
+    assert_eq!(
+        outcome("GROUP-DOUBLE"),
+        ("granted", 100, "every condition holds".to_string())
+    );
+    assert_eq!(
+        outcome("GROUP-FIXED"),
+        (
+            "lost_in_group",
+            0,
+            "GROUP-DOUBLE grants more in group \"best\"".to_string()
+        )
+    );
+    assert_eq!(
+        outcome("WEEKEND"),
+        (
+            "not_matched",
+            0,
+            "store GR1 matches none of [\"WK*\"]".to_string()
+        )
+    );
+    trade.store_code = StoreCode::parse("WK1").unwrap();
+    let (_, explanation) = rules.explain(&trade, &MemberContext::default()).unwrap();
+    let weekend = explanation
+        .campaigns
+        .iter()
+        .find(|c| c.campaign_code == "WEEKEND")
+        .unwrap();
+    assert_eq!(weekend.reason, "tue is not one of its days");
+}
+
+#[test]
+fn the_index_finds_the_same_grants_as_trying_every_campaign() {
+    let rules = testdata("language.toml", include_str!("testdata/language.toml"));
+    for test in &rules.tests {
+        let indexed = rules.price(&test.trade, &test.context).unwrap();
+        let (all, _) = rules.explain(&test.trade, &test.context).unwrap();
+        assert_eq!(indexed, all, "{}", test.name);
     }
 }

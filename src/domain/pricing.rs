@@ -1,0 +1,87 @@
+//! What pricing a trade needs from the ledger and gives back to it. Evaluation stays pure: the
+//! ledger reads a member's history (inside the trade's transaction, under the member's lock),
+//! the rules price the trade against it, and the ledger records the outcome.
+
+use super::{CampaignCode, CurrencyCode, Grant};
+use chrono::{DateTime, Utc};
+use std::collections::HashMap;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EvaluateError {
+    #[error("currency {0} is not accepted by this program")]
+    UnsupportedCurrency(CurrencyCode),
+    #[error("the amount earns more points than one grant may hold")]
+    PointsOverflow,
+}
+
+/// What the rules need to know about a member's history to price one trade.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ContextNeeds {
+    /// Whether any candidate campaign asks about the member's first trade.
+    pub trades_before: bool,
+    pub campaigns: Vec<CampaignNeed>,
+}
+
+/// One campaign's questions about the member (and, for a budget, about everyone).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CampaignNeed {
+    pub code: CampaignCode,
+    /// Count the member's trades sold in this window (`nth_trade`).
+    pub trades_in: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    /// Sum the member's points from this campaign: over its life, on the trade's local day and
+    /// in its local month (each a window of sales times).
+    pub member_points: Option<MemberWindows>,
+    /// Read what the campaign's budget has granted so far.
+    pub budget: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemberWindows {
+    pub day: (DateTime<Utc>, DateTime<Utc>),
+    pub month: (DateTime<Utc>, DateTime<Utc>),
+}
+
+/// A member's history as far as the candidate campaigns asked about it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MemberContext {
+    /// Trades the member made before this one (0: this is their first).
+    pub trades_before: u64,
+    pub campaigns: HashMap<CampaignCode, CampaignUse>,
+    /// Pricing a trade again for a refund: the member conditions held when it was first priced
+    /// (its grants prove it), and limits and budgets were already applied to what it got.
+    pub repricing: bool,
+}
+
+impl MemberContext {
+    /// The context of a refund's re-pricing.
+    pub fn repricing() -> Self {
+        Self {
+            repricing: true,
+            ..Self::default()
+        }
+    }
+
+    pub fn campaign(&self, code: &CampaignCode) -> CampaignUse {
+        self.campaigns.get(code).copied().unwrap_or_default()
+    }
+}
+
+/// What a member (and everyone, for `budget_used`) already got from one campaign.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CampaignUse {
+    /// The member's trades sold in the campaign's window, before this one.
+    pub trades_in_window: u64,
+    pub points_total: i64,
+    pub points_day: i64,
+    pub points_month: i64,
+    /// Points the campaign's budget has granted, to every member.
+    pub budget_used: i64,
+}
+
+/// A priced trade: its grants, and what they take from campaign budgets.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Priced {
+    pub grants: Vec<Grant>,
+    /// (campaign, its budget, points this trade takes from it).
+    pub budget_use: Vec<(CampaignCode, i64, i64)>,
+}
