@@ -29,6 +29,43 @@ pub enum Command {
     Audit(DatabaseArg),
     /// Finance reports and queries, printed as JSON (the endpoint's `data`) or CSV.
     Report(ReportArgs),
+    /// Tools for the people who write rules: check, explain, backtest.
+    #[command(subcommand)]
+    Rules(RulesCommand),
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum RulesCommand {
+    /// Parse and lint a rules folder and run its [[test]] receipts; exit 1 on an error or a
+    /// failing test. Warnings (past windows, impossible or shadowed campaigns) do not fail.
+    Check {
+        /// The rules folder.
+        #[arg(default_value = "rules/")]
+        dir: PathBuf,
+    },
+    /// The grants a trade (a trade-create JSON body) would get, and for each campaign why it
+    /// matched or which condition failed. Priced as a member's first trade.
+    Explain {
+        /// A file with a trade-create request body.
+        trade: PathBuf,
+        #[arg(long, env = "POINT_ENGINE_RULES", default_value = "rules/")]
+        rules: PathBuf,
+    },
+    /// Replay the ledger's trades under a draft rules folder, writing nothing, and report per
+    /// campaign what the draft would grant against what the live rules granted.
+    Backtest {
+        /// The draft rules folder.
+        #[arg(long)]
+        rules: PathBuf,
+        /// RFC 3339 start of the sales period, included (default: the first trade).
+        #[arg(long)]
+        from: Option<String>,
+        /// RFC 3339 end, excluded (default: now).
+        #[arg(long)]
+        to: Option<String>,
+        #[command(flatten)]
+        db: DatabaseArg,
+    },
 }
 
 #[derive(Debug, Clone, Args)]
@@ -134,6 +171,13 @@ pub struct ServeArgs {
     /// Seconds between runs of the expiry task in the server (0: no task).
     #[arg(long, env = "POINT_ENGINE_EXPIRE_INTERVAL_S", default_value_t = 60)]
     pub expire_interval_s: u32,
+    /// Milliseconds between looks at the rules folder for changes (0: only on SIGHUP).
+    #[arg(
+        long,
+        env = "POINT_ENGINE_RULES_RELOAD_INTERVAL_MS",
+        default_value_t = 1000
+    )]
+    pub rules_reload_interval_ms: u32,
     #[command(flatten)]
     pub finance: FinanceArgs,
 }
@@ -178,6 +222,7 @@ pub struct Settings {
     pub pool_size: u32,
     pub clock_skew_s_max: u32,
     pub expire_interval_s: u32,
+    pub rules_reload_interval_ms: u32,
     pub body_bytes_max: usize,
     pub refund_shortfall_policy: ShortfallPolicy,
     pub point_cost: Option<Decimal>,
@@ -199,6 +244,7 @@ impl Settings {
             pool_size: args.pool_size,
             clock_skew_s_max: args.clock_skew_s_max,
             expire_interval_s: args.expire_interval_s,
+            rules_reload_interval_ms: args.rules_reload_interval_ms,
             body_bytes_max: Self::BODY_BYTES_MAX,
             refund_shortfall_policy: args.finance.refund_shortfall_policy,
             point_cost: args.finance.point_cost,

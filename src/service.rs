@@ -157,6 +157,19 @@ pub fn create_trade(
     }
 }
 
+/// Prices a trade as trade-create would, against the member's real history, and explains
+/// every campaign. Writes nothing.
+pub fn simulate_trade(
+    pool: &Pool,
+    rules: &Ruleset,
+    trade: &Trade,
+) -> Result<(crate::domain::Priced, crate::rules::engine::Explanation), ServiceError> {
+    let needs = rules.needs(trade)?;
+    let mut conn = pool.get()?;
+    let ctx = ledger::read_member_context(&mut conn, &trade.vip_accountno, &needs)?;
+    Ok(rules.explain(trade, &ctx)?)
+}
+
 /// Tries a trade gets when other writers keep winning races (a duplicate from another
 /// instance, a budget spent in between).
 const POST_ATTEMPTS_MAX: usize = 5;
@@ -238,4 +251,52 @@ pub fn movements_report(
         &rules.program.time_zone,
         now,
     )?)
+}
+
+/// A draft ruleset replayed over the ledger's real trades.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BacktestReport {
+    pub from: String,
+    pub to: String,
+    pub draft_version: String,
+    pub trades: u64,
+    pub campaigns: Vec<crate::rules::backtest::CampaignReplay>,
+}
+
+/// Trades read per batch while replaying.
+const BACKTEST_BATCH: i64 = 5_000;
+
+/// Replays the trades sold in `[from, to)` under `draft`, in sales order, writing nothing;
+/// `progress(done, total)` is called after each batch.
+pub fn backtest(
+    pool: &Pool,
+    draft: &Ruleset,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<BacktestReport, ServiceError> {
+    let mut conn = pool.get()?;
+    let total = ledger::history::count_trades_sold(&mut conn, from, to)? as u64;
+    let mut replay = crate::rules::backtest::Backtest::new(draft);
+    let mut cursor = None;
+    loop {
+        let (batch, next) =
+            ledger::history::trades_for_replay(&mut conn, from, to, cursor, BACKTEST_BATCH)?;
+        for item in &batch {
+            replay.feed(&item.trade, &item.live)?;
+        }
+        progress(replay.trades, total);
+        if (batch.len() as i64) < BACKTEST_BATCH {
+            break;
+        }
+        cursor = next;
+    }
+    let time = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    Ok(BacktestReport {
+        from: time(from),
+        to: time(to),
+        draft_version: draft.version.clone(),
+        trades: replay.trades,
+        campaigns: replay.finish(),
+    })
 }

@@ -1,10 +1,11 @@
 //! Building and running the server. `Application::build` binds its own listener, so tests can
 //! start the real server on port 0.
 
-use crate::config::{Cli, Command, Report, ReportArgs, Settings};
+use crate::config::{Cli, Command, Report, ReportArgs, RulesCommand, Settings};
 use crate::domain::ShortfallPolicy;
 use crate::ledger::{self, Pool};
-use crate::rules::{self, Ruleset};
+use crate::rules::live::{folder_stamp, Reloaded};
+use crate::rules::{self, LiveRules};
 use actix_web::dev::Server;
 use actix_web::{web, App, HttpServer};
 use rust_decimal::Decimal;
@@ -15,7 +16,8 @@ use std::time::Duration;
 /// What every request handler can reach.
 pub struct AppState {
     pub pool: Pool,
-    pub rules: Arc<Ruleset>,
+    /// The ruleset serving now; swapped whole when the rules folder changes.
+    pub rules: Arc<LiveRules>,
     pub clock_skew_s_max: u32,
     pub refund_shortfall_policy: ShortfallPolicy,
     pub point_cost: Option<Decimal>,
@@ -49,6 +51,7 @@ pub struct Application {
 
 impl Application {
     pub fn build(settings: &Settings) -> Result<Self, StartupError> {
+        let stamp = folder_stamp(&settings.rules_dir);
         let sources = rules::read_dir(&settings.rules_dir)?;
         let ruleset = rules::from_sources(&sources)?;
         log::info!(
@@ -73,9 +76,17 @@ impl Application {
                 Duration::from_secs(u64::from(settings.expire_interval_s)),
             );
         }
+        let live = Arc::new(LiveRules::new(settings.rules_dir.clone(), ruleset, stamp));
+        if settings.rules_reload_interval_ms > 0 {
+            spawn_rules_watch(
+                live.clone(),
+                pool.clone(),
+                Duration::from_millis(u64::from(settings.rules_reload_interval_ms)),
+            );
+        }
         let state = web::Data::new(AppState {
             pool,
-            rules: Arc::new(ruleset),
+            rules: live,
             clock_skew_s_max: settings.clock_skew_s_max,
             refund_shortfall_policy: settings.refund_shortfall_policy,
             point_cost: settings.point_cost,
@@ -128,6 +139,49 @@ fn spawn_expiry_task(pool: Pool, interval: Duration) {
     });
 }
 
+/// Reloads the rules when a file in the folder changes (polled every `interval`) and on SIGHUP.
+/// The new set is compiled aside, stored in the ledger by version, then swapped in; a broken
+/// set is logged with its errors and the old one keeps serving.
+fn spawn_rules_watch(live: Arc<LiveRules>, pool: Pool, interval: Duration) {
+    let reload = move |live: Arc<LiveRules>, pool: Pool, why: &'static str| async move {
+        let outcome = web::block(move || {
+            live.reload(|rules, sources| crate::service::save_ruleset(&pool, rules, sources))
+        })
+        .await;
+        match outcome {
+            Ok(Ok(Reloaded::Swapped { version, campaigns })) => {
+                log::info!("rules {version} loaded ({why}): {campaigns} campaigns")
+            }
+            Ok(Ok(Reloaded::Unchanged)) => {}
+            Ok(Err(errors)) => {
+                log::error!("rules not reloaded ({why}); the running set keeps serving:\n{errors}")
+            }
+            Err(e) => log::error!("rules not reloaded ({why}): {e}"),
+        }
+    };
+    let (watch_live, watch_pool) = (live.clone(), pool.clone());
+    actix_web::rt::spawn(async move {
+        let mut ticks = actix_web::rt::time::interval(interval);
+        loop {
+            ticks.tick().await;
+            if watch_live.changed() {
+                reload(watch_live.clone(), watch_pool.clone(), "the folder changed").await;
+            }
+        }
+    });
+    #[cfg(unix)]
+    actix_web::rt::spawn(async move {
+        use actix_web::rt::signal::unix::{signal, SignalKind};
+        let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+            log::warn!("SIGHUP cannot be watched: rules reload on file changes only");
+            return;
+        };
+        while hangups.recv().await.is_some() {
+            reload(live.clone(), pool.clone(), "SIGHUP").await;
+        }
+    });
+}
+
 /// Runs what the command line asks for.
 pub fn run_cli(cli: Cli) -> Result<(), StartupError> {
     match cli.command {
@@ -168,6 +222,7 @@ pub fn run_cli(cli: Cli) -> Result<(), StartupError> {
             Ok(())
         }
         Command::Report(args) => run_report(args),
+        Command::Rules(command) => run_rules(command),
         Command::Audit(db) => {
             let url = db.url().map_err(StartupError::Config)?;
             let report = crate::service::audit(&ledger::connect(&url, 1)?)?;
@@ -270,4 +325,101 @@ fn run_report(args: ReportArgs) -> Result<(), StartupError> {
         }
     }
     Ok(())
+}
+
+/// `point-engine rules ...`.
+fn run_rules(command: RulesCommand) -> Result<(), StartupError> {
+    let config = StartupError::Config;
+    match command {
+        RulesCommand::Check { dir } => {
+            let rules = rules::load_dir(&dir)?;
+            for warning in rules.lint(chrono::Utc::now()) {
+                println!("warning: {warning}");
+            }
+            let failures = rules.run_tests();
+            for failure in &failures {
+                println!("FAILED: {failure}");
+            }
+            if !failures.is_empty() {
+                return Err(config(format!(
+                    "{} of {} rule tests failed",
+                    failures.len(),
+                    rules.tests.len()
+                )));
+            }
+            println!(
+                "ok: rules {} in {}: {} campaigns, {} objectives, {} tests passed",
+                rules.version,
+                dir.display(),
+                rules.campaigns.len(),
+                rules.objectives.len(),
+                rules.tests.len()
+            );
+            Ok(())
+        }
+        RulesCommand::Explain { trade, rules: dir } => {
+            let rules = rules::load_dir(&dir)?;
+            let text = std::fs::read_to_string(&trade)
+                .map_err(|e| config(format!("{}: {e}", trade.display())))?;
+            let request: crate::http::trade_create::TradeCreateRequest =
+                serde_json::from_str(&text).map_err(|e| {
+                    config(format!("{}: not a trade-create body: {e}", trade.display()))
+                })?;
+            let trade = request
+                .into_trade(chrono::Utc::now(), u32::MAX)
+                .map_err(|e| config(e.to_string()))?;
+            let (priced, explanation) = rules
+                .explain(&trade, &crate::domain::MemberContext::default())
+                .map_err(|e| config(e.to_string()))?;
+            print_json(&serde_json::json!({
+                "ruleset_version": rules.version,
+                "total_point": priced.grants.iter().map(|g| g.points.value()).sum::<i64>(),
+                "detail": priced.grants.iter().map(crate::http::trade_create::GrantDetail::from).collect::<Vec<_>>(),
+                "e_point": explanation.e_points,
+                "spend_base": explanation.spend_base,
+                "campaigns": explanation.campaigns,
+            }));
+            Ok(())
+        }
+        RulesCommand::Backtest {
+            rules: dir,
+            from,
+            to,
+            db,
+        } => {
+            let draft = rules::load_dir(&dir)?;
+            let url = db.url().map_err(config)?;
+            let pool = ledger::connect(&url, 1)?;
+            let now = chrono::Utc::now();
+            let from = match from {
+                Some(raw) => cli_instant("from", &raw)?,
+                None => chrono::DateTime::<chrono::Utc>::UNIX_EPOCH,
+            };
+            let to = match to {
+                Some(raw) => cli_instant("to", &raw)?,
+                None => now,
+            };
+            if from > to {
+                return Err(config("--from is after --to".into()));
+            }
+            let started = std::time::Instant::now();
+            let mut progress = |done: u64, total: u64| {
+                let width = 40;
+                let filled = (done * width)
+                    .checked_div(total)
+                    .unwrap_or(width)
+                    .min(width);
+                eprint!(
+                    "\rbacktest [{}{}] {done}/{total} trades, {:.1} s",
+                    "#".repeat(filled as usize),
+                    " ".repeat((width - filled) as usize),
+                    started.elapsed().as_secs_f64()
+                );
+            };
+            let report = crate::service::backtest(&pool, &draft, from, to, &mut progress)?;
+            eprintln!();
+            print_json(&report);
+            Ok(())
+        }
+    }
 }

@@ -7,6 +7,7 @@ pub mod fields;
 pub mod health;
 pub mod history;
 pub mod report;
+pub mod rules;
 pub mod trade_create;
 pub mod trade_refund;
 
@@ -25,6 +26,8 @@ pub fn routes(cfg: &mut web::ServiceConfig, body_bytes_max: usize) {
                 )
                 .route("/trade-create", web::post().to(trade_create::trade_create))
                 .route("/trade-refund", web::post().to(trade_refund::trade_refund))
+                .route("/trade-simulate", web::post().to(rules::trade_simulate))
+                .route("/rules", web::get().to(rules::rules))
                 .route(
                     "/members/{vip_accountno}/balance",
                     web::get().to(balance::balance),

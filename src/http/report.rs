@@ -91,7 +91,13 @@ pub async fn liability(
     parsed("as_of", check_period(as_of, as_of, now).map_err(|e| e.1))?;
     let as_csv = wants_csv(&req, query.format.as_deref())?;
     let report = web::block(move || {
-        service::liability_report(&state.pool, &state.rules, as_of, now, state.point_cost)
+        service::liability_report(
+            &state.pool,
+            &state.rules.current(),
+            as_of,
+            now,
+            state.point_cost,
+        )
     })
     .await??;
     Ok(if as_csv {
@@ -121,9 +127,10 @@ pub async fn movements(
     check_period(from, to, now).map_err(|(field, problem)| FieldError { field, problem })?;
     let by = parsed("by", GroupBy::parse(query.by.as_deref().unwrap_or("day")))?;
     let as_csv = wants_csv(&req, query.format.as_deref())?;
-    let report =
-        web::block(move || service::movements_report(&state.pool, &state.rules, from, to, by, now))
-            .await??;
+    let report = web::block(move || {
+        service::movements_report(&state.pool, &state.rules.current(), from, to, by, now)
+    })
+    .await??;
     Ok(if as_csv {
         csv(report.to_csv())
     } else {

@@ -177,7 +177,7 @@ pub async fn trade_refund(
     let refunded = web::block(move || {
         service::refund_trade(
             &state.pool,
-            &state.rules,
+            &state.rules.current(),
             &refund,
             state.refund_shortfall_policy,
             now,

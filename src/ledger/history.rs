@@ -132,3 +132,69 @@ pub fn trade_detail(conn: &mut Conn, number: &str) -> Result<Option<TradeDetail>
         refunds,
     }))
 }
+
+/// A recorded trade as the rules see it, with what the live rules granted it.
+#[derive(Debug, Clone)]
+pub struct ReplayTrade {
+    pub trade: crate::domain::Trade,
+    /// (campaign code, `""` for E; points) of each grant.
+    pub live: Vec<(String, i64)>,
+}
+
+/// Where a replay has got to: the last trade's (sales instant in ms, id).
+pub type ReplayCursor = (i64, i64);
+
+/// How many trades were sold in `[from, to)`.
+pub fn count_trades_sold(
+    conn: &mut Conn,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<i64, PostError> {
+    Ok(repo::count_trades_sold(
+        conn,
+        from.timestamp_millis(),
+        to.timestamp_millis(),
+    )?)
+}
+
+/// The next `limit` trades sold in `[from, to)` after `after`, in sales order, rebuilt as
+/// domain trades (lines included) with their live grants; and the cursor to go on from.
+pub fn trades_for_replay(
+    conn: &mut Conn,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    after: Option<ReplayCursor>,
+    limit: i64,
+) -> Result<(Vec<ReplayTrade>, Option<ReplayCursor>), PostError> {
+    let rows = repo::trades_sold_page(
+        conn,
+        from.timestamp_millis(),
+        to.timestamp_millis(),
+        after,
+        limit,
+    )?;
+    let ids: Vec<i64> = rows.iter().map(|(t, _, _)| t.id).collect();
+    let mut lines: HashMap<i64, Vec<super::models::TradeLineRow>> = HashMap::new();
+    for line in repo::trade_lines_of(conn, &ids)? {
+        lines.entry(line.trade_id).or_default().push(line);
+    }
+    let mut live: HashMap<i64, Vec<(String, i64)>> = HashMap::new();
+    for (trade_id, code, points) in repo::grants_of_trades(conn, &ids)? {
+        live.entry(trade_id).or_default().push((code, points));
+    }
+    let cursor = rows.last().map(|(t, _, at)| (*at, t.id));
+    let trades = rows
+        .iter()
+        .map(|(row, vip, _)| {
+            Ok(ReplayTrade {
+                trade: super::refund::trade_of_row(
+                    row,
+                    vip,
+                    lines.get(&row.id).map_or(&[][..], |l| &l[..]),
+                )?,
+                live: live.remove(&row.id).unwrap_or_default(),
+            })
+        })
+        .collect::<Result<_, PostError>>()?;
+    Ok((trades, cursor))
+}

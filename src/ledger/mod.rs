@@ -70,6 +70,16 @@ pub(crate) fn ms(instant: DateTime<Utc>) -> i64 {
     instant.timestamp_millis()
 }
 
+/// What pricing needs to know about a member, read outside any write (a simulation).
+pub fn read_member_context(
+    conn: &mut Conn,
+    vip: &VipAccountNo,
+    needs: &ContextNeeds,
+) -> Result<MemberContext, PostError> {
+    let member_id = repo::find_member_id(conn, vip.as_str())?;
+    member_context(conn, member_id, needs)
+}
+
 /// Reads what pricing needs to know about a member (`None`: a member not seen before) inside
 /// the trade's transaction, after the member's row is locked.
 fn member_context(

@@ -452,3 +452,55 @@ pub fn take_from_budget(
         .execute(conn)?;
     Ok(true)
 }
+
+/// Trades sold in `[from_ms, to_ms)` after the cursor `(sales_at_ms, id)`, in sales order, each
+/// with its member's account number and its sales instant.
+pub fn trades_sold_page(
+    conn: &mut Conn,
+    from_ms: i64,
+    to_ms: i64,
+    after: Option<(i64, i64)>,
+    limit: i64,
+) -> Result<Vec<(TradeDetailRow, String, i64)>, Error> {
+    let mut query = trades::table
+        .inner_join(members::table)
+        .filter(trades::sales_at_ms.ge(from_ms))
+        .filter(trades::sales_at_ms.lt(to_ms))
+        .into_boxed();
+    if let Some((at, id)) = after {
+        query = query.filter(
+            trades::sales_at_ms
+                .gt(at)
+                .or(trades::sales_at_ms.eq(at).and(trades::id.gt(id))),
+        );
+    }
+    query
+        .order((trades::sales_at_ms.asc(), trades::id.asc()))
+        .limit(limit)
+        .select((
+            TradeDetailRow::as_select(),
+            members::vip_accountno,
+            trades::sales_at_ms,
+        ))
+        .load(conn)
+}
+
+pub fn count_trades_sold(conn: &mut Conn, from_ms: i64, to_ms: i64) -> Result<i64, Error> {
+    trades::table
+        .filter(trades::sales_at_ms.ge(from_ms))
+        .filter(trades::sales_at_ms.lt(to_ms))
+        .count()
+        .get_result(conn)
+}
+
+/// (trade_id, campaign_code, points) of the lots of the given trades.
+pub fn grants_of_trades(
+    conn: &mut Conn,
+    trade_ids: &[i64],
+) -> Result<Vec<(i64, String, i64)>, Error> {
+    lots::table
+        .filter(lots::trade_id.eq_any(trade_ids))
+        .order(lots::id.asc())
+        .select((lots::trade_id, lots::campaign_code, lots::points))
+        .load(conn)
+}

@@ -1,12 +1,16 @@
 //! The rules engine: raw TOML (`raw`) → validated, compiled ruleset (`compile`) → pure
 //! evaluation of a trade (`engine`). Loading reads files once; evaluating never does I/O.
 
+pub mod backtest;
 mod compile;
 pub mod engine;
+mod lint;
+pub mod live;
 mod raw;
 
 pub use compile::{LoadError, Problem};
 pub use engine::{Award, Campaign, EarnBase, EvaluateError, Program, Rounding, Ruleset};
+pub use live::LiveRules;
 
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};

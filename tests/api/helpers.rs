@@ -228,6 +228,7 @@ pub fn test_settings(rules: &Path, db: &TestDb) -> Settings {
         pool_size: 8,
         clock_skew_s_max: 300,
         expire_interval_s: 0,
+        rules_reload_interval_ms: 0,
         body_bytes_max: Settings::BODY_BYTES_MAX,
         refund_shortfall_policy: ShortfallPolicy::RecordShortfall,
         point_cost: Some("0.005".parse().unwrap()),
@@ -304,6 +305,10 @@ impl TestApp {
             "application/json",
             &body.to_string(),
         )
+    }
+
+    pub fn post_to_path(&self, path: &str, body: &Value) -> (u16, Value) {
+        self.post_to(path, "application/json", &body.to_string())
     }
 
     fn post_to(&self, path: &str, content_type: &str, body: &str) -> (u16, Value) {

@@ -10,6 +10,7 @@ mod history;
 mod instances;
 mod refund;
 mod report;
+mod rules;
 mod service;
 mod startup;
 mod trade_create;

@@ -1,0 +1,147 @@
+//! Warnings for `rules check`: campaigns that load but cannot do what their author meant.
+
+use super::engine::{Award, Campaign, Glob, Ruleset};
+use chrono::{DateTime, Utc};
+
+impl Campaign {
+    /// No condition beyond its window and stores: it matches every trade there.
+    fn matches_everything_in_its_stores(&self) -> bool {
+        self.payment_methods.is_empty()
+            && self.currencies.is_empty()
+            && self.days_of_week == 0
+            && self.hours.is_empty()
+            && self.min_spend.is_zero()
+            && self.max_spend.is_none()
+            && self.skus.is_empty()
+            && !self.first_trade
+            && self.nth_trade.is_none()
+    }
+
+    /// Every store `other` can match, this campaign matches too.
+    fn covers_stores_of(&self, other: &Campaign) -> bool {
+        self.stores.is_empty()
+            || (!other.stores.is_empty()
+                && other
+                    .stores
+                    .iter()
+                    .all(|p| self.stores.iter().any(|q| q == p || q == &Glob::new("*"))))
+    }
+}
+
+impl Ruleset {
+    /// One line per warning, each starting with the campaign's `file:line`.
+    pub fn lint(&self, now: DateTime<Utc>) -> Vec<String> {
+        let mut warnings = Vec::new();
+        for (position, campaign) in self.campaigns.iter().enumerate() {
+            let say = |what: String| {
+                format!(
+                    "{}: campaign {:?}: {what}",
+                    campaign.origin,
+                    campaign.code.as_str()
+                )
+            };
+            if campaign.ends_at <= now {
+                warnings.push(say(format!(
+                    "its window ended at {}",
+                    campaign.ends_at.to_rfc3339()
+                )));
+            }
+            if campaign.first_trade && campaign.nth_trade.is_some_and(|n| n > 1) {
+                warnings.push(say(
+                    "first_trade and nth_trade > 1 can never both hold".to_string()
+                ));
+            }
+            if let (Some(budget), Award::Fixed(points)) = (campaign.budget, &campaign.award) {
+                if points.value() > budget {
+                    warnings.push(say(format!(
+                        "its fixed award of {points} is more than its whole budget of {budget}: it grants at most {budget} once"
+                    )));
+                }
+            }
+            if campaign
+                .currencies
+                .iter()
+                .all(|c| !self.program.currency_rates.contains_key(c))
+                && !campaign.currencies.is_empty()
+            {
+                warnings.push(say("none of its currencies is accepted".to_string()));
+            }
+            let shadow = self.campaigns[..position].iter().find(|earlier| {
+                earlier.exclusive
+                    && earlier.matches_everything_in_its_stores()
+                    && earlier.starts_at <= campaign.starts_at
+                    && campaign.ends_at <= earlier.ends_at
+                    && earlier.covers_stores_of(campaign)
+            });
+            if let Some(earlier) = shadow {
+                warnings.push(say(format!(
+                    "can never apply: exclusive campaign {:?} ({}) comes first and matches every trade it could",
+                    earlier.code.as_str(),
+                    earlier.origin
+                )));
+            }
+        }
+        warnings
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::rules::{from_sources, Source};
+
+    #[test]
+    fn warnings_for_past_windows_impossible_conditions_and_shadowing() {
+        let text = r#"
+[program]
+name = "Lint"
+time_zone = "+08:00"
+base_currency = "HKD"
+rounding = "floor"
+earn = { base = "payment_amount", points = 1, per_amount = "10" }
+kdp = { policy = "never" }
+currencies = { HKD = "1" }
+
+[[campaign]]
+code = "OLD"
+starts_at = "2020-01-01T00:00:00+08:00"
+ends_at = "2021-01-01T00:00:00+08:00"
+expiry = "KDP"
+award = { fixed = 1 }
+
+[[campaign]]
+code = "ALL-MINE"
+starts_at = "2026-01-01T00:00:00+08:00"
+ends_at = "2027-01-01T00:00:00+08:00"
+priority = 10
+exclusive = true
+expiry = "KDP"
+award = { fixed = 1 }
+
+[[campaign]]
+code = "NEVER"
+starts_at = "2026-12-01T00:00:00+08:00"
+ends_at = "2027-01-01T00:00:00+08:00"
+stores = ["A*"]
+first_trade = true
+nth_trade = 2
+expiry = "KDP"
+award = { fixed = 1 }
+"#;
+        let rules = from_sources(&[Source {
+            name: "r.toml".into(),
+            text: text.into(),
+        }])
+        .unwrap();
+        let now = chrono::DateTime::parse_from_rfc3339("2026-11-24T00:00:00Z")
+            .unwrap()
+            .to_utc();
+        assert_eq!(
+            rules.lint(now),
+            vec![
+                "r.toml:27: campaign \"NEVER\": first_trade and nth_trade > 1 can never both hold",
+                "r.toml:27: campaign \"NEVER\": can never apply: exclusive campaign \"ALL-MINE\" (r.toml:18) comes first and matches every trade it could",
+                "r.toml:11: campaign \"OLD\": its window ended at 2020-12-31T16:00:00+00:00",
+            ]
+        );
+    }
+}

@@ -1,0 +1,454 @@
+use crate::helpers::*;
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+use tempfile::TempDir;
+
+fn program() -> String {
+    std::fs::read_to_string(shipped_rules().join("program.toml")).unwrap()
+}
+
+/// Campaigns that ask about the member's history and a budget, each at its own stores.
+const MEMBER_CAMPAIGNS: &str = r#"
+[[campaign]]
+code = "WELCOME"
+starts_at = "2020-01-01T00:00:00+08:00"
+ends_at = "2100-01-01T00:00:00+08:00"
+stores = ["W*"]
+first_trade = true
+expiry = "KDP"
+award = { fixed = 100 }
+
+[[campaign]]
+code = "THIRD"
+starts_at = "2020-01-01T00:00:00+08:00"
+ends_at = "2100-01-01T00:00:00+08:00"
+stores = ["N*"]
+nth_trade = 3
+expiry = "KDP"
+award = { fixed = 50 }
+
+[[campaign]]
+code = "DAILY"
+starts_at = "2020-01-01T00:00:00+08:00"
+ends_at = "2100-01-01T00:00:00+08:00"
+stores = ["L*"]
+member_limit = { per_day = 150 }
+expiry = "KDP"
+award = { fixed = 100 }
+
+[[campaign]]
+code = "BUDGET"
+starts_at = "2020-01-01T00:00:00+08:00"
+ends_at = "2100-01-01T00:00:00+08:00"
+stores = ["B*"]
+budget = 1000
+expiry = "KDP"
+award = { fixed = 100 }
+"#;
+
+fn double(factor: &str) -> String {
+    format!(
+        r#"
+[[campaign]]
+code = "DOUBLE"
+starts_at = "2020-01-01T00:00:00+08:00"
+ends_at = "2100-01-01T00:00:00+08:00"
+stores = ["D*"]
+expiry = "KDP"
+award = {{ multiplier_of_e = "{factor}" }}
+"#
+    )
+}
+
+fn at_store(no: &str, vip: &str, store: &str) -> Value {
+    let mut body = trade(no, vip, &hours_ago(1));
+    body["store_code"] = json!(store);
+    body
+}
+
+/// The points of each grant campaign in an answer, e.g. [("", 100), ("WELCOME", 100)].
+fn grants(answer: &Value) -> Vec<(String, i64)> {
+    answer["data"]["detail"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| {
+            (
+                g["campaign_code"].as_str().unwrap().to_string(),
+                g["point"].as_i64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn e_and(code: &str, points: i64) -> Vec<(String, i64)> {
+    vec![("".to_string(), 100), (code.to_string(), points)]
+}
+
+fn member_conditions_read_the_members_real_history() {
+    let rules = rules_dir(&[("program.toml", &program()), ("c.toml", MEMBER_CAMPAIGNS)]);
+    let app = spawn_app_with_rules(rules.path());
+    // First trade: WELCOME; the second is not the first.
+    let (_, first) = app.post_trade(&at_store("W1", "M1", "W01"));
+    assert_eq!(grants(&first), e_and("WELCOME", 100));
+    let (_, second) = app.post_trade(&at_store("W2", "M1", "W01"));
+    assert_eq!(grants(&second), e_and("", 0)[..1].to_vec());
+    // M1's third trade in THIRD's window (any store counts).
+    let (_, third) = app.post_trade(&at_store("N3", "M1", "N01"));
+    assert_eq!(grants(&third), e_and("THIRD", 50));
+    let (_, fourth) = app.post_trade(&at_store("N4", "M1", "N01"));
+    assert_eq!(grants(&fourth).len(), 1);
+    // DAILY gives 100, then the 50 left of today's 150, then nothing.
+    let mut daily = Vec::new();
+    for i in 0..3 {
+        let (_, answer) = app.post_trade(&at_store(&format!("L{i}"), "M2", "L01"));
+        daily.push(grants(&answer));
+    }
+    assert_eq!(
+        daily,
+        vec![
+            e_and("DAILY", 100),
+            e_and("DAILY", 50),
+            vec![("".to_string(), 100)]
+        ]
+    );
+    app.assert_ledger_consistent();
+}
+
+fn a_budget_is_never_overspent_under_concurrent_trades() {
+    let rules = rules_dir(&[("program.toml", &program()), ("c.toml", MEMBER_CAMPAIGNS)]);
+    let app = std::sync::Arc::new(spawn_app_with_rules(rules.path()));
+    // 30 members at once, 100 points each from a budget of 1,000: exactly 10 get them.
+    let answers: Vec<(u16, Value)> = (0..30)
+        .map(|i| {
+            let app = app.clone();
+            std::thread::spawn(move || {
+                app.post_trade(&at_store(&format!("B{i}"), &format!("MB{i}"), "B01"))
+            })
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|h| h.join().unwrap())
+        .collect();
+    assert!(answers.iter().all(|a| a.0 == 200), "{answers:?}");
+    let budget_points: i64 = answers
+        .iter()
+        .flat_map(|a| grants(&a.1))
+        .filter(|(code, _)| code == "BUDGET")
+        .map(|(_, p)| p)
+        .sum();
+    assert_eq!(budget_points, 1000);
+    let used: i64 = {
+        use diesel::prelude::*;
+        use point_engine::ledger::schema::campaign_budgets;
+        campaign_budgets::table
+            .select(campaign_budgets::used)
+            .first(&mut app.conn())
+            .unwrap()
+    };
+    assert_eq!(used, 1000);
+    app.assert_ledger_consistent();
+}
+
+fn simulate_explains_and_writes_nothing() {
+    let rules = rules_dir(&[("program.toml", &program()), ("c.toml", MEMBER_CAMPAIGNS)]);
+    let app = spawn_app_with_rules(rules.path());
+    let body = at_store("S1", "M1", "W01");
+    let (status, answer) = app.post_to_path("/v1/point-engine/trade-simulate", &body);
+    assert_eq!(status, 200, "{answer}");
+    let data = &answer["data"];
+    assert_eq!(data["total_point"], json!(200));
+    assert_eq!(data["e_point"], json!(100));
+    assert_eq!(data["spend_base"], json!("1000"));
+    let outcome = |code: &str| {
+        data["campaigns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["campaign_code"] == code)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(
+        outcome("WELCOME"),
+        json!({"campaign_code": "WELCOME", "outcome": "granted", "points": 100, "reason": "every condition holds"})
+    );
+    assert_eq!(
+        outcome("BUDGET"),
+        json!({"campaign_code": "BUDGET", "outcome": "not_matched", "points": 0,
+               "reason": "store W01 matches none of [\"B*\"]"})
+    );
+    assert_eq!(app.counts(), (0, 0, 0, 0));
+    // After a real trade, the member's history changes the simulation.
+    assert_eq!(app.post_trade(&at_store("T1", "M1", "W01")).0, 200);
+    let (_, again) = app.post_to_path("/v1/point-engine/trade-simulate", &body);
+    assert_eq!(again["data"]["total_point"], json!(100));
+    let welcome = again["data"]["campaigns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["campaign_code"] == "WELCOME")
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        welcome["reason"],
+        json!("not the member's first trade (1 before)")
+    );
+}
+
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn reloading_app(rules: &TempDir) -> (TestApp, TestDb) {
+    let db = TestDb::new();
+    let mut settings = test_settings(rules.path(), &db);
+    settings.rules_reload_interval_ms = 20;
+    (spawn_app_with_settings(settings), db)
+}
+
+fn the_server_reloads_changed_rules_and_keeps_serving_through_broken_ones() {
+    let rules = rules_dir(&[("program.toml", &program()), ("c.toml", &double("2"))]);
+    let (app, _db) = reloading_app(&rules);
+    let version = |app: &TestApp| app.get("/v1/point-engine/rules").1["data"]["version"].clone();
+    let v1 = version(&app);
+    let (_, before) = app.post_trade(&at_store("R1", "M1", "D01"));
+    assert_eq!(before["data"]["total_point"], json!(300));
+
+    // A good change is picked up and shown.
+    std::fs::write(rules.path().join("c.toml"), double("3")).unwrap();
+    wait_for("the new rules", || version(&app) != v1);
+    let (_, rules_now) = app.get("/v1/point-engine/rules");
+    assert_eq!(rules_now["data"]["campaigns"][0]["award"], json!("3 x E"));
+    assert_eq!(rules_now["data"]["last_reload_error"], Value::Null);
+    let (_, after) = app.post_trade(&at_store("R2", "M1", "D01"));
+    assert_eq!(after["data"]["total_point"], json!(400));
+    let v2 = version(&app);
+
+    // A broken change is logged and shown; the running set keeps serving.
+    std::fs::write(rules.path().join("c.toml"), "[[campaign]]\ncode = 5\n").unwrap();
+    wait_for("the reload error", || {
+        !app.get("/v1/point-engine/rules").1["data"]["last_reload_error"].is_null()
+    });
+    let (_, broken) = app.get("/v1/point-engine/rules");
+    assert_eq!(broken["data"]["version"], v2);
+    assert!(
+        broken["data"]["last_reload_error"]
+            .as_str()
+            .unwrap()
+            .contains("c.toml:2:8: invalid type: integer `5`, expected a string"),
+        "{broken}"
+    );
+    let (_, still) = app.post_trade(&at_store("R3", "M1", "D01"));
+    assert_eq!(still["data"]["total_point"], json!(400));
+    // Every version that priced a trade is kept, for refunds.
+    assert_eq!(
+        {
+            use diesel::prelude::*;
+            use point_engine::ledger::schema::rulesets;
+            rulesets::table
+                .count()
+                .get_result::<i64>(&mut app.conn())
+                .unwrap()
+        },
+        2
+    );
+}
+
+fn trades_during_reloads_are_priced_whole_by_one_version() {
+    let rules = rules_dir(&[("program.toml", &program()), ("c.toml", &double("2"))]);
+    let (app, _db) = reloading_app(&rules);
+    let app = std::sync::Arc::new(app);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let (app, stop) = (app.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut answers = Vec::new();
+                let mut i = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let (status, answer) =
+                        app.post_trade(&at_store(&format!("L{w}-{i}"), &format!("M{w}"), "D01"));
+                    answers.push((status, answer["data"]["total_point"].as_i64()));
+                    i += 1;
+                }
+                answers
+            })
+        })
+        .collect();
+    for factor in ["3", "2", "3", "2"] {
+        std::thread::sleep(Duration::from_millis(150));
+        std::fs::write(rules.path().join("c.toml"), double(factor)).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(150));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let answers: Vec<(u16, Option<i64>)> = writers
+        .into_iter()
+        .flat_map(|w| w.join().unwrap())
+        .collect();
+    assert!(answers.len() > 8, "{answers:?}");
+    // Each trade is priced by one version: x2 (300) or x3 (400), never a mix.
+    assert!(
+        answers
+            .iter()
+            .all(|a| a.0 == 200 && matches!(a.1, Some(300) | Some(400))),
+        "{answers:?}"
+    );
+    assert!(answers.iter().any(|a| a.1 == Some(400)));
+    app.assert_ledger_consistent();
+}
+
+/// Trades at D, N and X stores with amounts the test knows; live rules DOUBLE x2.
+fn backtest_history(app: &TestApp) -> Vec<(String, i64)> {
+    let mut sent = Vec::new();
+    for i in 0..40i64 {
+        let store = ["D01", "D02", "X01"][(i % 3) as usize];
+        let amount = 100 + 37 * i;
+        let mut body = at_store(&format!("H{i}"), &format!("M{}", i % 7), store);
+        body["total_amount"] = json!(amount.to_string());
+        body["payment_amount"] = json!(amount.to_string());
+        assert_eq!(app.post_trade(&body).0, 200);
+        sent.push((store.to_string(), amount));
+    }
+    sent
+}
+
+fn a_backtest_replays_history_under_a_draft_and_writes_nothing() {
+    let live = rules_dir(&[("program.toml", &program()), ("c.toml", &double("2"))]);
+    let app = spawn_app_with_rules(live.path());
+    let sent = backtest_history(&app);
+    let counts = app.counts();
+    // The draft triples DOUBLE and adds a budget of 500 at D stores, 40 points a trade.
+    let draft_campaigns = format!(
+        "{}\n[[campaign]]\ncode = \"CAPPED\"\nstarts_at = \"2020-01-01T00:00:00+08:00\"\n\
+         ends_at = \"2100-01-01T00:00:00+08:00\"\nstores = [\"D*\"]\nbudget = 500\n\
+         expiry = \"KDP\"\naward = {{ fixed = 40 }}\n",
+        double("3")
+    );
+    let draft = rules_dir(&[("program.toml", &program()), ("c.toml", &draft_campaigns)]);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_point-engine"))
+        .args(["rules", "backtest", "--rules"])
+        .arg(draft.path())
+        .arg("--database")
+        .arg(&app.database)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("40/40 trades"));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+
+    // The right answer, from the amounts alone.
+    let e = |amount: i64| amount / 10;
+    let e_total: i64 = sent.iter().map(|(_, a)| e(*a)).sum();
+    let d: Vec<i64> = sent
+        .iter()
+        .filter(|(s, _)| s.starts_with('D'))
+        .map(|(_, a)| e(*a))
+        .collect();
+    let d_e: i64 = d.iter().sum();
+    assert_eq!(report["trades"], json!(40));
+    assert_eq!(
+        report["campaigns"],
+        json!([
+            {"campaign_code": "", "trades_matched": 40, "points": e_total, "budget_used": 0,
+             "live_points": e_total, "difference": 0},
+            {"campaign_code": "CAPPED", "trades_matched": 13, "points": 500, "budget_used": 500,
+             "live_points": 0, "difference": 500},
+            {"campaign_code": "DOUBLE", "trades_matched": d.len(), "points": 3 * d_e, "budget_used": 0,
+             "live_points": 2 * d_e, "difference": d_e},
+        ])
+    );
+    assert_eq!(app.counts(), counts, "a backtest writes nothing");
+}
+
+fn rules_check_and_explain_from_the_command_line() {
+    let run = |args: &[&std::ffi::OsStr]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_point-engine"))
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8(out.stdout).unwrap(),
+            String::from_utf8(out.stderr).unwrap(),
+        )
+    };
+    let test = "\n[[test]]\nname = \"D earns double\"\ntrade = { store_code = \"D01\", payment_amount = \"1000\", sales_time = \"2026-11-24T12:00:00+08:00\" }\ntotal = 300\n";
+    let good = rules_dir(&[
+        ("program.toml", &program()),
+        ("c.toml", &format!("{}{test}", double("2"))),
+    ]);
+    let (ok, stdout, _) = run(&["rules".as_ref(), "check".as_ref(), good.path().as_os_str()]);
+    assert!(ok, "{stdout}");
+    assert!(
+        stdout.contains(": 1 campaigns, 0 objectives, 1 tests passed"),
+        "{stdout}"
+    );
+
+    let failing = rules_dir(&[
+        ("program.toml", &program()),
+        ("c.toml", &format!("{}{test}", double("3"))),
+    ]);
+    let (ok, stdout, _) = run(&[
+        "rules".as_ref(),
+        "check".as_ref(),
+        failing.path().as_os_str(),
+    ]);
+    assert!(!ok);
+    assert!(
+        stdout.contains("c.toml:10: test \"D earns double\": earns 400 points, expected 300"),
+        "{stdout}"
+    );
+
+    let broken = rules_dir(&[
+        ("program.toml", &program()),
+        ("c.toml", "[[campaign]]\ncode = \"X\"\n"),
+    ]);
+    let (ok, _, stderr) = run(&[
+        "rules".as_ref(),
+        "check".as_ref(),
+        broken.path().as_os_str(),
+    ]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("c.toml:1:1: missing field `starts_at`"),
+        "{stderr}"
+    );
+
+    let trade_file = good.path().join("trade.json");
+    std::fs::write(&trade_file, at_store("E1", "M1", "D01").to_string()).unwrap();
+    let (ok, stdout, stderr) = run(&[
+        "rules".as_ref(),
+        "explain".as_ref(),
+        trade_file.as_os_str(),
+        "--rules".as_ref(),
+        good.path().as_os_str(),
+    ]);
+    assert!(ok, "{stderr}");
+    let explained: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(explained["total_point"], json!(300));
+    assert_eq!(
+        explained["campaigns"],
+        json!([{"campaign_code": "DOUBLE", "outcome": "granted", "points": 200, "reason": "every condition holds"}])
+    );
+}
+
+on_both_backends!(
+    member_conditions_read_the_members_real_history,
+    a_budget_is_never_overspent_under_concurrent_trades,
+    simulate_explains_and_writes_nothing,
+    the_server_reloads_changed_rules_and_keeps_serving_through_broken_ones,
+    trades_during_reloads_are_priced_whole_by_one_version,
+    a_backtest_replays_history_under_a_draft_and_writes_nothing,
+    rules_check_and_explain_from_the_command_line,
+);
