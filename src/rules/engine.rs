@@ -520,8 +520,8 @@ pub struct Explanation {
 /// a trade looks only at the campaigns that could apply at its store and time.
 #[derive(Debug, Clone, Default)]
 pub struct CampaignIndex {
-    /// (store prefix, month or `None` for long campaigns) → campaign positions, ascending.
-    buckets: HashMap<(String, Option<i32>), Vec<u32>>,
+    /// store prefix → (month, or `None` for long campaigns) → campaign positions, ascending.
+    buckets: HashMap<String, HashMap<Option<i32>, Vec<u32>>>,
 }
 
 /// A campaign running more months than this is indexed by store only.
@@ -533,7 +533,7 @@ fn month_index(at: DateTime<Utc>) -> i32 {
 
 impl CampaignIndex {
     pub fn build(campaigns: &[Campaign]) -> Self {
-        let mut buckets: HashMap<(String, Option<i32>), Vec<u32>> = HashMap::new();
+        let mut buckets: HashMap<String, HashMap<Option<i32>, Vec<u32>>> = HashMap::new();
         for (position, campaign) in campaigns.iter().enumerate() {
             let first = month_index(campaign.starts_at);
             let last = month_index(campaign.ends_at - Duration::milliseconds(1));
@@ -550,11 +550,9 @@ impl CampaignIndex {
             prefixes.sort();
             prefixes.dedup();
             for prefix in prefixes {
+                let by_month = buckets.entry(prefix).or_default();
                 for month in &months {
-                    buckets
-                        .entry((prefix.clone(), *month))
-                        .or_default()
-                        .push(position as u32);
+                    by_month.entry(*month).or_default().push(position as u32);
                 }
             }
         }
@@ -562,17 +560,19 @@ impl CampaignIndex {
     }
 
     /// Positions of the campaigns that could apply at this store and time, ascending.
-    fn candidates(&self, store: &[char], at: DateTime<Utc>) -> Vec<u32> {
-        let month = month_index(at);
+    fn candidates(&self, store: &str, at: DateTime<Utc>) -> Vec<u32> {
+        let month = Some(month_index(at));
         let mut found = Vec::new();
-        let mut prefix = String::new();
-        for k in 0..=store.len() {
-            if k > 0 {
-                prefix.push(store[k - 1]);
-            }
-            for key in [(prefix.clone(), Some(month)), (prefix.clone(), None)] {
-                if let Some(bucket) = self.buckets.get(&key) {
-                    found.extend_from_slice(bucket);
+        let ends = store
+            .char_indices()
+            .map(|(i, _)| i)
+            .chain(std::iter::once(store.len()));
+        for end in ends {
+            if let Some(by_month) = self.buckets.get(&store[..end]) {
+                for key in [month, None] {
+                    if let Some(bucket) = by_month.get(&key) {
+                        found.extend_from_slice(bucket);
+                    }
                 }
             }
         }
@@ -607,7 +607,7 @@ impl Ruleset {
     /// budgets. Pure: reads nothing but its arguments.
     pub fn price(&self, trade: &Trade, ctx: &MemberContext) -> Result<Priced, EvaluateError> {
         let facts = self.facts(trade)?;
-        let positions = self.index.candidates(&facts.store, facts.sales_at);
+        let positions = self.index.candidates(trade.store_code.as_str(), facts.sales_at);
         let (priced, _) = self.run(
             &facts,
             ctx,
@@ -640,7 +640,7 @@ impl Ruleset {
     pub fn needs(&self, trade: &Trade) -> Result<ContextNeeds, EvaluateError> {
         let facts = self.facts(trade)?;
         let mut needs = ContextNeeds::default();
-        for position in self.index.candidates(&facts.store, facts.sales_at) {
+        for position in self.index.candidates(trade.store_code.as_str(), facts.sales_at) {
             let campaign = &self.campaigns[position as usize];
             let asks = campaign.first_trade
                 || campaign.nth_trade.is_some()
