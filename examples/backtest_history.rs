@@ -29,22 +29,31 @@ fn main() {
     let pool = ledger::connect(&DatabaseUrl::Sqlite(path.into()), 1).unwrap();
     let mut conn = pool.get().unwrap();
     conn.batch_execute("PRAGMA synchronous = OFF").unwrap();
-    let stores = ["HC-001", "HC-002", "AP-T1-DF01", "AP-T2-0001", "DP01XXXX", "X001"];
+    let stores = [
+        "HC-001",
+        "HC-002",
+        "AP-T1-DF01",
+        "AP-T2-0001",
+        "DP01XXXX",
+        "X001",
+    ];
     let methods = ["Visa", "Master", "Cash"];
     let started = std::time::Instant::now();
     let now = chrono::Utc::now();
     for i in 0..count {
         let day = 1 + (i * 7919) % 330;
         let date = chrono::NaiveDate::from_yo_opt(2026, day as u32).unwrap();
-        let time = parse_rfc3339(&format!(
-            "{date}T{:02}:{:02}:00+08:00",
-            6 + i % 16,
-            i % 60
-        ))
-        .unwrap();
+        let time =
+            parse_rfc3339(&format!("{date}T{:02}:{:02}:00+08:00", 6 + i % 16, i % 60)).unwrap();
         let amount = Amount::from_minor(1_000 + ((i * 104_729) % 500_000) as i64).unwrap();
         let lines = if i % 4 == 0 {
-            vec![TradeLine::new(Sku::parse("TEA-OOLONG").unwrap(), "", 2 + (i % 3) as i64, amount).unwrap()]
+            vec![TradeLine::new(
+                Sku::parse("TEA-OOLONG").unwrap(),
+                "",
+                2 + (i % 3) as i64,
+                amount,
+            )
+            .unwrap()]
         } else {
             vec![]
         };
@@ -83,5 +92,8 @@ fn main() {
             eprintln!("{} trades, {:.0} s", i + 1, started.elapsed().as_secs_f64());
         }
     }
-    println!("{count} trades in {path} ({:.0} s)", started.elapsed().as_secs_f64());
+    println!(
+        "{count} trades in {path} ({:.0} s)",
+        started.elapsed().as_secs_f64()
+    );
 }

@@ -11,6 +11,7 @@
 //!   plus debts paid since under allow_negative), its positive ones are its `burn_returned`;
 //!   points are owed (a negative balance) only under allow_negative; a grant loses no more to
 //!   refunds than it was granted;
+//! - each campaign budget: what it has used is what its campaign's lots were granted;
 //! - totals: by point type, the entries sum to the lots' remaining points.
 
 use super::connection::Conn;
@@ -41,6 +42,8 @@ struct Rows {
     entries: Vec<EntryRow>,
     refunds: Vec<RefundRow>,
     lines: Vec<RefundLineRow>,
+    /// (campaign, points used) of every campaign budget: only in a whole-ledger audit.
+    budgets: Option<Vec<(String, i64)>>,
 }
 
 fn read(conn: &mut Conn, member_id: Option<i64>) -> Result<Rows, diesel::result::Error> {
@@ -60,6 +63,10 @@ fn read(conn: &mut Conn, member_id: Option<i64>) -> Result<Rows, diesel::result:
         entries: repo::all_entries(conn, member_id)?,
         refunds,
         lines,
+        budgets: match member_id {
+            None => Some(repo::all_budgets(conn)?),
+            Some(_) => None,
+        },
     })
 }
 
@@ -92,6 +99,7 @@ fn check(rows: &Rows) -> Report {
         entries,
         refunds,
         lines,
+        budgets,
     } = rows;
     let mut violations = Vec::new();
     // Per refund: (points its negative reverse entries took, points its positive ones gave).
@@ -191,6 +199,20 @@ fn check(rows: &Rows) -> Report {
         violations.push(format!(
             "burn entries of {burned} points name trade {trade_id}, which does not exist"
         ));
+    }
+    if let Some(budgets) = budgets {
+        let mut granted: HashMap<&str, i64> = HashMap::new();
+        for lot in lots.iter() {
+            *granted.entry(lot.campaign_code.as_str()).or_default() += lot.points;
+        }
+        for (code, used) in budgets {
+            let points = granted.get(code.as_str()).copied().unwrap_or(0);
+            if *used != points {
+                violations.push(format!(
+                    "budget of campaign {code}: {used} used, its lots hold {points} granted points"
+                ));
+            }
+        }
     }
     if entries_by_type != remaining_by_type {
         violations.push(format!(

@@ -504,3 +504,11 @@ pub fn grants_of_trades(
         .select((lots::trade_id, lots::campaign_code, lots::points))
         .load(conn)
 }
+
+/// (campaign, points used) of every campaign budget.
+pub fn all_budgets(conn: &mut Conn) -> Result<Vec<(String, i64)>, Error> {
+    campaign_budgets::table
+        .order(campaign_budgets::campaign_code.asc())
+        .select((campaign_budgets::campaign_code, campaign_budgets::used))
+        .load(conn)
+}

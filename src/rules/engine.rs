@@ -607,7 +607,9 @@ impl Ruleset {
     /// budgets. Pure: reads nothing but its arguments.
     pub fn price(&self, trade: &Trade, ctx: &MemberContext) -> Result<Priced, EvaluateError> {
         let facts = self.facts(trade)?;
-        let positions = self.index.candidates(trade.store_code.as_str(), facts.sales_at);
+        let positions = self
+            .index
+            .candidates(trade.store_code.as_str(), facts.sales_at);
         let (priced, _) = self.run(
             &facts,
             ctx,
@@ -640,7 +642,10 @@ impl Ruleset {
     pub fn needs(&self, trade: &Trade) -> Result<ContextNeeds, EvaluateError> {
         let facts = self.facts(trade)?;
         let mut needs = ContextNeeds::default();
-        for position in self.index.candidates(trade.store_code.as_str(), facts.sales_at) {
+        for position in self
+            .index
+            .candidates(trade.store_code.as_str(), facts.sales_at)
+        {
             let campaign = &self.campaigns[position as usize];
             let asks = campaign.first_trade
                 || campaign.nth_trade.is_some()

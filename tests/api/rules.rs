@@ -148,6 +148,15 @@ fn a_budget_is_never_overspent_under_concurrent_trades() {
     };
     assert_eq!(used, 1000);
     app.assert_ledger_consistent();
+    // The audit ties every budget to the points its campaign granted.
+    use diesel::connection::SimpleConnection;
+    app.conn()
+        .batch_execute("UPDATE campaign_budgets SET used = 900")
+        .unwrap();
+    assert_eq!(
+        point_engine::ledger::audit::check_all(&mut app.conn()).unwrap(),
+        vec!["budget of campaign BUDGET: 900 used, its lots hold 1000 granted points"]
+    );
 }
 
 fn simulate_explains_and_writes_nothing() {
