@@ -77,13 +77,13 @@ impl Application {
             );
         }
         let live = Arc::new(LiveRules::new(settings.rules_dir.clone(), ruleset, stamp));
-        if settings.rules_reload_interval_ms > 0 {
-            spawn_rules_watch(
-                live.clone(),
-                pool.clone(),
-                Duration::from_millis(u64::from(settings.rules_reload_interval_ms)),
-            );
-        }
+        spawn_rules_watch(
+            live.clone(),
+            pool.clone(),
+            Some(settings.rules_reload_interval_ms)
+                .filter(|ms| *ms > 0)
+                .map(|ms| Duration::from_millis(u64::from(ms))),
+        );
         let state = web::Data::new(AppState {
             pool,
             rules: live,
@@ -139,10 +139,11 @@ fn spawn_expiry_task(pool: Pool, interval: Duration) {
     });
 }
 
-/// Reloads the rules when a file in the folder changes (polled every `interval`) and on SIGHUP.
+/// Reloads the rules when a file in the folder changes (polled every `interval`, if any) and on
+/// SIGHUP.
 /// The new set is compiled aside, stored in the ledger by version, then swapped in; a broken
 /// set is logged with its errors and the old one keeps serving.
-fn spawn_rules_watch(live: Arc<LiveRules>, pool: Pool, interval: Duration) {
+fn spawn_rules_watch(live: Arc<LiveRules>, pool: Pool, interval: Option<Duration>) {
     let reload = move |live: Arc<LiveRules>, pool: Pool, why: &'static str| async move {
         let outcome = web::block(move || {
             live.reload(|rules, sources| crate::service::save_ruleset(&pool, rules, sources))
@@ -159,16 +160,18 @@ fn spawn_rules_watch(live: Arc<LiveRules>, pool: Pool, interval: Duration) {
             Err(e) => log::error!("rules not reloaded ({why}): {e}"),
         }
     };
-    let (watch_live, watch_pool) = (live.clone(), pool.clone());
-    actix_web::rt::spawn(async move {
-        let mut ticks = actix_web::rt::time::interval(interval);
-        loop {
-            ticks.tick().await;
-            if watch_live.changed() {
-                reload(watch_live.clone(), watch_pool.clone(), "the folder changed").await;
+    if let Some(interval) = interval {
+        let (watch_live, watch_pool) = (live.clone(), pool.clone());
+        actix_web::rt::spawn(async move {
+            let mut ticks = actix_web::rt::time::interval(interval);
+            loop {
+                ticks.tick().await;
+                if watch_live.changed() {
+                    reload(watch_live.clone(), watch_pool.clone(), "the folder changed").await;
+                }
             }
-        }
-    });
+        });
+    }
     #[cfg(unix)]
     actix_web::rt::spawn(async move {
         use actix_web::rt::signal::unix::{signal, SignalKind};

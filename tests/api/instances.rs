@@ -8,14 +8,20 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// A `point-engine serve` process of its own.
-struct Instance {
-    child: Child,
-    address: String,
+pub struct Instance {
+    pub child: Child,
+    pub address: String,
 }
 
 impl Instance {
-    /// Starts the process; `wait_ready` waits until it answers.
+    /// Starts the process on the shipped rules, running the expiry task often; `wait_ready`
+    /// waits until it answers.
     fn spawn(db: &TestDb) -> Self {
+        Self::spawn_with(db, &shipped_rules(), &["--expire-interval-s", "1"])
+    }
+
+    /// Starts the process on a rules folder, with more flags.
+    pub fn spawn_with(db: &TestDb, rules: &std::path::Path, flags: &[&str]) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -34,16 +40,9 @@ impl Instance {
             ])
             .arg(&database)
             .arg("--rules")
-            .arg(shipped_rules())
-            // Every instance runs the expiry task, often.
-            .args([
-                "--expire-interval-s",
-                "1",
-                "--pool-size",
-                "4",
-                "--workers",
-                "2",
-            ])
+            .arg(rules)
+            .args(flags)
+            .args(["--pool-size", "4", "--workers", "2"])
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .spawn()
@@ -54,7 +53,7 @@ impl Instance {
         }
     }
 
-    fn wait_ready(&mut self) {
+    pub fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         while ureq::get(&format!("{}/health", self.address))
             .call()

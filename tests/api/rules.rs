@@ -268,6 +268,41 @@ fn the_server_reloads_changed_rules_and_keeps_serving_through_broken_ones() {
     );
 }
 
+fn sighup_reloads_the_rules() {
+    let rules = rules_dir(&[("program.toml", &program()), ("c.toml", &double("2"))]);
+    let db = TestDb::new();
+    // No polling: only the signal reloads.
+    let mut server = crate::instances::Instance::spawn_with(
+        &db,
+        rules.path(),
+        &[
+            "--rules-reload-interval-ms",
+            "0",
+            "--expire-interval-s",
+            "0",
+        ],
+    );
+    server.wait_ready();
+    let version = || {
+        let body: Value = ureq::get(&format!("{}/v1/point-engine/rules", server.address))
+            .call()
+            .unwrap()
+            .into_json()
+            .unwrap();
+        body["data"]["version"].clone()
+    };
+    let v1 = version();
+    std::fs::write(rules.path().join("c.toml"), double("3")).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(version(), v1, "no reload without the signal");
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    wait_for("the reload on SIGHUP", || version() != v1);
+}
+
 fn trades_during_reloads_are_priced_whole_by_one_version() {
     let rules = rules_dir(&[("program.toml", &program()), ("c.toml", &double("2"))]);
     let (app, _db) = reloading_app(&rules);
@@ -457,6 +492,7 @@ on_both_backends!(
     a_budget_is_never_overspent_under_concurrent_trades,
     simulate_explains_and_writes_nothing,
     the_server_reloads_changed_rules_and_keeps_serving_through_broken_ones,
+    sighup_reloads_the_rules,
     trades_during_reloads_are_priced_whole_by_one_version,
     a_backtest_replays_history_under_a_draft_and_writes_nothing,
     rules_check_and_explain_from_the_command_line,
