@@ -180,6 +180,10 @@ pub struct ServeArgs {
     pub rules_reload_interval_ms: u32,
     #[command(flatten)]
     pub finance: FinanceArgs,
+    /// The systems allowed to call the adapters (POS tokens, cblink apps), a TOML file; see
+    /// `config/clients.example.toml`. Without it, the adapters refuse every call.
+    #[arg(long, env = "POINT_ENGINE_CLIENTS")]
+    pub clients: Option<PathBuf>,
 }
 
 /// Finance's settings: how refunds treat points already spent or expired, and what a point
@@ -226,6 +230,7 @@ pub struct Settings {
     pub body_bytes_max: usize,
     pub refund_shortfall_policy: ShortfallPolicy,
     pub point_cost: Option<Decimal>,
+    pub clients: crate::clients::Clients,
 }
 
 impl Settings {
@@ -248,6 +253,10 @@ impl Settings {
             body_bytes_max: Self::BODY_BYTES_MAX,
             refund_shortfall_policy: args.finance.refund_shortfall_policy,
             point_cost: args.finance.point_cost,
+            clients: match &args.clients {
+                Some(path) => crate::clients::Clients::load(path)?,
+                None => crate::clients::Clients::default(),
+            },
         })
     }
 }

@@ -3,6 +3,7 @@
 //! Dependencies point inward: `http` maps wire formats to `domain` and back, `service`
 //! orchestrates a use case over `rules` (pure) and `ledger` (the only SQL).
 
+pub mod clients;
 pub mod config;
 pub mod domain;
 pub mod error;

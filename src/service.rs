@@ -300,3 +300,56 @@ pub fn backtest(
         campaigns: replay.finish(),
     })
 }
+
+/// The member these identities lead to (created if none does), with the profile fields that
+/// arrived kept. Retries when a concurrent request creates the same member first.
+pub fn resolve_member(
+    pool: &Pool,
+    identities: &[crate::domain::Identity],
+    profile: &crate::domain::Profile,
+    now: DateTime<Utc>,
+) -> Result<VipAccountNo, ServiceError> {
+    let mut conn = pool.get()?;
+    match ledger::resolve_member(&mut conn, identities, profile, now) {
+        Err(PostError::Race) => Ok(ledger::resolve_member(&mut conn, identities, profile, now)?),
+        other => Ok(other?),
+    }
+}
+
+/// An order of another contract, as it arrived.
+#[derive(Debug, Clone)]
+pub struct OrderRecord {
+    pub source: &'static str,
+    pub external_id: String,
+    pub status: String,
+    pub updated_at: String,
+    pub body: String,
+}
+
+/// Posts a trade of another contract for the member its identities lead to: the member is
+/// resolved (or created), the trade is priced and recorded as trade-create would, and the
+/// order's state is kept.
+pub fn post_for_identities(
+    pool: &Pool,
+    rules: &Ruleset,
+    identities: &[crate::domain::Identity],
+    profile: &crate::domain::Profile,
+    mut trade: Trade,
+    order: &OrderRecord,
+    now: DateTime<Utc>,
+) -> Result<Posted, ServiceError> {
+    trade.vip_accountno = resolve_member(pool, identities, profile, now)?;
+    let posted = create_trade(pool, rules, &trade, now)?;
+    let mut conn = pool.get()?;
+    ledger::external::save(
+        &mut conn,
+        order.source,
+        &order.external_id,
+        Some(posted.trade_id),
+        &order.status,
+        &order.updated_at,
+        &order.body,
+        now,
+    )?;
+    Ok(posted)
+}

@@ -21,6 +21,8 @@ pub struct AppState {
     pub clock_skew_s_max: u32,
     pub refund_shortfall_policy: ShortfallPolicy,
     pub point_cost: Option<Decimal>,
+    /// Who may call the adapters.
+    pub clients: crate::clients::Clients,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -90,6 +92,7 @@ impl Application {
             clock_skew_s_max: settings.clock_skew_s_max,
             refund_shortfall_policy: settings.refund_shortfall_policy,
             point_cost: settings.point_cost,
+            clients: settings.clients.clone(),
         });
         let body_bytes_max = settings.body_bytes_max;
         let server = HttpServer::new(move || {

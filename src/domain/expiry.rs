@@ -62,6 +62,18 @@ impl ProgramTz {
             .expect("every calendar day has a first instant")
     }
 
+    /// A wall-clock time in this zone as an instant with its offset: `None` for a time a
+    /// daylight-saving gap skips; the earlier of two in an overlap.
+    pub fn from_local(&self, local: chrono::NaiveDateTime) -> Option<DateTime<FixedOffset>> {
+        match self {
+            Self::Fixed(tz) => tz.from_local_datetime(&local).earliest(),
+            Self::Named(tz) => tz
+                .from_local_datetime(&local)
+                .earliest()
+                .map(|t| t.fixed_offset()),
+        }
+    }
+
     /// The instant a grant expiring on `date` stops being available: the next local midnight.
     pub fn end_of_date(&self, date: NaiveDate) -> DateTime<Utc> {
         self.start_of_day(

@@ -5,6 +5,7 @@
 pub mod expiry;
 pub mod grant;
 pub mod ids;
+pub mod member;
 pub mod money;
 pub mod points;
 pub mod pricing;
@@ -17,6 +18,7 @@ pub use ids::{
     CampaignCode, InvoiceId, ObjectiveId, OutRefundNo, OutTradeNo, PaymentMethod, Sku, StoreCode,
     TradeNo, VipAccountNo,
 };
+pub use member::{Gender, Identity, IdentityKind, Profile};
 pub use money::{Amount, CurrencyCode};
 pub use points::Points;
 pub use pricing::{CampaignUse, ContextNeeds, EvaluateError, MemberContext, Priced};

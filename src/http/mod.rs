@@ -10,6 +10,7 @@ pub mod report;
 pub mod rules;
 pub mod trade_create;
 pub mod trade_refund;
+pub mod transaction_sync;
 
 use crate::error::{failure, ErrorCode};
 use actix_web::error::{InternalError, JsonPayloadError};
@@ -17,6 +18,16 @@ use actix_web::{web, HttpRequest, HttpResponse};
 
 pub fn routes(cfg: &mut web::ServiceConfig, body_bytes_max: usize) {
     cfg.route("/health", web::get().to(health::health))
+        .service(
+            web::resource("/tp/services/transaction")
+                .app_data(
+                    web::JsonConfig::default()
+                        .limit(body_bytes_max)
+                        .content_type_required(false)
+                        .error_handler(transaction_sync::json_error),
+                )
+                .route(web::post().to(transaction_sync::transaction)),
+        )
         .service(
             web::scope("/v1/point-engine")
                 .app_data(

@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod connection;
+pub mod external;
 pub mod history;
 pub mod migrations;
 pub mod models;
@@ -61,6 +62,8 @@ impl From<diesel::result::Error> for PostError {
 /// What posting a trade did (or, for a replay, had done).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Posted {
+    /// The trade's row id: the record id some contracts answer with.
+    pub trade_id: i64,
     pub trade_no: TradeNo,
     pub grants: Vec<Grant>,
     pub replayed: bool,
@@ -264,6 +267,7 @@ pub fn post_trade(
             );
         }
         Ok(Posted {
+            trade_id,
             trade_no,
             grants,
             replayed: false,
@@ -293,6 +297,7 @@ fn find_posted(
     }
     let lots = repo::lots_of_trade(conn, existing.id)?;
     Ok(Some(Posted {
+        trade_id: existing.id,
         trade_no: TradeNo::parse(&existing.trade_no).map_err(PostError::Corrupt)?,
         grants: lots.iter().map(grant_of_lot).collect::<Result<_, _>>()?,
         replayed: true,
@@ -407,6 +412,67 @@ pub fn save_ruleset(
 /// The sources (JSON text) kept for a ruleset version.
 pub fn ruleset_sources(conn: &mut Conn, version: &str) -> Result<Option<String>, PostError> {
     Ok(repo::ruleset_sources(conn, version)?)
+}
+
+/// The member these identities lead to, created if none does (a new member's account number
+/// comes from the first identity). Identities not yet bound are bound to it (one already bound
+/// to another member stays there), and the profile fields that arrived are kept. One write
+/// transaction; a concurrent creation of the same member is a `Race` to retry.
+pub fn resolve_member(
+    conn: &mut Conn,
+    identities: &[crate::domain::Identity],
+    profile: &crate::domain::Profile,
+    now: DateTime<Utc>,
+) -> Result<VipAccountNo, PostError> {
+    assert!(
+        !identities.is_empty(),
+        "a member is reached through an identity"
+    );
+    let now_ms = ms(now);
+    connection::write_transaction(conn, |conn| {
+        let mut member_id = None;
+        for identity in identities {
+            member_id =
+                repo::find_member_by_identity(conn, identity.kind.as_str(), identity.value())?;
+            if member_id.is_some() {
+                break;
+            }
+        }
+        let first = identities[0].account_number();
+        let member_id = match member_id {
+            Some(id) => id,
+            None => match repo::find_member_id(conn, first.as_str())? {
+                Some(id) => id,
+                None => repo::insert_member(
+                    conn,
+                    &NewMember {
+                        vip_accountno: first.as_str(),
+                        created_at_ms: now_ms,
+                    },
+                )?,
+            },
+        };
+        repo::lock_member(conn, member_id)?;
+        for identity in identities {
+            let (kind, value) = (identity.kind.as_str(), identity.value());
+            if repo::find_member_by_identity(conn, kind, value)?.is_none() {
+                repo::insert_identity(conn, member_id, kind, value, now_ms)?;
+            }
+        }
+        if profile != &crate::domain::Profile::default() {
+            let stored = repo::member_profile(conn, member_id)?.unwrap_or_default();
+            let merged = (
+                profile.name.clone().or(stored.0),
+                profile.nick_name.clone().or(stored.1),
+                profile.gender.map(|g| g.as_str().to_string()).or(stored.2),
+                profile.country.clone().or(stored.3),
+                profile.province.clone().or(stored.4),
+                profile.city.clone().or(stored.5),
+            );
+            repo::save_profile(conn, member_id, &merged, now_ms)?;
+        }
+        VipAccountNo::parse(&repo::member_account(conn, member_id)?).map_err(PostError::Corrupt)
+    })
 }
 
 /// What one expiry run wrote.

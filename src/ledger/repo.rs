@@ -6,7 +6,8 @@ use super::models::{
     RefundLineRow, RefundRow, TradeDetailRow, TradeLineRow, TradeRow,
 };
 use super::schema::{
-    campaign_budgets, entries, lots, members, refund_lines, refunds, rulesets, trade_lines, trades,
+    campaign_budgets, entries, external_orders, lots, member_identities, member_profiles, members,
+    refund_lines, refunds, rulesets, trade_lines, trades,
 };
 use diesel::prelude::*;
 use diesel::result::Error;
@@ -511,4 +512,163 @@ pub fn all_budgets(conn: &mut Conn) -> Result<Vec<(String, i64)>, Error> {
         .order(campaign_budgets::campaign_code.asc())
         .select((campaign_budgets::campaign_code, campaign_budgets::used))
         .load(conn)
+}
+
+pub fn find_member_by_identity(
+    conn: &mut Conn,
+    kind: &str,
+    value: &str,
+) -> Result<Option<i64>, Error> {
+    member_identities::table
+        .filter(member_identities::kind.eq(kind))
+        .filter(member_identities::value.eq(value))
+        .select(member_identities::member_id)
+        .first(conn)
+        .optional()
+}
+
+pub fn insert_identity(
+    conn: &mut Conn,
+    member_id: i64,
+    kind: &str,
+    value: &str,
+    now_ms: i64,
+) -> Result<(), Error> {
+    diesel::insert_into(member_identities::table)
+        .values((
+            member_identities::member_id.eq(member_id),
+            member_identities::kind.eq(kind),
+            member_identities::value.eq(value),
+            member_identities::created_at_ms.eq(now_ms),
+        ))
+        .execute(conn)
+        .map(|_| ())
+}
+
+pub fn member_account(conn: &mut Conn, member_id: i64) -> Result<String, Error> {
+    members::table
+        .filter(members::id.eq(member_id))
+        .select(members::vip_accountno)
+        .first(conn)
+}
+
+/// A member's profile: (name, nick_name, gender, country, province, city).
+pub type ProfileRow = (
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
+pub fn member_profile(conn: &mut Conn, member_id: i64) -> Result<Option<ProfileRow>, Error> {
+    member_profiles::table
+        .filter(member_profiles::member_id.eq(member_id))
+        .select((
+            member_profiles::name,
+            member_profiles::nick_name,
+            member_profiles::gender,
+            member_profiles::country,
+            member_profiles::province,
+            member_profiles::city,
+        ))
+        .first(conn)
+        .optional()
+}
+
+pub fn save_profile(
+    conn: &mut Conn,
+    member_id: i64,
+    profile: &ProfileRow,
+    now_ms: i64,
+) -> Result<(), Error> {
+    let (name, nick_name, gender, country, province, city) = profile.clone();
+    let values = (
+        member_profiles::name.eq(name),
+        member_profiles::nick_name.eq(nick_name),
+        member_profiles::gender.eq(gender),
+        member_profiles::country.eq(country),
+        member_profiles::province.eq(province),
+        member_profiles::city.eq(city),
+        member_profiles::updated_at_ms.eq(now_ms),
+    );
+    let updated =
+        diesel::update(member_profiles::table.filter(member_profiles::member_id.eq(member_id)))
+            .set(values.clone())
+            .execute(conn)?;
+    if updated == 0 {
+        diesel::insert_into(member_profiles::table)
+            .values((member_profiles::member_id.eq(member_id), values))
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// (id, trade_id, status, updated_at, body) of an external order.
+pub type ExternalOrderRow = (i64, Option<i64>, String, String, String);
+
+pub fn find_external_order(
+    conn: &mut Conn,
+    source: &str,
+    external_id: &str,
+) -> Result<Option<ExternalOrderRow>, Error> {
+    external_orders::table
+        .filter(external_orders::source.eq(source))
+        .filter(external_orders::external_id.eq(external_id))
+        .select((
+            external_orders::id,
+            external_orders::trade_id,
+            external_orders::status,
+            external_orders::updated_at,
+            external_orders::body,
+        ))
+        .first(conn)
+        .optional()
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn save_external_order(
+    conn: &mut Conn,
+    existing: Option<i64>,
+    source: &str,
+    external_id: &str,
+    trade_id: Option<i64>,
+    status: &str,
+    updated_at: &str,
+    body: &str,
+    now_ms: i64,
+) -> Result<(), Error> {
+    match existing {
+        Some(id) => diesel::update(external_orders::table.filter(external_orders::id.eq(id)))
+            .set((
+                external_orders::trade_id.eq(trade_id),
+                external_orders::status.eq(status),
+                external_orders::updated_at.eq(updated_at),
+                external_orders::body.eq(body),
+            ))
+            .execute(conn)
+            .map(|_| ()),
+        None => diesel::insert_into(external_orders::table)
+            .values((
+                external_orders::source.eq(source),
+                external_orders::external_id.eq(external_id),
+                external_orders::trade_id.eq(trade_id),
+                external_orders::status.eq(status),
+                external_orders::updated_at.eq(updated_at),
+                external_orders::body.eq(body),
+                external_orders::created_at_ms.eq(now_ms),
+            ))
+            .execute(conn)
+            .map(|_| ()),
+    }
+}
+
+/// The id of the trade with this `out_trade_no`.
+pub fn trade_id_of(conn: &mut Conn, out_trade_no: &str) -> Result<Option<i64>, Error> {
+    trades::table
+        .filter(trades::out_trade_no.eq(out_trade_no))
+        .select(trades::id)
+        .first(conn)
+        .optional()
 }

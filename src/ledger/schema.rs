@@ -123,7 +123,44 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    member_identities (id) {
+        id -> BigInt,
+        member_id -> BigInt,
+        kind -> Text,
+        value -> Text,
+        created_at_ms -> BigInt,
+    }
+}
+
+diesel::table! {
+    member_profiles (member_id) {
+        member_id -> BigInt,
+        name -> Nullable<Text>,
+        nick_name -> Nullable<Text>,
+        gender -> Nullable<Text>,
+        country -> Nullable<Text>,
+        province -> Nullable<Text>,
+        city -> Nullable<Text>,
+        updated_at_ms -> BigInt,
+    }
+}
+
+diesel::table! {
+    external_orders (id) {
+        id -> BigInt,
+        source -> Text,
+        external_id -> Text,
+        trade_id -> Nullable<BigInt>,
+        status -> Text,
+        updated_at -> Text,
+        body -> Text,
+        created_at_ms -> BigInt,
+    }
+}
+
 diesel::joinable!(trades -> members (member_id));
+diesel::joinable!(member_identities -> members (member_id));
 diesel::joinable!(trade_lines -> trades (trade_id));
 diesel::joinable!(refunds -> trades (trade_id));
 diesel::joinable!(refund_lines -> refunds (refund_id));
@@ -141,5 +178,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     refunds,
     refund_lines,
     trade_lines,
-    campaign_budgets
+    campaign_budgets,
+    member_identities,
+    member_profiles,
+    external_orders
 );

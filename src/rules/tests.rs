@@ -313,11 +313,11 @@ fn the_shipped_rules_load() {
             .as_path(),
     )
     .unwrap();
-    assert_eq!(rules.campaigns.len(), 9);
+    assert_eq!(rules.campaigns.len(), 10);
     assert_eq!(rules.objectives.len(), 1);
     assert_eq!(rules.program.name, "Demo Mall Rewards");
     // The shipped examples' own [[test]] receipts.
-    assert_eq!(rules.tests.len(), 7);
+    assert_eq!(rules.tests.len(), 8);
     assert_eq!(rules.run_tests(), Vec::<String>::new());
 }
 

@@ -219,6 +219,20 @@ pub fn rules_dir(files: &[(&str, &str)]) -> TempDir {
     dir
 }
 
+/// The adapters' test credentials: POS token "pos-token" (store POS-001), cblink app
+/// "cb17333123" with secret "63d2ccdcdc8916daxasdadsab043f0948" (the document's example).
+pub const TEST_CLIENTS: &str = r#"
+[[pos_client]]
+name = "test POS"
+token_sha256 = "744ae1aa6bd53faa387e2f9489bfa9d881698e9674f4f67d079edc8f7a7c2285"
+store_code = "POS-001"
+
+[[cblink_app]]
+app_id = "cb17333123"
+secret_sha256 = "8bd2e72dbbac9d509147c70c5ade6d0af8bff8209b92981e993ef468ff378c40"
+store_prefix = "CB-"
+"#;
+
 pub fn test_settings(rules: &Path, db: &TestDb) -> Settings {
     Settings {
         bind: "127.0.0.1:0".parse().unwrap(),
@@ -232,6 +246,7 @@ pub fn test_settings(rules: &Path, db: &TestDb) -> Settings {
         body_bytes_max: Settings::BODY_BYTES_MAX,
         refund_shortfall_policy: ShortfallPolicy::RecordShortfall,
         point_cost: Some("0.005".parse().unwrap()),
+        clients: point_engine::clients::Clients::parse(TEST_CLIENTS).unwrap(),
     }
 }
 
@@ -305,6 +320,23 @@ impl TestApp {
             "application/json",
             &body.to_string(),
         )
+    }
+
+    /// A POST of a raw body with extra headers (JSON content type).
+    pub fn post_with_headers(
+        &self,
+        path: &str,
+        headers: &[(&str, String)],
+        body: &str,
+    ) -> (u16, Value) {
+        let mut request = self
+            .agent
+            .post(&format!("{}{path}", self.address))
+            .set("Content-Type", "application/json");
+        for (name, value) in headers {
+            request = request.set(name, value);
+        }
+        read(request.send_string(body))
     }
 
     pub fn post_to_path(&self, path: &str, body: &Value) -> (u16, Value) {

@@ -14,4 +14,5 @@ mod rules;
 mod service;
 mod startup;
 mod trade_create;
+mod transaction_sync;
 mod validation;

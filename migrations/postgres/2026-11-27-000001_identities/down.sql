@@ -1,0 +1,3 @@
+DROP TABLE external_orders;
+DROP TABLE member_profiles;
+DROP TABLE member_identities;

@@ -1,0 +1,191 @@
+//! Who a member is to the systems that call us: identities that lead to one member and one
+//! balance, and the profile fields they send.
+
+use super::VipAccountNo;
+
+/// The kinds of identity a member can be known by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum IdentityKind {
+    /// The native contract's `vip_accountno`.
+    Vip,
+    WeixinOpenid,
+    MobilePhone,
+    /// A discount-card `out_card_code`.
+    CardCode,
+}
+
+impl IdentityKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Vip => "vip",
+            Self::WeixinOpenid => "weixin_openid",
+            Self::MobilePhone => "mobile_phone",
+            Self::CardCode => "card_code",
+        }
+    }
+
+    /// The prefix of the account number a member first seen through this identity gets.
+    fn account_prefix(self) -> &'static str {
+        match self {
+            Self::Vip => "",
+            Self::WeixinOpenid => "WX:",
+            Self::MobilePhone => "TEL:",
+            Self::CardCode => "CARD:",
+        }
+    }
+}
+
+/// One identity: a kind and a value (trimmed, 1 to `LEN_MAX` printable characters).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Identity {
+    pub kind: IdentityKind,
+    value: String,
+}
+
+impl Identity {
+    pub const LEN_MAX: usize = 58;
+
+    pub fn new(kind: IdentityKind, raw: &str) -> Result<Self, String> {
+        let value = raw.trim();
+        if value.is_empty() {
+            return Err("must not be empty".into());
+        }
+        if value.chars().count() > Self::LEN_MAX {
+            return Err(format!("must be at most {} characters", Self::LEN_MAX));
+        }
+        if value.chars().any(char::is_control) {
+            return Err("must not contain control characters".into());
+        }
+        Ok(Self {
+            kind,
+            value: value.to_string(),
+        })
+    }
+
+    /// A POS `customer_identifier`: "such as a WeChat openid", or a phone number. Digits only
+    /// (7 to 15, an optional leading +) are a phone; anything else an openid.
+    pub fn customer(raw: &str) -> Result<Self, String> {
+        let value = raw.trim();
+        let digits = value.strip_prefix('+').unwrap_or(value);
+        let phone = (7..=15).contains(&digits.len()) && digits.chars().all(|c| c.is_ascii_digit());
+        let kind = if phone {
+            IdentityKind::MobilePhone
+        } else {
+            IdentityKind::WeixinOpenid
+        };
+        Self::new(kind, value)
+    }
+
+    pub fn value(&self) -> &str {
+        &self.value
+    }
+
+    /// The account number of a member first seen through this identity.
+    pub fn account_number(&self) -> VipAccountNo {
+        VipAccountNo::parse(&format!("{}{}", self.kind.account_prefix(), self.value))
+            .expect("a bounded identity makes a valid account number")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gender {
+    Male,
+    Female,
+    Unknown,
+}
+
+impl Gender {
+    /// "male"/"female" (any case), or the number forms 1 (male), 2 (female), 0 (unknown).
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        match raw.trim().to_ascii_lowercase().as_str() {
+            "male" | "m" | "1" => Ok(Self::Male),
+            "female" | "f" | "2" => Ok(Self::Female),
+            "unknown" | "0" | "" => Ok(Self::Unknown),
+            other => Err(format!(
+                "must be \"male\", \"female\", 1 or 2, got {other:?}"
+            )),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Male => "male",
+            Self::Female => "female",
+            Self::Unknown => "unknown",
+        }
+    }
+}
+
+/// Profile fields as they arrive; `None` leaves a stored value as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Profile {
+    pub name: Option<String>,
+    pub nick_name: Option<String>,
+    pub gender: Option<Gender>,
+    pub country: Option<String>,
+    pub province: Option<String>,
+    pub city: Option<String>,
+}
+
+impl Profile {
+    pub const FIELD_LEN_MAX: usize = 128;
+
+    /// A profile text field: trimmed, at most `FIELD_LEN_MAX` characters; empty is `None`.
+    pub fn field(raw: &str) -> Result<Option<String>, String> {
+        let value = raw.trim();
+        if value.chars().count() > Self::FIELD_LEN_MAX {
+            return Err(format!(
+                "must be at most {} characters",
+                Self::FIELD_LEN_MAX
+            ));
+        }
+        Ok((!value.is_empty()).then(|| value.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identities() {
+        assert_eq!(
+            Identity::customer("13592619028").unwrap().kind,
+            IdentityKind::MobilePhone
+        );
+        assert_eq!(
+            Identity::customer("+85291234567").unwrap().kind,
+            IdentityKind::MobilePhone
+        );
+        assert_eq!(
+            Identity::customer("oUpF8uMuAJO_M2pxb1Q9zNjWeS6o")
+                .unwrap()
+                .kind,
+            IdentityKind::WeixinOpenid
+        );
+        assert!(Identity::customer("  ").is_err());
+        assert!(Identity::new(IdentityKind::CardCode, &"x".repeat(59)).is_err());
+        assert_eq!(
+            Identity::new(IdentityKind::MobilePhone, "13333333333")
+                .unwrap()
+                .account_number()
+                .as_str(),
+            "TEL:13333333333"
+        );
+    }
+
+    #[test]
+    fn genders() {
+        assert_eq!(Gender::parse("Male").unwrap(), Gender::Male);
+        assert_eq!(Gender::parse("2").unwrap(), Gender::Female);
+        assert_eq!(Gender::parse("0").unwrap(), Gender::Unknown);
+        assert!(Gender::parse("3").is_err());
+    }
+
+    #[test]
+    fn profile_fields() {
+        assert_eq!(Profile::field(" 中国").unwrap(), Some("中国".to_string()));
+        assert_eq!(Profile::field("").unwrap(), None);
+        assert!(Profile::field(&"x".repeat(129)).is_err());
+    }
+}
