@@ -353,3 +353,90 @@ pub fn post_for_identities(
     )?;
     Ok(posted)
 }
+
+/// A cblink order as it arrived, parsed.
+#[derive(Debug, Clone)]
+pub struct CblinkOrder {
+    pub tid: String,
+    pub status: String,
+    pub refund_status: Option<String>,
+    /// As sent (`yyyy-mm-dd HH:mm:ss`: ordered as text).
+    pub updated_at: String,
+    pub updated_at_time: chrono::DateTime<chrono::FixedOffset>,
+    pub identities: Vec<crate::domain::Identity>,
+    pub profile: crate::domain::Profile,
+    /// The trade it becomes when it earns (its member filled in here).
+    pub trade: Trade,
+}
+
+/// What an update of a cblink order did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CblinkOutcome {
+    /// Older than the last update seen: ignored.
+    Stale,
+    /// Recorded; its points (if any) are as they were.
+    Recorded,
+    /// It reached an earning status: its points were granted.
+    Granted,
+    /// It was closed or refunded after earning: its points were reversed.
+    Reversed,
+}
+
+/// Applies one update of a cblink order: grants its points when it first reaches an earning
+/// status, reverses them (a full refund) when it reaches a reversing one, ignores an update
+/// older than the last one seen, and keeps the order's latest state.
+pub fn cblink_order(
+    pool: &Pool,
+    rules: &Ruleset,
+    app: &crate::clients::CblinkApp,
+    order: CblinkOrder,
+    body: &str,
+    policy: ShortfallPolicy,
+    now: DateTime<Utc>,
+) -> Result<CblinkOutcome, ServiceError> {
+    let source = crate::http::cblink::SOURCE;
+    let existing = ledger::external::find(&mut *pool.get()?, source, &order.tid)?;
+    if existing
+        .as_ref()
+        .is_some_and(|e| order.updated_at < e.updated_at)
+    {
+        return Ok(CblinkOutcome::Stale);
+    }
+    let mut trade = order.trade;
+    trade.vip_accountno = resolve_member(pool, &order.identities, &order.profile, now)?;
+    let mut trade_id = existing.as_ref().and_then(|e| e.trade_id);
+    let mut outcome = CblinkOutcome::Recorded;
+    if app.earning_statuses.contains(&order.status) && trade_id.is_none() {
+        trade_id = Some(create_trade(pool, rules, &trade, now)?.trade_id);
+        outcome = CblinkOutcome::Granted;
+    }
+    if app.reversing_statuses.contains(&order.status) && trade_id.is_some() {
+        let refundable = ledger::refund::refundable_trade(&mut *pool.get()?, &trade.out_trade_no)?
+            .ok_or_else(|| ServiceError::TradeNotFound(trade.out_trade_no.to_string()))?;
+        let left = refundable.refundable();
+        if left != Amount::ZERO {
+            let out_refund_no = crate::domain::OutRefundNo::parse(&format!("CB-{}-R", order.tid))
+                .map_err(|e| PostError::Corrupt(format!("refund number: {e}")))?;
+            let refund = Refund::new(
+                out_refund_no,
+                trade.out_trade_no.clone(),
+                left,
+                order.updated_at_time.max(refundable.trade.sales_time),
+            )
+            .map_err(|e| PostError::Corrupt(format!("refund: {e}")))?;
+            refund_trade(pool, rules, &refund, policy, now)?;
+            outcome = CblinkOutcome::Reversed;
+        }
+    }
+    ledger::external::save(
+        &mut *pool.get()?,
+        source,
+        &order.tid,
+        trade_id,
+        &order.status,
+        &order.updated_at,
+        body,
+        now,
+    )?;
+    Ok(outcome)
+}

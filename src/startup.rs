@@ -167,10 +167,17 @@ fn spawn_rules_watch(live: Arc<LiveRules>, pool: Pool, interval: Option<Duration
         let (watch_live, watch_pool) = (live.clone(), pool.clone());
         actix_web::rt::spawn(async move {
             let mut ticks = actix_web::rt::time::interval(interval);
+            // A change is loaded once the folder has looked the same for a whole interval, so a
+            // file caught half-written (an empty campaigns file is a valid ruleset!) is not.
+            let mut settling = None;
             loop {
                 ticks.tick().await;
-                if watch_live.changed() {
-                    reload(watch_live.clone(), watch_pool.clone(), "the folder changed").await;
+                match watch_live.changed() {
+                    Some(stamp) if settling.as_ref() == Some(&stamp) => {
+                        settling = None;
+                        reload(watch_live.clone(), watch_pool.clone(), "the folder changed").await;
+                    }
+                    other => settling = other,
                 }
             }
         });

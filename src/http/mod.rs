@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod balance;
+pub mod cblink;
 pub mod fields;
 pub mod health;
 pub mod history;
@@ -27,6 +28,15 @@ pub fn routes(cfg: &mut web::ServiceConfig, body_bytes_max: usize) {
                         .error_handler(transaction_sync::json_error),
                 )
                 .route(web::post().to(transaction_sync::transaction)),
+        )
+        .service(
+            web::resource("/openapi/trade")
+                .app_data(
+                    web::JsonConfig::default()
+                        .limit(body_bytes_max)
+                        .error_handler(cblink::json_error),
+                )
+                .route(web::post().to(cblink::trade)),
         )
         .service(
             web::scope("/v1/point-engine")

@@ -85,9 +85,11 @@ impl LiveRules {
         &self.dir
     }
 
-    /// Whether the folder changed since the running set was loaded (or last tried).
-    pub fn changed(&self) -> bool {
-        self.state.read().expect("never poisoned").stamp != folder_stamp(&self.dir)
+    /// The folder's stamp if it differs from the one the running set was loaded (or last
+    /// tried) from.
+    pub fn changed(&self) -> Option<FolderStamp> {
+        let now = folder_stamp(&self.dir);
+        (self.state.read().expect("never poisoned").stamp != now).then_some(now)
     }
 
     /// Compiles the folder aside and, if it compiles, swaps it in; `keep` runs first on the new

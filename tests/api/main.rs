@@ -5,6 +5,7 @@
 mod helpers;
 mod audit;
 mod balance;
+mod cblink;
 mod expiry;
 mod history;
 mod instances;

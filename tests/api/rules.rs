@@ -205,6 +205,13 @@ fn simulate_explains_and_writes_nothing() {
     );
 }
 
+/// Replaces a rule file whole, as a deploy does (write aside, then rename).
+fn replace_file(path: &std::path::Path, text: impl AsRef<[u8]>) {
+    let aside = path.with_extension("new");
+    std::fs::write(&aside, text).unwrap();
+    std::fs::rename(&aside, path).unwrap();
+}
+
 fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while !done() {
@@ -229,7 +236,7 @@ fn the_server_reloads_changed_rules_and_keeps_serving_through_broken_ones() {
     assert_eq!(before["data"]["total_point"], json!(300));
 
     // A good change is picked up and shown.
-    std::fs::write(rules.path().join("c.toml"), double("3")).unwrap();
+    replace_file(&rules.path().join("c.toml"), double("3"));
     wait_for("the new rules", || version(&app) != v1);
     let (_, rules_now) = app.get("/v1/point-engine/rules");
     assert_eq!(rules_now["data"]["campaigns"][0]["award"], json!("3 x E"));
@@ -239,7 +246,7 @@ fn the_server_reloads_changed_rules_and_keeps_serving_through_broken_ones() {
     let v2 = version(&app);
 
     // A broken change is logged and shown; the running set keeps serving.
-    std::fs::write(rules.path().join("c.toml"), "[[campaign]]\ncode = 5\n").unwrap();
+    replace_file(&rules.path().join("c.toml"), "[[campaign]]\ncode = 5\n");
     wait_for("the reload error", || {
         !app.get("/v1/point-engine/rules").1["data"]["last_reload_error"].is_null()
     });
@@ -292,7 +299,7 @@ fn sighup_reloads_the_rules() {
         body["data"]["version"].clone()
     };
     let v1 = version();
-    std::fs::write(rules.path().join("c.toml"), double("3")).unwrap();
+    replace_file(&rules.path().join("c.toml"), double("3"));
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(version(), v1, "no reload without the signal");
     let status = std::process::Command::new("kill")
@@ -326,7 +333,7 @@ fn trades_during_reloads_are_priced_whole_by_one_version() {
         .collect();
     for factor in ["3", "2", "3", "2"] {
         std::thread::sleep(Duration::from_millis(150));
-        std::fs::write(rules.path().join("c.toml"), double(factor)).unwrap();
+        replace_file(&rules.path().join("c.toml"), double(factor));
     }
     std::thread::sleep(Duration::from_millis(150));
     stop.store(true, std::sync::atomic::Ordering::Relaxed);

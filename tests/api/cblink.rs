@@ -1,0 +1,295 @@
+use crate::helpers::*;
+use serde_json::{json, Value};
+
+/// The document's example, verbatim.
+const SEED: &str = r#"{
+  "tid": "5cC4A4Bc-c4aA-8ecB-5C52-c48e7E1882cC",
+  "shop_id": 20,
+  "serial_number": 1,
+  "transaction_tid": "bbf7896E-dDc3-DA4B-e985-7dDe1D6d3D7c",
+  "type": "COD",
+  "title": "半什持并去任学",
+  "total_fee": 75.08,
+  "payment": 26.01,
+  "post_fee": 5,
+  "discount_fee": 9.73,
+  "adjust_fee": 8,
+  "remark": "留言信息",
+  "pay_type": "OFFLINE",
+  "handled": 1,
+  "status": "TRADE_BUYER_SIGNED",
+  "shipping_type": "express",
+  "refund_status": null,
+  "pay_at": null,
+  "created_at": "2018-04-02 14:44:46",
+  "updated_at": "2018-04-02 14:44:46",
+  "member": {
+    "weixin_openid": "weixin_openid",
+    "name": "张三",
+    "mobile_phone": 13333333333,
+    "gender": 1,
+    "receiver_province": "福建",
+    "receiver_city": "昌平区",
+    "receiver_district": "回龙观",
+    "receiver_address": "南安市水头镇福兴街"
+  },
+  "orders": [
+    {
+      "product_id": 11,
+      "status": "FINISH",
+      "num": 12,
+      "product_specification": "大",
+      "title": "堕落虾",
+      "pic_thumb_url": "http://baidu.com",
+      "price": 200,
+      "total_fee": 400,
+      "payment": 300
+    }
+  ]
+}"#;
+
+const APP_ID: &str = "cb17333123";
+const APP_SECRET: &str = "63d2ccdcdc8916daxasdadsab043f0948";
+
+fn send(app: &TestApp, body: &Value) -> (u16, Value) {
+    app.post_with_headers(
+        "/openapi/trade",
+        &[
+            ("App-Id", APP_ID.to_string()),
+            ("App-Secret", APP_SECRET.to_string()),
+            ("Accept", "application/json".to_string()),
+        ],
+        &body.to_string(),
+    )
+}
+
+fn seed() -> Value {
+    serde_json::from_str(SEED).unwrap()
+}
+
+fn ok() -> (u16, Value) {
+    (200, json!({"code": 200, "data": ""}))
+}
+
+fn the_documents_example_is_received_and_earns() {
+    let app = spawn_app();
+    assert_eq!(send(&app, &seed()), ok());
+    // HKD 26.01 paid, less the 5.00 delivery the program leaves out: 2 E points.
+    let (_, trade) = app.get("/v1/point-engine/trades/CB-5cC4A4Bc-c4aA-8ecB-5C52-c48e7E1882cC");
+    assert_eq!(
+        (
+            &trade["data"]["store_code"],
+            &trade["data"]["vip_accountno"],
+            &trade["data"]["total_point"],
+            &trade["data"]["sales_time"]
+        ),
+        (
+            &json!("CB-20"),
+            &json!("WX:weixin_openid"),
+            &json!(2),
+            &json!("2018-04-02T14:44:46+08:00")
+        )
+    );
+    // Re-sent as it is: nothing new.
+    assert_eq!(send(&app, &seed()), ok());
+    assert_eq!(app.counts().0, 1);
+    app.assert_ledger_consistent();
+}
+
+/// `yyyy-mm-dd HH:mm:ss` in +08:00, `minutes` ago.
+fn local(minutes: i64) -> String {
+    (chrono::Utc::now() - chrono::Duration::minutes(minutes))
+        .with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).unwrap())
+        .format("%Y-%m-%d %H:%M:%S")
+        .to_string()
+}
+
+fn order(status: &str, updated_minutes_ago: i64, pay_minutes_ago: Option<i64>) -> Value {
+    let mut body = seed();
+    body["tid"] = json!("LIFE-1");
+    body["payment"] = json!("505.00");
+    body["total_fee"] = json!("600.00");
+    body["status"] = json!(status);
+    body["created_at"] = json!(local(60));
+    body["updated_at"] = json!(local(updated_minutes_ago));
+    body["pay_at"] = pay_minutes_ago.map_or(Value::Null, |m| json!(local(m)));
+    body
+}
+
+fn available(app: &TestApp) -> i64 {
+    app.balance("WX:weixin_openid", None).1["data"]["available_point"]
+        .as_i64()
+        .unwrap_or(0)
+}
+
+fn the_whole_lifecycle_grants_on_payment_and_reverses_on_refund() {
+    let app = spawn_app();
+    // Created, not paid: nothing earned.
+    assert_eq!(send(&app, &order("WAIT_BUYER_PAY", 50, None)), ok());
+    assert_eq!(app.counts().0, 0);
+    // Paid: HKD 505 less 5 delivery earns 50.
+    assert_eq!(
+        send(&app, &order("WAIT_SELLER_SEND_GOODS", 40, Some(40))),
+        ok()
+    );
+    assert_eq!(available(&app), 50);
+    // A stale update (older than the last one seen) changes nothing.
+    assert_eq!(send(&app, &order("WAIT_BUYER_PAY", 45, None)), ok());
+    assert_eq!(available(&app), 50);
+    assert_eq!(send(&app, &order("TRADE_BUYER_SIGNED", 30, Some(40))), ok());
+    assert_eq!(app.counts().0, 1);
+    // Refunded: the points go back.
+    assert_eq!(send(&app, &order("TRADE_BUYER_REFUND", 20, Some(40))), ok());
+    assert_eq!(available(&app), 0);
+    let (_, trade) = app.get("/v1/point-engine/trades/CB-LIFE-1");
+    assert_eq!(
+        trade["data"]["refunds"][0]["out_refund_no"],
+        json!("CB-LIFE-1-R")
+    );
+    assert_eq!(
+        trade["data"]["refunds"][0]["refund_amount"],
+        json!("505.00")
+    );
+    // And again: nothing more to reverse.
+    assert_eq!(send(&app, &order("TRADE_CLOSED", 10, Some(40))), ok());
+    let (_, trade) = app.get("/v1/point-engine/trades/CB-LIFE-1");
+    assert_eq!(trade["data"]["refunds"].as_array().unwrap().len(), 1);
+    app.assert_ledger_consistent();
+}
+
+fn every_required_field_missing_and_malformed_is_named_in_the_documents_style() {
+    let app = spawn_app();
+    for field in [
+        "tid",
+        "shop_id",
+        "serial_number",
+        "transaction_tid",
+        "type",
+        "title",
+        "total_fee",
+        "payment",
+        "post_fee",
+        "discount_fee",
+        "adjust_fee",
+        "remark",
+        "pay_type",
+        "handled",
+        "status",
+        "shipping_type",
+        "created_at",
+        "updated_at",
+        "member",
+    ] {
+        let mut body = seed();
+        body.as_object_mut().unwrap().remove(field);
+        assert_eq!(
+            send(&app, &body),
+            (
+                400,
+                json!({"err_code": 400, "msg": format!("{field} 不能为空。")})
+            ),
+            "{field}"
+        );
+    }
+    let mut body = seed();
+    body.as_object_mut().unwrap().remove("orders");
+    assert_eq!(
+        send(&app, &body),
+        (400, json!({"err_code": 400, "msg": "Orders 不能为空。"}))
+    );
+    for (path, value, shown) in [
+        (vec!["total_fee"], json!("abc"), "total_fee"),
+        (vec!["status"], json!("SHIPPED"), "status"),
+        (vec!["created_at"], json!("2018/04/02"), "created_at"),
+        (vec!["member", "gender"], json!("x"), "member.gender"),
+        (vec!["orders", "0", "num"], json!("twelve"), "orders.0.num"),
+    ] {
+        let mut body = seed();
+        let mut at = &mut body;
+        for key in &path[..path.len() - 1] {
+            at = match key.parse::<usize>() {
+                Ok(i) => &mut at[i],
+                Err(_) => &mut at[*key],
+            };
+        }
+        at[path[path.len() - 1]] = value;
+        assert_eq!(
+            send(&app, &body),
+            (
+                400,
+                json!({"err_code": 400, "msg": format!("{shown} 格式不正确。")})
+            ),
+            "{shown}"
+        );
+    }
+    assert_eq!(app.counts().0, 0);
+}
+
+fn every_spelling_the_document_shows_is_accepted() {
+    let app = spawn_app();
+    let mut body = seed();
+    let orders = body.as_object_mut().unwrap().remove("orders").unwrap();
+    body["Orders"] = orders;
+    body["tid"] = json!("SPELLING");
+    let member = body["member"].as_object_mut().unwrap();
+    let openid = member.remove("weixin_openid").unwrap();
+    member.insert("weixin_open_id".into(), openid);
+    member.insert("mobile_phone".into(), json!("13333333333"));
+    member.insert("gender".into(), json!("male"));
+    body["shop_id"] = json!("20");
+    body["total_fee"] = json!("75.08");
+    assert_eq!(send(&app, &body), ok());
+    assert_eq!(app.counts().0, 1);
+}
+
+fn app_credentials_are_checked() {
+    let app = spawn_app();
+    let refused = (
+        401,
+        json!({"err_code": 401, "msg": "App-Id 或 App-Secret 错误。"}),
+    );
+    let wrong = app.post_with_headers(
+        "/openapi/trade",
+        &[
+            ("App-Id", APP_ID.to_string()),
+            ("App-Secret", "wrong".to_string()),
+        ],
+        SEED,
+    );
+    assert_eq!(wrong, refused);
+    assert_eq!(app.post_with_headers("/openapi/trade", &[], SEED), refused);
+    assert_eq!(app.counts(), (0, 0, 0, 0));
+}
+
+fn one_member_through_two_identities_has_one_balance() {
+    let app = spawn_app();
+    // cblink knows the member by openid and phone; the POS only by the phone.
+    assert_eq!(
+        send(&app, &order("WAIT_SELLER_SEND_GOODS", 40, Some(40))),
+        ok()
+    );
+    let pos = json!({
+        "transaction_id": "POS-1",
+        "customer_identifier": "13333333333",
+        "purchase_time": local(30),
+        "purchase_amount": 100,
+    });
+    let (status, _) = app.post_with_headers(
+        "/tp/services/transaction",
+        &[("Authorization", "Bearer pos-token".to_string())],
+        &pos.to_string(),
+    );
+    assert_eq!(status, 200);
+    assert_eq!(available(&app), 50 + 10);
+    assert_eq!(app.counts().3, 1, "one member");
+    app.assert_ledger_consistent();
+}
+
+on_both_backends!(
+    the_documents_example_is_received_and_earns,
+    the_whole_lifecycle_grants_on_payment_and_reverses_on_refund,
+    every_required_field_missing_and_malformed_is_named_in_the_documents_style,
+    every_spelling_the_document_shows_is_accepted,
+    app_credentials_are_checked,
+    one_member_through_two_identities_has_one_balance,
+);
