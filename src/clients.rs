@@ -12,6 +12,11 @@
 //! app_id = "cb17333123"
 //! secret_sha256 = "…64 hex…"
 //! store_prefix = "CB-"        # shop_id 20 → store CB-20
+//!
+//! [[discount_card_merchant]]  # POST /v3/discount-card/…, WECHATPAY2-SHA256-RSA2048 signatures
+//! mchid = "1900000001"
+//! serial_no = "…"             # the certificate serial its requests name
+//! public_key_pem = "-----BEGIN PUBLIC KEY-----…"
 //! ```
 
 use serde::Deserialize;
@@ -37,6 +42,15 @@ pub const CBLINK_REVERSING_STATUSES: [&str; 4] = [
 pub struct Clients {
     pub pos: Vec<PosClient>,
     pub cblink: Vec<CblinkApp>,
+    pub discount_card: Vec<CardMerchant>,
+}
+
+/// A merchant of the discount-card contract and the public key its requests are signed with.
+#[derive(Debug, Clone)]
+pub struct CardMerchant {
+    pub mchid: String,
+    pub serial_no: String,
+    pub public_key: rsa::RsaPublicKey,
 }
 
 #[derive(Debug, Clone)]
@@ -62,6 +76,16 @@ struct RawClients {
     pos_client: Vec<RawPosClient>,
     #[serde(default)]
     cblink_app: Vec<RawCblinkApp>,
+    #[serde(default)]
+    discount_card_merchant: Vec<RawCardMerchant>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCardMerchant {
+    mchid: String,
+    serial_no: String,
+    public_key_pem: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -150,7 +174,34 @@ impl Clients {
                 })
             })
             .collect::<Result<_, String>>()?;
-        Ok(Self { pos, cblink })
+        let discount_card = raw
+            .discount_card_merchant
+            .into_iter()
+            .map(|m| {
+                use rsa::pkcs8::DecodePublicKey;
+                let public_key = rsa::RsaPublicKey::from_public_key_pem(m.public_key_pem.trim())
+                    .map_err(|e| {
+                        format!("discount_card_merchant {}: public_key_pem: {e}", m.mchid)
+                    })?;
+                Ok(CardMerchant {
+                    mchid: m.mchid,
+                    serial_no: m.serial_no,
+                    public_key,
+                })
+            })
+            .collect::<Result<_, String>>()?;
+        Ok(Self {
+            pos,
+            cblink,
+            discount_card,
+        })
+    }
+
+    /// The discount-card merchant with this id and certificate serial.
+    pub fn card_merchant(&self, mchid: &str, serial_no: &str) -> Option<&CardMerchant> {
+        self.discount_card
+            .iter()
+            .find(|m| m.mchid == mchid && m.serial_no == serial_no)
     }
 
     /// The POS client whose token this is.

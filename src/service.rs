@@ -19,6 +19,8 @@ pub enum ServiceError {
     Unavailable(#[from] diesel::r2d2::PoolError),
     #[error("no trade has out_trade_no {0}")]
     TradeNotFound(String),
+    #[error("serial number {0} was already used with a different record")]
+    CardRecordConflict(String),
     #[error("refund_time {refund_time} is before the trade's sales_time {sales_time}")]
     RefundBeforeSale {
         refund_time: String,
@@ -118,9 +120,17 @@ pub fn refund_trade(
         let refunded_after =
             Amount::from_minor(refundable.refunded.to_minor() + refund.refund_amount.to_minor())
                 .expect("at most the payment");
-        let pricing = ruleset_of_version(&mut conn, rules, &refundable.ruleset_version)?;
-        let net = refundable.trade.net_of_refunds(refunded_after);
-        let repriced = pricing.price(&net, &MemberContext::repricing())?.grants;
+        let repriced = if refundable.trade.resource == CARD_SOURCE {
+            // An objective's completions: no receipt to price again; each grant is kept in
+            // proportion to the completions left.
+            ledger::history::trade_detail(&mut conn, refundable.trade.out_trade_no.as_str())?
+                .map(|detail| detail.grants.into_iter().map(|(grant, _)| grant).collect())
+                .unwrap_or_default()
+        } else {
+            let pricing = ruleset_of_version(&mut conn, rules, &refundable.ruleset_version)?;
+            let net = refundable.trade.net_of_refunds(refunded_after);
+            pricing.price(&net, &MemberContext::repricing())?.grants
+        };
         match ledger::refund::post_refund(&mut conn, refund, &refundable, &repriced, policy, now) {
             Err(PostError::Race) => continue,
             other => return Ok(other?),
@@ -439,4 +449,207 @@ pub fn cblink_order(
         now,
     )?;
     Ok(outcome)
+}
+
+/// The `resource` of trades that hold objective completions of the discount-card contract.
+pub const CARD_SOURCE: &str = "discount_card";
+
+/// One objective completion or reward usage record of the discount-card contract.
+#[derive(Debug, Clone)]
+pub struct CardRecord {
+    pub serial_no: String,
+    /// `objective_id` or `reward_id`.
+    pub item_id: String,
+    pub at: chrono::DateTime<chrono::FixedOffset>,
+    pub increase: bool,
+    pub count: i64,
+    /// Reward usages only.
+    pub amount: Option<i64>,
+    pub description: String,
+    /// The record as sent (canonical JSON): the same serial with another body is refused.
+    pub body: String,
+}
+
+/// A card's records, as one add-user-records request sends them.
+#[derive(Debug, Clone)]
+pub struct CardRecords {
+    pub card_code: crate::domain::Identity,
+    pub card_template_id: String,
+    pub objectives: Vec<CardRecord>,
+    pub rewards: Vec<CardRecord>,
+}
+
+/// Applies a card's records: each objective completion earns through the ruleset's objectives
+/// (INCREASE grants, DECREASE takes back the latest completions' points in proportion), each
+/// reward usage is kept. Idempotent on each serial number; a serial seen with another body is
+/// `CardRecordConflict`.
+pub fn add_card_records(
+    pool: &Pool,
+    rules: &Ruleset,
+    records: &CardRecords,
+    policy: ShortfallPolicy,
+    now: DateTime<Utc>,
+) -> Result<(), ServiceError> {
+    let member = resolve_member(
+        pool,
+        std::slice::from_ref(&records.card_code),
+        &crate::domain::Profile::default(),
+        now,
+    )?;
+    let card_code = records.card_code.value();
+    let mut conn = pool.get()?;
+    for (kind, list) in [
+        ("objective", &records.objectives),
+        ("reward", &records.rewards),
+    ] {
+        for record in list {
+            if let Some(body) = ledger::card::find_record(&mut conn, kind, &record.serial_no)? {
+                if body != record.body {
+                    return Err(ServiceError::CardRecordConflict(record.serial_no.clone()));
+                }
+                continue;
+            }
+            let trade_id = if kind == "objective" {
+                objective_record(pool, rules, &member, record, policy, now)?
+            } else {
+                None
+            };
+            ledger::card::insert_record(
+                &mut conn,
+                &member,
+                &ledger::card::NewCardRecord {
+                    kind,
+                    serial_no: &record.serial_no,
+                    card_code,
+                    card_template_id: &records.card_template_id,
+                    item_id: &record.item_id,
+                    increase: record.increase,
+                    count: record.count,
+                    amount: record.amount,
+                    occurred_at: &record.at.to_rfc3339(),
+                    body: &record.body,
+                    trade_id,
+                },
+                now,
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// One objective completion record: the trade holding its grants (INCREASE), or the refunds
+/// taking back the latest completions' points (DECREASE).
+fn objective_record(
+    pool: &Pool,
+    rules: &Ruleset,
+    member: &VipAccountNo,
+    record: &CardRecord,
+    policy: ShortfallPolicy,
+    now: DateTime<Utc>,
+) -> Result<Option<i64>, ServiceError> {
+    use crate::domain::{
+        CurrencyCode, InvoiceId, ObjectiveId, OutTradeNo, PaymentMethod, Points, StoreCode,
+    };
+    let corrupt = |e: String| ServiceError::Post(PostError::Corrupt(e));
+    let (completions, trades) =
+        ledger::card::objective_history(&mut *pool.get()?, member, &record.item_id)?;
+    if !record.increase {
+        // Take back `count` completions, the latest first, each in proportion.
+        let mut left = record.count;
+        for (i, trade_id) in trades.iter().enumerate() {
+            if left == 0 {
+                break;
+            }
+            let Some(out) = ledger::card::out_trade_no_of(&mut *pool.get()?, *trade_id)? else {
+                continue;
+            };
+            let out = OutTradeNo::parse(&out).map_err(corrupt)?;
+            let Some(refundable) = ledger::refund::refundable_trade(&mut *pool.get()?, &out)?
+            else {
+                continue;
+            };
+            let units = refundable.refundable().to_minor() / 100;
+            let take = units.min(left);
+            if take == 0 {
+                continue;
+            }
+            let refund = Refund::new(
+                crate::domain::OutRefundNo::parse(&format!("DC-D-{}-{i}", record.serial_no))
+                    .map_err(corrupt)?,
+                out,
+                Amount::from_minor(take * 100).map_err(corrupt)?,
+                record.at.max(refundable.trade.sales_time),
+            )
+            .map_err(corrupt)?;
+            refund_trade(pool, rules, &refund, policy, now)?;
+            left -= take;
+        }
+        return Ok(None);
+    }
+    let Ok(objective) = ObjectiveId::parse(&record.item_id) else {
+        return Ok(None);
+    };
+    let at = record.at.to_utc();
+    let mut grants: Vec<crate::domain::Grant> = Vec::new();
+    for k in 0..record.count {
+        if let Some(grant) = rules.objective_grant(&objective, (completions + k) as u64, at) {
+            match grants.first_mut() {
+                Some(first) => {
+                    first.points =
+                        Points::new(first.points.value() + grant.points.value()).map_err(corrupt)?
+                }
+                None => grants.push(grant),
+            }
+        }
+    }
+    if grants.is_empty() {
+        return Ok(None);
+    }
+    let amount = Amount::from_minor(record.count * 100).map_err(corrupt)?;
+    let trade = Trade {
+        vip_accountno: member.clone(),
+        out_trade_no: OutTradeNo::parse(&format!("DC-O-{}", record.serial_no)).map_err(corrupt)?,
+        store_code: StoreCode::parse("DISCOUNT-CARD").expect("a valid code"),
+        invoice_id: InvoiceId::parse(&record.serial_no).map_err(corrupt)?,
+        total_amount: amount,
+        payment_amount: amount,
+        payment_method: PaymentMethod::parse("DISCOUNT-CARD").expect("a valid method"),
+        currency: CurrencyCode::parse(rules.program.base_currency.as_str()).expect("valid"),
+        sales_time: record.at,
+        submit_time: record.at,
+        approval_time: record.at,
+        burn_point: Points::ZERO,
+        resource: CARD_SOURCE.to_string(),
+        remark: crate::domain::trade::parse_free_text(&record.description, Trade::REMARK_LEN_MAX)
+            .unwrap_or_default(),
+        receipt_image_urls: Vec::new(),
+        payment_image_urls: Vec::new(),
+        lines: Vec::new(),
+        post_fee: Amount::ZERO,
+        discount: Amount::ZERO,
+    };
+    let priced = crate::domain::Priced {
+        grants,
+        budget_use: Vec::new(),
+    };
+    let mut conn = pool.get()?;
+    let posted = match ledger::post_trade(
+        &mut conn,
+        &trade,
+        &crate::domain::ContextNeeds::default(),
+        |_| Ok(priced.clone()),
+        &rules.version,
+        now,
+    ) {
+        Err(PostError::Race) => ledger::post_trade(
+            &mut conn,
+            &trade,
+            &crate::domain::ContextNeeds::default(),
+            |_| Ok(priced.clone()),
+            &rules.version,
+            now,
+        )?,
+        other => other?,
+    };
+    Ok(Some(posted.trade_id))
 }

@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod balance;
 pub mod cblink;
+pub mod discount_card;
 pub mod fields;
 pub mod health;
 pub mod history;
@@ -37,6 +38,11 @@ pub fn routes(cfg: &mut web::ServiceConfig, body_bytes_max: usize) {
                         .error_handler(cblink::json_error),
                 )
                 .route(web::post().to(cblink::trade)),
+        )
+        .service(
+            web::resource("/v3/discount-card/cards/{out_card_code}/add-user-records")
+                .app_data(web::PayloadConfig::new(body_bytes_max))
+                .route(web::post().to(discount_card::add_user_records)),
         )
         .service(
             web::scope("/v1/point-engine")

@@ -2,6 +2,7 @@
 //! `repo` is the only place with SQL; the operations here are each one transaction.
 
 pub mod audit;
+pub mod card;
 pub mod connection;
 pub mod external;
 pub mod history;

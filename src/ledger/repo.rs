@@ -6,8 +6,8 @@ use super::models::{
     RefundLineRow, RefundRow, TradeDetailRow, TradeLineRow, TradeRow,
 };
 use super::schema::{
-    campaign_budgets, entries, external_orders, lots, member_identities, member_profiles, members,
-    refund_lines, refunds, rulesets, trade_lines, trades,
+    campaign_budgets, card_records, entries, external_orders, lots, member_identities,
+    member_profiles, members, refund_lines, refunds, request_nonces, rulesets, trade_lines, trades,
 };
 use diesel::prelude::*;
 use diesel::result::Error;
@@ -671,4 +671,104 @@ pub fn trade_id_of(conn: &mut Conn, out_trade_no: &str) -> Result<Option<i64>, E
         .select(trades::id)
         .first(conn)
         .optional()
+}
+
+/// Records a request's nonce; `false` if this merchant used it before. Nonces older than
+/// `forget_before_ms` are forgotten first (requests that old are refused by their timestamp).
+pub fn use_nonce(
+    conn: &mut Conn,
+    mchid: &str,
+    nonce: &str,
+    now_ms: i64,
+    forget_before_ms: i64,
+) -> Result<bool, Error> {
+    diesel::delete(request_nonces::table.filter(request_nonces::seen_at_ms.lt(forget_before_ms)))
+        .execute(conn)?;
+    let seen = request_nonces::table
+        .filter(request_nonces::mchid.eq(mchid))
+        .filter(request_nonces::nonce.eq(nonce))
+        .count()
+        .get_result::<i64>(conn)?
+        > 0;
+    if seen {
+        return Ok(false);
+    }
+    diesel::insert_into(request_nonces::table)
+        .values((
+            request_nonces::mchid.eq(mchid),
+            request_nonces::nonce.eq(nonce),
+            request_nonces::seen_at_ms.eq(now_ms),
+        ))
+        .execute(conn)?;
+    Ok(true)
+}
+
+/// A card record as stored: (id, body, trade_id).
+pub fn find_card_record(
+    conn: &mut Conn,
+    kind: &str,
+    serial_no: &str,
+) -> Result<Option<(i64, String, Option<i64>)>, Error> {
+    card_records::table
+        .filter(card_records::kind.eq(kind))
+        .filter(card_records::serial_no.eq(serial_no))
+        .select((card_records::id, card_records::body, card_records::trade_id))
+        .first(conn)
+        .optional()
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn insert_card_record(
+    conn: &mut Conn,
+    kind: &str,
+    serial_no: &str,
+    card_code: &str,
+    card_template_id: &str,
+    member_id: i64,
+    item_id: &str,
+    record_type: &str,
+    count: i64,
+    amount: Option<i64>,
+    occurred_at: &str,
+    body: &str,
+    trade_id: Option<i64>,
+    now_ms: i64,
+) -> Result<(), Error> {
+    diesel::insert_into(card_records::table)
+        .values((
+            card_records::kind.eq(kind),
+            card_records::serial_no.eq(serial_no),
+            card_records::card_code.eq(card_code),
+            card_records::card_template_id.eq(card_template_id),
+            card_records::member_id.eq(member_id),
+            card_records::item_id.eq(item_id),
+            card_records::record_type.eq(record_type),
+            card_records::count.eq(count),
+            card_records::amount.eq(amount),
+            card_records::occurred_at.eq(occurred_at),
+            card_records::body.eq(body),
+            card_records::trade_id.eq(trade_id),
+            card_records::created_at_ms.eq(now_ms),
+        ))
+        .execute(conn)
+        .map(|_| ())
+}
+
+/// (record_type, count, trade_id) of a member's records of one objective, oldest first.
+pub fn objective_records(
+    conn: &mut Conn,
+    member_id: i64,
+    objective_id: &str,
+) -> Result<Vec<(String, i64, Option<i64>)>, Error> {
+    card_records::table
+        .filter(card_records::member_id.eq(member_id))
+        .filter(card_records::kind.eq("objective"))
+        .filter(card_records::item_id.eq(objective_id))
+        .order(card_records::id.asc())
+        .select((
+            card_records::record_type,
+            card_records::count,
+            card_records::trade_id,
+        ))
+        .load(conn)
 }

@@ -159,6 +159,33 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    request_nonces (mchid, nonce) {
+        mchid -> Text,
+        nonce -> Text,
+        seen_at_ms -> BigInt,
+    }
+}
+
+diesel::table! {
+    card_records (id) {
+        id -> BigInt,
+        kind -> Text,
+        serial_no -> Text,
+        card_code -> Text,
+        card_template_id -> Text,
+        member_id -> BigInt,
+        item_id -> Text,
+        record_type -> Text,
+        count -> BigInt,
+        amount -> Nullable<BigInt>,
+        occurred_at -> Text,
+        body -> Text,
+        trade_id -> Nullable<BigInt>,
+        created_at_ms -> BigInt,
+    }
+}
+
 diesel::joinable!(trades -> members (member_id));
 diesel::joinable!(member_identities -> members (member_id));
 diesel::joinable!(trade_lines -> trades (trade_id));
@@ -181,5 +208,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     campaign_budgets,
     member_identities,
     member_profiles,
-    external_orders
+    external_orders,
+    request_nonces,
+    card_records
 );

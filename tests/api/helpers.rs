@@ -227,6 +227,12 @@ name = "test POS"
 token_sha256 = "744ae1aa6bd53faa387e2f9489bfa9d881698e9674f4f67d079edc8f7a7c2285"
 store_code = "POS-001"
 
+[[discount_card_merchant]]
+mchid = "1900000001"
+serial_no = "TEST-SERIAL-1"
+public_key_pem = """
+PUBLIC_KEY"""
+
 [[cblink_app]]
 app_id = "cb17333123"
 secret_sha256 = "8bd2e72dbbac9d509147c70c5ade6d0af8bff8209b92981e993ef468ff378c40"
@@ -246,7 +252,11 @@ pub fn test_settings(rules: &Path, db: &TestDb) -> Settings {
         body_bytes_max: Settings::BODY_BYTES_MAX,
         refund_shortfall_policy: ShortfallPolicy::RecordShortfall,
         point_cost: Some("0.005".parse().unwrap()),
-        clients: point_engine::clients::Clients::parse(TEST_CLIENTS).unwrap(),
+        clients: point_engine::clients::Clients::parse(&TEST_CLIENTS.replace(
+            "PUBLIC_KEY",
+            include_str!("../fixtures/discount_card_test_pub.pem"),
+        ))
+        .unwrap(),
     }
 }
 

@@ -6,6 +6,7 @@ mod helpers;
 mod audit;
 mod balance;
 mod cblink;
+mod discount_card;
 mod expiry;
 mod history;
 mod instances;

@@ -1,0 +1,2 @@
+DROP TABLE card_records;
+DROP TABLE request_nonces;

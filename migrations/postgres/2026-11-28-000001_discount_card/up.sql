@@ -1,0 +1,29 @@
+-- The discount-card contract: nonces of signed requests (replay protection), and every
+-- objective completion and reward usage record, idempotent on its serial number.
+
+CREATE TABLE request_nonces (
+    mchid TEXT NOT NULL,
+    nonce TEXT NOT NULL,
+    seen_at_ms BIGINT NOT NULL,
+    PRIMARY KEY (mchid, nonce)
+);
+CREATE INDEX request_nonces_seen ON request_nonces (seen_at_ms);
+
+CREATE TABLE card_records (
+    id BIGSERIAL PRIMARY KEY,
+    kind TEXT NOT NULL CHECK (kind IN ('objective', 'reward')),
+    serial_no TEXT NOT NULL,
+    card_code TEXT NOT NULL,
+    card_template_id TEXT NOT NULL,
+    member_id BIGINT NOT NULL REFERENCES members (id),
+    item_id TEXT NOT NULL,
+    record_type TEXT NOT NULL CHECK (record_type IN ('INCREASE', 'DECREASE')),
+    count BIGINT NOT NULL CHECK (count > 0),
+    amount BIGINT,
+    occurred_at TEXT NOT NULL,
+    body TEXT NOT NULL,
+    trade_id BIGINT REFERENCES trades (id),
+    created_at_ms BIGINT NOT NULL,
+    UNIQUE (kind, serial_no)
+);
+CREATE INDEX card_records_member ON card_records (member_id, kind, item_id);

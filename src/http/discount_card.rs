@@ -1,0 +1,321 @@
+//! `POST /v3/discount-card/cards/{out_card_code}/add-user-records`: a pay-later card platform's
+//! objective completions and reward usages (shared/seeds/wechat-discount-card-add-user-records.md).
+//! Requests are authenticated as the platform's API v3 is: a `WECHATPAY2-SHA256-RSA2048`
+//! Authorization header whose RSA-SHA256 signature over the method, URL, timestamp, nonce and
+//! body is checked with the merchant's public key, within a timestamp window, each nonce once.
+
+use crate::domain::{Identity, IdentityKind};
+use crate::service::{self, CardRecord, CardRecords, ServiceError};
+use crate::startup::AppState;
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
+use chrono::Utc;
+use rsa::pkcs1v15::{Signature, VerifyingKey};
+use rsa::signature::Verifier;
+use serde_json::{json, Map, Value};
+
+/// How far a request's timestamp may be from now, in seconds.
+pub const TIMESTAMP_WINDOW_S: i64 = 300;
+/// At most this many records of each kind in one request.
+pub const RECORDS_MAX: usize = 100;
+
+fn failure(status: StatusCode, code: &str, message: &str) -> HttpResponse {
+    HttpResponse::build(status).json(json!({"code": code, "message": message}))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CardError {
+    #[error("{0}")]
+    Sign(String),
+    #[error("{0}")]
+    Param(String),
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+    #[error("the blocking task failed: {0}")]
+    Blocking(#[from] actix_web::error::BlockingError),
+}
+
+impl ResponseError for CardError {
+    fn error_response(&self) -> HttpResponse {
+        match self {
+            Self::Sign(m) => failure(StatusCode::UNAUTHORIZED, "SIGN_ERROR", m),
+            Self::Param(m) => failure(StatusCode::BAD_REQUEST, "PARAM_ERROR", m),
+            Self::Service(e @ ServiceError::CardRecordConflict(_)) => {
+                failure(StatusCode::BAD_REQUEST, "PARAM_ERROR", &e.to_string())
+            }
+            Self::Service(ServiceError::Unavailable(e)) => {
+                log::warn!("discount card: {e}");
+                failure(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "FREQUENCY_LIMITED",
+                    "busy, retry",
+                )
+            }
+            other => {
+                log::error!("discount card: {other}");
+                failure(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "SYSTEM_ERROR",
+                    "system error",
+                )
+            }
+        }
+    }
+
+    fn status_code(&self) -> StatusCode {
+        self.error_response().status()
+    }
+}
+
+/// The fields of a `WECHATPAY2-SHA256-RSA2048 k="v",…` Authorization header.
+fn authorization_fields(header: &str) -> Result<Map<String, Value>, CardError> {
+    let rest = header
+        .strip_prefix("WECHATPAY2-SHA256-RSA2048 ")
+        .ok_or_else(|| {
+            CardError::Sign("Authorization must use WECHATPAY2-SHA256-RSA2048".into())
+        })?;
+    let mut fields = Map::new();
+    for part in rest.split(',') {
+        let (key, value) = part
+            .trim()
+            .split_once('=')
+            .ok_or_else(|| CardError::Sign("Authorization is malformed".into()))?;
+        fields.insert(
+            key.trim().to_string(),
+            Value::String(value.trim().trim_matches('"').to_string()),
+        );
+    }
+    Ok(fields)
+}
+
+/// Checks the request's signature, timestamp and nonce; the merchant's id on success.
+fn authenticate(state: &AppState, req: &HttpRequest, body: &[u8]) -> Result<String, CardError> {
+    let header = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| CardError::Sign("Authorization is required".into()))?;
+    let fields = authorization_fields(header)?;
+    let get = |name: &str| {
+        fields
+            .get(name)
+            .and_then(Value::as_str)
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| CardError::Sign(format!("Authorization has no {name}")))
+    };
+    let (mchid, nonce, timestamp, serial_no, signature) = (
+        get("mchid")?,
+        get("nonce_str")?,
+        get("timestamp")?,
+        get("serial_no")?,
+        get("signature")?,
+    );
+    let merchant = state
+        .clients
+        .card_merchant(mchid, serial_no)
+        .ok_or_else(|| {
+            CardError::Sign(format!(
+                "no key for mchid {mchid} and serial_no {serial_no}"
+            ))
+        })?;
+    let seconds: i64 = timestamp
+        .parse()
+        .map_err(|_| CardError::Sign("timestamp must be seconds since 1970".into()))?;
+    if (Utc::now().timestamp() - seconds).abs() > TIMESTAMP_WINDOW_S {
+        return Err(CardError::Sign(format!(
+            "timestamp {seconds} is more than {TIMESTAMP_WINDOW_S} s from now"
+        )));
+    }
+    let url = req
+        .uri()
+        .path_and_query()
+        .map_or_else(|| req.path().to_string(), |p| p.as_str().to_string());
+    let mut message = format!("{}\n{url}\n{timestamp}\n{nonce}\n", req.method()).into_bytes();
+    message.extend_from_slice(body);
+    message.push(b'\n');
+    let signature = base64ct::Base64::decode_vec(signature)
+        .ok()
+        .and_then(|bytes| Signature::try_from(bytes.as_slice()).ok())
+        .ok_or_else(|| CardError::Sign("signature is not base64 of an RSA signature".into()))?;
+    VerifyingKey::<sha2::Sha256>::new(merchant.public_key.clone())
+        .verify(&message, &signature)
+        .map_err(|_| CardError::Sign("the signature does not match the request".into()))?;
+    Ok(format!("{mchid}\n{nonce}"))
+}
+
+use base64ct::Encoding;
+
+fn text(record: &Map<String, Value>, at: &str, name: &str) -> Result<String, CardError> {
+    match record.get(name) {
+        Some(Value::String(s)) if !s.trim().is_empty() && s.chars().count() <= 256 => {
+            Ok(s.trim().to_string())
+        }
+        Some(Value::String(s)) if !s.trim().is_empty() => Err(CardError::Param(format!(
+            "{at}.{name} is longer than 256 characters"
+        ))),
+        None | Some(Value::Null) => Err(CardError::Param(format!("{at}.{name} is required"))),
+        Some(Value::String(_)) => Err(CardError::Param(format!("{at}.{name} must not be empty"))),
+        Some(_) => Err(CardError::Param(format!("{at}.{name} must be a string"))),
+    }
+}
+
+fn count(record: &Map<String, Value>, at: &str, name: &str, min: i64) -> Result<i64, CardError> {
+    match record.get(name) {
+        None | Some(Value::Null) => Err(CardError::Param(format!("{at}.{name} is required"))),
+        Some(Value::Number(n)) => n
+            .as_i64()
+            .filter(|v| (min..=1_000_000_000).contains(v))
+            .ok_or_else(|| {
+                CardError::Param(format!("{at}.{name} must be a whole number from {min}"))
+            }),
+        Some(_) => Err(CardError::Param(format!("{at}.{name} must be an integer"))),
+    }
+}
+
+/// One record of either list, by the names its kind uses.
+fn record(item: &Value, at: &str, names: [&str; 6], amount: bool) -> Result<CardRecord, CardError> {
+    let [serial, id, time, kind, description, count_name] = names;
+    let object = item
+        .as_object()
+        .ok_or_else(|| CardError::Param(format!("{at} must be an object")))?;
+    let at_time = text(object, at, time)?;
+    let occurred = chrono::DateTime::parse_from_rfc3339(&at_time).map_err(|_| {
+        CardError::Param(format!(
+            "{at}.{time} must be an RFC 3339 time, got {at_time:?}"
+        ))
+    })?;
+    let increase = match text(object, at, kind)?.as_str() {
+        "INCREASE" => true,
+        "DECREASE" => false,
+        other => {
+            return Err(CardError::Param(format!(
+                "{at}.{kind} must be INCREASE or DECREASE, got {other:?}"
+            )))
+        }
+    };
+    if let Some(remark) = object.get("remark") {
+        if !remark.is_null() && !remark.is_string() {
+            return Err(CardError::Param(format!("{at}.remark must be a string")));
+        }
+    }
+    Ok(CardRecord {
+        serial_no: text(object, at, serial)?,
+        item_id: text(object, at, id)?,
+        at: occurred,
+        increase,
+        count: count(object, at, count_name, 1)?,
+        amount: if amount {
+            Some(count(object, at, "amount", 0)?)
+        } else {
+            None
+        },
+        description: text(object, at, description)?,
+        body: serde_json::to_string(item).expect("JSON serializes"),
+    })
+}
+
+fn records(
+    body: &Map<String, Value>,
+    list: &str,
+    names: [&str; 6],
+    amount: bool,
+) -> Result<Vec<CardRecord>, CardError> {
+    match body.get(list) {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(items)) if items.len() <= RECORDS_MAX => items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| record(item, &format!("{list}[{i}]"), names, amount))
+            .collect(),
+        Some(Value::Array(_)) => Err(CardError::Param(format!(
+            "{list} must have at most {RECORDS_MAX} records"
+        ))),
+        Some(_) => Err(CardError::Param(format!("{list} must be an array"))),
+    }
+}
+
+/// Parses the body of an add-user-records request for a card.
+pub fn parse_records(card_code: &str, body: &[u8]) -> Result<CardRecords, CardError> {
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| CardError::Param(format!("the body is not JSON: {e}")))?;
+    let object = value
+        .as_object()
+        .ok_or_else(|| CardError::Param("the body must be a JSON object".into()))?;
+    let card_code = Identity::new(IdentityKind::CardCode, card_code)
+        .map_err(|e| CardError::Param(format!("out_card_code {e}")))?;
+    let card_template_id = text(object, "body", "card_template_id")
+        .map_err(|_| CardError::Param("card_template_id is required".into()))?;
+    let objectives = records(
+        object,
+        "objective_completion_records",
+        [
+            "objective_completion_serial_no",
+            "objective_id",
+            "completion_time",
+            "completion_type",
+            "description",
+            "completion_count",
+        ],
+        false,
+    )?;
+    let rewards = records(
+        object,
+        "reward_usage_records",
+        [
+            "reward_usage_serial_no",
+            "reward_id",
+            "usage_time",
+            "usage_type",
+            "description",
+            "usage_count",
+        ],
+        true,
+    )?;
+    if objectives.is_empty() && rewards.is_empty() {
+        return Err(CardError::Param(
+            "give objective_completion_records or reward_usage_records".into(),
+        ));
+    }
+    Ok(CardRecords {
+        card_code,
+        card_template_id,
+        objectives,
+        rewards,
+    })
+}
+
+pub async fn add_user_records(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, CardError> {
+    let nonce_key = authenticate(&state, &req, &body)?;
+    let records = parse_records(&path.into_inner(), &body)?;
+    let now = Utc::now();
+    let rules = state.rules.current();
+    web::block(move || {
+        let (mchid, nonce) = nonce_key.split_once('\n').expect("made above");
+        let fresh = crate::ledger::card::use_nonce(
+            &mut *state.pool.get().map_err(ServiceError::from)?,
+            mchid,
+            nonce,
+            now,
+            TIMESTAMP_WINDOW_S,
+        )
+        .map_err(ServiceError::from)?;
+        if !fresh {
+            return Ok(Err(CardError::Sign("nonce_str was already used".into())));
+        }
+        service::add_card_records(
+            &state.pool,
+            &rules,
+            &records,
+            state.refund_shortfall_policy,
+            now,
+        )
+        .map(Ok)
+    })
+    .await??
+    .map(|()| HttpResponse::NoContent().finish())
+}

@@ -1,0 +1,282 @@
+use crate::helpers::*;
+use rsa::pkcs1::DecodeRsaPrivateKey;
+use rsa::pkcs1v15::SigningKey;
+use rsa::signature::{SignatureEncoding, Signer};
+use serde_json::{json, Value};
+
+const CARD: &str = "6e8369071cd942c0476613f9d1ce9ca3";
+
+/// The document's request body (its `json`), as the platform's SDK sends it.
+fn seed() -> Value {
+    json!({
+        "card_template_id": "87789b2f25177433bcbf407e8e471f95",
+        "objective_completion_records": [{
+            "objective_completion_serial_no": "578354545",
+            "objective_id": "123456",
+            "completion_time": "2015-05-20T13:29:35.120+08:00",
+            "completion_type": "INCREASE",
+            "description": "购买商品",
+            "completion_count": 1,
+            "remark": "特价商品",
+        }],
+        "reward_usage_records": [{
+            "reward_usage_serial_no": "578354",
+            "reward_id": "123456",
+            "usage_time": "2015-05-20T13:29:35.120+08:00",
+            "usage_type": "INCREASE",
+            "description": "购买商品",
+            "usage_count": 1,
+            "amount": 100,
+            "remark": "特价商品",
+        }],
+    })
+}
+
+fn path(card: &str) -> String {
+    format!("/v3/discount-card/cards/{card}/add-user-records")
+}
+
+/// The Authorization header the platform's SDK would send for this request.
+fn authorization(url: &str, body: &str, timestamp: i64, nonce: &str) -> String {
+    let key =
+        rsa::RsaPrivateKey::from_pkcs1_pem(include_str!("../fixtures/discount_card_test_key.pem"))
+            .unwrap();
+    let message = format!("POST\n{url}\n{timestamp}\n{nonce}\n{body}\n");
+    let signature = SigningKey::<sha2::Sha256>::new(key).sign(message.as_bytes());
+    use base64ct::Encoding;
+    format!(
+        "WECHATPAY2-SHA256-RSA2048 mchid=\"1900000001\",nonce_str=\"{nonce}\",timestamp=\"{timestamp}\",serial_no=\"TEST-SERIAL-1\",signature=\"{}\"",
+        base64ct::Base64::encode_string(&signature.to_vec())
+    )
+}
+
+fn next_nonce() -> String {
+    static NONCES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    format!(
+        "nonce-{}-{}",
+        std::process::id(),
+        NONCES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    )
+}
+
+fn send(app: &TestApp, card: &str, body: &Value) -> (u16, Value) {
+    let text = body.to_string();
+    let url = path(card);
+    let header = authorization(&url, &text, chrono::Utc::now().timestamp(), &next_nonce());
+    app.post_with_headers(&url, &[("Authorization", header)], &text)
+}
+
+fn param_error(message: &str) -> (u16, Value) {
+    (400, json!({"code": "PARAM_ERROR", "message": message}))
+}
+
+fn the_documents_example_earns_through_the_objective_and_answers_204() {
+    let app = spawn_app();
+    assert_eq!(send(&app, CARD, &seed()), (204, Value::Null));
+    // One completion of objective 123456: 20 A points (QUARTER; 2015, so long expired).
+    let (_, trade) = app.get("/v1/point-engine/trades/DC-O-578354545");
+    assert_eq!(
+        trade["data"]["vip_accountno"],
+        json!(format!("CARD:{CARD}"))
+    );
+    assert_eq!(trade["data"]["total_point"], json!(20));
+    assert_eq!(
+        trade["data"]["grants"][0]["campaign_code"],
+        json!("CARD-OBJECTIVE")
+    );
+    // The same records again (a new signature and nonce): nothing new.
+    assert_eq!(send(&app, CARD, &seed()), (204, Value::Null));
+    assert_eq!(app.counts().0, 1);
+    // The reward usage and the card's template are kept.
+    use diesel::prelude::*;
+    use point_engine::ledger::schema::card_records;
+    let rows: Vec<(String, String, i64, Option<i64>)> = card_records::table
+        .order(card_records::id)
+        .select((
+            card_records::kind,
+            card_records::card_template_id,
+            card_records::count,
+            card_records::amount,
+        ))
+        .load(&mut app.conn())
+        .unwrap();
+    assert_eq!(
+        rows,
+        vec![
+            (
+                "objective".into(),
+                "87789b2f25177433bcbf407e8e471f95".into(),
+                1,
+                None
+            ),
+            (
+                "reward".into(),
+                "87789b2f25177433bcbf407e8e471f95".into(),
+                1,
+                Some(100)
+            ),
+        ]
+    );
+    // The same serial with another record is refused.
+    let mut changed = seed();
+    changed["objective_completion_records"][0]["completion_count"] = json!(2);
+    assert_eq!(
+        send(&app, CARD, &changed),
+        param_error("serial number 578354545 was already used with a different record")
+    );
+    app.assert_ledger_consistent();
+}
+
+fn completion(serial: &str, kind: &str, count: i64) -> Value {
+    json!({
+        "card_template_id": "T1",
+        "objective_completion_records": [{
+            "objective_completion_serial_no": serial,
+            "objective_id": "123456",
+            "completion_time": hours_ago(1),
+            "completion_type": kind,
+            "description": "paid with the card",
+            "completion_count": count,
+        }],
+    })
+}
+
+fn increase_grants_and_decrease_takes_back() {
+    let app = spawn_app();
+    assert_eq!(
+        send(&app, "CARD-2", &completion("S1", "INCREASE", 3)),
+        (204, Value::Null)
+    );
+    let balance = |app: &TestApp| {
+        app.balance("CARD:CARD-2", None).1["data"]["available_point"]
+            .as_i64()
+            .unwrap()
+    };
+    assert_eq!(balance(&app), 60);
+    assert_eq!(
+        send(&app, "CARD-2", &completion("S2", "DECREASE", 1)),
+        (204, Value::Null)
+    );
+    assert_eq!(balance(&app), 40);
+    assert_eq!(
+        send(&app, "CARD-2", &completion("S3", "INCREASE", 1)),
+        (204, Value::Null)
+    );
+    assert_eq!(balance(&app), 60);
+    app.assert_ledger_consistent();
+}
+
+fn every_required_field_missing_and_malformed_is_named() {
+    let app = spawn_app();
+    let fields = [
+        "objective_completion_serial_no",
+        "objective_id",
+        "completion_time",
+        "completion_type",
+        "description",
+        "completion_count",
+    ];
+    for field in fields {
+        let mut body = seed();
+        body["objective_completion_records"][0]
+            .as_object_mut()
+            .unwrap()
+            .remove(field);
+        assert_eq!(
+            send(&app, CARD, &body),
+            param_error(&format!(
+                "objective_completion_records[0].{field} is required"
+            )),
+            "{field}"
+        );
+    }
+    let mut body = seed();
+    body.as_object_mut().unwrap().remove("card_template_id");
+    assert_eq!(
+        send(&app, CARD, &body),
+        param_error("card_template_id is required")
+    );
+    for (field, value, message) in [
+        (
+            "completion_type",
+            json!("DOUBLE"),
+            "objective_completion_records[0].completion_type must be INCREASE or DECREASE, got \"DOUBLE\"",
+        ),
+        (
+            "completion_time",
+            json!("2015-05-20 13:29:35"),
+            "objective_completion_records[0].completion_time must be an RFC 3339 time, got \"2015-05-20 13:29:35\"",
+        ),
+        (
+            "completion_count",
+            json!(0),
+            "objective_completion_records[0].completion_count must be a whole number from 1",
+        ),
+    ] {
+        let mut body = seed();
+        body["objective_completion_records"][0][field] = value;
+        assert_eq!(send(&app, CARD, &body), param_error(message), "{field}");
+    }
+    let mut body = seed();
+    body["reward_usage_records"][0]["amount"] = json!("100");
+    assert_eq!(
+        send(&app, CARD, &body),
+        param_error("reward_usage_records[0].amount must be an integer")
+    );
+    assert_eq!(app.counts().0, 0);
+}
+
+fn signatures_timestamps_and_nonces_are_checked() {
+    let app = spawn_app();
+    let url = path(CARD);
+    let body = seed().to_string();
+    let now = chrono::Utc::now().timestamp();
+    let sign_error = |message: &str| (401, json!({"code": "SIGN_ERROR", "message": message}));
+    // A body changed after signing.
+    let header = authorization(&url, &body, now, &next_nonce());
+    let tampered = body.replace("\"completion_count\":1", "\"completion_count\":9");
+    assert_eq!(
+        app.post_with_headers(&url, &[("Authorization", header)], &tampered),
+        sign_error("the signature does not match the request")
+    );
+    // Signed for another card.
+    let header = authorization(&path("OTHER"), &body, now, &next_nonce());
+    assert_eq!(
+        app.post_with_headers(&url, &[("Authorization", header)], &body),
+        sign_error("the signature does not match the request")
+    );
+    // Too old.
+    let header = authorization(&url, &body, now - 600, &next_nonce());
+    assert_eq!(
+        app.post_with_headers(&url, &[("Authorization", header)], &body),
+        sign_error(&format!(
+            "timestamp {} is more than 300 s from now",
+            now - 600
+        ))
+    );
+    // A nonce used twice.
+    let nonce = next_nonce();
+    let header = authorization(&url, &body, now, &nonce);
+    assert_eq!(
+        app.post_with_headers(&url, &[("Authorization", header.clone())], &body)
+            .0,
+        204
+    );
+    assert_eq!(
+        app.post_with_headers(&url, &[("Authorization", header)], &body),
+        sign_error("nonce_str was already used")
+    );
+    // No header at all.
+    assert_eq!(
+        app.post_with_headers(&url, &[], &body),
+        sign_error("Authorization is required")
+    );
+    assert_eq!(app.counts().0, 1);
+}
+
+on_both_backends!(
+    the_documents_example_earns_through_the_objective_and_answers_204,
+    increase_grants_and_decrease_takes_back,
+    every_required_field_missing_and_malformed_is_named,
+    signatures_timestamps_and_nonces_are_checked,
+);
