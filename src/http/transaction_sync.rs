@@ -15,7 +15,7 @@ use actix_web::error::{InternalError, JsonPayloadError};
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use chrono::{NaiveDateTime, Utc};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 /// Where these orders are recorded, and the prefix of their `out_trade_no`.
@@ -40,12 +40,28 @@ pub struct TransactionRequest {
     coupon_id_list: Option<Value>,
 }
 
-/// The envelope of every answer: `{"status": {"code": "200", "message": …}, "result": …}`.
+/// The envelope of every answer, in the document's field order:
+/// `{"status": {"code": "200", "message": …}, "result": …}`.
+#[derive(Debug, Serialize)]
+struct Envelope<'a> {
+    status: EnvelopeStatus<'a>,
+    result: Value,
+}
+
+#[derive(Debug, Serialize)]
+struct EnvelopeStatus<'a> {
+    code: String,
+    message: &'a str,
+}
+
 fn answer(status: StatusCode, message: &str, result: Value) -> HttpResponse {
-    HttpResponse::build(status).json(json!({
-        "status": {"code": status.as_u16().to_string(), "message": message},
-        "result": result,
-    }))
+    HttpResponse::build(status).json(Envelope {
+        status: EnvelopeStatus {
+            code: status.as_u16().to_string(),
+            message,
+        },
+        result,
+    })
 }
 
 fn optional_amount(field: &'static str, value: &Option<Value>) -> Result<Amount, FieldError> {

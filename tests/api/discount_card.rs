@@ -190,6 +190,26 @@ fn every_required_field_missing_and_malformed_is_named() {
             "{field}"
         );
     }
+    for field in [
+        "reward_usage_serial_no",
+        "reward_id",
+        "usage_time",
+        "usage_type",
+        "description",
+        "usage_count",
+        "amount",
+    ] {
+        let mut body = seed();
+        body["reward_usage_records"][0]
+            .as_object_mut()
+            .unwrap()
+            .remove(field);
+        assert_eq!(
+            send(&app, CARD, &body),
+            param_error(&format!("reward_usage_records[0].{field} is required")),
+            "{field}"
+        );
+    }
     let mut body = seed();
     body.as_object_mut().unwrap().remove("card_template_id");
     assert_eq!(

@@ -57,6 +57,18 @@ fn the_documents_example_earns_and_creates_the_customer() {
         body,
         json!({"status": {"code": "200", "message": "success"}, "result": id})
     );
+    // Byte for byte, in the document's field order (a replay answers the same).
+    let raw = ureq::post(&format!("{}{PATH}", app.address))
+        .set("Authorization", "bearer pos-token")
+        .set("Content-Type", "application/json")
+        .send_string(SEED)
+        .unwrap()
+        .into_string()
+        .unwrap();
+    assert_eq!(
+        raw,
+        format!(r#"{{"status":{{"code":"200","message":"success"}},"result":{id}}}"#)
+    );
     // HKD 14.10 earns 1 E point; the two signature dishes (3 units) 9 more. (A sale of 2016:
     // the points are long expired, so the balance is 0.)
     let (_, trade) = app.get("/v1/point-engine/trades/TS-12345wefr23r");
@@ -168,6 +180,18 @@ fn every_required_field_missing_or_malformed_is_named() {
         assert_eq!(
             sync(&app, Some("pos-token"), &body.to_string()),
             (400, error("400", &format!("{field} is required"))),
+            "{field}"
+        );
+    }
+    for field in ["goods_id", "goods_name", "quantity", "unit_price"] {
+        let mut body = seed();
+        body["goods_list"][1].as_object_mut().unwrap().remove(field);
+        assert_eq!(
+            sync(&app, Some("pos-token"), &body.to_string()),
+            (
+                400,
+                error("400", &format!("goods_list item 1: {field} is required"))
+            ),
             "{field}"
         );
     }
