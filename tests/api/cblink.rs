@@ -191,6 +191,75 @@ fn every_required_field_missing_and_malformed_is_named_in_the_documents_style() 
             "{field}"
         );
     }
+    // Each required field with a value of the wrong kind.
+    for field in [
+        "tid",
+        "shop_id",
+        "serial_number",
+        "transaction_tid",
+        "type",
+        "title",
+        "total_fee",
+        "payment",
+        "post_fee",
+        "discount_fee",
+        "pay_type",
+        "handled",
+        "status",
+        "shipping_type",
+        "created_at",
+        "updated_at",
+        "member",
+    ] {
+        let mut body = seed();
+        body[field] = json!([1]);
+        assert_eq!(
+            send(&app, &body),
+            (
+                400,
+                json!({"err_code": 400, "msg": format!("{field} 格式不正确。")})
+            ),
+            "{field}"
+        );
+    }
+    for field in ["weixin_openid", "name", "mobile_phone"] {
+        let mut body = seed();
+        body["member"].as_object_mut().unwrap().remove(field);
+        let shown = if field == "weixin_openid" {
+            "weixin_open_id"
+        } else {
+            field
+        };
+        assert_eq!(
+            send(&app, &body),
+            (
+                400,
+                json!({"err_code": 400, "msg": format!("member.{shown} 不能为空。")})
+            ),
+            "{field}"
+        );
+    }
+    for field in [
+        "product_id",
+        "num",
+        "product_specification",
+        "title",
+        "pic_thumb_url",
+        "price",
+        "total_fee",
+        "payment",
+    ] {
+        let mut body = seed();
+        body["orders"][0].as_object_mut().unwrap().remove(field);
+        assert_eq!(
+            send(&app, &body),
+            (
+                400,
+                json!({"err_code": 400, "msg": format!("orders.0.{field} 不能为空。")})
+            ),
+            "{field}"
+        );
+    }
     let mut body = seed();
     body.as_object_mut().unwrap().remove("orders");
     assert_eq!(

@@ -210,6 +210,25 @@ fn every_required_field_missing_and_malformed_is_named() {
             "{field}"
         );
     }
+    // Each field with a value of the wrong kind.
+    for (field, kind) in [
+        ("objective_completion_serial_no", "a string"),
+        ("objective_id", "a string"),
+        ("completion_time", "a string"),
+        ("completion_type", "a string"),
+        ("description", "a string"),
+        ("completion_count", "an integer"),
+    ] {
+        let mut body = seed();
+        body["objective_completion_records"][0][field] = json!({"x": 1});
+        assert_eq!(
+            send(&app, CARD, &body),
+            param_error(&format!(
+                "objective_completion_records[0].{field} must be {kind}"
+            )),
+            "{field}"
+        );
+    }
     let mut body = seed();
     body.as_object_mut().unwrap().remove("card_template_id");
     assert_eq!(

@@ -183,6 +183,33 @@ fn every_required_field_missing_or_malformed_is_named() {
             "{field}"
         );
     }
+    // Each required field with a value of the wrong kind.
+    for (field, message) in [
+        (
+            "transaction_id",
+            "transaction_id must be a string, got an object",
+        ),
+        (
+            "customer_identifier",
+            "customer_identifier must be a string, got an object",
+        ),
+        (
+            "purchase_time",
+            "purchase_time must be a string, got an object",
+        ),
+        (
+            "purchase_amount",
+            "purchase_amount must be a decimal amount, got an object",
+        ),
+    ] {
+        let mut body = seed();
+        body[field] = json!({"x": 1});
+        assert_eq!(
+            sync(&app, Some("pos-token"), &body.to_string()),
+            (400, error("400", message)),
+            "{field}"
+        );
+    }
     for field in ["goods_id", "goods_name", "quantity", "unit_price"] {
         let mut body = seed();
         body["goods_list"][1].as_object_mut().unwrap().remove(field);
