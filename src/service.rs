@@ -364,6 +364,12 @@ pub fn post_for_identities(
     Ok(posted)
 }
 
+/// Where POS transaction syncs are recorded, and the `resource` of their trades.
+pub const TRANSACTION_SYNC_SOURCE: &str = "transaction_sync";
+
+/// Where cblink orders are recorded, and the `resource` of their trades.
+pub const CBLINK_SOURCE: &str = "cblink";
+
 /// A cblink order as it arrived, parsed.
 #[derive(Debug, Clone)]
 pub struct CblinkOrder {
@@ -404,7 +410,7 @@ pub fn cblink_order(
     policy: ShortfallPolicy,
     now: DateTime<Utc>,
 ) -> Result<CblinkOutcome, ServiceError> {
-    let source = crate::http::cblink::SOURCE;
+    let source = CBLINK_SOURCE;
     let existing = ledger::external::find(&mut *pool.get()?, source, &order.tid)?;
     if existing
         .as_ref()

@@ -16,8 +16,6 @@ use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use chrono::{NaiveDateTime, Utc};
 use serde_json::{json, Map, Value};
 
-pub const SOURCE: &str = "cblink";
-
 /// Every status the document lists.
 const STATUSES: [&str; 10] = [
     "TRADE_BUYER_REFUND",
@@ -246,7 +244,7 @@ pub fn parse_order(
         submit_time: created_at,
         approval_time: sold_at,
         burn_point: Points::ZERO,
-        resource: SOURCE.to_string(),
+        resource: service::CBLINK_SOURCE.to_string(),
         remark: crate::domain::trade::parse_free_text(&remark, Trade::REMARK_LEN_MAX)
             .map_err(|_| CblinkFieldError::Malformed("remark".into()))?,
         receipt_image_urls: Vec::new(),

@@ -18,8 +18,7 @@ use chrono::{NaiveDateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-/// Where these orders are recorded, and the prefix of their `out_trade_no`.
-pub const SOURCE: &str = "transaction_sync";
+/// The prefix of these trades' `out_trade_no`.
 const OUT_TRADE_NO_PREFIX: &str = "TS-";
 
 #[derive(Debug, Deserialize)]
@@ -222,7 +221,7 @@ impl TransactionRequest {
             submit_time: sales_time,
             approval_time: sales_time,
             burn_point: Points::ZERO,
-            resource: SOURCE.to_string(),
+            resource: service::TRANSACTION_SYNC_SOURCE.to_string(),
             remark: String::new(),
             receipt_image_urls: Vec::new(),
             payment_image_urls: Vec::new(),
@@ -336,7 +335,7 @@ pub async fn transaction(
     )?;
     let now = Utc::now();
     let order = OrderRecord {
-        source: SOURCE,
+        source: service::TRANSACTION_SYNC_SOURCE,
         external_id: transaction.transaction_id.clone(),
         status: "RECORDED".into(),
         updated_at: transaction.trade.sales_time.to_rfc3339(),
