@@ -21,6 +21,8 @@ pub enum ServiceError {
     TradeNotFound(String),
     #[error("serial number {0} was already used with a different record")]
     CardRecordConflict(String),
+    #[error("the request's nonce was already used")]
+    NonceReused,
     #[error("refund_time {refund_time} is before the trade's sales_time {sales_time}")]
     RefundBeforeSale {
         refund_time: String,
@@ -485,17 +487,22 @@ pub struct CardRecords {
     pub rewards: Vec<CardRecord>,
 }
 
-/// Applies a card's records: each objective completion earns through the ruleset's objectives
-/// (INCREASE grants, DECREASE takes back the latest completions' points in proportion), each
-/// reward usage is kept. Idempotent on each serial number; a serial seen with another body is
-/// `CardRecordConflict`.
+/// Applies a card's records of one signed request, whose `(mchid, nonce, window_s)` is accepted
+/// once (`NonceReused` otherwise): each objective completion earns through the ruleset's
+/// objectives (INCREASE grants, DECREASE takes back the latest completions' points in
+/// proportion), each reward usage is kept. Idempotent on each serial number; a serial seen with
+/// another body is `CardRecordConflict`.
 pub fn add_card_records(
     pool: &Pool,
     rules: &Ruleset,
+    (mchid, nonce, window_s): (&str, &str, i64),
     records: &CardRecords,
     policy: ShortfallPolicy,
     now: DateTime<Utc>,
 ) -> Result<(), ServiceError> {
+    if !ledger::card::use_nonce(&mut *pool.get()?, mchid, nonce, now, window_s)? {
+        return Err(ServiceError::NonceReused);
+    }
     let member = resolve_member(
         pool,
         std::slice::from_ref(&records.card_code),

@@ -88,8 +88,13 @@ fn authorization_fields(header: &str) -> Result<Map<String, Value>, CardError> {
     Ok(fields)
 }
 
-/// Checks the request's signature, timestamp and nonce; the merchant's id on success.
-fn authenticate(state: &AppState, req: &HttpRequest, body: &[u8]) -> Result<String, CardError> {
+/// Checks the request's signature and timestamp: its (mchid, nonce) on success, the nonce for
+/// the service to accept once.
+fn authenticate(
+    state: &AppState,
+    req: &HttpRequest,
+    body: &[u8],
+) -> Result<(String, String), CardError> {
     let header = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -140,7 +145,7 @@ fn authenticate(state: &AppState, req: &HttpRequest, body: &[u8]) -> Result<Stri
     VerifyingKey::<sha2::Sha256>::new(merchant.public_key.clone())
         .verify(&message, &signature)
         .map_err(|_| CardError::Sign("the signature does not match the request".into()))?;
-    Ok(format!("{mchid}\n{nonce}"))
+    Ok((mchid.to_string(), nonce.to_string()))
 }
 
 use base64ct::Encoding;
@@ -290,32 +295,24 @@ pub async fn add_user_records(
     path: web::Path<String>,
     body: web::Bytes,
 ) -> Result<HttpResponse, CardError> {
-    let nonce_key = authenticate(&state, &req, &body)?;
+    let (mchid, nonce) = authenticate(&state, &req, &body)?;
     let records = parse_records(&path.into_inner(), &body)?;
     let now = Utc::now();
     let rules = state.rules.current();
     web::block(move || {
-        let (mchid, nonce) = nonce_key.split_once('\n').expect("made above");
-        let fresh = crate::ledger::card::use_nonce(
-            &mut *state.pool.get().map_err(ServiceError::from)?,
-            mchid,
-            nonce,
-            now,
-            TIMESTAMP_WINDOW_S,
-        )
-        .map_err(ServiceError::from)?;
-        if !fresh {
-            return Ok(Err(CardError::Sign("nonce_str was already used".into())));
-        }
         service::add_card_records(
             &state.pool,
             &rules,
+            (&mchid, &nonce, TIMESTAMP_WINDOW_S),
             &records,
             state.refund_shortfall_policy,
             now,
         )
-        .map(Ok)
     })
-    .await??
-    .map(|()| HttpResponse::NoContent().finish())
+    .await?
+    .map_err(|e| match e {
+        ServiceError::NonceReused => CardError::Sign("nonce_str was already used".into()),
+        other => CardError::Service(other),
+    })?;
+    Ok(HttpResponse::NoContent().finish())
 }
