@@ -9,6 +9,7 @@ use crate::service::{self, CardRecord, CardRecords, ServiceError};
 use crate::startup::AppState;
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
+use base64ct::Encoding;
 use chrono::Utc;
 use rsa::pkcs1v15::{Signature, VerifyingKey};
 use rsa::signature::Verifier;
@@ -147,8 +148,6 @@ fn authenticate(
         .map_err(|_| CardError::Sign("the signature does not match the request".into()))?;
     Ok((mchid.to_string(), nonce.to_string()))
 }
-
-use base64ct::Encoding;
 
 fn text(record: &Map<String, Value>, at: &str, name: &str) -> Result<String, CardError> {
     match record.get(name) {

@@ -1,0 +1,317 @@
+//! Use cases: each takes validated domain input, runs the pure rules, and records the outcome
+//! in one ledger transaction. Blocking: call from `web::block`.
+
+use crate::domain::{Amount, MemberContext, Refund, ShortfallPolicy, Trade, VipAccountNo};
+use crate::ledger::refund::Refunded;
+use crate::ledger::{self, Balance, Conn, Pool, PostError, Posted};
+use crate::rules::{self, EvaluateError, Ruleset, Source};
+use chrono::{DateTime, Utc};
+use std::borrow::Cow;
+use std::path::Path;
+
+mod adapters;
+pub use adapters::*;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error(transparent)]
+    Evaluate(#[from] EvaluateError),
+    #[error(transparent)]
+    Post(#[from] PostError),
+    #[error("no database connection came free in time: {0}")]
+    Unavailable(#[from] diesel::r2d2::PoolError),
+    #[error("no trade has out_trade_no {0}")]
+    TradeNotFound(String),
+    #[error("serial number {0} was already used with a different record")]
+    CardRecordConflict(String),
+    #[error("the request's nonce was already used")]
+    NonceReused,
+    #[error("refund_time {refund_time} is before the trade's sales_time {sales_time}")]
+    RefundBeforeSale {
+        refund_time: String,
+        sales_time: String,
+    },
+    #[error("the ruleset version {version} that priced the trade cannot be used: {problem}")]
+    RulesetUnavailable { version: String, problem: String },
+}
+
+/// Keeps the sources of the running ruleset in the ledger under its version, each under its
+/// file name (the version hashes file names, not folders).
+pub fn save_ruleset(
+    pool: &Pool,
+    ruleset: &Ruleset,
+    sources: &[Source],
+) -> Result<(), ServiceError> {
+    let named: Vec<Source> = sources
+        .iter()
+        .map(|s| Source {
+            name: Path::new(&s.name)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| s.name.clone()),
+            text: s.text.clone(),
+        })
+        .collect();
+    let json = serde_json::to_string(&named).expect("sources serialize");
+    let mut conn = pool.get()?;
+    Ok(ledger::save_ruleset(
+        &mut conn,
+        &ruleset.version,
+        json,
+        Utc::now(),
+    )?)
+}
+
+/// The ruleset of `version`: the running one, or one compiled again from the ledger's copy.
+fn ruleset_of_version<'r>(
+    conn: &mut Conn,
+    running: &'r Ruleset,
+    version: &str,
+) -> Result<Cow<'r, Ruleset>, ServiceError> {
+    if running.version == version {
+        return Ok(Cow::Borrowed(running));
+    }
+    let unavailable = |problem: String| ServiceError::RulesetUnavailable {
+        version: version.to_string(),
+        problem,
+    };
+    let json = ledger::ruleset_sources(conn, version)?
+        .ok_or_else(|| unavailable("the ledger does not hold it".to_string()))?;
+    let sources: Vec<Source> =
+        serde_json::from_str(&json).map_err(|e| unavailable(e.to_string()))?;
+    let ruleset = rules::from_sources(&sources).map_err(|e| unavailable(e.to_string()))?;
+    if ruleset.version != version {
+        return Err(unavailable(format!(
+            "its sources hash to {}",
+            ruleset.version
+        )));
+    }
+    Ok(Cow::Owned(ruleset))
+}
+
+/// Tries a refund gets when other refunds of the same trade keep landing first.
+const REFUND_ATTEMPTS_MAX: usize = 8;
+
+/// Refunds part or all of a trade: prices it again at its net amount under the ruleset version
+/// that priced it, and reverses the difference. The same refund again answers as it did.
+pub fn refund_trade(
+    pool: &Pool,
+    rules: &Ruleset,
+    refund: &Refund,
+    policy: ShortfallPolicy,
+    now: DateTime<Utc>,
+) -> Result<Refunded, ServiceError> {
+    let mut conn = pool.get()?;
+    for _ in 0..REFUND_ATTEMPTS_MAX {
+        if let Some(done) = ledger::refund::replay_refund(&mut conn, refund)? {
+            return Ok(done);
+        }
+        let refundable = ledger::refund::refundable_trade(&mut conn, &refund.out_trade_no)?
+            .ok_or_else(|| ServiceError::TradeNotFound(refund.out_trade_no.to_string()))?;
+        if refund.refund_time < refundable.trade.sales_time {
+            return Err(ServiceError::RefundBeforeSale {
+                refund_time: refund.refund_time.to_rfc3339(),
+                sales_time: refundable.trade.sales_time.to_rfc3339(),
+            });
+        }
+        let refundable_amount = refundable.refundable();
+        if refund.refund_amount > refundable_amount {
+            return Err(PostError::OverRefund {
+                requested: refund.refund_amount,
+                refundable: refundable_amount,
+            }
+            .into());
+        }
+        let refunded_after =
+            Amount::from_minor(refundable.refunded.to_minor() + refund.refund_amount.to_minor())
+                .expect("at most the payment");
+        let repriced = if refundable.trade.resource == CARD_SOURCE {
+            // An objective's completions: no receipt to price again; each grant is kept in
+            // proportion to the completions left.
+            ledger::history::trade_detail(&mut conn, refundable.trade.out_trade_no.as_str())?
+                .map(|detail| detail.grants.into_iter().map(|(grant, _)| grant).collect())
+                .unwrap_or_default()
+        } else {
+            let pricing = ruleset_of_version(&mut conn, rules, &refundable.ruleset_version)?;
+            let net = refundable.trade.net_of_refunds(refunded_after);
+            pricing.price(&net, &MemberContext::repricing())?.grants
+        };
+        match ledger::refund::post_refund(&mut conn, refund, &refundable, &repriced, policy, now) {
+            Err(PostError::Race) => continue,
+            other => return Ok(other?),
+        }
+    }
+    Err(PostError::Race.into())
+}
+
+/// Prices a trade under the ruleset and records it. A concurrent duplicate from another
+/// process that wins the race is answered by replaying its result. A trade already recorded is
+/// answered as it was, even if today's rules would no longer price it.
+pub fn create_trade(
+    pool: &Pool,
+    rules: &Ruleset,
+    trade: &Trade,
+    now: DateTime<Utc>,
+) -> Result<Posted, ServiceError> {
+    let mut conn = pool.get()?;
+    let needs = match rules.needs(trade) {
+        Ok(needs) => needs,
+        Err(error) => {
+            return ledger::replay(&mut conn, trade)?.ok_or(ServiceError::Evaluate(error))
+        }
+    };
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let price = |ctx: &MemberContext| rules.price(trade, ctx);
+        match ledger::post_trade(&mut conn, trade, &needs, price, &rules.version, now) {
+            Err(PostError::Race) if attempts < POST_ATTEMPTS_MAX => continue,
+            Err(PostError::Evaluate(error)) => return Err(ServiceError::Evaluate(error)),
+            other => return Ok(other?),
+        }
+    }
+}
+
+/// Prices a trade as trade-create would, against the member's real history, and explains
+/// every campaign. Writes nothing.
+pub fn simulate_trade(
+    pool: &Pool,
+    rules: &Ruleset,
+    trade: &Trade,
+) -> Result<(crate::domain::Priced, crate::rules::engine::Explanation), ServiceError> {
+    let needs = rules.needs(trade)?;
+    let mut conn = pool.get()?;
+    let ctx = ledger::read_member_context(&mut conn, &trade.vip_accountno, &needs)?;
+    Ok(rules.explain(trade, &ctx)?)
+}
+
+/// Tries a trade gets when other writers keep winning races (a duplicate from another
+/// instance, a budget spent in between).
+const POST_ATTEMPTS_MAX: usize = 5;
+
+/// Expires every lot past its expiry at `as_of`.
+pub fn expire_due(pool: &Pool, as_of: DateTime<Utc>) -> Result<ledger::Expired, ServiceError> {
+    let mut conn = pool.get()?;
+    Ok(ledger::expire_due(&mut conn, as_of, Utc::now())?)
+}
+
+/// Checks every ledger invariant.
+pub fn audit(pool: &Pool) -> Result<ledger::audit::Report, ServiceError> {
+    let mut conn = pool.get()?;
+    Ok(ledger::audit::audit(&mut conn).map_err(PostError::from)?)
+}
+
+pub fn member_balance(
+    pool: &Pool,
+    vip: &VipAccountNo,
+    as_of: DateTime<Utc>,
+) -> Result<Option<Balance>, ServiceError> {
+    let mut conn = pool.get()?;
+    Ok(ledger::balance(&mut conn, vip, as_of)?)
+}
+
+pub fn member_history(
+    pool: &Pool,
+    vip: &VipAccountNo,
+    page: i64,
+    page_size: i64,
+) -> Result<Option<ledger::history::History>, ServiceError> {
+    let mut conn = pool.get()?;
+    Ok(ledger::history::member_history(
+        &mut conn, vip, page, page_size,
+    )?)
+}
+
+pub fn trade_detail(
+    pool: &Pool,
+    number: &str,
+) -> Result<Option<ledger::history::TradeDetail>, ServiceError> {
+    let mut conn = pool.get()?;
+    Ok(ledger::history::trade_detail(&mut conn, number)?)
+}
+
+/// What the program owes its members as of `as_of` (at most `now`).
+pub fn liability_report(
+    pool: &Pool,
+    rules: &Ruleset,
+    as_of: DateTime<Utc>,
+    now: DateTime<Utc>,
+    point_cost: Option<rust_decimal::Decimal>,
+) -> Result<ledger::report::Liability, ServiceError> {
+    let mut conn = pool.get()?;
+    Ok(ledger::report::liability(
+        &mut conn,
+        as_of,
+        now,
+        rules.program.base_currency.as_str(),
+        point_cost,
+    )?)
+}
+
+/// Points moved over `[from, to)` (`to` at most `now`), grouped `by`.
+pub fn movements_report(
+    pool: &Pool,
+    rules: &Ruleset,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    by: ledger::report::GroupBy,
+    now: DateTime<Utc>,
+) -> Result<ledger::report::Movements, ServiceError> {
+    let mut conn = pool.get()?;
+    Ok(ledger::report::movements(
+        &mut conn,
+        from,
+        to,
+        by,
+        &rules.program.time_zone,
+        now,
+    )?)
+}
+
+/// A draft ruleset replayed over the ledger's real trades.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BacktestReport {
+    pub from: String,
+    pub to: String,
+    pub draft_version: String,
+    pub trades: u64,
+    pub campaigns: Vec<crate::rules::backtest::CampaignReplay>,
+}
+
+/// Trades read per batch while replaying.
+const BACKTEST_BATCH: i64 = 5_000;
+
+/// Replays the trades sold in `[from, to)` under `draft`, in sales order, writing nothing;
+/// `progress(done, total)` is called after each batch.
+pub fn backtest(
+    pool: &Pool,
+    draft: &Ruleset,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<BacktestReport, ServiceError> {
+    let mut conn = pool.get()?;
+    let total = ledger::history::count_trades_sold(&mut conn, from, to)? as u64;
+    let mut replay = crate::rules::backtest::Backtest::new(draft);
+    let mut cursor = None;
+    loop {
+        let (batch, next) =
+            ledger::history::trades_for_replay(&mut conn, from, to, cursor, BACKTEST_BATCH)?;
+        for item in &batch {
+            replay.feed(&item.trade, &item.live)?;
+        }
+        progress(replay.trades, total);
+        if (batch.len() as i64) < BACKTEST_BATCH {
+            break;
+        }
+        cursor = next;
+    }
+    let time = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    Ok(BacktestReport {
+        from: time(from),
+        to: time(to),
+        draft_version: draft.version.clone(),
+        trades: replay.trades,
+        campaigns: replay.finish(),
+    })
+}
