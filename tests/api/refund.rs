@@ -200,10 +200,10 @@ fn a_refund_gives_a_burn_back_in_proportion() {
     app.assert_ledger_consistent();
 }
 
-/// M1 earns at a Q store in last December: E 100 (KDP) and QTR 40, expired at the end of
-/// 2025. A later trade at a store with no campaign burns the 100 E points and earns 1.
+/// M1 earns at a Q store 100 days ago: E 100 (KDP, two years) and QTR 40, expired at the end
+/// of that quarter. A later trade at a store with no campaign burns the 100 E points and earns 1.
 fn spent_and_expired(app: &TestApp) {
-    let mut old = trade("TQ", "M1", "2025-12-15T10:00:00+08:00");
+    let mut old = trade("TQ", "M1", &hours_ago(100 * 24));
     old["store_code"] = json!("Q001");
     let (status, body) = app.post_trade(&old);
     assert_eq!(
