@@ -162,9 +162,16 @@ pub struct ServeArgs {
     /// HTTP worker threads (default: one per CPU core).
     #[arg(long, env = "POINT_ENGINE_WORKERS")]
     pub workers: Option<usize>,
-    /// Database connections in the pool.
+    /// Database connections in the pool (reads; PostgreSQL writes too).
     #[arg(long, env = "POINT_ENGINE_POOL_SIZE", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=256))]
     pub pool_size: u32,
+    /// SQLite: writes waiting for the ledger's writer before new ones are answered 503 with
+    /// Retry-After (backpressure instead of growing latency).
+    #[arg(long, env = "POINT_ENGINE_WRITE_QUEUE_MAX", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub write_queue_max: u32,
+    /// SQLite: writes committed together at most (one transaction, one fsync).
+    #[arg(long, env = "POINT_ENGINE_WRITE_BATCH_MAX", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub write_batch_max: u32,
     /// How far in the future (seconds) a sales_time may be, for clock skew between tills and server.
     #[arg(long, env = "POINT_ENGINE_CLOCK_SKEW_S_MAX", default_value_t = 300)]
     pub clock_skew_s_max: u32,
@@ -224,6 +231,7 @@ pub struct Settings {
     pub rules_dir: PathBuf,
     pub workers: usize,
     pub pool_size: u32,
+    pub writer: crate::ledger::writer::WriterLimits,
     pub clock_skew_s_max: u32,
     pub expire_interval_s: u32,
     pub rules_reload_interval_ms: u32,
@@ -247,6 +255,10 @@ impl Settings {
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
                 .clamp(1, 256),
             pool_size: args.pool_size,
+            writer: crate::ledger::writer::WriterLimits {
+                queue_max: args.write_queue_max as usize,
+                batch_max: args.write_batch_max as usize,
+            },
             clock_skew_s_max: args.clock_skew_s_max,
             expire_interval_s: args.expire_interval_s,
             rules_reload_interval_ms: args.rules_reload_interval_ms,

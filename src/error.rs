@@ -74,13 +74,27 @@ pub fn failure(code: ErrorCode, msg: impl Into<String>) -> HttpResponse {
     })
 }
 
-/// The database had no connection free in time: logged, answered 503, safe to retry.
+/// Seconds a caller is asked to wait before retrying a request refused as busy.
+pub const RETRY_AFTER_S: u32 = 1;
+
+/// The ledger is busy (no connection came free in time, or the write queue is full): logged,
+/// answered 503 with `Retry-After`, safe to retry.
 pub fn busy(endpoint: &str, error: &dyn std::fmt::Display) -> HttpResponse {
     log::warn!("{endpoint}: {error}");
-    failure(
+    let mut response = failure(
         ErrorCode::Unavailable,
         "the ledger is busy; nothing was written, retry",
-    )
+    );
+    with_retry_after(&mut response);
+    response
+}
+
+/// Adds `Retry-After` to a busy answer of any contract.
+pub fn with_retry_after(response: &mut HttpResponse) {
+    response.headers_mut().insert(
+        actix_web::http::header::RETRY_AFTER,
+        actix_web::http::header::HeaderValue::from(RETRY_AFTER_S),
+    );
 }
 
 /// A failure inside point-engine: logged with its details, answered 500 without them.

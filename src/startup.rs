@@ -3,7 +3,7 @@
 
 use crate::config::{Cli, Command, Report, ReportArgs, RulesCommand, Settings};
 use crate::domain::ShortfallPolicy;
-use crate::ledger::{self, Pool};
+use crate::ledger::{self, Store};
 use crate::rules::live::{folder_stamp, Reloaded};
 use crate::rules::{self, LiveRules};
 use actix_web::dev::Server;
@@ -15,7 +15,8 @@ use std::time::Duration;
 
 /// What every request handler can reach.
 pub struct AppState {
-    pub pool: Pool,
+    /// The ledger: pooled reads, and the one writer.
+    pub store: Store,
     /// The ruleset serving now; swapped whole when the rules folder changes.
     pub rules: Arc<LiveRules>,
     pub clock_skew_s_max: u32,
@@ -63,9 +64,9 @@ impl Application {
             ruleset.program.name,
             ruleset.campaigns.len()
         );
-        let pool = ledger::connect(&settings.database, settings.pool_size)?;
+        let store = Store::open(&settings.database, settings.pool_size, settings.writer)?;
         log::info!("ledger at {}", settings.database);
-        crate::service::save_ruleset(&pool, &ruleset, &sources)?;
+        crate::service::save_ruleset(&store, &ruleset, &sources)?;
         let bind_error = |source| StartupError::Bind {
             addr: settings.bind.to_string(),
             source,
@@ -74,20 +75,20 @@ impl Application {
         let port = listener.local_addr().map_err(bind_error)?.port();
         if settings.expire_interval_s > 0 {
             spawn_expiry_task(
-                pool.clone(),
+                store.clone(),
                 Duration::from_secs(u64::from(settings.expire_interval_s)),
             );
         }
         let live = Arc::new(LiveRules::new(settings.rules_dir.clone(), ruleset, stamp));
         spawn_rules_watch(
             live.clone(),
-            pool.clone(),
+            store.clone(),
             Some(settings.rules_reload_interval_ms)
                 .filter(|ms| *ms > 0)
                 .map(|ms| Duration::from_millis(u64::from(ms))),
         );
         let state = web::Data::new(AppState {
-            pool,
+            store,
             rules: live,
             clock_skew_s_max: settings.clock_skew_s_max,
             refund_shortfall_policy: settings.refund_shortfall_policy,
@@ -124,13 +125,13 @@ impl Application {
 
 /// Expires due lots every `interval`, off the request threads. Every instance may run it: the
 /// expiry is idempotent.
-fn spawn_expiry_task(pool: Pool, interval: Duration) {
+fn spawn_expiry_task(store: Store, interval: Duration) {
     actix_web::rt::spawn(async move {
         let mut ticks = actix_web::rt::time::interval(interval);
         loop {
             ticks.tick().await;
-            let pool = pool.clone();
-            match web::block(move || crate::service::expire_due(&pool, chrono::Utc::now())).await {
+            let store = store.clone();
+            match web::block(move || crate::service::expire_due(&store, chrono::Utc::now())).await {
                 Ok(Ok(expired)) if expired.lots > 0 => {
                     log::info!("expired {} points in {} lots", expired.points, expired.lots)
                 }
@@ -146,10 +147,10 @@ fn spawn_expiry_task(pool: Pool, interval: Duration) {
 /// SIGHUP.
 /// The new set is compiled aside, stored in the ledger by version, then swapped in; a broken
 /// set is logged with its errors and the old one keeps serving.
-fn spawn_rules_watch(live: Arc<LiveRules>, pool: Pool, interval: Option<Duration>) {
-    let reload = move |live: Arc<LiveRules>, pool: Pool, why: &'static str| async move {
+fn spawn_rules_watch(live: Arc<LiveRules>, store: Store, interval: Option<Duration>) {
+    let reload = move |live: Arc<LiveRules>, store: Store, why: &'static str| async move {
         let outcome = web::block(move || {
-            live.reload(|rules, sources| crate::service::save_ruleset(&pool, rules, sources))
+            live.reload(|rules, sources| crate::service::save_ruleset(&store, rules, sources))
         })
         .await;
         match outcome {
@@ -164,7 +165,7 @@ fn spawn_rules_watch(live: Arc<LiveRules>, pool: Pool, interval: Option<Duration
         }
     };
     if let Some(interval) = interval {
-        let (watch_live, watch_pool) = (live.clone(), pool.clone());
+        let (watch_live, watch_store) = (live.clone(), store.clone());
         actix_web::rt::spawn(async move {
             let mut ticks = actix_web::rt::time::interval(interval);
             // A change is loaded once the folder has looked the same for a whole interval, so a
@@ -175,7 +176,12 @@ fn spawn_rules_watch(live: Arc<LiveRules>, pool: Pool, interval: Option<Duration
                 match watch_live.changed() {
                     Some(stamp) if settling.as_ref() == Some(&stamp) => {
                         settling = None;
-                        reload(watch_live.clone(), watch_pool.clone(), "the folder changed").await;
+                        reload(
+                            watch_live.clone(),
+                            watch_store.clone(),
+                            "the folder changed",
+                        )
+                        .await;
                     }
                     other => settling = other,
                 }
@@ -190,7 +196,7 @@ fn spawn_rules_watch(live: Arc<LiveRules>, pool: Pool, interval: Option<Duration
             return;
         };
         while hangups.recv().await.is_some() {
-            reload(live.clone(), pool.clone(), "SIGHUP").await;
+            reload(live.clone(), store.clone(), "SIGHUP").await;
         }
     });
 }
@@ -223,8 +229,8 @@ pub fn run_cli(cli: Cli) -> Result<(), StartupError> {
                     as_of
                 }
             };
-            let pool = ledger::connect(&url, 1)?;
-            let expired = crate::service::expire_due(&pool, as_of)
+            let store = Store::open(&url, 1, Default::default())?;
+            let expired = crate::service::expire_due(&store, as_of)
                 .map_err(|e| StartupError::Config(e.to_string()))?;
             println!(
                 "expired {} points in {} lots as of {}",
@@ -238,7 +244,7 @@ pub fn run_cli(cli: Cli) -> Result<(), StartupError> {
         Command::Rules(command) => run_rules(command),
         Command::Audit(db) => {
             let url = db.url().map_err(StartupError::Config)?;
-            let report = crate::service::audit(&ledger::connect(&url, 1)?)?;
+            let report = crate::service::audit(&Store::open(&url, 1, Default::default())?)?;
             let counts = format!(
                 "{} trades, {} lots, {} entries",
                 report.trades, report.lots, report.entries
@@ -278,7 +284,7 @@ fn run_report(args: ReportArgs) -> Result<(), StartupError> {
     let config = StartupError::Config;
     let url = args.db.url().map_err(config)?;
     let rules = rules::load_dir(&args.rules)?;
-    let pool = ledger::connect(&url, 1)?;
+    let store = Store::open(&url, 1, Default::default())?;
     let now = chrono::Utc::now();
     let csv = args.format == "csv";
     match args.report {
@@ -289,7 +295,7 @@ fn run_report(args: ReportArgs) -> Result<(), StartupError> {
             };
             check_period(as_of, as_of, now).map_err(|e| config(format!("--as-of {}", e.1)))?;
             let report =
-                crate::service::liability_report(&pool, &rules, as_of, now, args.point_cost)?;
+                crate::service::liability_report(&store, &rules, as_of, now, args.point_cost)?;
             if csv {
                 print!("{}", report.to_csv());
             } else {
@@ -304,7 +310,7 @@ fn run_report(args: ReportArgs) -> Result<(), StartupError> {
             };
             check_period(from, to, now).map_err(|(f, e)| config(format!("--{f} {e}")))?;
             let by = GroupBy::parse(&by).map_err(|e| config(format!("--by {e}")))?;
-            let report = crate::service::movements_report(&pool, &rules, from, to, by, now)?;
+            let report = crate::service::movements_report(&store, &rules, from, to, by, now)?;
             if csv {
                 print!("{}", report.to_csv());
             } else {
@@ -324,14 +330,14 @@ fn run_report(args: ReportArgs) -> Result<(), StartupError> {
                     "--page must be at least 1 and --page-size from 1 to {max}"
                 )));
             }
-            let history = crate::service::member_history(&pool, &vip, page, page_size)?
+            let history = crate::service::member_history(&store, &vip, page, page_size)?
                 .ok_or_else(|| config(format!("member {vip} not found")))?;
             print_json(&crate::http::history::HistoryData::new(
                 &vip, page, page_size, &history,
             ));
         }
         Report::Trade { number } => {
-            let detail = crate::service::trade_detail(&pool, &number)?
+            let detail = crate::service::trade_detail(&store, &number)?
                 .ok_or_else(|| config(format!("trade {number} not found")))?;
             let data = crate::http::history::TradeData::try_from(&detail).map_err(config)?;
             print_json(&data);
@@ -402,7 +408,7 @@ fn run_rules(command: RulesCommand) -> Result<(), StartupError> {
         } => {
             let draft = rules::load_dir(&dir)?;
             let url = db.url().map_err(config)?;
-            let pool = ledger::connect(&url, 1)?;
+            let store = Store::open(&url, 1, Default::default())?;
             let now = chrono::Utc::now();
             let from = match from {
                 Some(raw) => cli_instant("from", &raw)?,
@@ -429,7 +435,7 @@ fn run_rules(command: RulesCommand) -> Result<(), StartupError> {
                     started.elapsed().as_secs_f64()
                 );
             };
-            let report = crate::service::backtest(&pool, &draft, from, to, &mut progress)?;
+            let report = crate::service::backtest(&store, &draft, from, to, &mut progress)?;
             eprintln!();
             print_json(&report);
             Ok(())

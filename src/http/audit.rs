@@ -51,6 +51,6 @@ impl ResponseError for AuditError {
 }
 
 pub async fn audit(state: web::Data<AppState>) -> Result<HttpResponse, AuditError> {
-    let report = web::block(move || service::audit(&state.pool)).await??;
+    let report = web::block(move || service::audit(&state.store)).await??;
     Ok(success(AuditData::from(report)))
 }

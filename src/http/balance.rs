@@ -109,7 +109,7 @@ pub async fn balance(
         None => Utc::now(),
     };
     let lookup = vip.clone();
-    let balance = web::block(move || service::member_balance(&state.pool, &lookup, as_of))
+    let balance = web::block(move || service::member_balance(&state.store, &lookup, as_of))
         .await??
         .ok_or(BalanceError::NotFound(vip))?;
     Ok(success(BalanceData::from(&balance)))

@@ -287,7 +287,9 @@ impl ResponseError for CblinkError {
             }
             Self::Service(ServiceError::Unavailable(e)) => {
                 log::warn!("cblink: {e}");
-                failure(StatusCode::SERVICE_UNAVAILABLE, "系统繁忙，请重试。")
+                let mut response = failure(StatusCode::SERVICE_UNAVAILABLE, "系统繁忙，请重试。");
+                crate::error::with_retry_after(&mut response);
+                response
             }
             other => {
                 log::error!("cblink: {other}");
@@ -335,11 +337,11 @@ pub async fn trade(
     let text = body.to_string();
     web::block(move || {
         service::cblink_order(
-            &state.pool,
-            &rules,
-            &app,
+            &state.store,
+            rules,
+            app,
             order,
-            &text,
+            text,
             state.refund_shortfall_policy,
             now,
         )

@@ -46,11 +46,13 @@ impl ResponseError for CardError {
             }
             Self::Service(ServiceError::Unavailable(e)) => {
                 log::warn!("discount card: {e}");
-                failure(
+                let mut response = failure(
                     StatusCode::TOO_MANY_REQUESTS,
                     "FREQUENCY_LIMITED",
                     "busy, retry",
-                )
+                );
+                crate::error::with_retry_after(&mut response);
+                response
             }
             other => {
                 log::error!("discount card: {other}");
@@ -300,10 +302,10 @@ pub async fn add_user_records(
     let rules = state.rules.current();
     web::block(move || {
         service::add_card_records(
-            &state.pool,
-            &rules,
-            (&mchid, &nonce, TIMESTAMP_WINDOW_S),
-            &records,
+            &state.store,
+            rules,
+            (mchid, nonce, TIMESTAMP_WINDOW_S),
+            records,
             state.refund_shortfall_policy,
             now,
         )

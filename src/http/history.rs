@@ -224,7 +224,7 @@ pub async fn member_entries(
     )?;
     let lookup = vip.clone();
     let history =
-        web::block(move || service::member_history(&state.pool, &lookup, page, page_size))
+        web::block(move || service::member_history(&state.store, &lookup, page, page_size))
             .await??
             .ok_or_else(|| HistoryError::NotFound(format!("member {vip}")))?;
     Ok(success(HistoryData::new(&vip, page, page_size, &history)))
@@ -236,7 +236,7 @@ pub async fn trade(
 ) -> Result<HttpResponse, HistoryError> {
     let number = path.into_inner();
     let lookup = number.clone();
-    let detail = web::block(move || service::trade_detail(&state.pool, &lookup))
+    let detail = web::block(move || service::trade_detail(&state.store, &lookup))
         .await??
         .ok_or_else(|| HistoryError::NotFound(format!("trade {number}")))?;
     Ok(success(

@@ -92,7 +92,7 @@ pub async fn liability(
     let as_csv = wants_csv(&req, query.format.as_deref())?;
     let report = web::block(move || {
         service::liability_report(
-            &state.pool,
+            &state.store,
             &state.rules.current(),
             as_of,
             now,
@@ -128,7 +128,7 @@ pub async fn movements(
     let by = parsed("by", GroupBy::parse(query.by.as_deref().unwrap_or("day")))?;
     let as_csv = wants_csv(&req, query.format.as_deref())?;
     let report = web::block(move || {
-        service::movements_report(&state.pool, &state.rules.current(), from, to, by, now)
+        service::movements_report(&state.store, &state.rules.current(), from, to, by, now)
     })
     .await??;
     Ok(if as_csv {

@@ -133,7 +133,7 @@ pub async fn trade_simulate(
     let rules = state.rules.current();
     let version = rules.version.clone();
     let (priced, explanation) =
-        web::block(move || service::simulate_trade(&state.pool, &rules, &trade)).await??;
+        web::block(move || service::simulate_trade(&state.store, &rules, &trade)).await??;
     Ok(success(SimulateData {
         ruleset_version: version,
         total_point: priced.grants.iter().map(|g| g.points.value()).sum(),

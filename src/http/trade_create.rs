@@ -257,7 +257,7 @@ pub async fn trade_create(
     let now = Utc::now();
     let trade = body.into_inner().into_trade(now, state.clock_skew_s_max)?;
     let posted =
-        web::block(move || service::create_trade(&state.pool, &state.rules.current(), &trade, now))
+        web::block(move || service::create_trade(&state.store, state.rules.current(), trade, now))
             .await??;
     Ok(success(TradeCreateData::from(&posted)))
 }

@@ -176,9 +176,9 @@ pub async fn trade_refund(
     let refund = body.into_inner().into_refund(now, state.clock_skew_s_max)?;
     let refunded = web::block(move || {
         service::refund_trade(
-            &state.pool,
-            &state.rules.current(),
-            &refund,
+            &state.store,
+            state.rules.current(),
+            refund,
             state.refund_shortfall_policy,
             now,
         )

@@ -268,11 +268,13 @@ impl ResponseError for TransactionError {
             ),
             Self::Service(Unavailable(e)) => {
                 log::warn!("transaction sync: {e}");
-                answer(
+                let mut response = answer(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "busy; nothing was written, retry",
                     Value::Null,
-                )
+                );
+                crate::error::with_retry_after(&mut response);
+                response
             }
             other => {
                 log::error!("transaction sync: {other}");
@@ -343,12 +345,12 @@ pub async fn transaction(
     };
     let posted = web::block(move || {
         service::post_for_identities(
-            &state.pool,
-            &rules,
-            &[transaction.identity],
-            &transaction.profile,
+            &state.store,
+            rules,
+            vec![transaction.identity],
+            transaction.profile,
             transaction.trade,
-            &order,
+            order,
             now,
         )
     })

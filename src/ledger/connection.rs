@@ -91,6 +91,8 @@ pub enum ConnectError {
     },
     #[error("cannot migrate the database {url}: {message}")]
     Migrate { url: String, message: String },
+    #[error("cannot open the ledger writer's connection to {url}: {message}")]
+    Writer { url: String, message: String },
 }
 
 /// Opens connections of the backend the URL names (never falling back to the other one).
@@ -102,6 +104,12 @@ pub enum ConnectError {
 #[derive(Debug, Clone)]
 pub struct Manager {
     url: DatabaseUrl,
+}
+
+impl Manager {
+    pub fn new(url: DatabaseUrl) -> Self {
+        Self { url }
+    }
 }
 
 impl ManageConnection for Manager {
@@ -171,7 +179,8 @@ pub fn connect(url: &DatabaseUrl, pool_size: u32) -> Result<Pool, ConnectError> 
     Ok(pool)
 }
 
-/// Runs `f` in one write transaction: all of it commits, or none of it.
+/// Runs `f` in one write transaction: all of it commits, or none of it. Inside a transaction
+/// already open (the grouped writer's), it is a savepoint of that transaction.
 ///
 /// SQLite: `BEGIN IMMEDIATE` takes the database's write lock up front, so two writers never
 /// both read and then race to write. PostgreSQL: `READ COMMITTED`; writers that touch the same
@@ -183,11 +192,10 @@ where
     E: From<diesel::result::Error>,
 {
     type Manager = <Conn as Connection>::TransactionManager;
-    match conn {
-        Conn::Sqlite(inner) => {
-            AnsiTransactionManager::begin_transaction_sql(inner, "BEGIN IMMEDIATE")?
-        }
-        Conn::Postgres(_) => Manager::begin_transaction(conn)?,
+    let depth = Manager::transaction_manager_status_mut(conn).transaction_depth()?;
+    match depth {
+        None => begin_write(conn)?,
+        Some(_) => Manager::begin_transaction(conn)?,
     }
     match f(conn) {
         Ok(value) => {
@@ -198,6 +206,18 @@ where
             Ok(()) | Err(diesel::result::Error::BrokenTransactionManager) => Err(error),
             Err(rollback_error) => Err(rollback_error.into()),
         },
+    }
+}
+
+/// Opens a write transaction: `BEGIN IMMEDIATE` on SQLite (the write lock up front), `BEGIN`
+/// on PostgreSQL.
+pub fn begin_write(conn: &mut Conn) -> diesel::QueryResult<()> {
+    type Manager = <Conn as Connection>::TransactionManager;
+    match conn {
+        Conn::Sqlite(inner) => {
+            AnsiTransactionManager::begin_transaction_sql(inner, "BEGIN IMMEDIATE")
+        }
+        Conn::Postgres(_) => Manager::begin_transaction(conn),
     }
 }
 

@@ -12,8 +12,30 @@ pub mod refund;
 pub mod repo;
 pub mod report;
 pub mod schema;
+pub mod writer;
 
 pub use connection::{connect, Conn, DatabaseUrl, Pool};
+
+/// The ledger as the use cases reach it: reads on pooled connections, every write through the
+/// one writer.
+#[derive(Clone)]
+pub struct Store {
+    pub pool: Pool,
+    pub writer: writer::Writer,
+}
+
+impl Store {
+    /// Opens (creating and migrating if needed) the database and starts its writer.
+    pub fn open(
+        url: &DatabaseUrl,
+        pool_size: u32,
+        limits: writer::WriterLimits,
+    ) -> Result<Self, connection::ConnectError> {
+        let pool = connect(url, pool_size)?;
+        let writer = writer::Writer::start(url, &pool, limits)?;
+        Ok(Self { pool, writer })
+    }
+}
 
 use crate::domain::{
     CampaignCode, CampaignUse, ContextNeeds, EvaluateError, ExpireType, Grant, MemberContext,
@@ -55,6 +77,14 @@ impl From<diesel::result::Error> for PostError {
         use diesel::result::{DatabaseErrorKind, Error};
         match error {
             Error::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => Self::Race,
+            // PostgreSQL ended the transaction to break a deadlock (40P01, which diesel does not
+            // name) or a serialization conflict (40001): run it again.
+            Error::DatabaseError(DatabaseErrorKind::SerializationFailure, _) => Self::Race,
+            Error::DatabaseError(DatabaseErrorKind::Unknown, ref info)
+                if info.message().starts_with("deadlock detected") =>
+            {
+                Self::Race
+            }
             other => Self::Database(other),
         }
     }
@@ -149,19 +179,14 @@ pub fn post_trade(
             return Ok(posted);
         }
         let now_ms = ms(now);
+        // One lock order for every write: the member's row first (a new member's row is
+        // inserted, which locks it), then campaign budgets in campaign-code order.
         let known = repo::find_member_id(conn, trade.vip_accountno.as_str())?;
-        if let Some(id) = known {
-            repo::lock_member(conn, id)?;
-        }
-        let ctx = member_context(conn, known, needs)?;
-        let Priced { grants, budget_use } = price(&ctx).map_err(PostError::Evaluate)?;
-        for (code, cap, points) in &budget_use {
-            if !repo::take_from_budget(conn, code.as_str(), *cap, *points)? {
-                return Err(PostError::Race);
-            }
-        }
         let member_id = match known {
-            Some(id) => id,
+            Some(id) => {
+                repo::lock_member(conn, id)?;
+                id
+            }
             None => repo::insert_member(
                 conn,
                 &NewMember {
@@ -170,6 +195,17 @@ pub fn post_trade(
                 },
             )?,
         };
+        let ctx = member_context(conn, known, needs)?;
+        let Priced {
+            grants,
+            mut budget_use,
+        } = price(&ctx).map_err(PostError::Evaluate)?;
+        budget_use.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
+        for (code, cap, points) in &budget_use {
+            if !repo::take_from_budget(conn, code.as_str(), *cap, *points)? {
+                return Err(PostError::Race);
+            }
+        }
         let trade_no = TradeNo::for_out_trade_no(&trade.out_trade_no);
         let urls = |list: &[crate::domain::ImageUrl]| {
             serde_json::to_string(&list.iter().map(|u| u.as_str()).collect::<Vec<_>>())
@@ -486,39 +522,34 @@ pub struct Expired {
 /// Lots expired per write transaction, so a large backlog never holds the write lock long.
 pub const EXPIRE_BATCH_MAX: i64 = 500;
 
-/// Writes an `expire` entry for every lot whose expiry is at or before `as_of` and that still
-/// has points, and sets its remaining to zero. The entry is effective at the lot's expiry
-/// instant (or at its creation, for a receipt recorded after its points would have expired). Idempotent: a lot at zero is never picked again, and each batch takes the write
-/// lock, so two runs (or two processes) never expire a lot twice.
-pub fn expire_due(
+/// Writes an `expire` entry for up to `EXPIRE_BATCH_MAX` lots whose expiry is at or before
+/// `as_of` and that still have points, and sets their remaining to zero: one write
+/// transaction. Each entry is effective at the lot's expiry instant (or at its creation, for a
+/// receipt recorded after its points would have expired). Idempotent: a lot at zero is never
+/// picked again, and the batch holds the write lock (or the lots' guarded updates), so two runs
+/// (or two processes) never expire a lot twice. Answers how many lots it picked (fewer than
+/// the maximum: nothing more is due) and what it expired.
+pub fn expire_batch(
     conn: &mut Conn,
     as_of: DateTime<Utc>,
     now: DateTime<Utc>,
-) -> Result<Expired, PostError> {
-    let mut total = Expired::default();
-    loop {
-        let batch = connection::write_transaction(conn, |conn| {
-            let lots = repo::expired_lots(conn, ms(as_of), EXPIRE_BATCH_MAX)?;
-            let mut batch = (lots.len(), Expired::default());
-            for lot in &lots {
-                let effective_at_ms = lot
-                    .expiry_effective_at_ms()
-                    .expect("only lots with an expiry are picked");
-                // Guarded: if another writer changed the lot, it is left for the next run.
-                if !expire_from_lot(conn, lot, lot.remaining, effective_at_ms, ms(now))? {
-                    continue;
-                }
-                batch.1.lots += 1;
-                batch.1.points += lot.remaining;
+) -> Result<(usize, Expired), PostError> {
+    connection::write_transaction(conn, |conn| {
+        let lots = repo::expired_lots(conn, ms(as_of), EXPIRE_BATCH_MAX)?;
+        let mut expired = Expired::default();
+        for lot in &lots {
+            let effective_at_ms = lot
+                .expiry_effective_at_ms()
+                .expect("only lots with an expiry are picked");
+            // Guarded: if another writer changed the lot, it is left for the next run.
+            if !expire_from_lot(conn, lot, lot.remaining, effective_at_ms, ms(now))? {
+                continue;
             }
-            Ok::<_, PostError>(batch)
-        })?;
-        total.lots += batch.1.lots;
-        total.points += batch.1.points;
-        if (batch.0 as i64) < EXPIRE_BATCH_MAX {
-            return Ok(total);
+            expired.lots += 1;
+            expired.points += lot.remaining;
         }
-    }
+        Ok((lots.len(), expired))
+    })
 }
 
 /// Takes `points` from a lot as an expiry effective at `effective_at_ms`: one `expire` entry.

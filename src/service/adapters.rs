@@ -1,24 +1,24 @@
 //! Use cases of the adapters: members reached through identities, orders of the other
 //! contracts, and discount-card records. Each maps onto the same pricing and ledger as the
-//! native contract.
+//! native contract, and each request is one write: all it does lands, or none of it.
 
-use super::{create_trade, refund_trade, ServiceError};
+use super::{create_trade_in, refund_in, ServiceError};
 use crate::domain::{Amount, Refund, ShortfallPolicy, Trade, VipAccountNo};
-use crate::ledger::{self, Pool, PostError, Posted};
+use crate::ledger::{self, Conn, PostError, Posted, Store};
 use crate::rules::Ruleset;
 use chrono::{DateTime, Utc};
+use std::sync::Arc;
 
 /// The member these identities lead to (created if none does), with the profile fields that
 /// arrived kept. Retries when a concurrent request creates the same member first.
-pub fn resolve_member(
-    pool: &Pool,
+fn resolve_member(
+    conn: &mut Conn,
     identities: &[crate::domain::Identity],
     profile: &crate::domain::Profile,
     now: DateTime<Utc>,
 ) -> Result<VipAccountNo, ServiceError> {
-    let mut conn = pool.get()?;
-    match ledger::resolve_member(&mut conn, identities, profile, now) {
-        Err(PostError::Race) => Ok(ledger::resolve_member(&mut conn, identities, profile, now)?),
+    match ledger::resolve_member(conn, identities, profile, now) {
+        Err(PostError::Race) => Ok(ledger::resolve_member(conn, identities, profile, now)?),
         other => Ok(other?),
     }
 }
@@ -37,28 +37,30 @@ pub struct OrderRecord {
 /// resolved (or created), the trade is priced and recorded as trade-create would, and the
 /// order's state is kept.
 pub fn post_for_identities(
-    pool: &Pool,
-    rules: &Ruleset,
-    identities: &[crate::domain::Identity],
-    profile: &crate::domain::Profile,
-    mut trade: Trade,
-    order: &OrderRecord,
+    store: &Store,
+    rules: Arc<Ruleset>,
+    identities: Vec<crate::domain::Identity>,
+    profile: crate::domain::Profile,
+    trade: Trade,
+    order: OrderRecord,
     now: DateTime<Utc>,
 ) -> Result<Posted, ServiceError> {
-    trade.vip_accountno = resolve_member(pool, identities, profile, now)?;
-    let posted = create_trade(pool, rules, &trade, now)?;
-    let mut conn = pool.get()?;
-    ledger::external::save(
-        &mut conn,
-        order.source,
-        &order.external_id,
-        Some(posted.trade_id),
-        &order.status,
-        &order.updated_at,
-        &order.body,
-        now,
-    )?;
-    Ok(posted)
+    store.writer.write(move |conn| {
+        let mut trade = trade.clone();
+        trade.vip_accountno = resolve_member(conn, &identities, &profile, now)?;
+        let posted = create_trade_in(conn, &rules, &trade, now)?;
+        ledger::external::save(
+            conn,
+            order.source,
+            &order.external_id,
+            Some(posted.trade_id),
+            &order.status,
+            &order.updated_at,
+            &order.body,
+            now,
+        )?;
+        Ok(posted)
+    })
 }
 
 /// Where POS transaction syncs are recorded, and the `resource` of their trades.
@@ -99,32 +101,47 @@ pub enum CblinkOutcome {
 /// status, reverses them (a full refund) when it reaches a reversing one, ignores an update
 /// older than the last one seen, and keeps the order's latest state.
 pub fn cblink_order(
-    pool: &Pool,
+    store: &Store,
+    rules: Arc<Ruleset>,
+    app: crate::clients::CblinkApp,
+    order: CblinkOrder,
+    body: String,
+    policy: ShortfallPolicy,
+    now: DateTime<Utc>,
+) -> Result<CblinkOutcome, ServiceError> {
+    store
+        .writer
+        .write(move |conn| cblink_order_in(conn, &rules, &app, &order, &body, policy, now))
+}
+
+/// `cblink_order` inside a write.
+fn cblink_order_in(
+    conn: &mut Conn,
     rules: &Ruleset,
     app: &crate::clients::CblinkApp,
-    order: CblinkOrder,
+    order: &CblinkOrder,
     body: &str,
     policy: ShortfallPolicy,
     now: DateTime<Utc>,
 ) -> Result<CblinkOutcome, ServiceError> {
     let source = CBLINK_SOURCE;
-    let existing = ledger::external::find(&mut *pool.get()?, source, &order.tid)?;
+    let existing = ledger::external::find(conn, source, &order.tid)?;
     if existing
         .as_ref()
         .is_some_and(|e| order.updated_at < e.updated_at)
     {
         return Ok(CblinkOutcome::Stale);
     }
-    let mut trade = order.trade;
-    trade.vip_accountno = resolve_member(pool, &order.identities, &order.profile, now)?;
+    let mut trade = order.trade.clone();
+    trade.vip_accountno = resolve_member(conn, &order.identities, &order.profile, now)?;
     let mut trade_id = existing.as_ref().and_then(|e| e.trade_id);
     let mut outcome = CblinkOutcome::Recorded;
     if app.earning_statuses.contains(&order.status) && trade_id.is_none() {
-        trade_id = Some(create_trade(pool, rules, &trade, now)?.trade_id);
+        trade_id = Some(create_trade_in(conn, rules, &trade, now)?.trade_id);
         outcome = CblinkOutcome::Granted;
     }
     if app.reversing_statuses.contains(&order.status) && trade_id.is_some() {
-        let refundable = ledger::refund::refundable_trade(&mut *pool.get()?, &trade.out_trade_no)?
+        let refundable = ledger::refund::refundable_trade(conn, &trade.out_trade_no)?
             .ok_or_else(|| ServiceError::TradeNotFound(trade.out_trade_no.to_string()))?;
         let left = refundable.refundable();
         if left != Amount::ZERO {
@@ -137,12 +154,12 @@ pub fn cblink_order(
                 order.updated_at_time.max(refundable.trade.sales_time),
             )
             .map_err(|e| PostError::Corrupt(format!("refund: {e}")))?;
-            refund_trade(pool, rules, &refund, policy, now)?;
+            refund_in(conn, rules, &refund, policy, now)?;
             outcome = CblinkOutcome::Reversed;
         }
     }
     ledger::external::save(
-        &mut *pool.get()?,
+        conn,
         source,
         &order.tid,
         trade_id,
@@ -188,42 +205,54 @@ pub struct CardRecords {
 /// proportion), each reward usage is kept. Idempotent on each serial number; a serial seen with
 /// another body is `CardRecordConflict`.
 pub fn add_card_records(
-    pool: &Pool,
+    store: &Store,
+    rules: Arc<Ruleset>,
+    (mchid, nonce, window_s): (String, String, i64),
+    records: CardRecords,
+    policy: ShortfallPolicy,
+    now: DateTime<Utc>,
+) -> Result<(), ServiceError> {
+    store.writer.write(move |conn| {
+        if !ledger::card::use_nonce(conn, &mchid, &nonce, now, window_s)? {
+            return Err(ServiceError::NonceReused);
+        }
+        add_card_records_in(conn, &rules, &records, policy, now)
+    })
+}
+
+/// The records of `add_card_records`, inside its write.
+fn add_card_records_in(
+    conn: &mut Conn,
     rules: &Ruleset,
-    (mchid, nonce, window_s): (&str, &str, i64),
     records: &CardRecords,
     policy: ShortfallPolicy,
     now: DateTime<Utc>,
 ) -> Result<(), ServiceError> {
-    if !ledger::card::use_nonce(&mut *pool.get()?, mchid, nonce, now, window_s)? {
-        return Err(ServiceError::NonceReused);
-    }
     let member = resolve_member(
-        pool,
+        conn,
         std::slice::from_ref(&records.card_code),
         &crate::domain::Profile::default(),
         now,
     )?;
     let card_code = records.card_code.value();
-    let mut conn = pool.get()?;
     for (kind, list) in [
         ("objective", &records.objectives),
         ("reward", &records.rewards),
     ] {
         for record in list {
-            if let Some(body) = ledger::card::find_record(&mut conn, kind, &record.serial_no)? {
+            if let Some(body) = ledger::card::find_record(conn, kind, &record.serial_no)? {
                 if body != record.body {
                     return Err(ServiceError::CardRecordConflict(record.serial_no.clone()));
                 }
                 continue;
             }
             let trade_id = if kind == "objective" {
-                objective_record(pool, rules, &member, record, policy, now)?
+                objective_record(conn, rules, &member, record, policy, now)?
             } else {
                 None
             };
             ledger::card::insert_record(
-                &mut conn,
+                conn,
                 &member,
                 &ledger::card::NewCardRecord {
                     kind,
@@ -248,7 +277,7 @@ pub fn add_card_records(
 /// One objective completion record: the trade holding its grants (INCREASE), or the refunds
 /// taking back the latest completions' points (DECREASE).
 fn objective_record(
-    pool: &Pool,
+    conn: &mut Conn,
     rules: &Ruleset,
     member: &VipAccountNo,
     record: &CardRecord,
@@ -259,8 +288,7 @@ fn objective_record(
         CurrencyCode, InvoiceId, ObjectiveId, OutTradeNo, PaymentMethod, Points, StoreCode,
     };
     let corrupt = |e: String| ServiceError::Post(PostError::Corrupt(e));
-    let (completions, trades) =
-        ledger::card::objective_history(&mut *pool.get()?, member, &record.item_id)?;
+    let (completions, trades) = ledger::card::objective_history(conn, member, &record.item_id)?;
     if !record.increase {
         // Take back `count` completions, the latest first, each in proportion.
         let mut left = record.count;
@@ -268,12 +296,11 @@ fn objective_record(
             if left == 0 {
                 break;
             }
-            let Some(out) = ledger::card::out_trade_no_of(&mut *pool.get()?, *trade_id)? else {
+            let Some(out) = ledger::card::out_trade_no_of(conn, *trade_id)? else {
                 continue;
             };
             let out = OutTradeNo::parse(&out).map_err(corrupt)?;
-            let Some(refundable) = ledger::refund::refundable_trade(&mut *pool.get()?, &out)?
-            else {
+            let Some(refundable) = ledger::refund::refundable_trade(conn, &out)? else {
                 continue;
             };
             let units = refundable.refundable().to_minor() / 100;
@@ -289,7 +316,7 @@ fn objective_record(
                 record.at.max(refundable.trade.sales_time),
             )
             .map_err(corrupt)?;
-            refund_trade(pool, rules, &refund, policy, now)?;
+            refund_in(conn, rules, &refund, policy, now)?;
             left -= take;
         }
         return Ok(None);
@@ -340,23 +367,12 @@ fn objective_record(
         grants,
         budget_use: Vec::new(),
     };
-    let mut conn = pool.get()?;
-    let posted = match ledger::post_trade(
-        &mut conn,
-        &trade,
-        &crate::domain::ContextNeeds::default(),
-        |_| Ok(priced.clone()),
-        &rules.version,
-        now,
-    ) {
-        Err(PostError::Race) => ledger::post_trade(
-            &mut conn,
-            &trade,
-            &crate::domain::ContextNeeds::default(),
-            |_| Ok(priced.clone()),
-            &rules.version,
-            now,
-        )?,
+    let price = |_: &crate::domain::MemberContext| Ok(priced.clone());
+    let needs = crate::domain::ContextNeeds::default();
+    let posted = match ledger::post_trade(conn, &trade, &needs, price, &rules.version, now) {
+        Err(PostError::Race) => {
+            ledger::post_trade(conn, &trade, &needs, price, &rules.version, now)?
+        }
         other => other?,
     };
     Ok(Some(posted.trade_id))

@@ -1,13 +1,16 @@
 //! Use cases: each takes validated domain input, runs the pure rules, and records the outcome
-//! in one ledger transaction. Blocking: call from `web::block`.
+//! as one atomic write through the ledger's writer (`ledger::writer`). Reads use pooled
+//! connections and never wait for the writer. Blocking: call from `web::block`.
 
 use crate::domain::{Amount, MemberContext, Refund, ShortfallPolicy, Trade, VipAccountNo};
 use crate::ledger::refund::Refunded;
-use crate::ledger::{self, Balance, Conn, Pool, PostError, Posted};
+use crate::ledger::writer::{Busy, WriteError, WriteFailure};
+use crate::ledger::{self, Balance, Conn, PostError, Posted, Store};
 use crate::rules::{self, EvaluateError, Ruleset, Source};
 use chrono::{DateTime, Utc};
 use std::borrow::Cow;
 use std::path::Path;
+use std::sync::Arc;
 
 mod adapters;
 pub use adapters::*;
@@ -18,8 +21,12 @@ pub enum ServiceError {
     Evaluate(#[from] EvaluateError),
     #[error(transparent)]
     Post(#[from] PostError),
-    #[error("no database connection came free in time: {0}")]
-    Unavailable(#[from] diesel::r2d2::PoolError),
+    /// Nothing was written; the caller may retry.
+    #[error(transparent)]
+    Unavailable(#[from] Busy),
+    /// The write was tried, and nothing of it was written.
+    #[error(transparent)]
+    Write(WriteError),
     #[error("no trade has out_trade_no {0}")]
     TradeNotFound(String),
     #[error("serial number {0} was already used with a different record")]
@@ -35,10 +42,37 @@ pub enum ServiceError {
     RulesetUnavailable { version: String, problem: String },
 }
 
+impl From<diesel::r2d2::PoolError> for ServiceError {
+    fn from(error: diesel::r2d2::PoolError) -> Self {
+        Self::Unavailable(Busy::Pool(error))
+    }
+}
+
+impl From<diesel::result::Error> for ServiceError {
+    fn from(error: diesel::result::Error) -> Self {
+        Self::Post(error.into())
+    }
+}
+
+impl From<WriteError> for ServiceError {
+    fn from(error: WriteError) -> Self {
+        match error {
+            WriteError::Busy(busy) => Self::Unavailable(busy),
+            other => Self::Write(other),
+        }
+    }
+}
+
+impl WriteFailure for ServiceError {
+    fn is_transient(&self) -> bool {
+        matches!(self, Self::Post(PostError::Race))
+    }
+}
+
 /// Keeps the sources of the running ruleset in the ledger under its version, each under its
 /// file name (the version hashes file names, not folders).
 pub fn save_ruleset(
-    pool: &Pool,
+    store: &Store,
     ruleset: &Ruleset,
     sources: &[Source],
 ) -> Result<(), ServiceError> {
@@ -53,13 +87,11 @@ pub fn save_ruleset(
         })
         .collect();
     let json = serde_json::to_string(&named).expect("sources serialize");
-    let mut conn = pool.get()?;
-    Ok(ledger::save_ruleset(
-        &mut conn,
-        &ruleset.version,
-        json,
-        Utc::now(),
-    )?)
+    let version = ruleset.version.clone();
+    let now = Utc::now();
+    store.writer.write(move |conn| {
+        Ok::<_, ServiceError>(ledger::save_ruleset(conn, &version, json.clone(), now)?)
+    })
 }
 
 /// The ruleset of `version`: the running one, or one compiled again from the ledger's copy.
@@ -95,18 +127,33 @@ const REFUND_ATTEMPTS_MAX: usize = 8;
 /// Refunds part or all of a trade: prices it again at its net amount under the ruleset version
 /// that priced it, and reverses the difference. The same refund again answers as it did.
 pub fn refund_trade(
-    pool: &Pool,
+    store: &Store,
+    rules: Arc<Ruleset>,
+    refund: Refund,
+    policy: ShortfallPolicy,
+    now: DateTime<Utc>,
+) -> Result<Refunded, ServiceError> {
+    if let Some(done) = ledger::refund::replay_refund(&mut *store.pool.get()?, &refund)? {
+        return Ok(done);
+    }
+    store
+        .writer
+        .write(move |conn| refund_in(conn, &rules, &refund, policy, now))
+}
+
+/// `refund_trade` inside a write.
+pub(super) fn refund_in(
+    conn: &mut Conn,
     rules: &Ruleset,
     refund: &Refund,
     policy: ShortfallPolicy,
     now: DateTime<Utc>,
 ) -> Result<Refunded, ServiceError> {
-    let mut conn = pool.get()?;
     for _ in 0..REFUND_ATTEMPTS_MAX {
-        if let Some(done) = ledger::refund::replay_refund(&mut conn, refund)? {
+        if let Some(done) = ledger::refund::replay_refund(conn, refund)? {
             return Ok(done);
         }
-        let refundable = ledger::refund::refundable_trade(&mut conn, &refund.out_trade_no)?
+        let refundable = ledger::refund::refundable_trade(conn, &refund.out_trade_no)?
             .ok_or_else(|| ServiceError::TradeNotFound(refund.out_trade_no.to_string()))?;
         if refund.refund_time < refundable.trade.sales_time {
             return Err(ServiceError::RefundBeforeSale {
@@ -128,15 +175,15 @@ pub fn refund_trade(
         let repriced = if refundable.trade.resource == CARD_SOURCE {
             // An objective's completions: no receipt to price again; each grant is kept in
             // proportion to the completions left.
-            ledger::history::trade_detail(&mut conn, refundable.trade.out_trade_no.as_str())?
+            ledger::history::trade_detail(conn, refundable.trade.out_trade_no.as_str())?
                 .map(|detail| detail.grants.into_iter().map(|(grant, _)| grant).collect())
                 .unwrap_or_default()
         } else {
-            let pricing = ruleset_of_version(&mut conn, rules, &refundable.ruleset_version)?;
+            let pricing = ruleset_of_version(conn, rules, &refundable.ruleset_version)?;
             let net = refundable.trade.net_of_refunds(refunded_after);
             pricing.price(&net, &MemberContext::repricing())?.grants
         };
-        match ledger::refund::post_refund(&mut conn, refund, &refundable, &repriced, policy, now) {
+        match ledger::refund::post_refund(conn, refund, &refundable, &repriced, policy, now) {
             Err(PostError::Race) => continue,
             other => return Ok(other?),
         }
@@ -144,27 +191,40 @@ pub fn refund_trade(
     Err(PostError::Race.into())
 }
 
-/// Prices a trade under the ruleset and records it. A concurrent duplicate from another
-/// process that wins the race is answered by replaying its result. A trade already recorded is
-/// answered as it was, even if today's rules would no longer price it.
+/// Prices a trade under the ruleset and records it. A trade already recorded is answered as it
+/// was (from a read, without waiting for the writer), even if today's rules would no longer
+/// price it; the same `out_trade_no` with another request is a `Conflict`.
 pub fn create_trade(
-    pool: &Pool,
+    store: &Store,
+    rules: Arc<Ruleset>,
+    trade: Trade,
+    now: DateTime<Utc>,
+) -> Result<Posted, ServiceError> {
+    if let Some(posted) = ledger::replay(&mut *store.pool.get()?, &trade)? {
+        return Ok(posted);
+    }
+    store
+        .writer
+        .write(move |conn| create_trade_in(conn, &rules, &trade, now))
+}
+
+/// `create_trade` inside a write: a concurrent duplicate from another process that wins the
+/// race is answered by replaying its result.
+pub(super) fn create_trade_in(
+    conn: &mut Conn,
     rules: &Ruleset,
     trade: &Trade,
     now: DateTime<Utc>,
 ) -> Result<Posted, ServiceError> {
-    let mut conn = pool.get()?;
     let needs = match rules.needs(trade) {
         Ok(needs) => needs,
-        Err(error) => {
-            return ledger::replay(&mut conn, trade)?.ok_or(ServiceError::Evaluate(error))
-        }
+        Err(error) => return ledger::replay(conn, trade)?.ok_or(ServiceError::Evaluate(error)),
     };
     let mut attempts = 0;
     loop {
         attempts += 1;
         let price = |ctx: &MemberContext| rules.price(trade, ctx);
-        match ledger::post_trade(&mut conn, trade, &needs, price, &rules.version, now) {
+        match ledger::post_trade(conn, trade, &needs, price, &rules.version, now) {
             Err(PostError::Race) if attempts < POST_ATTEMPTS_MAX => continue,
             Err(PostError::Evaluate(error)) => return Err(ServiceError::Evaluate(error)),
             other => return Ok(other?),
@@ -175,12 +235,12 @@ pub fn create_trade(
 /// Prices a trade as trade-create would, against the member's real history, and explains
 /// every campaign. Writes nothing.
 pub fn simulate_trade(
-    pool: &Pool,
+    store: &Store,
     rules: &Ruleset,
     trade: &Trade,
 ) -> Result<(crate::domain::Priced, crate::rules::engine::Explanation), ServiceError> {
     let needs = rules.needs(trade)?;
-    let mut conn = pool.get()?;
+    let mut conn = store.pool.get()?;
     let ctx = ledger::read_member_context(&mut conn, &trade.vip_accountno, &needs)?;
     Ok(rules.explain(trade, &ctx)?)
 }
@@ -189,56 +249,66 @@ pub fn simulate_trade(
 /// instance, a budget spent in between).
 const POST_ATTEMPTS_MAX: usize = 5;
 
-/// Expires every lot past its expiry at `as_of`.
-pub fn expire_due(pool: &Pool, as_of: DateTime<Utc>) -> Result<ledger::Expired, ServiceError> {
-    let mut conn = pool.get()?;
-    Ok(ledger::expire_due(&mut conn, as_of, Utc::now())?)
+/// Expires every lot past its expiry at `as_of`, a bounded batch per write so that trades
+/// never wait long behind it.
+pub fn expire_due(store: &Store, as_of: DateTime<Utc>) -> Result<ledger::Expired, ServiceError> {
+    let mut total = ledger::Expired::default();
+    loop {
+        let (picked, expired) = store.writer.write(move |conn| {
+            Ok::<_, ServiceError>(ledger::expire_batch(conn, as_of, Utc::now())?)
+        })?;
+        total.lots += expired.lots;
+        total.points += expired.points;
+        if picked < ledger::EXPIRE_BATCH_MAX as usize {
+            return Ok(total);
+        }
+    }
 }
 
 /// Checks every ledger invariant.
-pub fn audit(pool: &Pool) -> Result<ledger::audit::Report, ServiceError> {
-    let mut conn = pool.get()?;
+pub fn audit(store: &Store) -> Result<ledger::audit::Report, ServiceError> {
+    let mut conn = store.pool.get()?;
     Ok(ledger::audit::audit(&mut conn).map_err(PostError::from)?)
 }
 
 pub fn member_balance(
-    pool: &Pool,
+    store: &Store,
     vip: &VipAccountNo,
     as_of: DateTime<Utc>,
 ) -> Result<Option<Balance>, ServiceError> {
-    let mut conn = pool.get()?;
+    let mut conn = store.pool.get()?;
     Ok(ledger::balance(&mut conn, vip, as_of)?)
 }
 
 pub fn member_history(
-    pool: &Pool,
+    store: &Store,
     vip: &VipAccountNo,
     page: i64,
     page_size: i64,
 ) -> Result<Option<ledger::history::History>, ServiceError> {
-    let mut conn = pool.get()?;
+    let mut conn = store.pool.get()?;
     Ok(ledger::history::member_history(
         &mut conn, vip, page, page_size,
     )?)
 }
 
 pub fn trade_detail(
-    pool: &Pool,
+    store: &Store,
     number: &str,
 ) -> Result<Option<ledger::history::TradeDetail>, ServiceError> {
-    let mut conn = pool.get()?;
+    let mut conn = store.pool.get()?;
     Ok(ledger::history::trade_detail(&mut conn, number)?)
 }
 
 /// What the program owes its members as of `as_of` (at most `now`).
 pub fn liability_report(
-    pool: &Pool,
+    store: &Store,
     rules: &Ruleset,
     as_of: DateTime<Utc>,
     now: DateTime<Utc>,
     point_cost: Option<rust_decimal::Decimal>,
 ) -> Result<ledger::report::Liability, ServiceError> {
-    let mut conn = pool.get()?;
+    let mut conn = store.pool.get()?;
     Ok(ledger::report::liability(
         &mut conn,
         as_of,
@@ -250,14 +320,14 @@ pub fn liability_report(
 
 /// Points moved over `[from, to)` (`to` at most `now`), grouped `by`.
 pub fn movements_report(
-    pool: &Pool,
+    store: &Store,
     rules: &Ruleset,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
     by: ledger::report::GroupBy,
     now: DateTime<Utc>,
 ) -> Result<ledger::report::Movements, ServiceError> {
-    let mut conn = pool.get()?;
+    let mut conn = store.pool.get()?;
     Ok(ledger::report::movements(
         &mut conn,
         from,
@@ -284,13 +354,13 @@ const BACKTEST_BATCH: i64 = 5_000;
 /// Replays the trades sold in `[from, to)` under `draft`, in sales order, writing nothing;
 /// `progress(done, total)` is called after each batch.
 pub fn backtest(
-    pool: &Pool,
+    store: &Store,
     draft: &Ruleset,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<BacktestReport, ServiceError> {
-    let mut conn = pool.get()?;
+    let mut conn = store.pool.get()?;
     let total = ledger::history::count_trades_sold(&mut conn, from, to)? as u64;
     let mut replay = crate::rules::backtest::Backtest::new(draft);
     let mut cursor = None;

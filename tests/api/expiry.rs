@@ -1,15 +1,14 @@
 use crate::helpers::*;
 use diesel::prelude::*;
-use point_engine::ledger::{self, Expired};
+use point_engine::ledger::Expired;
 
 fn at(text: &str) -> chrono::DateTime<chrono::Utc> {
     chrono::DateTime::parse_from_rfc3339(text).unwrap().to_utc()
 }
 
-/// One expiry run on its own connection, opened as the server and the CLI open theirs.
+/// One expiry run on a ledger opened of its own, as another process (the CLI) opens it.
 fn expire(app: &TestApp, as_of: &str) -> Expired {
-    let pool = app.pool();
-    ledger::expire_due(&mut pool.get().unwrap(), at(as_of), chrono::Utc::now()).unwrap()
+    point_engine::service::expire_due(&app.store(), at(as_of)).unwrap()
 }
 
 /// (kind, points, effective_at_ms) of the expire entries.

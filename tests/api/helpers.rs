@@ -246,6 +246,7 @@ pub fn test_settings(rules: &Path, db: &TestDb) -> Settings {
         rules_dir: rules.to_path_buf(),
         workers: 2,
         pool_size: 8,
+        writer: Default::default(),
         clock_skew_s_max: 300,
         expire_interval_s: 0,
         rules_reload_interval_ms: 0,
@@ -385,6 +386,16 @@ impl TestApp {
     /// A pool on the app's ledger, opened as the server and the CLI open theirs.
     pub fn pool(&self) -> ledger::Pool {
         ledger::connect(&DatabaseUrl::parse(&self.database).unwrap(), 2).unwrap()
+    }
+
+    /// The ledger opened as another process would open it: its own pool and its own writer.
+    pub fn store(&self) -> ledger::Store {
+        ledger::Store::open(
+            &DatabaseUrl::parse(&self.database).unwrap(),
+            2,
+            Default::default(),
+        )
+        .unwrap()
     }
 
     /// Row counts of (trades, lots, entries, members).

@@ -116,11 +116,10 @@ fn a_trade_in_full_by_either_number() {
 
     // After the expiry run, the expiry shows. The receipt was recorded long after 31 March
     // 2023, so the expiry is effective when its points were recorded, never before.
-    let pool = app.pool();
     let as_of = chrono::DateTime::parse_from_rfc3339("2023-04-01T00:00:00+08:00")
         .unwrap()
         .to_utc();
-    point_engine::ledger::expire_due(&mut pool.get().unwrap(), as_of, chrono::Utc::now()).unwrap();
+    point_engine::service::expire_due(&app.store(), as_of).unwrap();
     let (_, history) = app.get("/v1/point-engine/members/040xxxx/entries");
     let newest = &history["data"]["entries"][0];
     let earn = &history["data"]["entries"][2];

@@ -283,8 +283,7 @@ fn reports_on_a_generated_ledger_tie_out_with_the_tests_own_totals() {
     assert_eq!(net, outstanding);
 
     // Writing the expiries the task would write changes no report.
-    let pool = app.pool();
-    let expired = point_engine::service::expire_due(&pool, chrono::Utc::now()).unwrap();
+    let expired = point_engine::service::expire_due(&app.store(), chrono::Utc::now()).unwrap();
     assert_eq!(expired.points, model.expired);
     let after = report(
         &app,

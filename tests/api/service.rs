@@ -13,13 +13,14 @@ fn a_replay_is_answered_even_when_todays_rules_would_refuse_the_trade() {
 
     let program = std::fs::read_to_string(shipped_rules().join("program.toml")).unwrap();
     let without_usd = rules_dir(&[("program.toml", &program.replace("USD = \"7.8\"\n", ""))]);
-    let rules = rules::load_dir(without_usd.path()).unwrap();
-    let pool = app.pool();
+    let rules = std::sync::Arc::new(rules::load_dir(without_usd.path()).unwrap());
+    let store = app.store();
     let parsed: point_engine::http::trade_create::TradeCreateRequest =
         serde_json::from_value(usd.clone()).unwrap();
     let trade = parsed.into_trade(chrono::Utc::now(), 300).unwrap();
     let posted =
-        point_engine::service::create_trade(&pool, &rules, &trade, chrono::Utc::now()).unwrap();
+        point_engine::service::create_trade(&store, rules.clone(), trade, chrono::Utc::now())
+            .unwrap();
     assert!(posted.replayed);
     assert_eq!(
         posted.trade_no.to_string(),
@@ -36,7 +37,8 @@ fn a_replay_is_answered_even_when_todays_rules_would_refuse_the_trade() {
         serde_json::from_value(fresh).unwrap();
     let trade = parsed.into_trade(chrono::Utc::now(), 300).unwrap();
     let error =
-        point_engine::service::create_trade(&pool, &rules, &trade, chrono::Utc::now()).unwrap_err();
+        point_engine::service::create_trade(&store, rules.clone(), trade, chrono::Utc::now())
+            .unwrap_err();
     assert_eq!(
         error.to_string(),
         "currency USD is not accepted by this program"
