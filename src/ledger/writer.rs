@@ -80,9 +80,11 @@ struct Job {
 
 struct Ran {
     ok: bool,
-    /// Given the group's commit failure, if any.
-    answer: Box<dyn FnOnce(Option<&str>) + Send>,
+    answer: Answer,
 }
+
+/// Answers a write's caller, given the group's commit failure, if any.
+type Answer = Box<dyn FnOnce(Option<&str>) + Send>;
 
 /// The ledger's writer; clones share it.
 #[derive(Clone)]
@@ -94,16 +96,20 @@ pub struct Writer {
 enum Kind {
     Grouped {
         jobs: SyncSender<Job>,
-        waiting: Arc<AtomicUsize>,
+        stats: Arc<WriterStats>,
         limits: WriterLimits,
     },
     Pooled(Pool),
 }
 
-/// Counters of the grouped writer, for tests and metrics.
+/// Counters of the grouped writer.
 #[derive(Debug, Default)]
 pub struct WriterStats {
+    /// Writes in the queue now.
+    pub waiting: AtomicUsize,
+    /// Groups committed (or failed) so far.
     pub groups: AtomicUsize,
+    /// Writes run so far.
     pub writes: AtomicUsize,
 }
 
@@ -127,16 +133,16 @@ impl Writer {
                     }
                 })?;
                 let (jobs, queue) = mpsc::sync_channel::<Job>(limits.queue_max);
-                let waiting = Arc::new(AtomicUsize::new(0));
-                let counter = waiting.clone();
+                let stats = Arc::new(WriterStats::default());
+                let counters = stats.clone();
                 std::thread::Builder::new()
                     .name("ledger-writer".into())
-                    .spawn(move || run_groups(conn, queue, counter, limits.batch_max))
+                    .spawn(move || run_groups(conn, queue, &counters, limits.batch_max))
                     .expect("a thread starts");
                 Ok(Self {
                     kind: Kind::Grouped {
                         jobs,
-                        waiting,
+                        stats,
                         limits,
                     },
                 })
@@ -144,11 +150,11 @@ impl Writer {
         }
     }
 
-    /// Writes waiting for the grouped writer now (0 for PostgreSQL).
-    pub fn waiting(&self) -> usize {
+    /// The grouped writer's counters (`None` for PostgreSQL).
+    pub fn stats(&self) -> Option<&WriterStats> {
         match &self.kind {
-            Kind::Grouped { waiting, .. } => waiting.load(Ordering::Relaxed),
-            Kind::Pooled(_) => 0,
+            Kind::Grouped { stats, .. } => Some(stats),
+            Kind::Pooled(_) => None,
         }
     }
 
@@ -180,7 +186,7 @@ impl Writer {
             }
             Kind::Grouped {
                 jobs,
-                waiting,
+                stats,
                 limits,
             } => {
                 let (reply, answer) = mpsc::sync_channel::<Result<T, E>>(1);
@@ -205,9 +211,9 @@ impl Writer {
                         let _ = refusal.send(Err(WriteError::Commit(error).into()));
                     }),
                 };
-                waiting.fetch_add(1, Ordering::Relaxed);
+                stats.waiting.fetch_add(1, Ordering::Relaxed);
                 if let Err(refused) = jobs.try_send(job) {
-                    waiting.fetch_sub(1, Ordering::Relaxed);
+                    stats.waiting.fetch_sub(1, Ordering::Relaxed);
                     return Err(match refused {
                         TrySendError::Full(_) => Busy::QueueFull(limits.queue_max).into(),
                         TrySendError::Disconnected(_) => WriteError::Stopped,
@@ -221,7 +227,7 @@ impl Writer {
 }
 
 /// The grouped writer's loop: until every `Writer` is gone.
-fn run_groups(mut conn: Conn, queue: Receiver<Job>, waiting: Arc<AtomicUsize>, batch_max: usize) {
+fn run_groups(mut conn: Conn, queue: Receiver<Job>, stats: &WriterStats, batch_max: usize) {
     let mut group: Vec<Job> = Vec::with_capacity(batch_max);
     while let Ok(first) = queue.recv() {
         group.push(first);
@@ -231,7 +237,9 @@ fn run_groups(mut conn: Conn, queue: Receiver<Job>, waiting: Arc<AtomicUsize>, b
                 Err(_) => break,
             }
         }
-        waiting.fetch_sub(group.len(), Ordering::Relaxed);
+        stats.waiting.fetch_sub(group.len(), Ordering::Relaxed);
+        stats.groups.fetch_add(1, Ordering::Relaxed);
+        stats.writes.fetch_add(group.len(), Ordering::Relaxed);
         commit_group(&mut conn, &mut group);
         if conn.is_broken() {
             log::error!("the ledger writer's connection broke; it stops");
@@ -253,7 +261,7 @@ fn commit_group(conn: &mut Conn, group: &mut Vec<Job>) {
         }
         return;
     }
-    let mut answers: Vec<Box<dyn FnOnce(Option<&str>) + Send>> = Vec::with_capacity(group.len());
+    let mut answers: Vec<Answer> = Vec::with_capacity(group.len());
     for Job { run, refuse } in group.drain(..) {
         if let Err(error) = Transactions::begin_transaction(conn) {
             refuse(error.to_string());
