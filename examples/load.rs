@@ -1,83 +1,349 @@
-//! HTTP load: posts new trades to a running server and reports throughput and latency.
-//! Loopback only, bounded in count and time.
+//! HTTP load: starts the release server on a fresh database, measures `GET /health` (the HTTP
+//! ceiling) and then each workload in the same run, and prints rate, latency, errors and the
+//! ratio to `/health`. Loopback only; every phase is bounded in time.
 //!
-//! cargo run --release -- serve --database /tmp/load.db &
-//! cargo run --release --example load -- [PORT] [REQUESTS] [CONCURRENCY]
+//! cargo build --release && cargo run --release --example load -- [--database URL]
+//!     [--connections 64] [--seconds 10] [--members 10000] [--phases new,replay,burn,balance]
+//!
+//! Without `--database` the ledger is a new SQLite file in a temp folder. A PostgreSQL URL
+//! must name an empty database or schema (e.g. `postgres://postgres@127.0.0.1/load`).
+//! The client is a minimal keep-alive HTTP/1.1 client on blocking sockets, so that the load
+//! generator costs the shared cores as little as possible.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+const CONNECTIONS_MAX: usize = 512;
 const SECONDS_MAX: u64 = 120;
 
-fn main() {
+struct Options {
+    database: Option<String>,
+    connections: usize,
+    seconds: u64,
+    members: usize,
+    /// Phases to run after /health: new, replay, burn, balance.
+    phases: Vec<String>,
+}
+
+fn options() -> Options {
+    let mut options = Options {
+        database: None,
+        connections: 64,
+        seconds: 10,
+        members: 10_000,
+        phases: ["new", "replay", "burn", "balance"]
+            .map(String::from)
+            .to_vec(),
+    };
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let port: u16 = args
-        .first()
-        .map_or(8080, |a| a.parse().expect("PORT is a number"));
-    let requests: usize = args
-        .get(1)
-        .map_or(5_000, |a| a.parse().expect("REQUESTS is a number"))
-        .min(1_000_000);
-    let concurrency: usize = args
-        .get(2)
-        .map_or(16, |a| a.parse().expect("CONCURRENCY is a number"))
-        .clamp(1, 256);
-    let url = format!("http://127.0.0.1:{port}/v1/point-engine/trade-create");
-    let run = std::process::id();
-    let next = AtomicUsize::new(0);
-    let deadline = Instant::now() + Duration::from_secs(SECONDS_MAX);
+    for pair in args.chunks(2) {
+        let value = pair.get(1).map(String::as_str).unwrap_or_default();
+        let number = || -> usize { value.parse().expect("a number") };
+        match pair[0].as_str() {
+            "--database" => options.database = Some(value.to_string()),
+            "--connections" => options.connections = number().clamp(1, CONNECTIONS_MAX),
+            "--seconds" => options.seconds = (number() as u64).clamp(1, SECONDS_MAX),
+            "--members" => options.members = number().clamp(1, 10_000_000),
+            "--phases" => options.phases = value.split(',').map(String::from).collect(),
+            other => panic!("unknown option {other}"),
+        }
+    }
+    options
+}
+
+/// The server under test: stopped when dropped.
+struct Server {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_server(database: Option<&str>) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let database = database.map_or_else(
+        || dir.path().join("load.db").display().to_string(),
+        str::to_string,
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    // POINT_ENGINE_BIN: another build of the server (a profiling build, say).
+    let binary = std::env::var("POINT_ENGINE_BIN").unwrap_or_else(|_| {
+        concat!(env!("CARGO_MANIFEST_DIR"), "/target/release/point-engine").to_string()
+    });
+    let child = Command::new(&binary)
+        .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
+        .args(["--database", &database])
+        .args(["--rules", concat!(env!("CARGO_MANIFEST_DIR"), "/rules")])
+        .args(["--expire-interval-s", "0"])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{binary} does not start ({e}): cargo build --release"));
+    let server = Server {
+        child,
+        port,
+        _dir: dir,
+    };
     let started = Instant::now();
-    let mut latencies_us: Vec<u64> = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..concurrency)
+    while Client::connect(port).is_none() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the server does not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    server
+}
+
+/// One keep-alive connection.
+struct Client {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+}
+
+impl Client {
+    fn connect(port: u16) -> Option<Self> {
+        let stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+        stream.set_nodelay(true).ok()?;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .ok()?;
+        Some(Self {
+            writer: stream.try_clone().ok()?,
+            reader: BufReader::new(stream),
+        })
+    }
+
+    /// Sends a request and reads the whole answer: its status (0 when the connection failed).
+    fn send(&mut self, method: &str, path: &str, body: &str) -> u16 {
+        let request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: load\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        if self.writer.write_all(request.as_bytes()).is_err() {
+            return 0;
+        }
+        let mut line = String::new();
+        if self.reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return 0;
+        }
+        let status = line
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let mut length = 0;
+        loop {
+            line.clear();
+            if self.reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return 0;
+            }
+            let header = line.trim_end();
+            if header.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = header.split_once(':') {
+                if name.eq_ignore_ascii_case("content-length") {
+                    length = value.trim().parse().unwrap_or(0);
+                }
+            }
+        }
+        let mut body = vec![0; length];
+        if self.reader.read_exact(&mut body).is_err() {
+            return 0;
+        }
+        status
+    }
+}
+
+struct Outcome {
+    name: &'static str,
+    requests: usize,
+    errors: usize,
+    rate: f64,
+    latencies_us: Vec<u64>,
+}
+
+/// Runs `request(i)` (method, path, body) from `connections` connections for `seconds`.
+fn phase(
+    name: &'static str,
+    port: u16,
+    connections: usize,
+    seconds: u64,
+    request: &(dyn Fn(usize) -> (&'static str, String, String) + Sync),
+) -> Outcome {
+    let next = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    let started = Instant::now();
+    let results: Vec<(Vec<u64>, usize)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..connections)
             .map(|_| {
                 scope.spawn(|| {
-                    let agent = ureq::AgentBuilder::new()
-                        .timeout(Duration::from_secs(30))
-                        .build();
-                    let mut latencies = Vec::new();
-                    loop {
+                    let mut client = Client::connect(port).expect("the server answers");
+                    let (mut latencies, mut errors) = (Vec::new(), 0);
+                    while !stop.load(Ordering::Relaxed) {
                         let i = next.fetch_add(1, Ordering::Relaxed);
-                        if i >= requests || Instant::now() > deadline {
-                            return latencies;
-                        }
-                        let body = serde_json::json!({
-                            "vip_accountno": format!("LOAD-{}", i % 1000),
-                            "out_trade_no": format!("LOAD-{run}-{i}"),
-                            "store_code": "DP01LOAD", "invoice_id": format!("{i}"),
-                            "total_amount": "1000.00", "payment_amount": "1000.00",
-                            "payment_method": "Visa", "currency": "HKD",
-                            "sales_time": "2023-01-20T10:00:00+08:00",
-                            "submit_time": "2023-01-20T10:00:00+08:00",
-                            "approval_time": "2023-01-20T10:00:00+08:00"
-                        });
+                        let (method, path, body) = request(i);
                         let sent = Instant::now();
-                        let response = agent
-                            .post(&url)
-                            .set("Content-Type", "application/json")
-                            .send_string(&body.to_string());
-                        assert!(response.is_ok(), "request {i} failed: {response:?}");
+                        let status = client.send(method, &path, &body);
                         latencies.push(sent.elapsed().as_micros() as u64);
+                        if !(200..300).contains(&status) {
+                            errors += 1;
+                            if status == 0 {
+                                client = Client::connect(port).expect("the server answers");
+                            }
+                        }
                     }
+                    (latencies, errors)
                 })
             })
             .collect();
-        workers
-            .into_iter()
-            .flat_map(|w| w.join().unwrap())
-            .collect()
+        std::thread::sleep(Duration::from_secs(seconds));
+        stop.store(true, Ordering::Relaxed);
+        workers.into_iter().map(|w| w.join().unwrap()).collect()
     });
     let elapsed = started.elapsed().as_secs_f64();
+    let errors = results.iter().map(|r| r.1).sum();
+    let mut latencies_us: Vec<u64> = results.into_iter().flat_map(|r| r.0).collect();
     latencies_us.sort_unstable();
-    let pct = |p: f64| {
-        latencies_us[((latencies_us.len() as f64 * p) as usize).min(latencies_us.len() - 1)] as f64
-            / 1000.0
-    };
-    println!(
-        "{} trades, concurrency {concurrency}: {:.0} trades/s; latency ms p50 {:.2}, p99 {:.2}, max {:.2}",
-        latencies_us.len(),
-        latencies_us.len() as f64 / elapsed,
-        pct(0.50),
-        pct(0.99),
-        pct(1.0)
+    Outcome {
+        name,
+        requests: latencies_us.len(),
+        errors,
+        rate: latencies_us.len() as f64 / elapsed,
+        latencies_us,
+    }
+}
+
+fn trade_body(out_trade_no: &str, vip: &str, burn: u32) -> String {
+    serde_json::json!({
+        "vip_accountno": vip, "out_trade_no": out_trade_no,
+        "store_code": "DP01LOAD", "invoice_id": out_trade_no,
+        "total_amount": "1000.00", "payment_amount": "1000.00",
+        "payment_method": "Visa", "currency": "HKD",
+        "sales_time": "2026-01-20T10:00:00+08:00",
+        "submit_time": "2026-01-20T10:00:00+08:00",
+        "approval_time": "2026-01-20T10:00:00+08:00",
+        "burn_point": burn.to_string()
+    })
+    .to_string()
+}
+
+fn main() {
+    let options = options();
+    let server = start_server(options.database.as_deref());
+    let (port, conns, seconds, members) = (
+        server.port,
+        options.connections,
+        options.seconds,
+        options.members,
     );
+    let run = std::process::id();
+    let created = AtomicUsize::new(0);
+    let mut outcomes = vec![phase("GET /health", port, conns, seconds, &|_| {
+        ("GET", "/health".into(), String::new())
+    })];
+    let wanted = |name: &str| options.phases.iter().any(|p| p == name);
+    if wanted("new") {
+        outcomes.push(phase(
+            "trade-create, new receipts",
+            port,
+            conns,
+            seconds,
+            &|i| {
+                created.fetch_max(i + 1, Ordering::Relaxed);
+                let no = format!("L{run}-{i}");
+                let vip = format!("LOAD-{}", i % members);
+                (
+                    "POST",
+                    "/v1/point-engine/trade-create".into(),
+                    trade_body(&no, &vip, 0),
+                )
+            },
+        ));
+    }
+    let known = created.load(Ordering::Relaxed).max(1);
+    if wanted("replay") {
+        outcomes.push(phase("trade-create, replays", port, conns, seconds, &|i| {
+            let i = i % known;
+            let no = format!("L{run}-{i}");
+            let vip = format!("LOAD-{}", i % members);
+            (
+                "POST",
+                "/v1/point-engine/trade-create".into(),
+                trade_body(&no, &vip, 0),
+            )
+        }));
+    }
+    if wanted("burn") {
+        outcomes.push(phase(
+            "trade-create, 16 members, burns",
+            port,
+            conns,
+            seconds,
+            &|i| {
+                // Each earns 100 points and burns 1: the same members over and over.
+                let no = format!("B{run}-{i}");
+                let vip = format!("LOAD-{}", i % 16);
+                (
+                    "POST",
+                    "/v1/point-engine/trade-create".into(),
+                    trade_body(&no, &vip, 1),
+                )
+            },
+        ));
+    }
+    if wanted("balance") {
+        outcomes.push(phase("GET balance", port, conns, seconds, &|i| {
+            let vip = format!("LOAD-{}", i % members.min(known));
+            (
+                "GET",
+                format!("/v1/point-engine/members/{vip}/balance"),
+                String::new(),
+            )
+        }));
+    }
+    let health = outcomes[0].rate;
+    println!(
+        "{} connections, {seconds} s a phase, database {}",
+        conns,
+        options.database.as_deref().unwrap_or("SQLite (temp file)")
+    );
+    println!(
+        "| workload | requests | rate /s | ratio to /health | p50 ms | p99 ms | max ms | errors |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    for o in &outcomes {
+        let pct = |p: f64| {
+            let l = &o.latencies_us;
+            l.get(((l.len() as f64 * p) as usize).min(l.len().saturating_sub(1)))
+                .map_or(0.0, |us| *us as f64 / 1000.0)
+        };
+        println!(
+            "| {} | {} | {:.0} | {:.3} | {:.2} | {:.2} | {:.1} | {} |",
+            o.name,
+            o.requests,
+            o.rate,
+            o.rate / health,
+            pct(0.50),
+            pct(0.99),
+            pct(1.0),
+            o.errors
+        );
+    }
+    drop(server);
 }

@@ -12,69 +12,98 @@ use super::schema::{
 use diesel::prelude::*;
 use diesel::result::Error;
 
+/// Runs `$body` with `$c` bound to the backend's own connection. Through the `MultiConnection`
+/// every query is first built into SQL text to find its prepared statement; on the backend's
+/// own connection diesel finds it by the query's type. Used on the write path's queries.
+macro_rules! on_backend {
+    ($conn:expr, $c:ident => $body:expr) => {
+        match $conn {
+            Conn::Sqlite($c) => $body,
+            Conn::Postgres($c) => $body,
+        }
+    };
+}
+
 pub fn find_member_id(conn: &mut Conn, vip_accountno: &str) -> Result<Option<i64>, Error> {
-    members::table
-        .filter(members::vip_accountno.eq(vip_accountno))
-        .select(members::id)
-        .first(conn)
-        .optional()
+    on_backend!(conn, c => {
+        members::table
+            .filter(members::vip_accountno.eq(vip_accountno))
+            .select(members::id)
+            .first(c)
+            .optional()
+    })
 }
 
 /// Locks the member's row until the transaction ends, so that writers of one member (burns,
 /// refunds, debts) take turns on PostgreSQL. SQLite's write transactions already do.
 pub fn lock_member(conn: &mut Conn, member_id: i64) -> Result<(), Error> {
-    diesel::update(members::table.filter(members::id.eq(member_id)))
-        .set(members::created_at_ms.eq(members::created_at_ms))
-        .execute(conn)
-        .map(|_| ())
+    match conn {
+        Conn::Sqlite(_) => Ok(()),
+        Conn::Postgres(c) => diesel::update(members::table.filter(members::id.eq(member_id)))
+            .set(members::created_at_ms.eq(members::created_at_ms))
+            .execute(c)
+            .map(|_| ()),
+    }
 }
 
 pub fn insert_member(conn: &mut Conn, member: &NewMember) -> Result<i64, Error> {
-    diesel::insert_into(members::table)
-        .values(member)
-        .returning(members::id)
-        .get_result(conn)
+    on_backend!(conn, c => {
+        diesel::insert_into(members::table)
+            .values(member)
+            .returning(members::id)
+            .get_result(c)
+    })
 }
 
 pub fn find_trade_by_out_trade_no(
     conn: &mut Conn,
     out_trade_no: &str,
 ) -> Result<Option<TradeRow>, Error> {
-    trades::table
-        .filter(trades::out_trade_no.eq(out_trade_no))
-        .select(TradeRow::as_select())
-        .first(conn)
-        .optional()
+    on_backend!(conn, c => {
+        trades::table
+            .filter(trades::out_trade_no.eq(out_trade_no))
+            .select(TradeRow::as_select())
+            .first(c)
+            .optional()
+    })
 }
 
 pub fn insert_trade(conn: &mut Conn, trade: &NewTrade) -> Result<i64, Error> {
-    diesel::insert_into(trades::table)
-        .values(trade)
-        .returning(trades::id)
-        .get_result(conn)
+    on_backend!(conn, c => {
+        diesel::insert_into(trades::table)
+            .values(trade)
+            .returning(trades::id)
+            .get_result(c)
+    })
 }
 
 pub fn insert_lot(conn: &mut Conn, lot: &NewLot) -> Result<i64, Error> {
-    diesel::insert_into(lots::table)
-        .values(lot)
-        .returning(lots::id)
-        .get_result(conn)
+    on_backend!(conn, c => {
+        diesel::insert_into(lots::table)
+            .values(lot)
+            .returning(lots::id)
+            .get_result(c)
+    })
 }
 
 pub fn insert_entry(conn: &mut Conn, entry: &NewEntry) -> Result<(), Error> {
-    diesel::insert_into(entries::table)
-        .values(entry)
-        .execute(conn)
-        .map(|_| ())
+    on_backend!(conn, c => {
+        diesel::insert_into(entries::table)
+            .values(entry)
+            .execute(c)
+            .map(|_| ())
+    })
 }
 
 /// The lots a trade granted, in the order it granted them.
 pub fn lots_of_trade(conn: &mut Conn, trade_id: i64) -> Result<Vec<LotRow>, Error> {
-    lots::table
-        .filter(lots::trade_id.eq(trade_id))
-        .order(lots::id.asc())
-        .select(LotRow::as_select())
-        .load(conn)
+    on_backend!(conn, c => {
+        lots::table
+            .filter(lots::trade_id.eq(trade_id))
+            .order(lots::id.asc())
+            .select(LotRow::as_select())
+            .load(c)
+    })
 }
 
 /// A member's lots with points left that have not expired at `as_of_ms` (usable or still
@@ -84,29 +113,33 @@ pub fn unexpired_lots(
     member_id: i64,
     as_of_ms: i64,
 ) -> Result<Vec<LotRow>, Error> {
-    lots::table
-        .filter(lots::member_id.eq(member_id))
-        .filter(lots::remaining.gt(0))
-        .filter(
-            lots::expires_at_ms
-                .is_null()
-                .or(lots::expires_at_ms.gt(as_of_ms)),
-        )
-        .select(LotRow::as_select())
-        .load(conn)
+    on_backend!(conn, c => {
+        lots::table
+            .filter(lots::member_id.eq(member_id))
+            .filter(lots::remaining.gt(0))
+            .filter(
+                lots::expires_at_ms
+                    .is_null()
+                    .or(lots::expires_at_ms.gt(as_of_ms)),
+            )
+            .select(LotRow::as_select())
+            .load(c)
+    })
 }
 
 /// Takes `points` from a lot's remaining points. Guarded: it changes nothing (and answers
 /// `false`) if the lot does not have that many left, so a lot can never go negative.
 pub fn take_from_lot(conn: &mut Conn, lot_id: i64, points: i64) -> Result<bool, Error> {
-    let updated = diesel::update(
-        lots::table
-            .filter(lots::id.eq(lot_id))
-            .filter(lots::remaining.ge(points)),
-    )
-    .set(lots::remaining.eq(lots::remaining - points))
-    .execute(conn)?;
-    Ok(updated == 1)
+    on_backend!(conn, c => {
+        let updated = diesel::update(
+            lots::table
+                .filter(lots::id.eq(lot_id))
+                .filter(lots::remaining.ge(points)),
+        )
+        .set(lots::remaining.eq(lots::remaining - points))
+        .execute(c)?;
+        Ok(updated == 1)
+    })
 }
 
 /// Lots with points left whose expiry instant is at or before `as_of_ms`, soonest first.
@@ -180,10 +213,12 @@ pub fn entries_page(
 }
 
 pub fn lots_by_ids(conn: &mut Conn, ids: &[i64]) -> Result<Vec<LotRow>, Error> {
-    lots::table
-        .filter(lots::id.eq_any(ids))
-        .select(LotRow::as_select())
-        .load(conn)
+    on_backend!(conn, c => {
+        lots::table
+            .filter(lots::id.eq_any(ids))
+            .select(LotRow::as_select())
+            .load(c)
+    })
 }
 
 /// (id, trade_no, out_trade_no) of the given trades.
@@ -302,13 +337,15 @@ pub fn refund_lines(
 /// A member's refund lines that still owe points (`allow_negative`), oldest first, each with
 /// its refund's trade.
 pub fn owed_lines(conn: &mut Conn, member_id: i64) -> Result<Vec<(RefundLineRow, i64)>, Error> {
-    refund_lines::table
-        .inner_join(refunds::table)
-        .filter(refunds::member_id.eq(member_id))
-        .filter(refund_lines::owed.gt(0))
-        .order(refund_lines::id.asc())
-        .select((RefundLineRow::as_select(), refunds::trade_id))
-        .load(conn)
+    on_backend!(conn, c => {
+        refund_lines::table
+            .inner_join(refunds::table)
+            .filter(refunds::member_id.eq(member_id))
+            .filter(refund_lines::owed.gt(0))
+            .order(refund_lines::id.asc())
+            .select((RefundLineRow::as_select(), refunds::trade_id))
+            .load(c)
+    })
 }
 
 /// Pays `points` off a refund line's owed points. Guarded like `take_from_lot`.
@@ -383,15 +420,17 @@ pub fn count_member_trades(
     member_id: i64,
     sold_in: Option<(i64, i64)>,
 ) -> Result<i64, Error> {
-    let mut query = trades::table
-        .filter(trades::member_id.eq(member_id))
-        .into_boxed();
-    if let Some((from_ms, to_ms)) = sold_in {
-        query = query
-            .filter(trades::sales_at_ms.ge(from_ms))
-            .filter(trades::sales_at_ms.lt(to_ms));
-    }
-    query.count().get_result(conn)
+    on_backend!(conn, c => {
+        let mut query = trades::table
+            .filter(trades::member_id.eq(member_id))
+            .into_boxed();
+        if let Some((from_ms, to_ms)) = sold_in {
+            query = query
+                .filter(trades::sales_at_ms.ge(from_ms))
+                .filter(trades::sales_at_ms.lt(to_ms));
+        }
+        query.count().get_result(c)
+    })
 }
 
 /// (points, sales_at_ms) of every lot a campaign granted the member.
@@ -400,22 +439,26 @@ pub fn member_campaign_grants(
     member_id: i64,
     campaign_code: &str,
 ) -> Result<Vec<(i64, i64)>, Error> {
-    lots::table
-        .inner_join(trades::table)
-        .filter(lots::member_id.eq(member_id))
-        .filter(lots::campaign_code.eq(campaign_code))
-        .select((lots::points, trades::sales_at_ms))
-        .load(conn)
+    on_backend!(conn, c => {
+        lots::table
+            .inner_join(trades::table)
+            .filter(lots::member_id.eq(member_id))
+            .filter(lots::campaign_code.eq(campaign_code))
+            .select((lots::points, trades::sales_at_ms))
+            .load(c)
+    })
 }
 
 /// Points a campaign's budget has granted so far.
 pub fn budget_used(conn: &mut Conn, campaign_code: &str) -> Result<i64, Error> {
-    Ok(campaign_budgets::table
-        .filter(campaign_budgets::campaign_code.eq(campaign_code))
-        .select(campaign_budgets::used)
-        .first(conn)
-        .optional()?
-        .unwrap_or(0))
+    on_backend!(conn, c => {
+        Ok(campaign_budgets::table
+            .filter(campaign_budgets::campaign_code.eq(campaign_code))
+            .select(campaign_budgets::used)
+            .first(c)
+            .optional()?
+            .unwrap_or(0))
+    })
 }
 
 /// Takes `points` from a campaign's budget of `cap`. Guarded: `false`, and nothing changed, if
@@ -426,32 +469,34 @@ pub fn take_from_budget(
     cap: i64,
     points: i64,
 ) -> Result<bool, Error> {
-    let updated = diesel::update(
-        campaign_budgets::table
+    on_backend!(conn, c => {
+        let updated = diesel::update(
+            campaign_budgets::table
+                .filter(campaign_budgets::campaign_code.eq(campaign_code))
+                .filter(campaign_budgets::used.le(cap - points)),
+        )
+        .set(campaign_budgets::used.eq(campaign_budgets::used + points))
+        .execute(c)?;
+        if updated == 1 {
+            return Ok(true);
+        }
+        let exists = campaign_budgets::table
             .filter(campaign_budgets::campaign_code.eq(campaign_code))
-            .filter(campaign_budgets::used.le(cap - points)),
-    )
-    .set(campaign_budgets::used.eq(campaign_budgets::used + points))
-    .execute(conn)?;
-    if updated == 1 {
-        return Ok(true);
-    }
-    let exists = campaign_budgets::table
-        .filter(campaign_budgets::campaign_code.eq(campaign_code))
-        .count()
-        .get_result::<i64>(conn)?
-        > 0;
-    if exists || points > cap {
-        return Ok(false);
-    }
-    // The budget's first use. Two first uses at once: the loser's unique violation is a race.
-    diesel::insert_into(campaign_budgets::table)
-        .values((
-            campaign_budgets::campaign_code.eq(campaign_code),
-            campaign_budgets::used.eq(points),
-        ))
-        .execute(conn)?;
-    Ok(true)
+            .count()
+            .get_result::<i64>(c)?
+            > 0;
+        if exists || points > cap {
+            return Ok(false);
+        }
+        // The budget's first use. Two first uses at once: the loser's unique violation is a race.
+        diesel::insert_into(campaign_budgets::table)
+            .values((
+                campaign_budgets::campaign_code.eq(campaign_code),
+                campaign_budgets::used.eq(points),
+            ))
+            .execute(c)?;
+        Ok(true)
+    })
 }
 
 /// Trades sold in `[from_ms, to_ms)` after the cursor `(sales_at_ms, id)`, in sales order, each

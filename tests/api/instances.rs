@@ -16,7 +16,7 @@ pub struct Instance {
 impl Instance {
     /// Starts the process on the shipped rules, running the expiry task often; `wait_ready`
     /// waits until it answers.
-    fn spawn(db: &TestDb) -> Self {
+    pub fn spawn(db: &TestDb) -> Self {
         Self::spawn_with(db, &shipped_rules(), &["--expire-interval-s", "1"])
     }
 

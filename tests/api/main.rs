@@ -18,3 +18,4 @@ mod startup;
 mod trade_create;
 mod transaction_sync;
 mod validation;
+mod writer;

@@ -1,0 +1,306 @@
+//! The one write path: grouped commits, a write failing alone in its group, backpressure, and
+//! acknowledged writes surviving `kill -9`.
+
+use crate::helpers::*;
+use crate::instances::Instance;
+use point_engine::domain::Trade;
+use point_engine::ledger::writer::{Busy, WriterLimits};
+use point_engine::ledger::{self, PostError, Store};
+use point_engine::rules::{self, Ruleset};
+use point_engine::service::{self, ServiceError};
+use serde_json::{json, Value};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn parse_trade(body: &Value) -> Trade {
+    let request: point_engine::http::trade_create::TradeCreateRequest =
+        serde_json::from_value(body.clone()).unwrap();
+    request.into_trade(chrono::Utc::now(), 300).unwrap()
+}
+
+fn burn_trade(out_trade_no: &str, vip: &str, burn: i64) -> Trade {
+    let mut body = trade(out_trade_no, vip, &hours_ago(0));
+    // A store no campaign names, and too little to earn: the trade only burns.
+    body["store_code"] = json!("X001");
+    body["total_amount"] = json!("5");
+    body["payment_amount"] = json!("5");
+    body["burn_point"] = json!(burn);
+    parse_trade(&body)
+}
+
+/// Holds the writer for `hold` so that the writes sent meanwhile queue up behind it.
+fn hold_writer(store: &Store, hold: Duration) -> std::thread::JoinHandle<()> {
+    let store = store.clone();
+    let handle = std::thread::spawn(move || {
+        store
+            .writer
+            .write(move |_| {
+                std::thread::sleep(hold);
+                Ok::<_, ServiceError>(())
+            })
+            .unwrap()
+    });
+    std::thread::sleep(Duration::from_millis(50));
+    handle
+}
+
+fn create_all(store: &Store, rules: &Arc<Ruleset>, trades: Vec<Trade>) -> Vec<Result<i64, String>> {
+    let handles: Vec<_> = trades
+        .into_iter()
+        .map(|t| {
+            let (store, rules) = (store.clone(), rules.clone());
+            std::thread::spawn(move || {
+                service::create_trade(&store, rules, t, chrono::Utc::now())
+                    .map(|p| p.grants.iter().map(|g| g.points.value()).sum())
+                    .map_err(|e| match e {
+                        ServiceError::Post(PostError::InsufficientPoints { .. }) => {
+                            "insufficient".to_string()
+                        }
+                        other => other.to_string(),
+                    })
+            })
+        })
+        .collect();
+    handles.into_iter().map(|h| h.join().unwrap()).collect()
+}
+
+/// Writes that queue behind a busy writer commit as one group (SQLite), and within it each
+/// sees the ones before it: two burns of one member cannot both spend the same points, two
+/// first trades of one new member make one member, and a trade that fails in the middle of
+/// the group leaves nothing behind (not even its new member) while the others land.
+fn a_group_of_writes_sees_each_write_and_fails_each_alone() {
+    let app = spawn_app();
+    assert_eq!(app.post_trade(&trade("G0", "M-G", &hours_ago(2))).0, 200);
+    let store = app.store();
+    let rules = Arc::new(rules::load_dir(&shipped_rules()).unwrap());
+    let groups_before = store
+        .writer
+        .stats()
+        .map(|s| s.groups.load(Ordering::Relaxed));
+
+    let blocker = hold_writer(&store, Duration::from_millis(400));
+    let outcomes = create_all(
+        &store,
+        &rules,
+        vec![
+            burn_trade("G-BURN-1", "M-G", 60),
+            burn_trade("G-BURN-2", "M-G", 60),
+            // A new member who cannot pay: fails after the member's row was inserted.
+            burn_trade("G-FAIL", "M-NEW-FAIL", 10),
+            parse_trade(&trade("G-NEW-1", "M-NEW", &hours_ago(1))),
+            parse_trade(&trade("G-NEW-2", "M-NEW", &hours_ago(1))),
+        ],
+    );
+    blocker.join().unwrap();
+
+    let burns = &outcomes[..2];
+    assert_eq!(
+        burns.iter().filter(|o| **o == Ok(0)).count(),
+        1,
+        "{outcomes:?}"
+    );
+    assert_eq!(
+        burns
+            .iter()
+            .filter(|o| **o == Err("insufficient".into()))
+            .count(),
+        1
+    );
+    assert_eq!(outcomes[2], Err("insufficient".into()));
+    assert_eq!(outcomes[3..], [Ok(100), Ok(100)]);
+    if let (Some(before), Some(stats)) = (groups_before, store.writer.stats()) {
+        // The blocker's group, then one group for all five.
+        assert_eq!(stats.groups.load(Ordering::Relaxed) - before, 2);
+    }
+
+    assert_eq!(
+        app.balance("M-G", None).1["data"]["available_point"],
+        json!(40)
+    );
+    assert_eq!(
+        app.balance("M-NEW", None).1["data"]["available_point"],
+        json!(200)
+    );
+    assert_eq!(app.balance("M-NEW-FAIL", None).0, 404);
+    // G0, one burn, two new trades; members M-G and M-NEW.
+    let (trades, _, _, members) = app.counts();
+    assert_eq!((trades, members), (4, 2));
+    app.assert_ledger_consistent();
+}
+
+/// A writer whose queue is full refuses at once with `QueueFull`, and what it accepted lands.
+fn a_full_write_queue_refuses_at_once() {
+    if backend() == Backend::Postgres {
+        return; // PostgreSQL writes on pooled connections: no queue.
+    }
+    let app = spawn_app();
+    let store = Store::open(
+        &ledger::DatabaseUrl::parse(&app.database).unwrap(),
+        2,
+        WriterLimits {
+            queue_max: 2,
+            batch_max: 1,
+        },
+    )
+    .unwrap();
+    let rules = Arc::new(rules::load_dir(&shipped_rules()).unwrap());
+    let blocker = hold_writer(&store, Duration::from_millis(400));
+    let trades: Vec<Trade> = (0..6)
+        .map(|i| parse_trade(&trade(&format!("Q{i}"), "M-Q", &hours_ago(1))))
+        .collect();
+    let started = Instant::now();
+    let handles: Vec<_> = trades
+        .into_iter()
+        .map(|t| {
+            let (store, rules) = (store.clone(), rules.clone());
+            std::thread::spawn(move || {
+                let sent = Instant::now();
+                let result = service::create_trade(&store, rules, t, chrono::Utc::now());
+                (result, sent.elapsed())
+            })
+        })
+        .collect();
+    let outcomes: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    blocker.join().unwrap();
+    let refused: Vec<_> = outcomes
+        .iter()
+        .filter(|(r, _)| matches!(r, Err(ServiceError::Unavailable(Busy::QueueFull(2)))))
+        .collect();
+    let accepted = outcomes.iter().filter(|(r, _)| r.is_ok()).count();
+    assert_eq!((accepted, refused.len()), (2, 4), "{outcomes:?}");
+    // Refused without waiting for the writer.
+    assert!(refused
+        .iter()
+        .all(|(_, took)| *took < Duration::from_millis(200)));
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(app.counts().0, 2);
+    app.assert_ledger_consistent();
+}
+
+/// The HTTP answer to a full queue: 503 in the native error shape, with `Retry-After`.
+fn a_full_write_queue_answers_503_with_retry_after() {
+    if backend() == Backend::Postgres {
+        return;
+    }
+    let db = TestDb::new();
+    let mut settings = test_settings(&shipped_rules(), &db);
+    settings.writer = WriterLimits {
+        queue_max: 1,
+        batch_max: 1,
+    };
+    settings.workers = 4;
+    let app = Arc::new(spawn_app_with_settings(settings));
+    let mut busy_seen = None;
+    for round in 0..20 {
+        let handles: Vec<_> = (0..48)
+            .map(|i| {
+                let app = app.clone();
+                std::thread::spawn(move || {
+                    let body = trade(&format!("B{round}-{i}"), &format!("M{i}"), &hours_ago(1));
+                    let response =
+                        ureq::post(&format!("{}/v1/point-engine/trade-create", app.address))
+                            .send_json(body);
+                    match response {
+                        Ok(r) => (r.status(), None, Value::Null),
+                        Err(ureq::Error::Status(status, r)) => {
+                            let retry = r.header("Retry-After").map(str::to_string);
+                            (status, retry, r.into_json().unwrap())
+                        }
+                        Err(e) => panic!("{e}"),
+                    }
+                })
+            })
+            .collect();
+        for (status, retry, body) in handles.into_iter().map(|h| h.join().unwrap()) {
+            assert!(status == 200 || status == 503, "{status} {body}");
+            if status == 503 {
+                busy_seen = Some((retry, body));
+            }
+        }
+        if busy_seen.is_some() {
+            break;
+        }
+    }
+    let (retry, body) = busy_seen.expect("a queue of one overflows under 48 concurrent writes");
+    assert_eq!(retry.as_deref(), Some("1"));
+    assert_eq!(
+        body,
+        error_body(50300, "the ledger is busy; nothing was written, retry")
+    );
+    app.assert_ledger_consistent();
+}
+
+/// Writes under load from many connections while the server is killed (`kill -9`) and
+/// restarted several times: every acknowledged trade is in the ledger exactly once, and the
+/// audit is clean.
+fn acknowledged_trades_survive_kill_9() {
+    let db = TestDb::new();
+    let acknowledged = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    for round in 0..3 {
+        let mut instance = Instance::spawn_with(&db, &shipped_rules(), &[]);
+        instance.wait_ready();
+        let address = instance.address.clone();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let clients: Vec<_> = (0..8)
+            .map(|c| {
+                let (address, stop, acknowledged) =
+                    (address.clone(), stop.clone(), acknowledged.clone());
+                std::thread::spawn(move || {
+                    let agent = ureq::AgentBuilder::new()
+                        .timeout(Duration::from_secs(5))
+                        .build();
+                    for i in 0.. {
+                        if stop.load(Ordering::Relaxed) {
+                            return;
+                        }
+                        let no = format!("K{round}-{c}-{i}");
+                        let body = trade(&no, &format!("M{}", i % 5), &hours_ago(1));
+                        match agent
+                            .post(&format!("{address}/v1/point-engine/trade-create"))
+                            .send_json(body)
+                        {
+                            Ok(r) if r.status() == 200 => acknowledged.lock().unwrap().push(no),
+                            // Killed mid-request: not acknowledged, may or may not be there.
+                            _ => return,
+                        }
+                    }
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(700));
+        instance.child.kill().unwrap(); // SIGKILL
+        instance.child.wait().unwrap();
+        stop.store(true, Ordering::Relaxed);
+        clients.into_iter().for_each(|c| c.join().unwrap());
+    }
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    assert!(
+        acknowledged.len() > 30,
+        "{} acknowledged",
+        acknowledged.len()
+    );
+    let mut instance = Instance::spawn_with(&db, &shipped_rules(), &[]);
+    instance.wait_ready();
+    let pool = ledger::connect(&db.url, 2).unwrap();
+    let mut conn = pool.get().unwrap();
+    for no in &acknowledged {
+        use diesel::prelude::*;
+        use point_engine::ledger::schema::trades;
+        let count: i64 = trades::table
+            .filter(trades::out_trade_no.eq(no))
+            .count()
+            .get_result(&mut conn)
+            .unwrap();
+        assert_eq!(count, 1, "acknowledged trade {no}");
+    }
+    let report = ledger::audit::audit(&mut conn).unwrap();
+    assert_eq!(report.violations, Vec::<String>::new());
+}
+
+on_both_backends!(
+    a_group_of_writes_sees_each_write_and_fails_each_alone,
+    a_full_write_queue_refuses_at_once,
+    a_full_write_queue_answers_503_with_retry_after,
+    acknowledged_trades_survive_kill_9,
+);
