@@ -12,6 +12,33 @@ use super::schema::{
 use diesel::prelude::*;
 use diesel::result::Error;
 
+/// The SQL literal `0`, where a bound parameter would cost a prepare on every run: SQLite
+/// decides whether a partial index (`lots_expiring`, `refund_lines_owed`: `WHERE … > 0`) fits
+/// a query from the *value* bound to `> ?`, so each new binding expires the prepared statement
+/// and every run parses and plans it again.
+#[derive(Debug, Clone, Copy, diesel::query_builder::QueryId)]
+struct Zero;
+
+impl diesel::expression::Expression for Zero {
+    type SqlType = diesel::sql_types::BigInt;
+}
+
+impl<DB: diesel::backend::Backend> diesel::query_builder::QueryFragment<DB> for Zero {
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, DB>,
+    ) -> QueryResult<()> {
+        out.push_sql("0");
+        Ok(())
+    }
+}
+
+impl<QS> diesel::expression::AppearsOnTable<QS> for Zero {}
+impl<QS> diesel::expression::SelectableExpression<QS> for Zero {}
+impl diesel::expression::ValidGrouping<()> for Zero {
+    type IsAggregate = diesel::expression::is_aggregate::Never;
+}
+
 /// Runs `$body` with `$c` bound to the backend's own connection. Through the `MultiConnection`
 /// every query is first built into SQL text to find its prepared statement; on the backend's
 /// own connection diesel finds it by the query's type. Used on the write path's queries.
@@ -116,7 +143,7 @@ pub fn unexpired_lots(
     on_backend!(conn, c => {
         lots::table
             .filter(lots::member_id.eq(member_id))
-            .filter(lots::remaining.gt(0))
+            .filter(lots::remaining.gt(Zero))
             .filter(
                 lots::expires_at_ms
                     .is_null()
@@ -145,7 +172,7 @@ pub fn take_from_lot(conn: &mut Conn, lot_id: i64, points: i64) -> Result<bool, 
 /// Lots with points left whose expiry instant is at or before `as_of_ms`, soonest first.
 pub fn expired_lots(conn: &mut Conn, as_of_ms: i64, limit: i64) -> Result<Vec<LotRow>, Error> {
     lots::table
-        .filter(lots::remaining.gt(0))
+        .filter(lots::remaining.gt(Zero))
         .filter(lots::expires_at_ms.le(as_of_ms))
         .order((lots::expires_at_ms.asc(), lots::id.asc()))
         .limit(limit)
@@ -341,7 +368,7 @@ pub fn owed_lines(conn: &mut Conn, member_id: i64) -> Result<Vec<(RefundLineRow,
         refund_lines::table
             .inner_join(refunds::table)
             .filter(refunds::member_id.eq(member_id))
-            .filter(refund_lines::owed.gt(0))
+            .filter(refund_lines::owed.gt(Zero))
             .order(refund_lines::id.asc())
             .select((RefundLineRow::as_select(), refunds::trade_id))
             .load(c)
