@@ -124,7 +124,7 @@ impl ManageConnection for Manager {
                     .map_err(Error::ConnectionError)?;
                 conn.batch_execute(&format!(
                     "PRAGMA busy_timeout = {LOCK_TIMEOUT_MS}; PRAGMA journal_mode = WAL; \
-                     PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;"
+                     PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;"
                 ))
                 .map_err(Error::QueryError)?;
                 Ok(Conn::Sqlite(conn))

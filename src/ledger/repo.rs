@@ -39,6 +39,9 @@ impl diesel::expression::ValidGrouping<()> for Zero {
     type IsAggregate = diesel::expression::is_aggregate::Never;
 }
 
+// Lookups by a unique key read with `get_result`, not `first`: `first` adds `LIMIT ?`, and
+// SQLite plans a LIMIT from its bound value, so each run would prepare the statement again.
+
 /// Runs `$body` with `$c` bound to the backend's own connection. Through the `MultiConnection`
 /// every query is first built into SQL text to find its prepared statement; on the backend's
 /// own connection diesel finds it by the query's type. Used on the write path's queries.
@@ -56,7 +59,7 @@ pub fn find_member_id(conn: &mut Conn, vip_accountno: &str) -> Result<Option<i64
         members::table
             .filter(members::vip_accountno.eq(vip_accountno))
             .select(members::id)
-            .first(c)
+            .get_result(c)
             .optional()
     })
 }
@@ -90,7 +93,7 @@ pub fn find_trade_by_out_trade_no(
         trades::table
             .filter(trades::out_trade_no.eq(out_trade_no))
             .select(TradeRow::as_select())
-            .first(c)
+            .get_result(c)
             .optional()
     })
 }
@@ -308,7 +311,7 @@ pub fn ruleset_sources(conn: &mut Conn, version: &str) -> Result<Option<String>,
     rulesets::table
         .filter(rulesets::version.eq(version))
         .select(rulesets::sources)
-        .first(conn)
+        .get_result(conn)
         .optional()
 }
 
@@ -316,7 +319,7 @@ pub fn find_refund(conn: &mut Conn, out_refund_no: &str) -> Result<Option<Refund
     refunds::table
         .filter(refunds::out_refund_no.eq(out_refund_no))
         .select(RefundRow::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()
 }
 
@@ -482,7 +485,7 @@ pub fn budget_used(conn: &mut Conn, campaign_code: &str) -> Result<i64, Error> {
         Ok(campaign_budgets::table
             .filter(campaign_budgets::campaign_code.eq(campaign_code))
             .select(campaign_budgets::used)
-            .first(c)
+            .get_result(c)
             .optional()?
             .unwrap_or(0))
     })
@@ -595,7 +598,7 @@ pub fn find_member_by_identity(
         .filter(member_identities::kind.eq(kind))
         .filter(member_identities::value.eq(value))
         .select(member_identities::member_id)
-        .first(conn)
+        .get_result(conn)
         .optional()
 }
 
@@ -621,7 +624,7 @@ pub fn member_account(conn: &mut Conn, member_id: i64) -> Result<String, Error> 
     members::table
         .filter(members::id.eq(member_id))
         .select(members::vip_accountno)
-        .first(conn)
+        .get_result(conn)
 }
 
 /// A member's profile: (name, nick_name, gender, country, province, city).
@@ -695,7 +698,7 @@ pub fn find_external_order(
             external_orders::updated_at,
             external_orders::body,
         ))
-        .first(conn)
+        .get_result(conn)
         .optional()
 }
 
@@ -741,7 +744,7 @@ pub fn trade_id_of(conn: &mut Conn, out_trade_no: &str) -> Result<Option<i64>, E
     trades::table
         .filter(trades::out_trade_no.eq(out_trade_no))
         .select(trades::id)
-        .first(conn)
+        .get_result(conn)
         .optional()
 }
 
@@ -785,7 +788,7 @@ pub fn find_card_record(
         .filter(card_records::kind.eq(kind))
         .filter(card_records::serial_no.eq(serial_no))
         .select((card_records::id, card_records::body, card_records::trade_id))
-        .first(conn)
+        .get_result(conn)
         .optional()
 }
 
