@@ -180,7 +180,8 @@ pub fn connect(url: &DatabaseUrl, pool_size: u32) -> Result<Pool, ConnectError> 
 }
 
 /// Runs `f` in one write transaction: all of it commits, or none of it. Inside a transaction
-/// already open (the grouped writer's), it is a savepoint of that transaction.
+/// already open (a write through `ledger::writer`), `f` is simply part of that transaction:
+/// the writer commits or rolls back the whole write, and runs it again after a `Race`.
 ///
 /// SQLite: `BEGIN IMMEDIATE` takes the database's write lock up front, so two writers never
 /// both read and then race to write. PostgreSQL: `READ COMMITTED`; writers that touch the same
@@ -192,11 +193,13 @@ where
     E: From<diesel::result::Error>,
 {
     type Manager = <Conn as Connection>::TransactionManager;
-    let depth = Manager::transaction_manager_status_mut(conn).transaction_depth()?;
-    match depth {
-        None => begin_write(conn)?,
-        Some(_) => Manager::begin_transaction(conn)?,
+    if Manager::transaction_manager_status_mut(conn)
+        .transaction_depth()?
+        .is_some()
+    {
+        return f(conn);
     }
+    begin_write(conn)?;
     match f(conn) {
         Ok(value) => {
             Manager::commit_transaction(conn)?;

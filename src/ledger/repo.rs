@@ -298,13 +298,12 @@ pub fn save_ruleset(conn: &mut Conn, ruleset: &NewRuleset) -> Result<(), Error> 
     if ruleset_sources(conn, ruleset.version)?.is_some() {
         return Ok(());
     }
-    match diesel::insert_into(rulesets::table)
+    // Another instance saving the same version at once: a unique violation, which the writer
+    // turns into a run again (that finds it saved).
+    diesel::insert_into(rulesets::table)
         .values(ruleset)
         .execute(conn)
-    {
-        Err(Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _)) => Ok(()),
-        other => other.map(|_| ()),
-    }
+        .map(|_| ())
 }
 
 pub fn ruleset_sources(conn: &mut Conn, version: &str) -> Result<Option<String>, Error> {

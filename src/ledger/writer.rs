@@ -70,21 +70,58 @@ impl Default for WriterLimits {
     }
 }
 
-/// A write in the queue: `run` runs it in the writer's transaction and says whether it
-/// succeeded, with the answer to give its caller once the group's commit is known; `refuse`
-/// answers it without running it.
-struct Job {
-    run: Box<dyn FnOnce(&mut Conn) -> Ran + Send>,
-    refuse: Box<dyn FnOnce(String) + Send>,
+/// A write in the grouped writer's queue.
+trait Queued: Send {
+    /// Runs the write once, inside the writer's transaction.
+    fn run(&mut self, conn: &mut Conn) -> Ran;
+    /// Answers the caller: with the write's own result, or with the failure of the group's
+    /// commit (or of the write's savepoint) if there was one.
+    fn answer(self: Box<Self>, failed: Option<&str>);
 }
 
-struct Ran {
-    ok: bool,
-    answer: Answer,
+/// How one run of a write ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ran {
+    Done,
+    Failed,
+    /// Failed in a way a fresh run may not: run it again (after rolling it back).
+    Transient,
 }
 
-/// Answers a write's caller, given the group's commit failure, if any.
-type Answer = Box<dyn FnOnce(Option<&str>) + Send>;
+struct Pending<T, E, F> {
+    write: F,
+    result: Option<Result<T, E>>,
+    reply: SyncSender<Result<T, E>>,
+}
+
+impl<T, E, F> Queued for Pending<T, E, F>
+where
+    F: FnMut(&mut Conn) -> Result<T, E> + Send,
+    T: Send,
+    E: WriteFailure + Send,
+{
+    fn run(&mut self, conn: &mut Conn) -> Ran {
+        let result = (self.write)(conn);
+        let ran = match &result {
+            Ok(_) => Ran::Done,
+            Err(e) if e.is_transient() => Ran::Transient,
+            Err(_) => Ran::Failed,
+        };
+        self.result = Some(result);
+        ran
+    }
+
+    fn answer(self: Box<Self>, failed: Option<&str>) {
+        let result = match (failed, self.result) {
+            (None, Some(result)) => result,
+            (Some(error), _) => Err(WriteError::Commit(error.to_string()).into()),
+            (None, None) => Err(WriteError::Stopped.into()),
+        };
+        let _ = self.reply.send(result);
+    }
+}
+
+type Job = Box<dyn Queued>;
 
 /// The ledger's writer; clones share it.
 #[derive(Clone)]
@@ -190,27 +227,11 @@ impl Writer {
                 limits,
             } => {
                 let (reply, answer) = mpsc::sync_channel::<Result<T, E>>(1);
-                let refusal = reply.clone();
-                let job = Job {
-                    run: Box::new(move |conn| {
-                        let result = write(conn);
-                        Ran {
-                            ok: result.is_ok(),
-                            answer: Box::new(move |commit_failed| {
-                                let result = match commit_failed {
-                                    None => result,
-                                    Some(error) => {
-                                        Err(WriteError::Commit(error.to_string()).into())
-                                    }
-                                };
-                                let _ = reply.send(result);
-                            }),
-                        }
-                    }),
-                    refuse: Box::new(move |error| {
-                        let _ = refusal.send(Err(WriteError::Commit(error).into()));
-                    }),
-                };
+                let job: Job = Box::new(Pending {
+                    write,
+                    result: None,
+                    reply,
+                });
                 stats.waiting.fetch_add(1, Ordering::Relaxed);
                 if let Err(refused) = jobs.try_send(job) {
                     stats.waiting.fetch_sub(1, Ordering::Relaxed);
@@ -250,39 +271,41 @@ fn run_groups(mut conn: Conn, queue: Receiver<Job>, stats: &WriterStats, batch_m
 
 type Transactions = <Conn as Connection>::TransactionManager;
 
-/// Runs a group of writes in one transaction, each in its own savepoint, commits, then answers
-/// every write of the group.
+/// Runs a group of writes in one transaction, each in its own savepoint (run again, up to
+/// `TRANSIENT_ATTEMPTS_MAX` times, when it fails transiently), commits, then answers every
+/// write of the group.
 fn commit_group(conn: &mut Conn, group: &mut Vec<Job>) {
     if let Err(error) = connection::begin_write(conn) {
         let message = error.to_string();
         log::error!("the ledger writer cannot begin a transaction: {message}");
         for job in group.drain(..) {
-            (job.refuse)(message.clone());
+            job.answer(Some(&message));
         }
         return;
     }
-    let mut answers: Vec<Answer> = Vec::with_capacity(group.len());
-    for Job { run, refuse } in group.drain(..) {
-        if let Err(error) = Transactions::begin_transaction(conn) {
-            refuse(error.to_string());
-            continue;
-        }
-        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(conn)));
-        let ok = matches!(&ran, Ok(Ran { ok: true, .. }));
-        let ended = if ok {
-            Transactions::commit_transaction(conn)
-        } else {
-            Transactions::rollback_transaction(conn)
-        };
-        match (ran, ended) {
-            (Ok(ran), Ok(())) => answers.push(ran.answer),
-            (Ok(ran), Err(error)) => {
-                let message = error.to_string();
-                answers.push(Box::new(move |_| (ran.answer)(Some(&message))));
+    let mut answers: Vec<(Job, Option<String>)> = Vec::with_capacity(group.len());
+    for mut job in group.drain(..) {
+        let mut attempt = 1;
+        let failed = loop {
+            if let Err(error) = Transactions::begin_transaction(conn) {
+                break Some(error.to_string());
             }
-            // Its caller sees the writer gone for it (its answer was dropped in the panic).
-            (Err(_), _) => log::error!("a ledger write panicked; it was rolled back"),
-        }
+            let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.run(conn)));
+            let ended = match ran {
+                Ok(Ran::Done) => Transactions::commit_transaction(conn),
+                _ => Transactions::rollback_transaction(conn),
+            };
+            match (ran, ended) {
+                (Ok(Ran::Transient), Ok(())) if attempt < TRANSIENT_ATTEMPTS_MAX => attempt += 1,
+                (Ok(_), Ok(())) => break None,
+                (Ok(_), Err(error)) => break Some(error.to_string()),
+                (Err(_), _) => {
+                    log::error!("a ledger write panicked; it was rolled back");
+                    break Some("the write failed inside point-engine".to_string());
+                }
+            }
+        };
+        answers.push((job, failed));
     }
     let committed = Transactions::commit_transaction(conn).map_err(|e| e.to_string());
     if let Err(message) = &committed {
@@ -291,7 +314,8 @@ fn commit_group(conn: &mut Conn, group: &mut Vec<Job>) {
             log::error!("the ledger writer could not roll back: {e}");
         }
     }
-    for answer in answers {
-        answer(committed.as_ref().err().map(String::as_str));
+    for (job, failed) in answers {
+        let failed = committed.as_ref().err().or(failed.as_ref());
+        job.answer(failed.map(String::as_str));
     }
 }

@@ -10,17 +10,15 @@ use chrono::{DateTime, Utc};
 use std::sync::Arc;
 
 /// The member these identities lead to (created if none does), with the profile fields that
-/// arrived kept. Retries when a concurrent request creates the same member first.
+/// arrived kept. A concurrent request creating the same member first is a `Race`: the writer
+/// runs the whole write again.
 fn resolve_member(
     conn: &mut Conn,
     identities: &[crate::domain::Identity],
     profile: &crate::domain::Profile,
     now: DateTime<Utc>,
 ) -> Result<VipAccountNo, ServiceError> {
-    match ledger::resolve_member(conn, identities, profile, now) {
-        Err(PostError::Race) => Ok(ledger::resolve_member(conn, identities, profile, now)?),
-        other => Ok(other?),
-    }
+    Ok(ledger::resolve_member(conn, identities, profile, now)?)
 }
 
 /// An order of another contract, as it arrived.
@@ -369,11 +367,6 @@ fn objective_record(
     };
     let price = |_: &crate::domain::MemberContext| Ok(priced.clone());
     let needs = crate::domain::ContextNeeds::default();
-    let posted = match ledger::post_trade(conn, &trade, &needs, price, &rules.version, now) {
-        Err(PostError::Race) => {
-            ledger::post_trade(conn, &trade, &needs, price, &rules.version, now)?
-        }
-        other => other?,
-    };
+    let posted = ledger::post_trade(conn, &trade, &needs, price, &rules.version, now)?;
     Ok(Some(posted.trade_id))
 }

@@ -121,11 +121,9 @@ fn ruleset_of_version<'r>(
     Ok(Cow::Owned(ruleset))
 }
 
-/// Tries a refund gets when other refunds of the same trade keep landing first.
-const REFUND_ATTEMPTS_MAX: usize = 8;
-
 /// Refunds part or all of a trade: prices it again at its net amount under the ruleset version
-/// that priced it, and reverses the difference. The same refund again answers as it did.
+/// that priced it, and reverses the difference. The same refund again answers as it did (from
+/// a read, without waiting for the writer).
 pub fn refund_trade(
     store: &Store,
     rules: Arc<Ruleset>,
@@ -141,7 +139,8 @@ pub fn refund_trade(
         .write(move |conn| refund_in(conn, &rules, &refund, policy, now))
 }
 
-/// `refund_trade` inside a write.
+/// `refund_trade` inside a write. Another refund of the same trade landing first (on
+/// PostgreSQL) makes this a `Race`: the writer runs it again on a fresh read.
 pub(super) fn refund_in(
     conn: &mut Conn,
     rules: &Ruleset,
@@ -149,46 +148,47 @@ pub(super) fn refund_in(
     policy: ShortfallPolicy,
     now: DateTime<Utc>,
 ) -> Result<Refunded, ServiceError> {
-    for _ in 0..REFUND_ATTEMPTS_MAX {
-        if let Some(done) = ledger::refund::replay_refund(conn, refund)? {
-            return Ok(done);
-        }
-        let refundable = ledger::refund::refundable_trade(conn, &refund.out_trade_no)?
-            .ok_or_else(|| ServiceError::TradeNotFound(refund.out_trade_no.to_string()))?;
-        if refund.refund_time < refundable.trade.sales_time {
-            return Err(ServiceError::RefundBeforeSale {
-                refund_time: refund.refund_time.to_rfc3339(),
-                sales_time: refundable.trade.sales_time.to_rfc3339(),
-            });
-        }
-        let refundable_amount = refundable.refundable();
-        if refund.refund_amount > refundable_amount {
-            return Err(PostError::OverRefund {
-                requested: refund.refund_amount,
-                refundable: refundable_amount,
-            }
-            .into());
-        }
-        let refunded_after =
-            Amount::from_minor(refundable.refunded.to_minor() + refund.refund_amount.to_minor())
-                .expect("at most the payment");
-        let repriced = if refundable.trade.resource == CARD_SOURCE {
-            // An objective's completions: no receipt to price again; each grant is kept in
-            // proportion to the completions left.
-            ledger::history::trade_detail(conn, refundable.trade.out_trade_no.as_str())?
-                .map(|detail| detail.grants.into_iter().map(|(grant, _)| grant).collect())
-                .unwrap_or_default()
-        } else {
-            let pricing = ruleset_of_version(conn, rules, &refundable.ruleset_version)?;
-            let net = refundable.trade.net_of_refunds(refunded_after);
-            pricing.price(&net, &MemberContext::repricing())?.grants
-        };
-        match ledger::refund::post_refund(conn, refund, &refundable, &repriced, policy, now) {
-            Err(PostError::Race) => continue,
-            other => return Ok(other?),
-        }
+    if let Some(done) = ledger::refund::replay_refund(conn, refund)? {
+        return Ok(done);
     }
-    Err(PostError::Race.into())
+    let refundable = ledger::refund::refundable_trade(conn, &refund.out_trade_no)?
+        .ok_or_else(|| ServiceError::TradeNotFound(refund.out_trade_no.to_string()))?;
+    if refund.refund_time < refundable.trade.sales_time {
+        return Err(ServiceError::RefundBeforeSale {
+            refund_time: refund.refund_time.to_rfc3339(),
+            sales_time: refundable.trade.sales_time.to_rfc3339(),
+        });
+    }
+    let refundable_amount = refundable.refundable();
+    if refund.refund_amount > refundable_amount {
+        return Err(PostError::OverRefund {
+            requested: refund.refund_amount,
+            refundable: refundable_amount,
+        }
+        .into());
+    }
+    let refunded_after =
+        Amount::from_minor(refundable.refunded.to_minor() + refund.refund_amount.to_minor())
+            .expect("at most the payment");
+    let repriced = if refundable.trade.resource == CARD_SOURCE {
+        // An objective's completions: no receipt to price again; each grant is kept in
+        // proportion to the completions left.
+        ledger::history::trade_detail(conn, refundable.trade.out_trade_no.as_str())?
+            .map(|detail| detail.grants.into_iter().map(|(grant, _)| grant).collect())
+            .unwrap_or_default()
+    } else {
+        let pricing = ruleset_of_version(conn, rules, &refundable.ruleset_version)?;
+        let net = refundable.trade.net_of_refunds(refunded_after);
+        pricing.price(&net, &MemberContext::repricing())?.grants
+    };
+    Ok(ledger::refund::post_refund(
+        conn,
+        refund,
+        &refundable,
+        &repriced,
+        policy,
+        now,
+    )?)
 }
 
 /// Prices a trade under the ruleset and records it. A trade already recorded is answered as it
@@ -208,8 +208,9 @@ pub fn create_trade(
         .write(move |conn| create_trade_in(conn, &rules, &trade, now))
 }
 
-/// `create_trade` inside a write: a concurrent duplicate from another process that wins the
-/// race is answered by replaying its result.
+/// `create_trade` inside a write. A concurrent duplicate (from another process, on PostgreSQL)
+/// that wins the race makes this a `Race`: the writer runs the write again, and it answers by
+/// replaying the winner's result.
 pub(super) fn create_trade_in(
     conn: &mut Conn,
     rules: &Ruleset,
@@ -220,15 +221,10 @@ pub(super) fn create_trade_in(
         Ok(needs) => needs,
         Err(error) => return ledger::replay(conn, trade)?.ok_or(ServiceError::Evaluate(error)),
     };
-    let mut attempts = 0;
-    loop {
-        attempts += 1;
-        let price = |ctx: &MemberContext| rules.price(trade, ctx);
-        match ledger::post_trade(conn, trade, &needs, price, &rules.version, now) {
-            Err(PostError::Race) if attempts < POST_ATTEMPTS_MAX => continue,
-            Err(PostError::Evaluate(error)) => return Err(ServiceError::Evaluate(error)),
-            other => return Ok(other?),
-        }
+    let price = |ctx: &MemberContext| rules.price(trade, ctx);
+    match ledger::post_trade(conn, trade, &needs, price, &rules.version, now) {
+        Err(PostError::Evaluate(error)) => Err(ServiceError::Evaluate(error)),
+        other => Ok(other?),
     }
 }
 
@@ -244,10 +240,6 @@ pub fn simulate_trade(
     let ctx = ledger::read_member_context(&mut conn, &trade.vip_accountno, &needs)?;
     Ok(rules.explain(trade, &ctx)?)
 }
-
-/// Tries a trade gets when other writers keep winning races (a duplicate from another
-/// instance, a budget spent in between).
-const POST_ATTEMPTS_MAX: usize = 5;
 
 /// Expires every lot past its expiry at `as_of`, a bounded batch per write so that trades
 /// never wait long behind it.
