@@ -291,14 +291,14 @@ fn main() {
     }
     if wanted("burn") {
         outcomes.push(phase(
-            "trade-create, 16 members, burns",
+            "trade-create, burns, 1,000 members",
             port,
             conns,
             seconds,
             &|i| {
-                // Each earns 100 points and burns 1: the same members over and over.
+                // Each earns 100 points and burns 1: members with a growing history.
                 let no = format!("B{run}-{i}");
-                let vip = format!("LOAD-{}", i % 16);
+                let vip = format!("LOAD-{}", i % 1000);
                 (
                     "POST",
                     "/v1/point-engine/trade-create".into(),

@@ -118,12 +118,14 @@ fn member_conditions_read_the_members_real_history() {
 fn a_budget_is_never_overspent_under_concurrent_trades() {
     let rules = rules_dir(&[("program.toml", &program()), ("c.toml", MEMBER_CAMPAIGNS)]);
     let app = std::sync::Arc::new(spawn_app_with_rules(rules.path()));
-    // 30 members at once, 100 points each from a budget of 1,000: exactly 10 get them.
-    let answers: Vec<(u16, Value)> = (0..30)
+    // 64 trades at once, two by each of 32 new members (their first trades: each member is
+    // created once, and on PostgreSQL the member's row and the budget are locked in one order,
+    // so no deadlock), 100 points each from a budget of 1,000: exactly 10 get them.
+    let answers: Vec<(u16, Value)> = (0..64)
         .map(|i| {
             let app = app.clone();
             std::thread::spawn(move || {
-                app.post_trade(&at_store(&format!("B{i}"), &format!("MB{i}"), "B01"))
+                app.post_trade(&at_store(&format!("B{i}"), &format!("MB{}", i / 2), "B01"))
             })
         })
         .collect::<Vec<_>>()
@@ -147,6 +149,7 @@ fn a_budget_is_never_overspent_under_concurrent_trades() {
             .unwrap()
     };
     assert_eq!(used, 1000);
+    assert_eq!(app.counts(), (64, 64 + 10, 64 + 10, 32));
     app.assert_ledger_consistent();
     // The audit ties every budget to the points its campaign granted.
     use diesel::connection::SimpleConnection;
