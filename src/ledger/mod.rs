@@ -181,12 +181,9 @@ pub fn post_trade(
         let now_ms = ms(now);
         // One lock order for every write: the member's row first (a new member's row is
         // inserted, which locks it), then campaign budgets in campaign-code order.
-        let known = repo::find_member_id(conn, trade.vip_accountno.as_str())?;
+        let known = repo::find_and_lock_member(conn, trade.vip_accountno.as_str())?;
         let member_id = match known {
-            Some(id) => {
-                repo::lock_member(conn, id)?;
-                id
-            }
+            Some(id) => id,
             None => repo::insert_member(
                 conn,
                 &NewMember {
@@ -258,13 +255,12 @@ pub fn post_trade(
         if !trade.burn_point.is_zero() {
             burn_oldest_first(conn, member_id, trade_id, trade.burn_point, now_ms)?;
         }
-        let mut new_lot_ids = Vec::with_capacity(grants.len());
-        for grant in &grants {
-            let points = grant.points.value();
-            assert!(points > 0, "the rules engine makes no empty grants");
-            let lot_id = repo::insert_lot(
-                conn,
-                &NewLot {
+        let new_lots: Vec<NewLot> = grants
+            .iter()
+            .map(|grant| {
+                let points = grant.points.value();
+                assert!(points > 0, "the rules engine makes no empty grants");
+                NewLot {
                     member_id,
                     trade_id,
                     point_type: grant.point_type.as_str(),
@@ -278,23 +274,25 @@ pub fn post_trade(
                     remaining: points,
                     ruleset_version,
                     created_at_ms: now_ms,
-                },
-            )?;
-            repo::insert_entry(
-                conn,
-                &NewEntry {
-                    member_id,
-                    lot_id,
-                    trade_id: Some(trade_id),
-                    refund_id: None,
-                    kind: "earn",
-                    points,
-                    effective_at_ms: now_ms,
-                    created_at_ms: now_ms,
-                },
-            )?;
-            new_lot_ids.push(lot_id);
-        }
+                }
+            })
+            .collect();
+        let new_lot_ids = repo::insert_lots(conn, &new_lots)?;
+        let earns: Vec<NewEntry> = new_lots
+            .iter()
+            .zip(&new_lot_ids)
+            .map(|(lot, lot_id)| NewEntry {
+                member_id,
+                lot_id: *lot_id,
+                trade_id: Some(trade_id),
+                refund_id: None,
+                kind: "earn",
+                points: lot.points,
+                effective_at_ms: now_ms,
+                created_at_ms: now_ms,
+            })
+            .collect();
+        repo::insert_entries(conn, &earns)?;
         refund::pay_debts(conn, member_id, &new_lot_ids, now_ms)?;
         if cfg!(debug_assertions) {
             let violations = audit::check_member(conn, member_id)?;

@@ -116,7 +116,7 @@ impl LotRow {
 }
 
 #[derive(Debug, Insertable)]
-#[diesel(table_name = lots)]
+#[diesel(table_name = lots, treat_none_as_default_value = false)]
 pub struct NewLot<'a> {
     pub member_id: i64,
     pub trade_id: i64,
@@ -148,7 +148,7 @@ pub struct EntryRow {
 }
 
 #[derive(Debug, Insertable)]
-#[diesel(table_name = entries)]
+#[diesel(table_name = entries, treat_none_as_default_value = false)]
 pub struct NewEntry<'a> {
     pub member_id: i64,
     pub lot_id: i64,

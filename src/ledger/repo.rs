@@ -65,14 +65,30 @@ pub fn find_member_id(conn: &mut Conn, vip_accountno: &str) -> Result<Option<i64
 }
 
 /// Locks the member's row until the transaction ends, so that writers of one member (burns,
-/// refunds, debts) take turns on PostgreSQL. SQLite's write transactions already do.
+/// refunds, debts) take turns on PostgreSQL (`FOR NO KEY UPDATE`: the member's new trades,
+/// lots and entries can still reference it). SQLite's write transactions already do.
 pub fn lock_member(conn: &mut Conn, member_id: i64) -> Result<(), Error> {
     match conn {
         Conn::Sqlite(_) => Ok(()),
-        Conn::Postgres(c) => diesel::update(members::table.filter(members::id.eq(member_id)))
-            .set(members::created_at_ms.eq(members::created_at_ms))
+        Conn::Postgres(c) => members::table
+            .filter(members::id.eq(member_id))
+            .select(members::id)
+            .for_no_key_update()
             .execute(c)
             .map(|_| ()),
+    }
+}
+
+/// `find_member_id` and `lock_member` in one statement.
+pub fn find_and_lock_member(conn: &mut Conn, vip_accountno: &str) -> Result<Option<i64>, Error> {
+    match conn {
+        Conn::Sqlite(_) => find_member_id(conn, vip_accountno),
+        Conn::Postgres(c) => members::table
+            .filter(members::vip_accountno.eq(vip_accountno))
+            .select(members::id)
+            .for_no_key_update()
+            .get_result(c)
+            .optional(),
     }
 }
 
@@ -114,6 +130,35 @@ pub fn insert_lot(conn: &mut Conn, lot: &NewLot) -> Result<i64, Error> {
             .returning(lots::id)
             .get_result(c)
     })
+}
+
+/// Inserts lots, answering their ids in the order given (ids grow with insertion order).
+pub fn insert_lots(conn: &mut Conn, new_lots: &[NewLot]) -> Result<Vec<i64>, Error> {
+    if let [lot] = new_lots {
+        return Ok(vec![insert_lot(conn, lot)?]);
+    }
+    let mut ids: Vec<i64> = on_backend!(conn, c => {
+        diesel::insert_into(lots::table)
+            .values(new_lots)
+            .returning(lots::id)
+            .get_results(c)
+    })?;
+    ids.sort_unstable();
+    Ok(ids)
+}
+
+/// Inserts entries in one statement.
+pub fn insert_entries(conn: &mut Conn, new_entries: &[NewEntry]) -> Result<(), Error> {
+    match new_entries {
+        [] => Ok(()),
+        [entry] => insert_entry(conn, entry),
+        _ => on_backend!(conn, c => {
+            diesel::insert_into(entries::table)
+                .values(new_entries)
+                .execute(c)
+                .map(|_| ())
+        }),
+    }
 }
 
 pub fn insert_entry(conn: &mut Conn, entry: &NewEntry) -> Result<(), Error> {
