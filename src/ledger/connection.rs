@@ -167,6 +167,9 @@ pub fn connect(url: &DatabaseUrl, pool_size: u32) -> Result<Pool, ConnectError> 
     let pool = diesel::r2d2::Pool::builder()
         .max_size(pool_size)
         .min_idle(Some(1))
+        // No `SELECT 1` before every use: a broken connection is found by `has_broken` and
+        // by the query that fails on it.
+        .test_on_check_out(false)
         .idle_timeout(Some(Duration::from_secs(IDLE_TIMEOUT_S)))
         .connection_timeout(Duration::from_millis(POOL_TIMEOUT_MS))
         .build(Manager { url: url.clone() })

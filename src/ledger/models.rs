@@ -41,14 +41,14 @@ pub struct TradeDetailRow {
 }
 
 #[derive(Debug, Insertable)]
-#[diesel(table_name = members)]
+#[diesel(table_name = members, treat_none_as_default_value = false)]
 pub struct NewMember<'a> {
     pub vip_accountno: &'a str,
     pub created_at_ms: i64,
 }
 
 #[derive(Debug, Insertable)]
-#[diesel(table_name = trades)]
+#[diesel(table_name = trades, treat_none_as_default_value = false)]
 pub struct NewTrade<'a> {
     pub trade_no: &'a str,
     pub out_trade_no: &'a str,
@@ -76,7 +76,7 @@ pub struct NewTrade<'a> {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable)]
-#[diesel(table_name = trade_lines)]
+#[diesel(table_name = trade_lines, treat_none_as_default_value = false)]
 pub struct TradeLineRow {
     #[diesel(skip_insertion)]
     pub id: i64,
@@ -115,6 +115,9 @@ impl LotRow {
     }
 }
 
+// Every insert binds NULL for `None` (`treat_none_as_default_value = false`) instead of writing
+// DEFAULT: the SQL then never depends on the values, so diesel keeps the prepared statement
+// (with DEFAULT it prepares every insert again).
 #[derive(Debug, Insertable)]
 #[diesel(table_name = lots, treat_none_as_default_value = false)]
 pub struct NewLot<'a> {
@@ -161,7 +164,7 @@ pub struct NewEntry<'a> {
 }
 
 #[derive(Debug, Insertable)]
-#[diesel(table_name = rulesets)]
+#[diesel(table_name = rulesets, treat_none_as_default_value = false)]
 pub struct NewRuleset<'a> {
     pub version: &'a str,
     pub sources: String,
@@ -169,7 +172,7 @@ pub struct NewRuleset<'a> {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable)]
-#[diesel(table_name = refunds)]
+#[diesel(table_name = refunds, treat_none_as_default_value = false)]
 pub struct RefundRow {
     #[diesel(skip_insertion)]
     pub id: i64,
@@ -185,7 +188,7 @@ pub struct RefundRow {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable)]
-#[diesel(table_name = refund_lines)]
+#[diesel(table_name = refund_lines, treat_none_as_default_value = false)]
 pub struct RefundLineRow {
     #[diesel(skip_insertion)]
     pub id: i64,
