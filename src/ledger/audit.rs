@@ -72,7 +72,8 @@ fn read(conn: &mut Conn, member_id: Option<i64>) -> Result<Rows, diesel::result:
 
 /// The whole ledger.
 pub fn audit(conn: &mut Conn) -> Result<Report, diesel::result::Error> {
-    Ok(check(&read(conn, None)?))
+    // One snapshot: checks read in separate statements would see writes landing in between.
+    super::connection::read_snapshot(conn, |conn| Ok(check(&read(conn, None)?)))
 }
 
 /// One member's part of the ledger, as a list of violations (empty: all hold).

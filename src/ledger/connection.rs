@@ -215,6 +215,35 @@ where
     }
 }
 
+/// Runs `f` on one consistent snapshot of the ledger, writing nothing: a read transaction on
+/// SQLite (WAL: a snapshot from its first read on), `REPEATABLE READ READ ONLY` on PostgreSQL.
+/// Inside a transaction already open, `f` reads in that transaction.
+pub fn read_snapshot<T, E, F>(conn: &mut Conn, f: F) -> Result<T, E>
+where
+    F: FnOnce(&mut Conn) -> Result<T, E>,
+    E: From<diesel::result::Error>,
+{
+    type Manager = <Conn as Connection>::TransactionManager;
+    if Manager::transaction_manager_status_mut(conn)
+        .transaction_depth()?
+        .is_some()
+    {
+        return f(conn);
+    }
+    match conn {
+        Conn::Sqlite(inner) => AnsiTransactionManager::begin_transaction_sql(inner, "BEGIN")?,
+        Conn::Postgres(inner) => AnsiTransactionManager::begin_transaction_sql(
+            inner,
+            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+        )?,
+    }
+    let result = f(conn);
+    match Manager::rollback_transaction(conn) {
+        Ok(()) | Err(diesel::result::Error::BrokenTransactionManager) => result,
+        Err(error) => result.and(Err(error.into())),
+    }
+}
+
 /// Opens a write transaction: `BEGIN IMMEDIATE` on SQLite (the write lock up front), `BEGIN`
 /// on PostgreSQL.
 pub fn begin_write(conn: &mut Conn) -> diesel::QueryResult<()> {

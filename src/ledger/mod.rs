@@ -534,6 +534,12 @@ pub fn expire_batch(
 ) -> Result<(usize, Expired), PostError> {
     connection::write_transaction(conn, |conn| {
         let lots = repo::expired_lots(conn, ms(as_of), EXPIRE_BATCH_MAX)?;
+        // The lock order of every write: the members first (here in id order), so that a
+        // member's other writers never see its lots change under them.
+        let members: std::collections::BTreeSet<i64> = lots.iter().map(|l| l.member_id).collect();
+        for member_id in members {
+            repo::lock_member(conn, member_id)?;
+        }
         let mut expired = Expired::default();
         for lot in &lots {
             let effective_at_ms = lot
