@@ -257,7 +257,12 @@ pub fn parse_order(
         tid,
         status,
         refund_status,
-        updated_at,
+        // Kept as a UTC instant of fixed width, so that updates compare in time order
+        // ("2026-10-9 10:00:00" is earlier than "2026-10-10 10:00:00", not later).
+        updated_at: updated_at_time
+            .to_utc()
+            .format("%Y-%m-%dT%H:%M:%SZ")
+            .to_string(),
         updated_at_time,
         identities,
         profile,

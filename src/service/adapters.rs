@@ -73,7 +73,7 @@ pub struct CblinkOrder {
     pub tid: String,
     pub status: String,
     pub refund_status: Option<String>,
-    /// As sent (`yyyy-mm-dd HH:mm:ss`: ordered as text).
+    /// The update's instant in UTC, `yyyy-mm-ddTHH:MM:SSZ` (fixed width: ordered as text).
     pub updated_at: String,
     pub updated_at_time: chrono::DateTime<chrono::FixedOffset>,
     pub identities: Vec<crate::domain::Identity>,
@@ -107,9 +107,13 @@ pub fn cblink_order(
     policy: ShortfallPolicy,
     now: DateTime<Utc>,
 ) -> Result<CblinkOutcome, ServiceError> {
-    store
+    let outcome = store
         .writer
-        .write(move |conn| cblink_order_in(conn, &rules, &app, &order, &body, policy, now))
+        .write(move |conn| cblink_order_in(conn, &rules, &app, &order, &body, policy, now));
+    match outcome {
+        Err(ServiceError::StaleUpdate) => Ok(CblinkOutcome::Stale),
+        other => other,
+    }
 }
 
 /// `cblink_order` inside a write.
@@ -123,15 +127,18 @@ fn cblink_order_in(
     now: DateTime<Utc>,
 ) -> Result<CblinkOutcome, ServiceError> {
     let source = CBLINK_SOURCE;
+    // The member's row is locked first (the lock order of every write), so the updates of one
+    // order take turns: each reads the state the one before it left.
+    let mut trade = order.trade.clone();
+    trade.vip_accountno = resolve_member(conn, &order.identities, &order.profile, now)?;
     let existing = ledger::external::find(conn, source, &order.tid)?;
     if existing
         .as_ref()
         .is_some_and(|e| order.updated_at < e.updated_at)
     {
-        return Ok(CblinkOutcome::Stale);
+        // Nothing of this update is kept (the member it reached, if new, included).
+        return Err(ServiceError::StaleUpdate);
     }
-    let mut trade = order.trade.clone();
-    trade.vip_accountno = resolve_member(conn, &order.identities, &order.profile, now)?;
     let mut trade_id = existing.as_ref().and_then(|e| e.trade_id);
     let mut outcome = CblinkOutcome::Recorded;
     if app.earning_statuses.contains(&order.status) && trade_id.is_none() {

@@ -33,6 +33,9 @@ pub enum ServiceError {
     CardRecordConflict(String),
     #[error("the request's nonce was already used")]
     NonceReused,
+    /// An order update older than the last one seen: nothing of it is kept.
+    #[error("the update is older than the last one seen")]
+    StaleUpdate,
     #[error("refund_time {refund_time} is before the trade's sales_time {sales_time}")]
     RefundBeforeSale {
         refund_time: String,

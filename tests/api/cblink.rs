@@ -354,7 +354,57 @@ fn one_member_through_two_identities_has_one_balance() {
     app.assert_ledger_consistent();
 }
 
+/// Fifty orders, each sent paid and closed at the same moment from two tills: whatever order
+/// they land in, the order ends closed and its points are not held (the close is the later
+/// update). One order's updates take turns.
+fn concurrent_paid_and_closed_updates_end_as_the_latest_says() {
+    let app = std::sync::Arc::new(spawn_app());
+    for round in 0..50 {
+        let tid = format!("RACE-{round}");
+        let mut paid = order("WAIT_SELLER_SEND_GOODS", 2, Some(3));
+        paid["tid"] = json!(tid);
+        let mut closed = order("TRADE_CLOSED", 1, Some(3));
+        closed["tid"] = json!(tid);
+        let sends: Vec<_> = [paid, closed]
+            .into_iter()
+            .map(|body| {
+                let app = app.clone();
+                std::thread::spawn(move || send(&app, &body))
+            })
+            .collect();
+        for s in sends {
+            assert_eq!(s.join().unwrap(), ok());
+        }
+        assert_eq!(available(&app), 0, "round {round}");
+    }
+    app.assert_ledger_consistent();
+}
+
+/// `updated_at` is compared as a time: 9 October is before 10 October, however it is written.
+fn updates_are_ordered_by_time_not_text() {
+    let app = spawn_app();
+    let mut paid = order("WAIT_SELLER_SEND_GOODS", 0, Some(0));
+    paid["created_at"] = json!("2026-10-9 09:00:00");
+    paid["pay_at"] = json!("2026-10-9 09:30:00");
+    paid["updated_at"] = json!("2026-10-10 10:00:00");
+    assert_eq!(send(&app, &paid), ok());
+    assert_eq!(available(&app), 50);
+    // An older close, sent late: stale, ignored.
+    let mut closed = paid.clone();
+    closed["status"] = json!("TRADE_CLOSED");
+    closed["updated_at"] = json!("2026-10-9 10:00:00");
+    assert_eq!(send(&app, &closed), ok());
+    assert_eq!(available(&app), 50);
+    // The newer one counts.
+    closed["updated_at"] = json!("2026-10-11 10:00:00");
+    assert_eq!(send(&app, &closed), ok());
+    assert_eq!(available(&app), 0);
+    app.assert_ledger_consistent();
+}
+
 on_both_backends!(
+    concurrent_paid_and_closed_updates_end_as_the_latest_says,
+    updates_are_ordered_by_time_not_text,
     the_documents_example_is_received_and_earns,
     the_whole_lifecycle_grants_on_payment_and_reverses_on_refund,
     every_required_field_missing_and_malformed_is_named_in_the_documents_style,
