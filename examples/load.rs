@@ -3,7 +3,10 @@
 //! ratio to `/health`. Loopback only; every phase is bounded in time.
 //!
 //! cargo build --release && cargo run --release --example load -- [--database URL]
-//!     [--connections 64] [--seconds 10] [--members 10000] [--phases new,replay,burn,balance]
+//!     [--connections 64] [--seconds 10] [--members 10000]
+//!     [--phases new,replay,burn,balance,mixed] [--balance-members PREFIX:COUNT]
+//!
+//! `mixed`: balance reads and new receipts at once, half the connections each.
 //!
 //! Without `--database` the ledger is a new SQLite file in a temp folder. A PostgreSQL URL
 //! must name an empty database or schema (e.g. `postgres://postgres@127.0.0.1/load`).
@@ -24,8 +27,11 @@ struct Options {
     connections: usize,
     seconds: u64,
     members: usize,
-    /// Phases to run after /health: new, replay, burn, balance.
+    /// Phases to run after /health: new, replay, burn, balance, mixed.
     phases: Vec<String>,
+    /// The members whose balances are read: a prefix and a count (`M:20000` for the
+    /// `backtest_history` fixture's members); by default the members the new receipts made.
+    balance_members: Option<(String, usize)>,
 }
 
 fn options() -> Options {
@@ -34,9 +40,10 @@ fn options() -> Options {
         connections: 64,
         seconds: 10,
         members: 10_000,
-        phases: ["new", "replay", "burn", "balance"]
+        phases: ["new", "replay", "burn", "balance", "mixed"]
             .map(String::from)
             .to_vec(),
+        balance_members: None,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     for pair in args.chunks(2) {
@@ -48,6 +55,11 @@ fn options() -> Options {
             "--seconds" => options.seconds = (number() as u64).clamp(1, SECONDS_MAX),
             "--members" => options.members = number().clamp(1, 10_000_000),
             "--phases" => options.phases = value.split(',').map(String::from).collect(),
+            "--balance-members" => {
+                let (prefix, count) = value.split_once(':').expect("PREFIX:COUNT");
+                options.balance_members =
+                    Some((prefix.to_string(), count.parse().expect("a number")));
+            }
             other => panic!("unknown option {other}"),
         }
     }
@@ -307,22 +319,72 @@ fn main() {
             },
         ));
     }
+    let (balance_prefix, balance_count) = options
+        .balance_members
+        .clone()
+        .unwrap_or(("LOAD-".to_string(), members.min(known)));
+    let balance = |i: usize| {
+        let vip = format!("{balance_prefix}{}", i % balance_count);
+        (
+            "GET",
+            format!("/v1/point-engine/members/{vip}/balance"),
+            String::new(),
+        )
+    };
     if wanted("balance") {
-        outcomes.push(phase("GET balance", port, conns, seconds, &|i| {
-            let vip = format!("LOAD-{}", i % members.min(known));
-            (
-                "GET",
-                format!("/v1/point-engine/members/{vip}/balance"),
-                String::new(),
-            )
-        }));
+        outcomes.push(phase("GET balance", port, conns, seconds, &balance));
     }
+    if wanted("mixed") {
+        let (reads, writes) = std::thread::scope(|scope| {
+            let reads = scope.spawn(|| {
+                phase(
+                    "GET balance, during writes",
+                    port,
+                    conns / 2,
+                    seconds,
+                    &balance,
+                )
+            });
+            let writes = scope.spawn(|| {
+                phase(
+                    "trade-create, during reads",
+                    port,
+                    conns / 2,
+                    seconds,
+                    &|i| {
+                        let no = format!("X{run}-{i}");
+                        let vip = format!("LOAD-{}", i % members);
+                        (
+                            "POST",
+                            "/v1/point-engine/trade-create".into(),
+                            trade_body(&no, &vip, 0),
+                        )
+                    },
+                )
+            });
+            (reads.join().unwrap(), writes.join().unwrap())
+        });
+        outcomes.push(reads);
+        outcomes.push(writes);
+    }
+    let peak_rss_kb = std::fs::read_to_string(format!("/proc/{}/status", server.child.id()))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1).map(str::to_string))
+        })
+        .and_then(|kb| kb.parse::<u64>().ok());
     let health = outcomes[0].rate;
     println!(
         "{} connections, {seconds} s a phase, database {}",
         conns,
         options.database.as_deref().unwrap_or("SQLite (temp file)")
     );
+    if let Some(kb) = peak_rss_kb {
+        println!("server peak resident memory: {} MB", kb / 1024);
+    }
     println!(
         "| workload | requests | rate /s | ratio to /health | p50 ms | p99 ms | max ms | errors |"
     );
