@@ -42,7 +42,7 @@ use crate::domain::{
     PointType, Points, Priced, Trade, TradeNo, VipAccountNo,
 };
 use chrono::{DateTime, NaiveDate, Utc};
-use models::{LotRow, NewEntry, NewLot, NewMember, NewTrade};
+use models::{LotRow, NewEntry, NewLot, NewMember, NewTrade, OpenLot};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PostError {
@@ -334,7 +334,10 @@ fn find_posted(
     Ok(Some(Posted {
         trade_id: existing.id,
         trade_no: TradeNo::parse(&existing.trade_no).map_err(PostError::Corrupt)?,
-        grants: lots.iter().map(grant_of_lot).collect::<Result<_, _>>()?,
+        grants: lots
+            .iter()
+            .map(|lot| grant_of_lot(&lot.into()))
+            .collect::<Result<_, _>>()?,
         replayed: true,
     }))
 }
@@ -348,7 +351,7 @@ fn burn_oldest_first(
     burn: Points,
     now_ms: i64,
 ) -> Result<(), PostError> {
-    let mut lots = repo::unexpired_lots(conn, member_id, now_ms)?;
+    let mut lots = repo::open_lots(conn, member_id, now_ms)?;
     lots.retain(|l| l.available_at_ms <= now_ms);
     let usable: i64 = lots.iter().map(|l| l.remaining).sum();
     // Points owed from refunds (allow_negative) come off what can be spent.
@@ -359,7 +362,7 @@ fn burn_oldest_first(
             available,
         });
     }
-    lots.sort_by_key(burn_order);
+    lots.sort_by_key(|l| burn_order_of(l.expires_at_ms, l.id));
     let mut left = burn.value();
     for lot in &lots {
         if left == 0 {
@@ -393,10 +396,15 @@ fn burn_oldest_first(
 /// The order burns take lots in: soonest to expire first, lots that never expire last, ties by
 /// age. The balance lists usable lots in the same order.
 pub(crate) fn burn_order(lot: &LotRow) -> (bool, Option<i64>, i64) {
-    (lot.expires_at_ms.is_none(), lot.expires_at_ms, lot.id)
+    burn_order_of(lot.expires_at_ms, lot.id)
 }
 
-fn grant_of_lot(lot: &LotRow) -> Result<Grant, PostError> {
+/// `burn_order` of a lot's expiry instant and id.
+pub(crate) fn burn_order_of(expires_at_ms: Option<i64>, id: i64) -> (bool, Option<i64>, i64) {
+    (expires_at_ms.is_none(), expires_at_ms, id)
+}
+
+fn grant_of_lot(lot: &OpenLot) -> Result<Grant, PostError> {
     let corrupt = |what: &str, e: String| PostError::Corrupt(format!("lot {} {what}: {e}", lot.id));
     let campaign_code = if lot.campaign_code.is_empty() {
         None
@@ -619,13 +627,13 @@ pub fn balance(
         return Ok(None);
     };
     let as_of_ms = ms(as_of);
-    let (mut usable, mut pending): (Vec<LotRow>, Vec<LotRow>) =
-        repo::unexpired_lots(conn, member_id, as_of_ms)?
+    let (mut usable, mut pending): (Vec<OpenLot>, Vec<OpenLot>) =
+        repo::open_lots(conn, member_id, as_of_ms)?
             .into_iter()
             .partition(|l| l.available_at_ms <= as_of_ms);
-    usable.sort_by_key(burn_order);
+    usable.sort_by_key(|l| burn_order_of(l.expires_at_ms, l.id));
     pending.sort_by_key(|l| (l.available_at_ms, l.id));
-    let with_remaining = |rows: &[LotRow]| -> Result<(Points, Vec<Grant>), PostError> {
+    let with_remaining = |rows: &[OpenLot]| -> Result<(Points, Vec<Grant>), PostError> {
         let mut lots = Vec::with_capacity(rows.len());
         for row in rows {
             let mut grant = grant_of_lot(row)?;

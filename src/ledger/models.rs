@@ -107,6 +107,40 @@ pub struct LotRow {
     pub created_at_ms: i64,
 }
 
+/// A lot with points left, as balances and burns read it: only the columns of the covering
+/// index `lots_member_open`, so that reading a member's open lots never visits the table.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
+#[diesel(table_name = lots)]
+pub struct OpenLot {
+    pub id: i64,
+    pub point_type: String,
+    pub campaign_code: String,
+    pub remark: String,
+    pub expire_type: String,
+    pub expire_date: Option<String>,
+    pub expires_at_ms: Option<i64>,
+    pub available_at_ms: i64,
+    pub points: i64,
+    pub remaining: i64,
+}
+
+impl From<&LotRow> for OpenLot {
+    fn from(lot: &LotRow) -> Self {
+        Self {
+            id: lot.id,
+            point_type: lot.point_type.clone(),
+            campaign_code: lot.campaign_code.clone(),
+            remark: lot.remark.clone(),
+            expire_type: lot.expire_type.clone(),
+            expire_date: lot.expire_date.clone(),
+            expires_at_ms: lot.expires_at_ms,
+            available_at_ms: lot.available_at_ms,
+            points: lot.points,
+            remaining: lot.remaining,
+        }
+    }
+}
+
 impl LotRow {
     /// When the lot's points stop counting: its expiry instant, or its creation if it was
     /// recorded after that (a receipt posted late). `None`: it never expires.

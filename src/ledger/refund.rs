@@ -182,7 +182,7 @@ pub fn replay_refund(conn: &mut Conn, refund: &Refund) -> Result<Option<Refunded
                 .get(&line.lot_id)
                 .ok_or_else(|| corrupt("refund line", line.id, "names no lot".to_string()))?;
             Ok(RefundLine {
-                grant: grant_of_lot(lot)?,
+                grant: grant_of_lot(&lot.into())?,
                 points: line.points,
                 shortfall: line.shortfall,
                 owed: line.owed,
@@ -384,7 +384,7 @@ pub fn post_refund(
                 },
             )?;
             refund_lines.push(RefundLine {
-                grant: grant_of_lot(&lot)?,
+                grant: grant_of_lot(&(&lot).into())?,
                 points: due,
                 shortfall,
                 owed,

@@ -2,7 +2,7 @@
 
 use super::connection::Conn;
 use super::models::{
-    EntryRow, LotRow, MovementRow, NewEntry, NewLot, NewMember, NewRuleset, NewTrade,
+    EntryRow, LotRow, MovementRow, NewEntry, NewLot, NewMember, NewRuleset, NewTrade, OpenLot,
     RefundLineRow, RefundRow, TradeDetailRow, TradeLineRow, TradeRow,
 };
 use super::schema::{
@@ -177,6 +177,23 @@ pub fn lots_of_trade(conn: &mut Conn, trade_id: i64) -> Result<Vec<LotRow>, Erro
             .filter(lots::trade_id.eq(trade_id))
             .order(lots::id.asc())
             .select(LotRow::as_select())
+            .load(c)
+    })
+}
+
+/// A member's open lots (points left, not expired at `as_of_ms`: usable or still pending), in
+/// no set order, read from the covering index `lots_member_open` alone.
+pub fn open_lots(conn: &mut Conn, member_id: i64, as_of_ms: i64) -> Result<Vec<OpenLot>, Error> {
+    on_backend!(conn, c => {
+        lots::table
+            .filter(lots::member_id.eq(member_id))
+            .filter(lots::remaining.gt(Zero))
+            .filter(
+                lots::expires_at_ms
+                    .is_null()
+                    .or(lots::expires_at_ms.gt(as_of_ms)),
+            )
+            .select(OpenLot::as_select())
             .load(c)
     })
 }
