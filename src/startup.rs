@@ -64,15 +64,16 @@ impl Application {
             ruleset.program.name,
             ruleset.campaigns.len()
         );
-        let store = Store::open(&settings.database, settings.pool_size, settings.writer)?;
-        log::info!("ledger at {}", settings.database);
-        crate::service::save_ruleset(&store, &ruleset, &sources)?;
+        // The port first: a port in use is said before a database is created or migrated.
         let bind_error = |source| StartupError::Bind {
             addr: settings.bind.to_string(),
             source,
         };
         let listener = TcpListener::bind(settings.bind).map_err(bind_error)?;
         let port = listener.local_addr().map_err(bind_error)?.port();
+        let store = Store::open(&settings.database, settings.pool_size, settings.writer)?;
+        log::info!("ledger at {}", settings.database);
+        crate::service::save_ruleset(&store, &ruleset, &sources)?;
         if settings.expire_interval_s > 0 {
             spawn_expiry_task(
                 store.clone(),
@@ -244,7 +245,7 @@ pub fn run_cli(cli: Cli) -> Result<(), StartupError> {
         Command::Rules(command) => run_rules(command),
         Command::Audit(db) => {
             let url = db.url().map_err(StartupError::Config)?;
-            let report = crate::service::audit(&Store::open(&url, 1, Default::default())?)?;
+            let report = crate::service::audit(&existing_ledger(&url)?)?;
             let counts = format!(
                 "{} trades, {} lots, {} entries",
                 report.trades, report.lots, report.entries
@@ -263,6 +264,20 @@ pub fn run_cli(cli: Cli) -> Result<(), StartupError> {
             Err(StartupError::Inconsistent(report.violations.len()))
         }
     }
+}
+
+/// The ledger a read-only command (audit, report, backtest) reads: it must exist already. (Only
+/// `serve` and `expire` create and migrate a new one.)
+fn existing_ledger(url: &ledger::DatabaseUrl) -> Result<Store, StartupError> {
+    if let ledger::DatabaseUrl::Sqlite(path) = url {
+        if !path.exists() {
+            return Err(StartupError::Config(format!(
+                "no ledger at {}: check --database (point-engine serve creates one)",
+                path.display()
+            )));
+        }
+    }
+    Ok(Store::open(url, 1, Default::default())?)
 }
 
 fn print_json(value: &impl serde::Serialize) {
@@ -284,7 +299,7 @@ fn run_report(args: ReportArgs) -> Result<(), StartupError> {
     let config = StartupError::Config;
     let url = args.db.url().map_err(config)?;
     let rules = rules::load_dir(&args.rules)?;
-    let store = Store::open(&url, 1, Default::default())?;
+    let store = existing_ledger(&url)?;
     let now = chrono::Utc::now();
     let csv = args.format == "csv";
     match args.report {
@@ -408,7 +423,7 @@ fn run_rules(command: RulesCommand) -> Result<(), StartupError> {
         } => {
             let draft = rules::load_dir(&dir)?;
             let url = db.url().map_err(config)?;
-            let store = Store::open(&url, 1, Default::default())?;
+            let store = existing_ledger(&url)?;
             let now = chrono::Utc::now();
             let from = match from {
                 Some(raw) => cli_instant("from", &raw)?,

@@ -65,13 +65,30 @@ impl std::fmt::Display for DatabaseUrl {
             Self::Sqlite(path) => write!(f, "sqlite://{}", path.display()),
             Self::Postgres(url) => {
                 let (scheme, rest) = url.split_once("://").unwrap_or(("postgres", url));
-                match rest.split_once('@') {
+                let (authority, query) = match rest.split_once('?') {
+                    Some((authority, query)) => (authority, Some(query)),
+                    None => (rest, None),
+                };
+                match authority.split_once('@') {
                     Some((user, host)) if user.contains(':') => {
                         let name = user.split(':').next().unwrap_or_default();
-                        write!(f, "{scheme}://{name}:***@{host}")
+                        write!(f, "{scheme}://{name}:***@{host}")?
                     }
-                    _ => write!(f, "{url}"),
+                    _ => write!(f, "{scheme}://{authority}")?,
                 }
+                if let Some(query) = query {
+                    let shown: Vec<String> = query
+                        .split('&')
+                        .map(|pair| match pair.split_once('=') {
+                            Some((key, _)) if key.eq_ignore_ascii_case("password") => {
+                                format!("{key}=***")
+                            }
+                            _ => pair.to_string(),
+                        })
+                        .collect();
+                    write!(f, "?{}", shown.join("&"))?;
+                }
+                Ok(())
             }
         }
     }
@@ -83,6 +100,12 @@ pub enum ConnectError {
     CreateDir {
         path: String,
         source: std::io::Error,
+    },
+    #[error("cannot open the database {url}: {message}\n{hint}")]
+    Open {
+        url: String,
+        message: String,
+        hint: &'static str,
     },
     #[error("cannot open the database {url}: {source}")]
     Pool {
@@ -160,6 +183,11 @@ pub fn connect(url: &DatabaseUrl, pool_size: u32) -> Result<Pool, ConnectError> 
             })?;
         }
     }
+    // One connection first, so that a database that cannot be reached is said at once, with
+    // what to do, instead of after the pool's 30 s of retries.
+    Manager::new(url.clone())
+        .connect()
+        .map_err(|e| open_error(url, &e.to_string()))?;
     let pool_error = |source| ConnectError::Pool {
         url: url.to_string(),
         source,
@@ -180,6 +208,30 @@ pub fn connect(url: &DatabaseUrl, pool_size: u32) -> Result<Pool, ConnectError> 
         message,
     })?;
     Ok(pool)
+}
+
+/// A database that cannot be opened, with what to do about it.
+fn open_error(url: &DatabaseUrl, message: &str) -> ConnectError {
+    let hint = match url {
+        DatabaseUrl::Sqlite(_) => {
+            "check that the file's folder exists and this user may write to it (--database)"
+        }
+        DatabaseUrl::Postgres(_) if message.contains("does not exist") => {
+            "create the database first, e.g. `createdb -h HOST -U USER NAME`, or name another one \
+             (--database postgres://USER@HOST:PORT/NAME)"
+        }
+        DatabaseUrl::Postgres(_) if message.contains("password") => {
+            "check the user and password in the URL"
+        }
+        DatabaseUrl::Postgres(_) => {
+            "check that PostgreSQL is running and reachable at the URL's host and port"
+        }
+    };
+    ConnectError::Open {
+        url: url.to_string(),
+        message: message.trim().to_string(),
+        hint,
+    }
 }
 
 /// Runs `f` in one write transaction: all of it commits, or none of it. Inside a transaction
@@ -289,5 +341,16 @@ mod tests {
         assert_eq!(url.to_string(), "postgres://pe:***@db:5432/ledger");
         let url = DatabaseUrl::parse("postgres://pe@db/ledger").unwrap();
         assert_eq!(url.to_string(), "postgres://pe@db/ledger");
+        let url =
+            DatabaseUrl::parse("postgres://pe@db/ledger?sslmode=disable&password=secret").unwrap();
+        assert_eq!(
+            url.to_string(),
+            "postgres://pe@db/ledger?sslmode=disable&password=***"
+        );
+        let url = DatabaseUrl::parse("postgresql://pe:secret@db/ledger?PASSWORD=x").unwrap();
+        assert_eq!(
+            url.to_string(),
+            "postgresql://pe:***@db/ledger?PASSWORD=***"
+        );
     }
 }

@@ -34,3 +34,87 @@ award = { fixed = 5 }
 }
 
 on_both_backends!(a_broken_rule_file_stops_start_up_with_file_line_and_reason,);
+
+fn point_engine(args: &[&str]) -> (bool, String, std::time::Duration) {
+    let started = std::time::Instant::now();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_point-engine"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text, started.elapsed())
+}
+
+/// Read-only commands refuse a ledger that does not exist (a typo must not print "ledger
+/// consistent" over a new empty file), naming the path; they create nothing.
+fn read_only_commands_refuse_a_ledger_that_does_not_exist() {
+    let dir = tempfile::tempdir().unwrap();
+    let typo = dir.path().join("point-engin.db");
+    let database = typo.display().to_string();
+    for args in [
+        vec!["audit", "--database", &database],
+        vec!["report", "liability", "--database", &database],
+        vec![
+            "rules",
+            "backtest",
+            "--rules",
+            "rules/",
+            "--database",
+            &database,
+        ],
+    ] {
+        let (ok, text, _) = point_engine(&args);
+        assert!(!ok, "{args:?}");
+        assert!(
+            text.contains(&format!("no ledger at {database}: check --database")),
+            "{args:?}: {text}"
+        );
+    }
+    assert!(!typo.exists());
+}
+
+/// A PostgreSQL database that does not exist fails at once, naming the URL (never its
+/// password) and what to do.
+fn a_database_that_does_not_exist_fails_at_once_with_what_to_do() {
+    let Some(base) = postgres_base_url() else {
+        return;
+    };
+    let (prefix, _) = base.rsplit_once('/').unwrap();
+    let url = format!("{prefix}/pe_no_such_database?password=hunter2");
+    let (ok, text, took) = point_engine(&["audit", "--database", &url]);
+    assert!(!ok);
+    assert!(took < std::time::Duration::from_secs(10), "{took:?}");
+    assert!(text.contains("pe_no_such_database?password=***"), "{text}");
+    assert!(text.contains("createdb"), "{text}");
+    assert!(!text.contains("hunter2"), "{text}");
+}
+
+/// A port already in use is said before any database is created.
+fn a_port_in_use_is_said_before_the_database_is_created() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("new.db");
+    let (ok, text, _) = point_engine(&[
+        "serve",
+        "--bind",
+        &format!("127.0.0.1:{port}"),
+        "--database",
+        &db.display().to_string(),
+    ]);
+    assert!(!ok);
+    assert!(
+        text.contains(&format!("cannot listen on 127.0.0.1:{port}")),
+        "{text}"
+    );
+    assert!(!db.exists());
+}
+
+#[test]
+fn start_up_refusals() {
+    read_only_commands_refuse_a_ledger_that_does_not_exist();
+    a_database_that_does_not_exist_fails_at_once_with_what_to_do();
+    a_port_in_use_is_said_before_the_database_is_created();
+}
