@@ -876,7 +876,7 @@ impl Ruleset {
         completed_at: DateTime<Utc>,
     ) -> Option<Grant> {
         let objective = self.objectives.iter().find(|o| &o.id == id)?;
-        if (completions_before + 1) % objective.every != 0 {
+        if !(completions_before + 1).is_multiple_of(objective.every) {
             return None;
         }
         Some(self.grant(
