@@ -146,6 +146,11 @@ fn a_resent_transaction_answers_the_same_and_a_changed_one_conflicts() {
             )
         )
     );
+    // The same conflict for a customer never seen: refused whole, no member is made for them.
+    let mut stranger = changed.clone();
+    stranger["customer_identifier"] = json!("13500000000");
+    assert_eq!(sync(&app, Some("pos-token"), &stranger.to_string()).0, 409);
+    assert_eq!(app.counts().3, 1);
     // Gender as the words the table shows.
     let mut worded = seed();
     worded["transaction_id"] = json!("second");
