@@ -187,6 +187,10 @@ pub struct ServeArgs {
     pub rules_reload_interval_ms: u32,
     #[command(flatten)]
     pub finance: FinanceArgs,
+    /// The largest completion_count or usage_count one discount-card record may carry; larger
+    /// ones are refused (400 PARAM_ERROR), so no record costs work past it.
+    #[arg(long, env = "POINT_ENGINE_CARD_COUNT_MAX", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub card_count_max: u32,
     /// The systems allowed to call the adapters (POS tokens, cblink apps), a TOML file; see
     /// `config/clients.example.toml`. Without it, the adapters refuse every call.
     #[arg(long, env = "POINT_ENGINE_CLIENTS")]
@@ -233,6 +237,7 @@ pub struct Settings {
     pub pool_size: u32,
     pub writer: crate::ledger::writer::WriterLimits,
     pub clock_skew_s_max: u32,
+    pub card_count_max: u32,
     pub expire_interval_s: u32,
     pub rules_reload_interval_ms: u32,
     pub body_bytes_max: usize,
@@ -260,6 +265,7 @@ impl Settings {
                 batch_max: args.write_batch_max as usize,
             },
             clock_skew_s_max: args.clock_skew_s_max,
+            card_count_max: args.card_count_max,
             expire_interval_s: args.expire_interval_s,
             rules_reload_interval_ms: args.rules_reload_interval_ms,
             body_bytes_max: Self::BODY_BYTES_MAX,

@@ -20,6 +20,8 @@ pub struct AppState {
     /// The ruleset serving now; swapped whole when the rules folder changes.
     pub rules: Arc<LiveRules>,
     pub clock_skew_s_max: u32,
+    /// The largest count one discount-card record may carry.
+    pub card_count_max: u32,
     pub refund_shortfall_policy: ShortfallPolicy,
     pub point_cost: Option<Decimal>,
     /// Who may call the adapters.
@@ -92,6 +94,7 @@ impl Application {
             store,
             rules: live,
             clock_skew_s_max: settings.clock_skew_s_max,
+            card_count_max: settings.card_count_max,
             refund_shortfall_policy: settings.refund_shortfall_policy,
             point_cost: settings.point_cost,
             clients: settings.clients.clone(),

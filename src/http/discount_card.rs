@@ -165,21 +165,37 @@ fn text(record: &Map<String, Value>, at: &str, name: &str) -> Result<String, Car
     }
 }
 
-fn count(record: &Map<String, Value>, at: &str, name: &str, min: i64) -> Result<i64, CardError> {
+fn count(
+    record: &Map<String, Value>,
+    at: &str,
+    name: &str,
+    (min, max): (i64, i64),
+) -> Result<i64, CardError> {
     match record.get(name) {
         None | Some(Value::Null) => Err(CardError::Param(format!("{at}.{name} is required"))),
         Some(Value::Number(n)) => n
             .as_i64()
-            .filter(|v| (min..=1_000_000_000).contains(v))
+            .filter(|v| (min..=max).contains(v))
             .ok_or_else(|| {
-                CardError::Param(format!("{at}.{name} must be a whole number from {min}"))
+                CardError::Param(format!(
+                    "{at}.{name} must be a whole number from {min} to {max}"
+                ))
             }),
         Some(_) => Err(CardError::Param(format!("{at}.{name} must be an integer"))),
     }
 }
 
 /// One record of either list, by the names its kind uses.
-fn record(item: &Value, at: &str, names: [&str; 6], amount: bool) -> Result<CardRecord, CardError> {
+/// The largest `amount` of a reward usage (minor units).
+const AMOUNT_MAX: i64 = 1_000_000_000;
+
+fn record(
+    item: &Value,
+    at: &str,
+    names: [&str; 6],
+    amount: bool,
+    count_max: i64,
+) -> Result<CardRecord, CardError> {
     let [serial, id, time, kind, description, count_name] = names;
     let object = item
         .as_object()
@@ -209,9 +225,9 @@ fn record(item: &Value, at: &str, names: [&str; 6], amount: bool) -> Result<Card
         item_id: text(object, at, id)?,
         at: occurred,
         increase,
-        count: count(object, at, count_name, 1)?,
+        count: count(object, at, count_name, (1, count_max))?,
         amount: if amount {
-            Some(count(object, at, "amount", 0)?)
+            Some(count(object, at, "amount", (0, AMOUNT_MAX))?)
         } else {
             None
         },
@@ -225,13 +241,14 @@ fn records(
     list: &str,
     names: [&str; 6],
     amount: bool,
+    count_max: i64,
 ) -> Result<Vec<CardRecord>, CardError> {
     match body.get(list) {
         None | Some(Value::Null) => Ok(Vec::new()),
         Some(Value::Array(items)) if items.len() <= RECORDS_MAX => items
             .iter()
             .enumerate()
-            .map(|(i, item)| record(item, &format!("{list}[{i}]"), names, amount))
+            .map(|(i, item)| record(item, &format!("{list}[{i}]"), names, amount, count_max))
             .collect(),
         Some(Value::Array(_)) => Err(CardError::Param(format!(
             "{list} must have at most {RECORDS_MAX} records"
@@ -240,8 +257,14 @@ fn records(
     }
 }
 
-/// Parses the body of an add-user-records request for a card.
-pub fn parse_records(card_code: &str, body: &[u8]) -> Result<CardRecords, CardError> {
+/// Parses the body of an add-user-records request for a card. A record's count is at most
+/// `count_max`: the work a record costs never follows a number the caller chose past it.
+pub fn parse_records(
+    card_code: &str,
+    body: &[u8],
+    count_max: u32,
+) -> Result<CardRecords, CardError> {
+    let count_max = i64::from(count_max);
     let value: Value = serde_json::from_slice(body)
         .map_err(|e| CardError::Param(format!("the body is not JSON: {e}")))?;
     let object = value
@@ -263,6 +286,7 @@ pub fn parse_records(card_code: &str, body: &[u8]) -> Result<CardRecords, CardEr
             "completion_count",
         ],
         false,
+        count_max,
     )?;
     let rewards = records(
         object,
@@ -276,6 +300,7 @@ pub fn parse_records(card_code: &str, body: &[u8]) -> Result<CardRecords, CardEr
             "usage_count",
         ],
         true,
+        count_max,
     )?;
     if objectives.is_empty() && rewards.is_empty() {
         return Err(CardError::Param(
@@ -297,7 +322,7 @@ pub async fn add_user_records(
     body: web::Bytes,
 ) -> Result<HttpResponse, CardError> {
     let (mchid, nonce) = authenticate(&state, &req, &body)?;
-    let records = parse_records(&path.into_inner(), &body)?;
+    let records = parse_records(&path.into_inner(), &body, state.card_count_max)?;
     let now = Utc::now();
     let rules = state.rules.current();
     web::block(move || {

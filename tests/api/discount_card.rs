@@ -249,7 +249,14 @@ fn every_required_field_missing_and_malformed_is_named() {
         (
             "completion_count",
             json!(0),
-            "objective_completion_records[0].completion_count must be a whole number from 1",
+            "objective_completion_records[0].completion_count must be a whole number from 1 to 1000",
+        ),
+        // No record costs work past the configured maximum (1,000 in the tests): a hundred
+        // million completions are refused at once, not counted one by one.
+        (
+            "completion_count",
+            json!(100_000_000),
+            "objective_completion_records[0].completion_count must be a whole number from 1 to 1000",
         ),
     ] {
         let mut body = seed();

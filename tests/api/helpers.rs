@@ -258,6 +258,7 @@ pub fn test_settings(rules: &Path, db: &TestDb) -> Settings {
         pool_size: 8,
         writer: Default::default(),
         clock_skew_s_max: 300,
+        card_count_max: 1000,
         expire_interval_s: 0,
         rules_reload_interval_ms: 0,
         body_bytes_max: Settings::BODY_BYTES_MAX,
