@@ -22,6 +22,8 @@ pub struct AppState {
     pub clock_skew_s_max: u32,
     /// The largest count one discount-card record may carry.
     pub card_count_max: u32,
+    /// The largest request body accepted, in bytes.
+    pub body_bytes_max: usize,
     pub refund_shortfall_policy: ShortfallPolicy,
     pub point_cost: Option<Decimal>,
     /// Who may call the adapters.
@@ -95,6 +97,7 @@ impl Application {
             rules: live,
             clock_skew_s_max: settings.clock_skew_s_max,
             card_count_max: settings.card_count_max,
+            body_bytes_max: settings.body_bytes_max,
             refund_shortfall_policy: settings.refund_shortfall_policy,
             point_cost: settings.point_cost,
             clients: settings.clients.clone(),

@@ -10,7 +10,6 @@ use crate::domain::{
 };
 use crate::service::{self, CblinkOrder, ServiceError};
 use crate::startup::AppState;
-use actix_web::error::{InternalError, JsonPayloadError};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use chrono::{NaiveDateTime, Utc};
@@ -274,6 +273,10 @@ pub fn parse_order(
 pub enum CblinkError {
     #[error("App-Id 或 App-Secret 错误。")]
     Unauthorized,
+    #[error("请求体超过 {0} 字节。")]
+    TooLarge(usize),
+    #[error("请求体不是有效的 JSON。")]
+    NotJson,
     #[error(transparent)]
     Invalid(#[from] CblinkFieldError),
     #[error(transparent)]
@@ -286,6 +289,8 @@ impl ResponseError for CblinkError {
     fn error_response(&self) -> HttpResponse {
         match self {
             Self::Unauthorized => failure(StatusCode::UNAUTHORIZED, &self.to_string()),
+            Self::TooLarge(_) => failure(StatusCode::PAYLOAD_TOO_LARGE, &self.to_string()),
+            Self::NotJson => failure(StatusCode::BAD_REQUEST, &self.to_string()),
             Self::Invalid(e) => failure(StatusCode::BAD_REQUEST, &e.to_string()),
             Self::Service(ServiceError::Post(crate::ledger::PostError::Conflict { .. })) => {
                 failure(StatusCode::CONFLICT, "tid 已用于另一笔不同的交易。")
@@ -308,15 +313,10 @@ impl ResponseError for CblinkError {
     }
 }
 
-pub fn json_error(error: JsonPayloadError, _req: &HttpRequest) -> actix_web::Error {
-    let response = failure(StatusCode::BAD_REQUEST, "请求体不是有效的 JSON。");
-    InternalError::from_response(error, response).into()
-}
-
 pub async fn trade(
     state: web::Data<AppState>,
     req: HttpRequest,
-    body: web::Json<Value>,
+    payload: web::Payload,
 ) -> Result<HttpResponse, CblinkError> {
     let header = |name: &str| {
         req.headers()
@@ -330,8 +330,15 @@ pub async fn trade(
         .cblink_app(&header("App-Id"), &header("App-Secret"))
         .ok_or(CblinkError::Unauthorized)?
         .clone();
+    // Authenticated: now the body.
+    let bytes = super::read_body(payload, state.body_bytes_max)
+        .await
+        .map_err(|e| match e {
+            super::BodyError::TooLarge(limit) => CblinkError::TooLarge(limit),
+            super::BodyError::Unreadable => CblinkError::NotJson,
+        })?;
+    let body: Value = serde_json::from_slice(&bytes).map_err(|_| CblinkError::NotJson)?;
     let rules = state.rules.current();
-    let body = body.into_inner();
     let order = parse_order(
         &body,
         &app,

@@ -28,6 +28,8 @@ fn failure(status: StatusCode, code: &str, message: &str) -> HttpResponse {
 pub enum CardError {
     #[error("{0}")]
     Sign(String),
+    #[error(transparent)]
+    Body(#[from] super::BodyError),
     #[error("{0}")]
     Param(String),
     #[error(transparent)]
@@ -41,6 +43,10 @@ impl ResponseError for CardError {
         match self {
             Self::Sign(m) => failure(StatusCode::UNAUTHORIZED, "SIGN_ERROR", m),
             Self::Param(m) => failure(StatusCode::BAD_REQUEST, "PARAM_ERROR", m),
+            Self::Body(e @ super::BodyError::TooLarge(_)) => {
+                failure(StatusCode::PAYLOAD_TOO_LARGE, "PARAM_ERROR", &e.to_string())
+            }
+            Self::Body(e) => failure(StatusCode::BAD_REQUEST, "PARAM_ERROR", &e.to_string()),
             Self::Service(e @ ServiceError::CardRecordConflict(_)) => {
                 failure(StatusCode::BAD_REQUEST, "PARAM_ERROR", &e.to_string())
             }
@@ -319,8 +325,10 @@ pub async fn add_user_records(
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
-    body: web::Bytes,
+    payload: web::Payload,
 ) -> Result<HttpResponse, CardError> {
+    // The signature covers the body, so the body (up to the limit) is read first.
+    let body = super::read_body(payload, state.body_bytes_max).await?;
     let (mchid, nonce) = authenticate(&state, &req, &body)?;
     let records = parse_records(&path.into_inner(), &body, state.card_count_max)?;
     let now = Utc::now();

@@ -20,29 +20,15 @@ use actix_web::{web, HttpRequest, HttpResponse};
 
 pub fn routes(cfg: &mut web::ServiceConfig, body_bytes_max: usize) {
     cfg.route("/health", web::get().to(health::health))
-        .service(
-            web::resource("/tp/services/transaction")
-                .app_data(
-                    web::JsonConfig::default()
-                        .limit(body_bytes_max)
-                        .content_type_required(false)
-                        .error_handler(transaction_sync::json_error),
-                )
-                .route(web::post().to(transaction_sync::transaction)),
+        // The adapters read their bodies themselves (`read_body`), after authenticating.
+        .route(
+            "/tp/services/transaction",
+            web::post().to(transaction_sync::transaction),
         )
-        .service(
-            web::resource("/openapi/trade")
-                .app_data(
-                    web::JsonConfig::default()
-                        .limit(body_bytes_max)
-                        .error_handler(cblink::json_error),
-                )
-                .route(web::post().to(cblink::trade)),
-        )
-        .service(
-            web::resource("/v3/discount-card/cards/{out_card_code}/add-user-records")
-                .app_data(web::PayloadConfig::new(body_bytes_max))
-                .route(web::post().to(discount_card::add_user_records)),
+        .route("/openapi/trade", web::post().to(cblink::trade))
+        .route(
+            "/v3/discount-card/cards/{out_card_code}/add-user-records",
+            web::post().to(discount_card::add_user_records),
         )
         .service(
             web::scope("/v1/point-engine")
@@ -69,6 +55,26 @@ pub fn routes(cfg: &mut web::ServiceConfig, body_bytes_max: usize) {
                 .route("/reports/movements", web::get().to(report::movements)),
         )
         .default_service(web::to(not_found));
+}
+
+/// Why an adapter's body could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    #[error("the body is larger than {0} bytes")]
+    TooLarge(usize),
+    #[error("the body could not be read")]
+    Unreadable,
+}
+
+/// Reads a request body of at most `limit` bytes. The adapters read their bodies this way,
+/// after the caller is authenticated, so that an unauthenticated caller learns nothing about
+/// its body and every refusal is in the contract's own shape.
+pub async fn read_body(payload: web::Payload, limit: usize) -> Result<web::Bytes, BodyError> {
+    match payload.to_bytes_limited(limit).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(_)) => Err(BodyError::Unreadable),
+        Err(_) => Err(BodyError::TooLarge(limit)),
+    }
 }
 
 async fn not_found(req: HttpRequest) -> HttpResponse {

@@ -11,7 +11,6 @@ use crate::ledger::PostError;
 use crate::rules::EvaluateError;
 use crate::service::{self, OrderRecord, ServiceError};
 use crate::startup::AppState;
-use actix_web::error::{InternalError, JsonPayloadError};
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use chrono::{NaiveDateTime, Utc};
@@ -243,6 +242,10 @@ pub enum TransactionError {
     #[error("Authorization must be \"bearer\" and a valid access_token")]
     Unauthorized,
     #[error(transparent)]
+    Body(#[from] super::BodyError),
+    #[error("the body is not a valid JSON object: {0}")]
+    NotJson(String),
+    #[error(transparent)]
     Invalid(#[from] FieldError),
     #[error(transparent)]
     Service(#[from] ServiceError),
@@ -255,6 +258,14 @@ impl ResponseError for TransactionError {
         use ServiceError::*;
         match self {
             Self::Unauthorized => answer(StatusCode::UNAUTHORIZED, &self.to_string(), Value::Null),
+            Self::Body(super::BodyError::TooLarge(_)) => answer(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &self.to_string(),
+                Value::Null,
+            ),
+            Self::Body(_) | Self::NotJson(_) => {
+                answer(StatusCode::BAD_REQUEST, &self.to_string(), Value::Null)
+            }
             Self::Invalid(e) => answer(StatusCode::BAD_REQUEST, &e.to_string(), Value::Null),
             Self::Service(Evaluate(EvaluateError::UnsupportedCurrency(c))) => answer(
                 StatusCode::BAD_REQUEST,
@@ -292,20 +303,10 @@ impl ResponseError for TransactionError {
     }
 }
 
-/// Bad JSON and oversized bodies, in this contract's envelope.
-pub fn json_error(error: JsonPayloadError, _req: &HttpRequest) -> actix_web::Error {
-    let response = answer(
-        StatusCode::BAD_REQUEST,
-        &format!("the body is not a valid JSON object: {error}"),
-        Value::Null,
-    );
-    InternalError::from_response(error, response).into()
-}
-
 pub async fn transaction(
     state: web::Data<AppState>,
     req: HttpRequest,
-    body: web::Json<TransactionRequest>,
+    payload: web::Payload,
 ) -> Result<HttpResponse, TransactionError> {
     let token = req
         .headers()
@@ -320,8 +321,17 @@ pub async fn transaction(
         .pos_client(&token)
         .ok_or(TransactionError::Unauthorized)?
         .clone();
+    // Authenticated: now the body. A JSON object only (serde would take an array as the
+    // struct's fields in order).
+    let bytes = super::read_body(payload, state.body_bytes_max).await?;
+    let not_json =
+        |e: serde_json::Error| TransactionError::NotJson(format!("Json deserialize error: {e}"));
+    let body: TransactionRequest =
+        match serde_json::from_slice::<Value>(&bytes).map_err(not_json)? {
+            object @ Value::Object(_) => serde_json::from_value(object).map_err(not_json)?,
+            _ => return Err(TransactionError::NotJson("it must be an object".into())),
+        };
     let rules = state.rules.current();
-    let body = body.into_inner();
     let record_body = json!({
         "coupon_detail_id": body.coupon_detail_id,
         "coupon_amount": body.coupon_amount,

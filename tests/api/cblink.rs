@@ -327,6 +327,34 @@ fn app_credentials_are_checked() {
     );
     assert_eq!(wrong, refused);
     assert_eq!(app.post_with_headers("/openapi/trade", &[], SEED), refused);
+    // Authenticated first: a bad or oversized body from a stranger is a 401 too.
+    assert_eq!(
+        app.post_with_headers("/openapi/trade", &[], "{not json"),
+        refused
+    );
+    let oversized = format!("{{\"x\": \"{}\"}}", "a".repeat(70_000));
+    assert_eq!(
+        app.post_with_headers("/openapi/trade", &[], &oversized),
+        refused
+    );
+    let signed_in = [
+        ("App-Id", APP_ID.to_string()),
+        ("App-Secret", APP_SECRET.to_string()),
+    ];
+    assert_eq!(
+        app.post_with_headers("/openapi/trade", &signed_in, &oversized),
+        (
+            413,
+            json!({"err_code": 413, "msg": "请求体超过 65536 字节。"})
+        )
+    );
+    assert_eq!(
+        app.post_with_headers("/openapi/trade", &signed_in, "{not json"),
+        (
+            400,
+            json!({"err_code": 400, "msg": "请求体不是有效的 JSON。"})
+        )
+    );
     assert_eq!(app.counts(), (0, 0, 0, 0));
 }
 

@@ -278,6 +278,16 @@ fn signatures_timestamps_and_nonces_are_checked() {
     let body = seed().to_string();
     let now = chrono::Utc::now().timestamp();
     let sign_error = |message: &str| (401, json!({"code": "SIGN_ERROR", "message": message}));
+    // A body over the limit, in the platform's shape (the signature covers the body, so the
+    // body is read, up to the limit, first).
+    let oversized = format!("{{\"x\": \"{}\"}}", "a".repeat(70_000));
+    assert_eq!(
+        app.post_with_headers(&url, &[], &oversized),
+        (
+            413,
+            json!({"code": "PARAM_ERROR", "message": "the body is larger than 65536 bytes"})
+        )
+    );
     // A body changed after signing.
     let header = authorization(&url, &body, now, &next_nonce());
     let tampered = body.replace("\"completion_count\":1", "\"completion_count\":9");

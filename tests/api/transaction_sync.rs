@@ -165,6 +165,25 @@ fn credentials_are_checked() {
         "Authorization must be \"bearer\" and a valid access_token",
     );
     assert_eq!(sync(&app, None, SEED), (401, refused.clone()));
+    // Authenticated first: a bad or oversized body from a stranger learns nothing about it.
+    assert_eq!(sync(&app, None, "{not json"), (401, refused.clone()));
+    let oversized = format!("{{\"x\": \"{}\"}}", "a".repeat(70_000));
+    assert_eq!(sync(&app, None, &oversized), (401, refused.clone()));
+    // With the token: in the contract's own shape.
+    assert_eq!(
+        sync(&app, Some("pos-token"), &oversized),
+        (413, error("413", "the body is larger than 65536 bytes"))
+    );
+    assert_eq!(
+        sync(&app, Some("pos-token"), &format!("[{SEED}]")),
+        (
+            400,
+            error(
+                "400",
+                "the body is not a valid JSON object: it must be an object"
+            )
+        )
+    );
     assert_eq!(
         sync(&app, Some("wrong-token"), SEED),
         (401, refused.clone())
