@@ -41,6 +41,8 @@ pub enum CblinkFieldError {
     Missing(String),
     #[error("{0} 格式不正确。")]
     Malformed(String),
+    #[error("{0} 晚于服务器当前时间。")]
+    Future(String),
 }
 
 type FieldResult<T> = Result<T, CblinkFieldError>;
@@ -127,6 +129,7 @@ pub fn parse_order(
     app: &CblinkApp,
     tz: &crate::domain::ProgramTz,
     currency: &crate::domain::CurrencyCode,
+    clock: super::fields::Clock,
 ) -> FieldResult<CblinkOrder> {
     let object = body
         .as_object()
@@ -178,6 +181,16 @@ pub fn parse_order(
         Some(raw) => Some(local_time(&raw, "pay_at", tz)?),
         None => None,
     };
+    // No time may be ahead of the server's clock by more than the allowed skew.
+    for (name, at) in [
+        ("created_at", Some(created_at)),
+        ("updated_at", Some(updated_at_time)),
+        ("pay_at", pay_at),
+    ] {
+        if at.is_some_and(|at| clock.future(at).is_some()) {
+            return Err(CblinkFieldError::Future(name.into()));
+        }
+    }
     let member = lookup(object, &["member"])
         .ok_or_else(|| CblinkFieldError::Missing("member".into()))?
         .as_object()
@@ -339,13 +352,17 @@ pub async fn trade(
         })?;
     let body: Value = serde_json::from_slice(&bytes).map_err(|_| CblinkError::NotJson)?;
     let rules = state.rules.current();
+    let now = Utc::now();
     let order = parse_order(
         &body,
         &app,
         &rules.program.time_zone,
         &rules.program.base_currency,
+        super::fields::Clock {
+            now,
+            skew_s_max: state.clock_skew_s_max,
+        },
     )?;
-    let now = Utc::now();
     let text = body.to_string();
     web::block(move || {
         service::cblink_order(

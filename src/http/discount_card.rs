@@ -4,6 +4,7 @@
 //! Authorization header whose RSA-SHA256 signature over the method, URL, timestamp, nonce and
 //! body is checked with the merchant's public key, within a timestamp window, each nonce once.
 
+use super::fields::Clock;
 use crate::domain::{Identity, IdentityKind};
 use crate::service::{self, CardRecord, CardRecords, ServiceError};
 use crate::startup::AppState;
@@ -200,7 +201,7 @@ fn record(
     at: &str,
     names: [&str; 6],
     amount: bool,
-    count_max: i64,
+    (count_max, clock): (i64, Clock),
 ) -> Result<CardRecord, CardError> {
     let [serial, id, time, kind, description, count_name] = names;
     let object = item
@@ -212,6 +213,9 @@ fn record(
             "{at}.{time} must be an RFC 3339 time, got {at_time:?}"
         ))
     })?;
+    if let Some(problem) = clock.future(occurred) {
+        return Err(CardError::Param(format!("{at}.{time} {problem}")));
+    }
     let increase = match text(object, at, kind)?.as_str() {
         "INCREASE" => true,
         "DECREASE" => false,
@@ -247,14 +251,14 @@ fn records(
     list: &str,
     names: [&str; 6],
     amount: bool,
-    count_max: i64,
+    limits: (i64, Clock),
 ) -> Result<Vec<CardRecord>, CardError> {
     match body.get(list) {
         None | Some(Value::Null) => Ok(Vec::new()),
         Some(Value::Array(items)) if items.len() <= RECORDS_MAX => items
             .iter()
             .enumerate()
-            .map(|(i, item)| record(item, &format!("{list}[{i}]"), names, amount, count_max))
+            .map(|(i, item)| record(item, &format!("{list}[{i}]"), names, amount, limits))
             .collect(),
         Some(Value::Array(_)) => Err(CardError::Param(format!(
             "{list} must have at most {RECORDS_MAX} records"
@@ -269,8 +273,9 @@ pub fn parse_records(
     card_code: &str,
     body: &[u8],
     count_max: u32,
+    clock: Clock,
 ) -> Result<CardRecords, CardError> {
-    let count_max = i64::from(count_max);
+    let limits = (i64::from(count_max), clock);
     let value: Value = serde_json::from_slice(body)
         .map_err(|e| CardError::Param(format!("the body is not JSON: {e}")))?;
     let object = value
@@ -292,7 +297,7 @@ pub fn parse_records(
             "completion_count",
         ],
         false,
-        count_max,
+        limits,
     )?;
     let rewards = records(
         object,
@@ -306,7 +311,7 @@ pub fn parse_records(
             "usage_count",
         ],
         true,
-        count_max,
+        limits,
     )?;
     if objectives.is_empty() && rewards.is_empty() {
         return Err(CardError::Param(
@@ -330,8 +335,12 @@ pub async fn add_user_records(
     // The signature covers the body, so the body (up to the limit) is read first.
     let body = super::read_body(payload, state.body_bytes_max).await?;
     let (mchid, nonce) = authenticate(&state, &req, &body)?;
-    let records = parse_records(&path.into_inner(), &body, state.card_count_max)?;
     let now = Utc::now();
+    let clock = Clock {
+        now,
+        skew_s_max: state.clock_skew_s_max,
+    };
+    let records = parse_records(&path.into_inner(), &body, state.card_count_max, clock)?;
     let rules = state.rules.current();
     web::block(move || {
         service::add_card_records(

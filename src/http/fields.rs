@@ -28,6 +28,28 @@ fn error(field: &'static str, problem: impl Into<String>) -> FieldError {
     }
 }
 
+/// How far ahead of the server's clock a time a client sends may be (its clock may run a little
+/// fast): the same rule on every contract.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    pub now: chrono::DateTime<chrono::Utc>,
+    pub skew_s_max: u32,
+}
+
+impl Clock {
+    /// `Some(problem)` when `at` is later than now plus the allowed skew.
+    pub fn future(&self, at: chrono::DateTime<chrono::FixedOffset>) -> Option<String> {
+        let latest = self.now + chrono::Duration::seconds(i64::from(self.skew_s_max));
+        (at.to_utc() > latest).then(|| {
+            format!(
+                "{} is in the future (more than {} s ahead of the server's clock)",
+                at.to_rfc3339(),
+                self.skew_s_max
+            )
+        })
+    }
+}
+
 /// Attaches the field's name to a domain parser's error.
 pub fn parsed<T>(field: &'static str, result: Result<T, String>) -> FieldResult<T> {
     result.map_err(|problem| error(field, problem))

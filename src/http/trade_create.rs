@@ -13,7 +13,7 @@ use crate::rules::EvaluateError;
 use crate::service::{self, ServiceError};
 use crate::startup::AppState;
 use actix_web::{web, HttpResponse, ResponseError};
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -98,11 +98,14 @@ impl TradeCreateRequest {
             "sales_time",
             parse_rfc3339(&required_text("sales_time", &self.sales_time)?),
         )?;
-        let latest = now + Duration::seconds(i64::from(clock_skew_s_max));
-        if sales_time.to_utc() > latest {
+        let clock = Clock {
+            now,
+            skew_s_max: clock_skew_s_max,
+        };
+        if let Some(problem) = clock.future(sales_time) {
             return Err(FieldError {
                 field: "sales_time",
-                problem: format!("{} is in the future", sales_time.to_rfc3339()),
+                problem,
             });
         }
         let submit_time = parsed(

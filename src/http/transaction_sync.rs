@@ -132,6 +132,7 @@ impl TransactionRequest {
         store_code: &str,
         tz: &crate::domain::ProgramTz,
         currency: &CurrencyCode,
+        clock: fields::Clock,
     ) -> Result<Transaction, FieldError> {
         use fields::*;
         let transaction_id = required_text("transaction_id", &self.transaction_id)?;
@@ -150,6 +151,12 @@ impl TransactionRequest {
             "purchase_time",
             purchase_time(&required_text("purchase_time", &self.purchase_time)?, tz),
         )?;
+        if let Some(problem) = clock.future(sales_time) {
+            return Err(FieldError {
+                field: "purchase_time",
+                problem,
+            });
+        }
         let purchase_amount = parsed(
             "purchase_amount",
             Amount::parse(&required_decimal_text(
@@ -340,12 +347,16 @@ pub async fn transaction(
         "client": client.name,
     })
     .to_string();
+    let now = Utc::now();
     let transaction = body.into_transaction(
         &client.store_code,
         &rules.program.time_zone,
         &rules.program.base_currency,
+        fields::Clock {
+            now,
+            skew_s_max: state.clock_skew_s_max,
+        },
     )?;
-    let now = Utc::now();
     let order = OrderRecord {
         source: service::TRANSACTION_SYNC_SOURCE,
         external_id: transaction.transaction_id.clone(),

@@ -427,6 +427,16 @@ fn updates_are_ordered_by_time_not_text() {
     closed["updated_at"] = json!("2026-10-11 10:00:00");
     assert_eq!(send(&app, &closed), ok());
     assert_eq!(available(&app), 0);
+    // An update from beyond the allowed clock skew (300 s) is refused, as on every contract.
+    let mut future = closed.clone();
+    future["updated_at"] = json!(local(-10));
+    assert_eq!(
+        send(&app, &future),
+        (
+            400,
+            json!({"err_code": 400, "msg": "updated_at 晚于服务器当前时间。"})
+        )
+    );
     app.assert_ledger_consistent();
 }
 

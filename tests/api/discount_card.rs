@@ -247,6 +247,11 @@ fn every_required_field_missing_and_malformed_is_named() {
             "objective_completion_records[0].completion_time must be an RFC 3339 time, got \"2015-05-20 13:29:35\"",
         ),
         (
+            "completion_time",
+            json!("2100-01-01T00:00:00+08:00"),
+            "objective_completion_records[0].completion_time 2100-01-01T00:00:00+08:00 is in the future (more than 300 s ahead of the server's clock)",
+        ),
+        (
             "completion_count",
             json!(0),
             "objective_completion_records[0].completion_count must be a whole number from 1 to 1000",

@@ -146,6 +146,21 @@ fn a_resent_transaction_answers_the_same_and_a_changed_one_conflicts() {
             )
         )
     );
+    // A purchase later than the server's clock allows (300 s of skew): refused, as on the
+    // native endpoint.
+    let mut future = seed();
+    future["transaction_id"] = json!("from-the-future");
+    future["purchase_time"] = json!("2100-01-01 00:00:00");
+    assert_eq!(
+        sync(&app, Some("pos-token"), &future.to_string()),
+        (
+            400,
+            error(
+                "400",
+                "purchase_time 2100-01-01T00:00:00+08:00 is in the future (more than 300 s ahead of the server's clock)"
+            )
+        )
+    );
     // The same conflict for a customer never seen: refused whole, no member is made for them.
     let mut stranger = changed.clone();
     stranger["customer_identifier"] = json!("13500000000");
