@@ -56,6 +56,9 @@ pub struct CardMerchant {
 #[derive(Debug, Clone)]
 pub struct PosClient {
     pub name: String,
+    /// The client's name as it scopes the client's transaction ids (`TS-<key>-<transaction_id>`):
+    /// letters, digits, `.`, `_` and `-`, every other character as `_`. Unique per file.
+    pub key: String,
     token_sha256: [u8; 32],
     pub store_code: String,
 }
@@ -149,11 +152,27 @@ impl Clients {
                         &format!("pos_client {}", c.name),
                         &c.token_sha256,
                     )?,
+                    key: c
+                        .name
+                        .chars()
+                        .map(|ch| match ch {
+                            'a'..='z' | 'A'..='Z' | '0'..='9' | '.' | '_' | '-' => ch,
+                            _ => '_',
+                        })
+                        .collect(),
                     name: c.name,
                     store_code: c.store_code,
                 })
             })
-            .collect::<Result<_, String>>()?;
+            .collect::<Result<Vec<PosClient>, String>>()?;
+        // Each client's ids are its own: two clients must not share a scope.
+        let mut keys = std::collections::HashSet::new();
+        if let Some(twice) = pos.iter().find(|c| !keys.insert(c.key.as_str())) {
+            return Err(format!(
+                "pos_client {:?}: another POS client's name scopes transaction ids as {:?} too",
+                twice.name, twice.key
+            ));
+        }
         let cblink = raw
             .cblink_app
             .into_iter()
@@ -173,7 +192,11 @@ impl Clients {
                         .unwrap_or_else(|| CBLINK_REVERSING_STATUSES.map(String::from).to_vec()),
                 })
             })
-            .collect::<Result<_, String>>()?;
+            .collect::<Result<Vec<CblinkApp>, String>>()?;
+        let mut app_ids = std::collections::HashSet::new();
+        if let Some(twice) = cblink.iter().find(|a| !app_ids.insert(a.app_id.as_str())) {
+            return Err(format!("cblink_app {:?} is listed twice", twice.app_id));
+        }
         let discount_card = raw
             .discount_card_merchant
             .into_iter()
@@ -252,5 +275,29 @@ mod tests {
             "[[pos_client]]\nname = \"x\"\ntoken_sha256 = \"abc\"\nstore_code = \"S\"\n"
         )
         .is_err());
+    }
+
+    #[test]
+    fn each_client_scopes_its_ids_alone() {
+        let pos = |name: &str, token: &str| {
+            format!(
+                "[[pos_client]]\nname = \"{name}\"\ntoken_sha256 = \"{}\"\nstore_code = \"S\"\n",
+                hex(token)
+            )
+        };
+        let clients = Clients::parse(&pos("DP01 tills", "a")).unwrap();
+        assert_eq!(clients.pos[0].key, "DP01_tills");
+        assert_eq!(
+            Clients::parse(&(pos("DP01 tills", "a") + &pos("DP01/tills", "b"))).unwrap_err(),
+            "pos_client \"DP01/tills\": another POS client's name scopes transaction ids as \"DP01_tills\" too"
+        );
+        let app = format!(
+            "[[cblink_app]]\napp_id = \"cb1\"\nsecret_sha256 = \"{}\"\n",
+            hex("s")
+        );
+        assert_eq!(
+            Clients::parse(&format!("{app}{app}")).unwrap_err(),
+            "cblink_app \"cb1\" is listed twice"
+        );
     }
 }

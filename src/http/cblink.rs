@@ -135,7 +135,10 @@ pub fn parse_order(
         .as_object()
         .ok_or_else(|| CblinkFieldError::Malformed("trade".into()))?;
     let tid = text(object, &["tid"], "tid")?;
-    let out_trade_no = OutTradeNo::parse(&format!("CB-{tid}"))
+    // An order belongs to the app that sent it: the same tid from two apps is two orders.
+    let out_trade_no = OutTradeNo::parse(&format!("CB-{}-{tid}", app.app_id))
+        .map_err(|_| CblinkFieldError::Malformed("tid".into()))?;
+    let out_refund_no = crate::domain::OutRefundNo::parse(&format!("{out_trade_no}-R"))
         .map_err(|_| CblinkFieldError::Malformed("tid".into()))?;
     let shop_id = text(object, &["shop_id"], "shop_id")?;
     let store_code = StoreCode::parse(&format!("{}{shop_id}", app.store_prefix))
@@ -266,7 +269,8 @@ pub fn parse_order(
         discount: discount_fee,
     };
     Ok(CblinkOrder {
-        tid,
+        order_key: format!("{}/{tid}", app.app_id),
+        out_refund_no,
         status,
         refund_status,
         // Kept as a UTC instant of fixed width, so that updates compare in time order

@@ -129,7 +129,7 @@ pub struct Transaction {
 impl TransactionRequest {
     pub fn into_transaction(
         self,
-        store_code: &str,
+        client: &crate::clients::PosClient,
         tz: &crate::domain::ProgramTz,
         currency: &CurrencyCode,
         clock: fields::Clock,
@@ -138,7 +138,12 @@ impl TransactionRequest {
         let transaction_id = required_text("transaction_id", &self.transaction_id)?;
         let out_trade_no = parsed(
             "transaction_id",
-            OutTradeNo::parse(&format!("{OUT_TRADE_NO_PREFIX}{}", transaction_id.trim())),
+            // A client's transaction ids are its own: scoped by the client.
+            OutTradeNo::parse(&format!(
+                "{OUT_TRADE_NO_PREFIX}{}-{}",
+                client.key,
+                transaction_id.trim()
+            )),
         )?;
         let identity = parsed(
             "customer_identifier",
@@ -217,7 +222,7 @@ impl TransactionRequest {
         let trade = Trade {
             vip_accountno: identity.account_number(),
             out_trade_no,
-            store_code: parsed("store", StoreCode::parse(store_code))?,
+            store_code: parsed("store", StoreCode::parse(&client.store_code))?,
             invoice_id: parsed("transaction_id", InvoiceId::parse(&transaction_id))?,
             total_amount: total,
             payment_amount: purchase_amount,
@@ -349,7 +354,7 @@ pub async fn transaction(
     .to_string();
     let now = Utc::now();
     let transaction = body.into_transaction(
-        &client.store_code,
+        &client,
         &rules.program.time_zone,
         &rules.program.base_currency,
         fields::Clock {
@@ -359,7 +364,7 @@ pub async fn transaction(
     )?;
     let order = OrderRecord {
         source: service::TRANSACTION_SYNC_SOURCE,
-        external_id: transaction.transaction_id.clone(),
+        external_id: format!("{}/{}", client.key, transaction.transaction_id),
         status: "RECORDED".into(),
         updated_at: transaction.trade.sales_time.to_rfc3339(),
         body: record_body,

@@ -70,7 +70,10 @@ pub const CBLINK_SOURCE: &str = "cblink";
 /// A cblink order as it arrived, parsed.
 #[derive(Debug, Clone)]
 pub struct CblinkOrder {
-    pub tid: String,
+    /// The order's key among the cblink orders: its app and its `tid` (`app_id/tid`).
+    pub order_key: String,
+    /// The refund that reverses the order's points, should it be closed or refunded.
+    pub out_refund_no: crate::domain::OutRefundNo,
     pub status: String,
     pub refund_status: Option<String>,
     /// The update's instant in UTC, `yyyy-mm-ddTHH:MM:SSZ` (fixed width: ordered as text).
@@ -131,7 +134,7 @@ fn cblink_order_in(
     // order take turns: each reads the state the one before it left.
     let mut trade = order.trade.clone();
     trade.vip_accountno = resolve_member(conn, &order.identities, &order.profile, now)?;
-    let existing = ledger::external::find(conn, source, &order.tid)?;
+    let existing = ledger::external::find(conn, source, &order.order_key)?;
     if existing
         .as_ref()
         .is_some_and(|e| order.updated_at < e.updated_at)
@@ -150,10 +153,8 @@ fn cblink_order_in(
             .ok_or_else(|| ServiceError::TradeNotFound(trade.out_trade_no.to_string()))?;
         let left = refundable.refundable();
         if left != Amount::ZERO {
-            let out_refund_no = crate::domain::OutRefundNo::parse(&format!("CB-{}-R", order.tid))
-                .map_err(|e| PostError::Corrupt(format!("refund number: {e}")))?;
             let refund = Refund::new(
-                out_refund_no,
+                order.out_refund_no.clone(),
                 trade.out_trade_no.clone(),
                 left,
                 order.updated_at_time.max(refundable.trade.sales_time),
@@ -166,7 +167,7 @@ fn cblink_order_in(
     ledger::external::save(
         conn,
         source,
-        &order.tid,
+        &order.order_key,
         trade_id,
         &order.status,
         &order.updated_at,

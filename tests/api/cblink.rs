@@ -75,7 +75,8 @@ fn the_documents_example_is_received_and_earns() {
     let app = spawn_app();
     assert_eq!(send(&app, &seed()), ok());
     // HKD 26.01 paid, less the 5.00 delivery the program leaves out: 2 E points.
-    let (_, trade) = app.get("/v1/point-engine/trades/CB-5cC4A4Bc-c4aA-8ecB-5C52-c48e7E1882cC");
+    let (_, trade) =
+        app.get("/v1/point-engine/trades/CB-cb17333123-5cC4A4Bc-c4aA-8ecB-5C52-c48e7E1882cC");
     assert_eq!(
         (
             &trade["data"]["store_code"],
@@ -141,10 +142,10 @@ fn the_whole_lifecycle_grants_on_payment_and_reverses_on_refund() {
     // Refunded: the points go back.
     assert_eq!(send(&app, &order("TRADE_BUYER_REFUND", 20, Some(40))), ok());
     assert_eq!(available(&app), 0);
-    let (_, trade) = app.get("/v1/point-engine/trades/CB-LIFE-1");
+    let (_, trade) = app.get("/v1/point-engine/trades/CB-cb17333123-LIFE-1");
     assert_eq!(
         trade["data"]["refunds"][0]["out_refund_no"],
-        json!("CB-LIFE-1-R")
+        json!("CB-cb17333123-LIFE-1-R")
     );
     assert_eq!(
         trade["data"]["refunds"][0]["refund_amount"],
@@ -152,7 +153,7 @@ fn the_whole_lifecycle_grants_on_payment_and_reverses_on_refund() {
     );
     // And again: nothing more to reverse.
     assert_eq!(send(&app, &order("TRADE_CLOSED", 10, Some(40))), ok());
-    let (_, trade) = app.get("/v1/point-engine/trades/CB-LIFE-1");
+    let (_, trade) = app.get("/v1/point-engine/trades/CB-cb17333123-LIFE-1");
     assert_eq!(trade["data"]["refunds"].as_array().unwrap().len(), 1);
     app.assert_ledger_consistent();
 }
@@ -440,7 +441,35 @@ fn updates_are_ordered_by_time_not_text() {
     app.assert_ledger_consistent();
 }
 
+/// An order belongs to the app that sent it: another app, with its own valid credentials,
+/// sending the same `tid` makes an order of its own and cannot close the first one.
+fn another_app_cannot_reach_an_apps_order() {
+    let app = spawn_app();
+    assert_eq!(
+        send(&app, &order("WAIT_SELLER_SEND_GOODS", 40, Some(40))),
+        ok()
+    );
+    assert_eq!(available(&app), 50);
+    let other = app.post_with_headers(
+        "/openapi/trade",
+        &[
+            ("App-Id", "cb-other".to_string()),
+            ("App-Secret", "other-app-secret".to_string()),
+        ],
+        &order("TRADE_CLOSED", 10, Some(40)).to_string(),
+    );
+    assert_eq!(other, ok());
+    // The first app's order still holds its points; the other app's order never earned.
+    assert_eq!(available(&app), 50);
+    let (_, first) = app.get("/v1/point-engine/trades/CB-cb17333123-LIFE-1");
+    assert_eq!(first["data"]["refunds"], json!([]));
+    let (status, _) = app.get("/v1/point-engine/trades/CB-cb-other-LIFE-1");
+    assert_eq!(status, 404);
+    app.assert_ledger_consistent();
+}
+
 on_both_backends!(
+    another_app_cannot_reach_an_apps_order,
     concurrent_paid_and_closed_updates_end_as_the_latest_says,
     updates_are_ordered_by_time_not_text,
     the_documents_example_is_received_and_earns,

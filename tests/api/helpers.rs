@@ -229,13 +229,20 @@ pub fn rules_dir(files: &[(&str, &str)]) -> TempDir {
     dir
 }
 
-/// The adapters' test credentials: POS token "pos-token" (store POS-001), cblink app
-/// "cb17333123" with secret "63d2ccdcdc8916daxasdadsab043f0948" (the document's example).
+/// The adapters' test credentials: POS tokens "pos-token" (store POS-001) and
+/// "other-pos-token" (POS-002), cblink app "cb17333123" with secret
+/// "63d2ccdcdc8916daxasdadsab043f0948" (the document's example) and app "cb-other" with
+/// "other-app-secret".
 pub const TEST_CLIENTS: &str = r#"
 [[pos_client]]
 name = "test POS"
 token_sha256 = "744ae1aa6bd53faa387e2f9489bfa9d881698e9674f4f67d079edc8f7a7c2285"
 store_code = "POS-001"
+
+[[pos_client]]
+name = "other POS"
+token_sha256 = "f32a2a0e2c49db76c8a64fd4cd532faceefac9cec1084dbb8e53509af1d6adac"
+store_code = "POS-002"
 
 [[discount_card_merchant]]
 mchid = "1900000001"
@@ -247,6 +254,11 @@ PUBLIC_KEY"""
 app_id = "cb17333123"
 secret_sha256 = "8bd2e72dbbac9d509147c70c5ade6d0af8bff8209b92981e993ef468ff378c40"
 store_prefix = "CB-"
+
+[[cblink_app]]
+app_id = "cb-other"
+secret_sha256 = "d76df4278d559f9f3852ca433320d8274643625005a5eb8a801363e7bd41323e"
+store_prefix = "CBO-"
 "#;
 
 pub fn test_settings(rules: &Path, db: &TestDb) -> Settings {

@@ -71,7 +71,7 @@ fn the_documents_example_earns_and_creates_the_customer() {
     );
     // HKD 14.10 earns 1 E point; the two signature dishes (3 units) 9 more. (A sale of 2016:
     // the points are long expired, so the balance is 0.)
-    let (_, trade) = app.get("/v1/point-engine/trades/TS-12345wefr23r");
+    let (_, trade) = app.get("/v1/point-engine/trades/TS-test_POS-12345wefr23r");
     assert_eq!(trade["data"]["vip_accountno"], json!("TEL:13592619028"));
     assert_eq!(trade["data"]["total_point"], json!(10));
     assert_eq!(
@@ -161,11 +161,17 @@ fn a_resent_transaction_answers_the_same_and_a_changed_one_conflicts() {
             )
         )
     );
+    // Another POS client's transaction with the same id is its own: a trade of its own, no
+    // conflict, and no way to read or replay the first client's answer.
+    let (status, other) = sync(&app, Some("other-pos-token"), SEED);
+    assert_eq!(status, 200, "{other}");
+    assert_ne!(other["result"], first.1["result"]);
     // The same conflict for a customer never seen: refused whole, no member is made for them.
     let mut stranger = changed.clone();
     stranger["customer_identifier"] = json!("13500000000");
     assert_eq!(sync(&app, Some("pos-token"), &stranger.to_string()).0, 409);
     assert_eq!(app.counts().3, 1);
+    assert_eq!(app.counts().0, 2);
     // Gender as the words the table shows.
     let mut worded = seed();
     worded["transaction_id"] = json!("second");
