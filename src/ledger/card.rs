@@ -22,13 +22,15 @@ pub fn use_nonce(
     })
 }
 
-/// A stored record's body, if its serial number was seen.
+/// A stored record's body, if its serial number was seen on this card (a serial is unique
+/// within its card only).
 pub fn find_record(
     conn: &mut Conn,
     kind: &str,
+    card_code: &str,
     serial_no: &str,
 ) -> Result<Option<String>, PostError> {
-    Ok(repo::find_card_record(conn, kind, serial_no)?.map(|(_, body, _)| body))
+    Ok(repo::find_card_record(conn, kind, card_code, serial_no)?.map(|(_, body, _)| body))
 }
 
 /// A record to keep.

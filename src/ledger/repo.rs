@@ -843,10 +843,12 @@ pub fn use_nonce(
 pub fn find_card_record(
     conn: &mut Conn,
     kind: &str,
+    card_code: &str,
     serial_no: &str,
 ) -> Result<Option<(i64, String, Option<i64>)>, Error> {
     card_records::table
         .filter(card_records::kind.eq(kind))
+        .filter(card_records::card_code.eq(card_code))
         .filter(card_records::serial_no.eq(serial_no))
         .select((card_records::id, card_records::body, card_records::trade_id))
         .get_result(conn)

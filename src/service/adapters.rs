@@ -177,6 +177,25 @@ fn cblink_order_in(
     Ok(outcome)
 }
 
+/// A card record's key in trade and refund numbers: the first 32 hex digits of SHA-256 over
+/// the card code and the serial number. A serial is unique within its card only, and card codes
+/// and serials may hold any character, so the two are hashed together rather than joined.
+pub fn card_record_key(card_code: &str, serial_no: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::new()
+        .chain_update(card_code.as_bytes())
+        .chain_update([0u8])
+        .chain_update(serial_no.as_bytes())
+        .finalize();
+    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The trade that holds an objective completion record's points: `DC-O-<card_record_key>`.
+pub fn card_trade_no(card_code: &str, serial_no: &str) -> crate::domain::OutTradeNo {
+    crate::domain::OutTradeNo::parse(&format!("DC-O-{}", card_record_key(card_code, serial_no)))
+        .expect("37 characters of hex fit an out_trade_no")
+}
+
 /// The `resource` of trades that hold objective completions of the discount-card contract.
 pub const CARD_SOURCE: &str = "discount_card";
 
@@ -246,14 +265,15 @@ fn add_card_records_in(
         ("reward", &records.rewards),
     ] {
         for record in list {
-            if let Some(body) = ledger::card::find_record(conn, kind, &record.serial_no)? {
+            if let Some(body) = ledger::card::find_record(conn, kind, card_code, &record.serial_no)?
+            {
                 if body != record.body {
                     return Err(ServiceError::CardRecordConflict(record.serial_no.clone()));
                 }
                 continue;
             }
             let trade_id = if kind == "objective" {
-                objective_record(conn, rules, &member, record, policy, now)?
+                objective_record(conn, rules, (&member, card_code), record, policy, now)?
             } else {
                 None
             };
@@ -285,7 +305,7 @@ fn add_card_records_in(
 fn objective_record(
     conn: &mut Conn,
     rules: &Ruleset,
-    member: &VipAccountNo,
+    (member, card_code): (&VipAccountNo, &str),
     record: &CardRecord,
     policy: ShortfallPolicy,
     now: DateTime<Utc>,
@@ -315,8 +335,11 @@ fn objective_record(
                 continue;
             }
             let refund = Refund::new(
-                crate::domain::OutRefundNo::parse(&format!("DC-D-{}-{i}", record.serial_no))
-                    .map_err(corrupt)?,
+                crate::domain::OutRefundNo::parse(&format!(
+                    "DC-D-{}-{i}",
+                    card_record_key(card_code, &record.serial_no)
+                ))
+                .map_err(corrupt)?,
                 out,
                 Amount::from_minor(take * 100).map_err(corrupt)?,
                 record.at.max(refundable.trade.sales_time),
@@ -349,7 +372,7 @@ fn objective_record(
     let amount = Amount::from_minor(record.count * 100).map_err(corrupt)?;
     let trade = Trade {
         vip_accountno: member.clone(),
-        out_trade_no: OutTradeNo::parse(&format!("DC-O-{}", record.serial_no)).map_err(corrupt)?,
+        out_trade_no: card_trade_no(card_code, &record.serial_no),
         store_code: StoreCode::parse("DISCOUNT-CARD").expect("a valid code"),
         invoice_id: InvoiceId::parse(&record.serial_no).map_err(corrupt)?,
         total_amount: amount,

@@ -74,7 +74,8 @@ fn the_documents_example_earns_through_the_objective_and_answers_204() {
     let app = spawn_app();
     assert_eq!(send(&app, CARD, &seed()), (204, Value::Null));
     // One completion of objective 123456: 20 A points (QUARTER; 2015, so long expired).
-    let (_, trade) = app.get("/v1/point-engine/trades/DC-O-578354545");
+    let trade_no = point_engine::service::card_trade_no(CARD, "578354545");
+    let (_, trade) = app.get(&format!("/v1/point-engine/trades/{trade_no}"));
     assert_eq!(
         trade["data"]["vip_accountno"],
         json!(format!("CARD:{CARD}"))
@@ -123,6 +124,18 @@ fn the_documents_example_earns_through_the_objective_and_answers_204() {
     assert_eq!(
         send(&app, CARD, &changed),
         param_error("serial number 578354545 was already used with a different record")
+    );
+    // A serial is unique within its card only: another card's record with the same serial is
+    // its own (a trade of its own), and cannot reach or replay the first card's.
+    let other_card = "7a1b2c3d4e5f60718293a4b5c6d7e8f9";
+    assert_eq!(send(&app, other_card, &changed), (204, Value::Null));
+    assert_eq!(app.counts().0, 2);
+    let other_trade = point_engine::service::card_trade_no(other_card, "578354545");
+    let (_, other) = app.get(&format!("/v1/point-engine/trades/{other_trade}"));
+    assert_eq!(other["data"]["total_point"], json!(40));
+    assert_eq!(
+        other["data"]["vip_accountno"],
+        json!(format!("CARD:{other_card}"))
     );
     app.assert_ledger_consistent();
 }
