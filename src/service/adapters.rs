@@ -239,10 +239,33 @@ pub fn add_card_records(
 ) -> Result<(), ServiceError> {
     store.writer.write(move |conn| {
         if !ledger::card::use_nonce(conn, &mchid, &nonce, now, window_s)? {
-            return Err(ServiceError::NonceReused);
+            // The same signed request again (a retry that crossed its first answer): every
+            // record of it is already kept as sent, so it answers as the first did. Anything
+            // else under a used nonce is a replay, refused.
+            return match already_recorded(conn, &records)? {
+                true => Ok(()),
+                false => Err(ServiceError::NonceReused),
+            };
         }
         add_card_records_in(conn, &rules, &records, policy, now)
     })
+}
+
+/// Whether every record of a request is kept already, with the same body.
+fn already_recorded(conn: &mut Conn, records: &CardRecords) -> Result<bool, ServiceError> {
+    let card_code = records.card_code.value();
+    for (kind, list) in [
+        ("objective", &records.objectives),
+        ("reward", &records.rewards),
+    ] {
+        for record in list {
+            let kept = ledger::card::find_record(conn, kind, card_code, &record.serial_no)?;
+            if kept.as_deref() != Some(record.body.as_str()) {
+                return Ok(false);
+            }
+        }
+    }
+    Ok(true)
 }
 
 /// The records of `add_card_records`, inside its write.

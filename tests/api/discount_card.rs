@@ -140,6 +140,39 @@ fn the_documents_example_earns_through_the_objective_and_answers_204() {
     app.assert_ledger_consistent();
 }
 
+/// Retries of one record at once, each signed anew (as the platform resends) or the very same
+/// request sent again: every copy answers 204 and the record earns once.
+fn concurrent_retries_of_one_record_answer_204_and_earn_once() {
+    let app = std::sync::Arc::new(spawn_app());
+    let body = seed().to_string();
+    let url = path(CARD);
+    let now = chrono::Utc::now().timestamp();
+    let same = authorization(&url, &body, now, &next_nonce());
+    let sends: Vec<_> = (0..16)
+        .map(|i| {
+            let header = if i % 2 == 0 {
+                same.clone()
+            } else {
+                authorization(&url, &body, now, &next_nonce())
+            };
+            let (app, url, body) = (app.clone(), url.clone(), body.clone());
+            std::thread::spawn(move || {
+                app.post_with_headers(&url, &[("Authorization", header)], &body)
+            })
+        })
+        .collect();
+    for s in sends {
+        assert_eq!(s.join().unwrap(), (204, Value::Null));
+    }
+    assert_eq!(app.counts().0, 1);
+    assert_eq!(
+        app.balance(&format!("CARD:{CARD}"), Some("2015-05-21T00:00:00+08:00"))
+            .1["data"]["available_point"],
+        json!(20)
+    );
+    app.assert_ledger_consistent();
+}
+
 fn completion(serial: &str, kind: &str, count: i64) -> Value {
     json!({
         "card_template_id": "T1",
@@ -328,7 +361,8 @@ fn signatures_timestamps_and_nonces_are_checked() {
             now - 600
         ))
     );
-    // A nonce used twice.
+    // A nonce used twice: the same signed request again (a retry) answers as the first did,
+    // and grants nothing more; its records are kept already.
     let nonce = next_nonce();
     let header = authorization(&url, &body, now, &nonce);
     assert_eq!(
@@ -338,7 +372,7 @@ fn signatures_timestamps_and_nonces_are_checked() {
     );
     assert_eq!(
         app.post_with_headers(&url, &[("Authorization", header)], &body),
-        sign_error("nonce_str was already used")
+        (204, Value::Null)
     );
     // No header at all.
     assert_eq!(
@@ -349,6 +383,7 @@ fn signatures_timestamps_and_nonces_are_checked() {
 }
 
 on_both_backends!(
+    concurrent_retries_of_one_record_answer_204_and_earn_once,
     the_documents_example_earns_through_the_objective_and_answers_204,
     increase_grants_and_decrease_takes_back,
     every_required_field_missing_and_malformed_is_named,
