@@ -85,6 +85,21 @@ impl Identity {
         VipAccountNo::parse(&format!("{}{}", self.kind.account_prefix(), self.value))
             .expect("a bounded identity makes a valid account number")
     }
+
+    /// The identity an account number written as one names (`WX:…`, `TEL:…`, `CARD:…`), if
+    /// it is written so: a member can be looked up by any of its identities that way.
+    pub fn from_account_number(vip: &VipAccountNo) -> Option<Self> {
+        [
+            IdentityKind::WeixinOpenid,
+            IdentityKind::MobilePhone,
+            IdentityKind::CardCode,
+        ]
+        .into_iter()
+        .find_map(|kind| {
+            let value = vip.as_str().strip_prefix(kind.account_prefix())?;
+            Self::new(kind, value).ok()
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

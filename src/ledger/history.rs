@@ -96,7 +96,7 @@ pub fn member_history(
         page >= 1 && (1..=PAGE_SIZE_MAX).contains(&page_size),
         "paging is validated by the caller"
     );
-    let Some(member_id) = repo::find_member_id(conn, vip.as_str())? else {
+    let Some(member_id) = super::find_member(conn, vip)? else {
         return Ok(None);
     };
     let total = repo::count_entries_of_member(conn, member_id)?;

@@ -104,6 +104,23 @@ pub(crate) fn ms(instant: DateTime<Utc>) -> i64 {
     instant.timestamp_millis()
 }
 
+/// The member an account number names: the member with that account number, or else the
+/// member one of whose identities it writes (`WX:<openid>`, `TEL:<phone>`, `CARD:<code>`), so
+/// a member first seen by openid can be looked up by its phone too.
+pub fn find_member(conn: &mut Conn, vip: &VipAccountNo) -> Result<Option<i64>, PostError> {
+    if let Some(id) = repo::find_member_id(conn, vip.as_str())? {
+        return Ok(Some(id));
+    }
+    match crate::domain::Identity::from_account_number(vip) {
+        Some(identity) => Ok(repo::find_member_by_identity(
+            conn,
+            identity.kind.as_str(),
+            identity.value(),
+        )?),
+        None => Ok(None),
+    }
+}
+
 /// What pricing needs to know about a member, read outside any write (a simulation).
 pub fn read_member_context(
     conn: &mut Conn,
@@ -623,9 +640,12 @@ pub fn balance(
     vip: &VipAccountNo,
     as_of: DateTime<Utc>,
 ) -> Result<Option<Balance>, PostError> {
-    let Some(member_id) = repo::find_member_id(conn, vip.as_str())? else {
+    let Some(member_id) = find_member(conn, vip)? else {
         return Ok(None);
     };
+    // The member's own account number, whichever identity named it.
+    let vip = &VipAccountNo::parse(&repo::member_account(conn, member_id)?)
+        .map_err(PostError::Corrupt)?;
     let as_of_ms = ms(as_of);
     let (mut usable, mut pending): (Vec<OpenLot>, Vec<OpenLot>) =
         repo::open_lots(conn, member_id, as_of_ms)?

@@ -380,6 +380,16 @@ fn one_member_through_two_identities_has_one_balance() {
     assert_eq!(status, 200);
     assert_eq!(available(&app), 50 + 10);
     assert_eq!(app.counts().3, 1, "one member");
+    // The member is reached by any of its identities: the phone leads to the same balance and
+    // entries, under the member's own account number.
+    let (status, by_phone) = app.balance("TEL:13333333333", None);
+    assert_eq!(status, 200, "{by_phone}");
+    assert_eq!(by_phone["data"]["vip_accountno"], json!("WX:weixin_openid"));
+    assert_eq!(by_phone["data"]["available_point"], json!(60));
+    let (status, entries) = app.get("/v1/point-engine/members/TEL:13333333333/entries");
+    assert_eq!(status, 200, "{entries}");
+    assert_eq!(entries["data"]["entries"].as_array().unwrap().len(), 2);
+    assert_eq!(app.balance("TEL:19999999999", None).0, 404);
     app.assert_ledger_consistent();
 }
 
