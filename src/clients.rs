@@ -221,10 +221,13 @@ impl Clients {
     }
 
     /// The discount-card merchant with this id and certificate serial.
+    /// The merchant key for this `mchid` and certificate serial. Serials are hexadecimal and
+    /// SDKs write them in either case (`wechatpay-node-v3` in lower case): compared ignoring
+    /// case.
     pub fn card_merchant(&self, mchid: &str, serial_no: &str) -> Option<&CardMerchant> {
         self.discount_card
             .iter()
-            .find(|m| m.mchid == mchid && m.serial_no == serial_no)
+            .find(|m| m.mchid == mchid && m.serial_no.eq_ignore_ascii_case(serial_no))
     }
 
     /// The POS client whose token this is.

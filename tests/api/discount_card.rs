@@ -374,6 +374,13 @@ fn signatures_timestamps_and_nonces_are_checked() {
         app.post_with_headers(&url, &[("Authorization", header)], &body),
         (204, Value::Null)
     );
+    // The certificate serial in lower case (as wechatpay-node-v3 writes it): the same key.
+    let lower =
+        authorization(&url, &body, now, &next_nonce()).replace("TEST-SERIAL-1", "test-serial-1");
+    assert_eq!(
+        app.post_with_headers(&url, &[("Authorization", lower)], &body),
+        (204, Value::Null)
+    );
     // No header at all.
     assert_eq!(
         app.post_with_headers(&url, &[], &body),
