@@ -18,6 +18,8 @@ pub enum ErrorCode {
     BodyTooLarge,
     /// No such endpoint, or no such member.
     NotFound,
+    /// The endpoint exists, but not for this method (the `Allow` header lists those it takes).
+    MethodNotAllowed,
     /// The `out_trade_no` was already used with a different request.
     Conflict,
     /// `burn_point` is more than the member's available points.
@@ -36,6 +38,7 @@ impl ErrorCode {
             Self::MalformedJson => 40000,
             Self::InvalidField => 40001,
             Self::NotFound => 40400,
+            Self::MethodNotAllowed => 40500,
             Self::Conflict => 40900,
             Self::BodyTooLarge => 41300,
             Self::UnsupportedContentType => 41500,

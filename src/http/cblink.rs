@@ -30,6 +30,14 @@ const STATUSES: [&str; 10] = [
 ];
 
 /// An error in the document's style: `{"err_code": 400, "msg": "tid 不能为空。"}`.
+/// A method other than POST, in the document's style.
+pub fn method_not_allowed(allow: &str) -> HttpResponse {
+    failure(
+        StatusCode::METHOD_NOT_ALLOWED,
+        &format!("请求方法不允许，请使用 {allow}。"),
+    )
+}
+
 fn failure(status: StatusCode, msg: &str) -> HttpResponse {
     HttpResponse::build(status).json(json!({"err_code": status.as_u16(), "msg": msg}))
 }

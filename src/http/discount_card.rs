@@ -21,6 +21,15 @@ pub const TIMESTAMP_WINDOW_S: i64 = 300;
 /// At most this many records of each kind in one request.
 pub const RECORDS_MAX: usize = 100;
 
+/// A method other than POST, in the platform's shape.
+pub fn method_not_allowed(allow: &str) -> HttpResponse {
+    failure(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "INVALID_REQUEST",
+        &format!("method not allowed; use {allow}"),
+    )
+}
+
 fn failure(status: StatusCode, code: &str, message: &str) -> HttpResponse {
     HttpResponse::build(status).json(json!({"code": code, "message": message}))
 }

@@ -16,20 +16,35 @@ pub mod transaction_sync;
 
 use crate::error::{failure, ErrorCode};
 use actix_web::error::{InternalError, JsonPayloadError};
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse, Resource, Route};
 
 pub fn routes(cfg: &mut web::ServiceConfig, body_bytes_max: usize) {
+    let native = |path: &str, route: Route, allow: &'static str| {
+        allowing(
+            web::resource(path).route(route),
+            allow,
+            native_method_not_allowed,
+        )
+    };
     cfg.route("/health", web::get().to(health::health))
         // The adapters read their bodies themselves (`read_body`), after authenticating.
-        .route(
-            "/tp/services/transaction",
-            web::post().to(transaction_sync::transaction),
-        )
-        .route("/openapi/trade", web::post().to(cblink::trade))
-        .route(
-            "/v3/discount-card/cards/{out_card_code}/add-user-records",
-            web::post().to(discount_card::add_user_records),
-        )
+        .service(allowing(
+            web::resource("/tp/services/transaction")
+                .route(web::post().to(transaction_sync::transaction)),
+            "POST",
+            transaction_sync::method_not_allowed,
+        ))
+        .service(allowing(
+            web::resource("/openapi/trade").route(web::post().to(cblink::trade)),
+            "POST",
+            cblink::method_not_allowed,
+        ))
+        .service(allowing(
+            web::resource("/v3/discount-card/cards/{out_card_code}/add-user-records")
+                .route(web::post().to(discount_card::add_user_records)),
+            "POST",
+            discount_card::method_not_allowed,
+        ))
         .service(
             web::scope("/v1/point-engine")
                 .app_data(
@@ -37,24 +52,70 @@ pub fn routes(cfg: &mut web::ServiceConfig, body_bytes_max: usize) {
                         .limit(body_bytes_max)
                         .error_handler(native_json_error),
                 )
-                .route("/trade-create", web::post().to(trade_create::trade_create))
-                .route("/trade-refund", web::post().to(trade_refund::trade_refund))
-                .route("/trade-simulate", web::post().to(rules::trade_simulate))
-                .route("/rules", web::get().to(rules::rules))
-                .route(
+                .service(native(
+                    "/trade-create",
+                    web::post().to(trade_create::trade_create),
+                    "POST",
+                ))
+                .service(native(
+                    "/trade-refund",
+                    web::post().to(trade_refund::trade_refund),
+                    "POST",
+                ))
+                .service(native(
+                    "/trade-simulate",
+                    web::post().to(rules::trade_simulate),
+                    "POST",
+                ))
+                .service(native("/rules", web::get().to(rules::rules), "GET"))
+                .service(native(
                     "/members/{vip_accountno}/balance",
                     web::get().to(balance::balance),
-                )
-                .route(
+                    "GET",
+                ))
+                .service(native(
                     "/members/{vip_accountno}/entries",
                     web::get().to(history::member_entries),
-                )
-                .route("/trades/{number}", web::get().to(history::trade))
-                .route("/audit", web::get().to(audit::audit))
-                .route("/reports/liability", web::get().to(report::liability))
-                .route("/reports/movements", web::get().to(report::movements)),
+                    "GET",
+                ))
+                .service(native(
+                    "/trades/{number}",
+                    web::get().to(history::trade),
+                    "GET",
+                ))
+                .service(native("/audit", web::get().to(audit::audit), "GET"))
+                .service(native(
+                    "/reports/liability",
+                    web::get().to(report::liability),
+                    "GET",
+                ))
+                .service(native(
+                    "/reports/movements",
+                    web::get().to(report::movements),
+                    "GET",
+                )),
         )
         .default_service(web::to(not_found));
+}
+
+/// A resource that answers any other method with 405, an `Allow` header, and `answer`'s body
+/// (the contract's own error shape).
+fn allowing(resource: Resource, allow: &'static str, answer: fn(&str) -> HttpResponse) -> Resource {
+    resource.default_service(web::to(move || async move {
+        let mut response = answer(allow);
+        response.headers_mut().insert(
+            actix_web::http::header::ALLOW,
+            actix_web::http::header::HeaderValue::from_static(allow),
+        );
+        response
+    }))
+}
+
+fn native_method_not_allowed(allow: &str) -> HttpResponse {
+    failure(
+        ErrorCode::MethodNotAllowed,
+        format!("method not allowed; use {allow}"),
+    )
 }
 
 /// Why an adapter's body could not be read.

@@ -52,6 +52,15 @@ struct EnvelopeStatus<'a> {
     message: &'a str,
 }
 
+/// A method other than POST, in this contract's envelope.
+pub fn method_not_allowed(allow: &str) -> HttpResponse {
+    answer(
+        StatusCode::METHOD_NOT_ALLOWED,
+        &format!("method not allowed; use {allow}"),
+        Value::Null,
+    )
+}
+
 fn answer(status: StatusCode, message: &str, result: Value) -> HttpResponse {
     HttpResponse::build(status).json(Envelope {
         status: EnvelopeStatus {

@@ -170,11 +170,58 @@ fn unknown_endpoints_answer_in_the_native_shape() {
             error_body(40400, "no endpoint GET /v1/point-engine/nope")
         )
     );
-    assert_eq!(
-        app.get("/v1/point-engine/trade-create"),
+    // A known endpoint and the wrong method: 405 with `Allow`, in each contract's own shape.
+    let wrong_method = |method: &str, path: &str| {
+        let response = match ureq::request(method, &format!("{}{path}", app.address)).call() {
+            Ok(r) => r,
+            Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => panic!("{e}"),
+        };
+        let allow = response.header("Allow").map(str::to_string);
         (
-            404,
-            error_body(40400, "no endpoint GET /v1/point-engine/trade-create")
+            response.status(),
+            allow,
+            response.into_json::<serde_json::Value>().unwrap(),
+        )
+    };
+    assert_eq!(
+        wrong_method("GET", "/v1/point-engine/trade-create"),
+        (
+            405,
+            Some("POST".into()),
+            error_body(40500, "method not allowed; use POST")
+        )
+    );
+    assert_eq!(
+        wrong_method("DELETE", "/v1/point-engine/members/M1/balance"),
+        (
+            405,
+            Some("GET".into()),
+            error_body(40500, "method not allowed; use GET")
+        )
+    );
+    assert_eq!(
+        wrong_method("GET", "/tp/services/transaction"),
+        (
+            405,
+            Some("POST".into()),
+            json!({"status": {"code": "405", "message": "method not allowed; use POST"}, "result": null})
+        )
+    );
+    assert_eq!(
+        wrong_method("GET", "/openapi/trade"),
+        (
+            405,
+            Some("POST".into()),
+            json!({"err_code": 405, "msg": "请求方法不允许，请使用 POST。"})
+        )
+    );
+    assert_eq!(
+        wrong_method("PUT", "/v3/discount-card/cards/C1/add-user-records"),
+        (
+            405,
+            Some("POST".into()),
+            json!({"code": "INVALID_REQUEST", "message": "method not allowed; use POST"})
         )
     );
 }
