@@ -52,6 +52,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, body_bytes_max: usize) {
                         .limit(body_bytes_max)
                         .error_handler(native_json_error),
                 )
+                .app_data(web::QueryConfig::default().error_handler(native_query_error))
                 .service(native(
                     "/trade-create",
                     web::post().to(trade_create::trade_create),
@@ -143,6 +144,18 @@ async fn not_found(req: HttpRequest) -> HttpResponse {
         ErrorCode::NotFound,
         format!("no endpoint {} {}", req.method(), req.path()),
     )
+}
+
+/// A query string that does not parse (a field given twice, say), in the native error shape.
+fn native_query_error(
+    error: actix_web::error::QueryPayloadError,
+    _req: &HttpRequest,
+) -> actix_web::Error {
+    let response = failure(
+        ErrorCode::InvalidField,
+        format!("the query string is not valid: {error}"),
+    );
+    InternalError::from_response(error, response).into()
 }
 
 /// Bad JSON, a wrong content type and an oversized body, in the native error shape.

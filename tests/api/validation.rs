@@ -170,6 +170,17 @@ fn unknown_endpoints_answer_in_the_native_shape() {
             error_body(40400, "no endpoint GET /v1/point-engine/nope")
         )
     );
+    // A query that does not parse (a field given twice): the native shape, not plain text.
+    let (status, body) = app.get("/v1/point-engine/members/M1/balance?as_of=a&as_of=b");
+    assert_eq!(status, 400);
+    assert_eq!(body["code"], json!(40001));
+    assert!(
+        body["msg"]
+            .as_str()
+            .unwrap()
+            .starts_with("the query string is not valid: "),
+        "{body}"
+    );
     // A known endpoint and the wrong method: 405 with `Allow`, in each contract's own shape.
     let wrong_method = |method: &str, path: &str| {
         let response = match ureq::request(method, &format!("{}{path}", app.address)).call() {
