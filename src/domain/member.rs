@@ -145,7 +145,8 @@ pub struct Profile {
 impl Profile {
     pub const FIELD_LEN_MAX: usize = 128;
 
-    /// A profile text field: trimmed, at most `FIELD_LEN_MAX` characters; empty is `None`.
+    /// A profile text field: trimmed, at most `FIELD_LEN_MAX` characters, no control
+    /// characters; empty is `None`.
     pub fn field(raw: &str) -> Result<Option<String>, String> {
         let value = raw.trim();
         if value.chars().count() > Self::FIELD_LEN_MAX {
@@ -153,6 +154,9 @@ impl Profile {
                 "must be at most {} characters",
                 Self::FIELD_LEN_MAX
             ));
+        }
+        if value.chars().any(char::is_control) {
+            return Err("must not contain control characters".into());
         }
         Ok((!value.is_empty()).then(|| value.to_string()))
     }

@@ -37,11 +37,18 @@ impl ImageUrl {
     }
 }
 
-/// Free text fields (`resource`, `remark`): bounded, may be empty.
+/// Free text fields (`resource`, `remark`): bounded, may be empty, no control characters but
+/// tabs and line breaks (a NUL, for one, cannot be stored in PostgreSQL text).
 pub fn parse_free_text(raw: &str, len_max: usize) -> Result<String, String> {
     let len = raw.chars().count();
     if len > len_max {
         return Err(format!("must be at most {len_max} characters, got {len}"));
+    }
+    if raw
+        .chars()
+        .any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+    {
+        return Err("must not contain control characters (tabs and line breaks may)".into());
     }
     Ok(raw.to_string())
 }
@@ -307,5 +314,10 @@ pub(crate) mod tests {
     fn free_text_is_bounded() {
         assert_eq!(parse_free_text("", 4).unwrap(), "");
         assert!(parse_free_text("abcde", 4).is_err());
+        assert_eq!(parse_free_text("a\tb\n", 8).unwrap(), "a\tb\n");
+        assert_eq!(
+            parse_free_text("a\u{0}", 8).unwrap_err(),
+            "must not contain control characters (tabs and line breaks may)"
+        );
     }
 }

@@ -169,6 +169,9 @@ fn authenticate(
 
 fn text(record: &Map<String, Value>, at: &str, name: &str) -> Result<String, CardError> {
     match record.get(name) {
+        Some(Value::String(s)) if s.chars().any(char::is_control) => Err(CardError::Param(
+            format!("{at}.{name} must not contain control characters"),
+        )),
         Some(Value::String(s)) if !s.trim().is_empty() && s.chars().count() <= 256 => {
             Ok(s.trim().to_string())
         }

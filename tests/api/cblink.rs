@@ -51,7 +51,7 @@ const SEED: &str = r#"{
 const APP_ID: &str = "cb17333123";
 const APP_SECRET: &str = "63d2ccdcdc8916daxasdadsab043f0948";
 
-fn send(app: &TestApp, body: &Value) -> (u16, Value) {
+pub(crate) fn send(app: &TestApp, body: &Value) -> (u16, Value) {
     app.post_with_headers(
         "/openapi/trade",
         &[
@@ -63,7 +63,7 @@ fn send(app: &TestApp, body: &Value) -> (u16, Value) {
     )
 }
 
-fn seed() -> Value {
+pub(crate) fn seed() -> Value {
     serde_json::from_str(SEED).unwrap()
 }
 

@@ -4,10 +4,10 @@ use rsa::pkcs1v15::SigningKey;
 use rsa::signature::{SignatureEncoding, Signer};
 use serde_json::{json, Value};
 
-const CARD: &str = "6e8369071cd942c0476613f9d1ce9ca3";
+pub(crate) const CARD: &str = "6e8369071cd942c0476613f9d1ce9ca3";
 
 /// The document's request body (its `json`), as the platform's SDK sends it.
-fn seed() -> Value {
+pub(crate) fn seed() -> Value {
     json!({
         "card_template_id": "87789b2f25177433bcbf407e8e471f95",
         "objective_completion_records": [{
@@ -59,7 +59,7 @@ fn next_nonce() -> String {
     )
 }
 
-fn send(app: &TestApp, card: &str, body: &Value) -> (u16, Value) {
+pub(crate) fn send(app: &TestApp, card: &str, body: &Value) -> (u16, Value) {
     let text = body.to_string();
     let url = path(card);
     let header = authorization(&url, &text, chrono::Utc::now().timestamp(), &next_nonce());

@@ -8,6 +8,7 @@ mod balance;
 mod cblink;
 mod discount_card;
 mod expiry;
+mod fuzz;
 mod history;
 mod instances;
 mod refund;

@@ -33,7 +33,7 @@ const SEED: &str = r#"{
 
 const PATH: &str = "/tp/services/transaction";
 
-fn sync(app: &TestApp, token: Option<&str>, body: &str) -> (u16, Value) {
+pub(crate) fn sync(app: &TestApp, token: Option<&str>, body: &str) -> (u16, Value) {
     let headers: Vec<(&str, String)> = token
         .map(|t| vec![("Authorization", format!("bearer {t}"))])
         .unwrap_or_default();
@@ -44,7 +44,7 @@ fn error(code: &str, message: &str) -> Value {
     json!({"status": {"code": code, "message": message}, "result": null})
 }
 
-fn seed() -> Value {
+pub(crate) fn seed() -> Value {
     serde_json::from_str(SEED).unwrap()
 }
 
