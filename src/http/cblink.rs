@@ -149,6 +149,10 @@ pub fn parse_order(
     let out_refund_no = crate::domain::OutRefundNo::parse(&format!("{out_trade_no}-R"))
         .map_err(|_| CblinkFieldError::Malformed("tid".into()))?;
     let shop_id = text(object, &["shop_id"], "shop_id")?;
+    // An Integer in the document's table: digits only, as a number or as text.
+    if !shop_id.chars().all(|c| c.is_ascii_digit()) {
+        return Err(CblinkFieldError::Malformed("shop_id".into()));
+    }
     let store_code = StoreCode::parse(&format!("{}{shop_id}", app.store_prefix))
         .map_err(|_| CblinkFieldError::Malformed("shop_id".into()))?;
     for required in [
@@ -213,9 +217,14 @@ pub fn parse_order(
     )?;
     let phone = text(member, &["mobile_phone"], "member.mobile_phone")?;
     let name = text(member, &["name"], "member.name")?;
-    let gender = optional_text(member, &["gender"], "member.gender")?
-        .map(|g| Gender::parse(&g).map_err(|_| CblinkFieldError::Malformed("member.gender".into())))
-        .transpose()?;
+    // Required by the document's member table, whether or not points need them.
+    let gender = Some(
+        Gender::parse(&text(member, &["gender"], "member.gender")?)
+            .map_err(|_| CblinkFieldError::Malformed("member.gender".into()))?,
+    );
+    for required in ["receiver_province", "receiver_city", "receiver_district"] {
+        text(member, &[required], &format!("member.{required}"))?;
+    }
     let profile_field = |names: &[&str], shown: &str| -> FieldResult<Option<String>> {
         optional_text(member, names, shown)?
             .map(|t| Profile::field(&t).map_err(|_| CblinkFieldError::Malformed(shown.into())))

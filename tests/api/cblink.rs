@@ -223,7 +223,22 @@ fn every_required_field_missing_and_malformed_is_named_in_the_documents_style() 
             "{field}"
         );
     }
-    for field in ["weixin_openid", "name", "mobile_phone"] {
+    // shop_id is an Integer in the document's table.
+    let mut body = seed();
+    body["shop_id"] = json!("abc");
+    assert_eq!(
+        send(&app, &body),
+        (400, json!({"err_code": 400, "msg": "shop_id 格式不正确。"}))
+    );
+    for field in [
+        "weixin_openid",
+        "name",
+        "mobile_phone",
+        "gender",
+        "receiver_province",
+        "receiver_city",
+        "receiver_district",
+    ] {
         let mut body = seed();
         body["member"].as_object_mut().unwrap().remove(field);
         let shown = if field == "weixin_openid" {
