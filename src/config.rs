@@ -39,9 +39,11 @@ pub enum RulesCommand {
     /// Parse and lint a rules folder and run its [[test]] receipts; exit 1 on an error or a
     /// failing test. Warnings (past windows, impossible or shadowed campaigns) do not fail.
     Check {
-        /// The rules folder.
-        #[arg(default_value = "rules/")]
-        dir: PathBuf,
+        /// The rules folder (default: rules/).
+        dir: Option<PathBuf>,
+        /// The rules folder, as `explain` and `backtest` take it.
+        #[arg(long = "rules", env = "POINT_ENGINE_RULES", conflicts_with = "dir")]
+        rules: Option<PathBuf>,
     },
     /// The grants a trade (a trade-create JSON body) would get, and for each campaign why it
     /// matched or which condition failed. Priced as a member's first trade.

@@ -338,6 +338,11 @@ fn run_report(args: ReportArgs) -> Result<(), StartupError> {
                 print_json(&report);
             }
         }
+        Report::Entries { .. } | Report::Trade { .. } if csv => {
+            return Err(config(
+                "--format csv is for liability and movements; entries and trade print JSON".into(),
+            ));
+        }
         Report::Entries {
             vip_accountno,
             page,
@@ -371,7 +376,8 @@ fn run_report(args: ReportArgs) -> Result<(), StartupError> {
 fn run_rules(command: RulesCommand) -> Result<(), StartupError> {
     let config = StartupError::Config;
     match command {
-        RulesCommand::Check { dir } => {
+        RulesCommand::Check { dir, rules } => {
+            let dir = dir.or(rules).unwrap_or_else(|| "rules/".into());
             let rules = rules::load_dir(&dir)?;
             for warning in rules.lint(chrono::Utc::now()) {
                 println!("warning: {warning}");

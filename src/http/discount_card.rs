@@ -295,8 +295,16 @@ pub fn parse_records(
         .ok_or_else(|| CardError::Param("the body must be a JSON object".into()))?;
     let card_code = Identity::new(IdentityKind::CardCode, card_code)
         .map_err(|e| CardError::Param(format!("out_card_code {e}")))?;
-    let card_template_id = text(object, "body", "card_template_id")
-        .map_err(|_| CardError::Param("card_template_id is required".into()))?;
+    // What is wrong with it, named as the document names it (not "body.card_template_id").
+    let card_template_id = text(object, "body", "card_template_id").map_err(|e| match e {
+        CardError::Param(message) => CardError::Param(
+            message
+                .strip_prefix("body.")
+                .unwrap_or(&message)
+                .to_string(),
+        ),
+        other => other,
+    })?;
     let objectives = records(
         object,
         "objective_completion_records",

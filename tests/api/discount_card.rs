@@ -281,6 +281,12 @@ fn every_required_field_missing_and_malformed_is_named() {
         send(&app, CARD, &body),
         param_error("card_template_id is required")
     );
+    // A value of the wrong kind is named as such, not as missing.
+    body["card_template_id"] = json!(42);
+    assert_eq!(
+        send(&app, CARD, &body),
+        param_error("card_template_id must be a string")
+    );
     for (field, value, message) in [
         (
             "completion_type",

@@ -112,8 +112,39 @@ fn a_port_in_use_is_said_before_the_database_is_created() {
     assert!(!db.exists());
 }
 
+/// `rules check` takes the folder as `--rules` too, like `explain` and `backtest`; `report
+/// entries --format csv` says it prints JSON instead of printing JSON anyway.
+fn the_cli_is_consistent() {
+    let (ok, text, _) = point_engine(&["rules", "check", "--rules", "rules/"]);
+    assert!(ok, "{text}");
+    assert!(text.contains("ok: rules "), "{text}");
+    let (ok, positional, _) = point_engine(&["rules", "check", "rules/"]);
+    assert!(ok);
+    assert_eq!(positional, text);
+    let app = spawn_app();
+    assert_eq!(
+        app.post_trade(&trade("CLI-1", "M-CLI", &hours_ago(1))).0,
+        200
+    );
+    let (ok, text, _) = point_engine(&[
+        "report",
+        "entries",
+        "M-CLI",
+        "--format",
+        "csv",
+        "--database",
+        &app.database,
+    ]);
+    assert!(!ok);
+    assert!(
+        text.contains("--format csv is for liability and movements; entries and trade print JSON"),
+        "{text}"
+    );
+}
+
 #[test]
-fn start_up_refusals() {
+fn the_cli_and_start_up() {
+    the_cli_is_consistent();
     read_only_commands_refuse_a_ledger_that_does_not_exist();
     a_database_that_does_not_exist_fails_at_once_with_what_to_do();
     a_port_in_use_is_said_before_the_database_is_created();
