@@ -22,7 +22,8 @@ impl Refund {
         refund_time: DateTime<FixedOffset>,
     ) -> Result<Self, String> {
         if refund_amount == Amount::ZERO {
-            return Err("refund_amount must be more than 0".to_string());
+            // The caller names the field ("refund_amount must be more than 0").
+            return Err("must be more than 0".to_string());
         }
         Ok(Self {
             out_refund_no,

@@ -136,6 +136,11 @@ fn a_refund_number_reused_with_another_body_is_a_conflict_and_over_refunds_write
     let app = spawn_refund_app(ShortfallPolicy::RecordShortfall);
     assert_eq!(app.post_trade(&trade("T1", "M1", &hours_ago(2))).0, 200);
     assert_eq!(app.post_refund(&refund("R1", "T1", "100")).0, 200);
+    // The field is named once, with what it should be.
+    assert_eq!(
+        app.post_refund(&refund("R0", "T1", "0")),
+        (400, error_body(40001, "refund_amount must be more than 0"))
+    );
     assert_eq!(
         app.post_refund(&refund("R1", "T1", "200")),
         (
