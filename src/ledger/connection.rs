@@ -248,10 +248,7 @@ where
     E: From<diesel::result::Error>,
 {
     type Manager = <Conn as Connection>::TransactionManager;
-    if Manager::transaction_manager_status_mut(conn)
-        .transaction_depth()?
-        .is_some()
-    {
+    if in_transaction(conn)? {
         return f(conn);
     }
     begin_write(conn)?;
@@ -267,6 +264,14 @@ where
     }
 }
 
+/// Whether a transaction is open on the connection (a write through `ledger::writer`).
+fn in_transaction(conn: &mut Conn) -> diesel::QueryResult<bool> {
+    type Manager = <Conn as Connection>::TransactionManager;
+    Ok(Manager::transaction_manager_status_mut(conn)
+        .transaction_depth()?
+        .is_some())
+}
+
 /// Runs `f` on one consistent snapshot of the ledger, writing nothing: a read transaction on
 /// SQLite (WAL: a snapshot from its first read on), `REPEATABLE READ READ ONLY` on PostgreSQL.
 /// Inside a transaction already open, `f` reads in that transaction.
@@ -276,10 +281,7 @@ where
     E: From<diesel::result::Error>,
 {
     type Manager = <Conn as Connection>::TransactionManager;
-    if Manager::transaction_manager_status_mut(conn)
-        .transaction_depth()?
-        .is_some()
-    {
+    if in_transaction(conn)? {
         return f(conn);
     }
     match conn {

@@ -163,18 +163,20 @@ impl Writer {
                 kind: Kind::Pooled(pool.clone()),
             }),
             super::DatabaseUrl::Sqlite(_) => {
-                let conn = Manager::new(url.clone()).connect().map_err(|source| {
-                    connection::ConnectError::Writer {
-                        url: url.to_string(),
-                        message: source.to_string(),
-                    }
-                })?;
+                let manager = Manager::new(url.clone());
+                let conn =
+                    manager
+                        .connect()
+                        .map_err(|source| connection::ConnectError::Writer {
+                            url: url.to_string(),
+                            message: source.to_string(),
+                        })?;
                 let (jobs, queue) = mpsc::sync_channel::<Job>(limits.queue_max);
                 let stats = Arc::new(WriterStats::default());
                 let counters = stats.clone();
                 std::thread::Builder::new()
                     .name("ledger-writer".into())
-                    .spawn(move || run_groups(conn, queue, &counters, limits.batch_max))
+                    .spawn(move || run_groups(manager, conn, queue, &counters, limits.batch_max))
                     .expect("a thread starts");
                 Ok(Self {
                     kind: Kind::Grouped {
@@ -247,8 +249,16 @@ impl Writer {
     }
 }
 
-/// The grouped writer's loop: until every `Writer` is gone.
-fn run_groups(mut conn: Conn, queue: Receiver<Job>, stats: &WriterStats, batch_max: usize) {
+/// The grouped writer's loop: until every `Writer` is gone. A connection that breaks (the
+/// database file's disk gone away, say) is opened again, once a second until it opens; writes
+/// meanwhile wait in the queue or are refused as busy.
+fn run_groups(
+    manager: Manager,
+    mut conn: Conn,
+    queue: Receiver<Job>,
+    stats: &WriterStats,
+    batch_max: usize,
+) {
     let mut group: Vec<Job> = Vec::with_capacity(batch_max);
     while let Ok(first) = queue.recv() {
         group.push(first);
@@ -262,9 +272,15 @@ fn run_groups(mut conn: Conn, queue: Receiver<Job>, stats: &WriterStats, batch_m
         stats.groups.fetch_add(1, Ordering::Relaxed);
         stats.writes.fetch_add(group.len(), Ordering::Relaxed);
         commit_group(&mut conn, &mut group);
-        if conn.is_broken() {
-            log::error!("the ledger writer's connection broke; it stops");
-            return;
+        while conn.is_broken() {
+            log::error!("the ledger writer's connection broke; opening it again");
+            match manager.connect() {
+                Ok(fresh) => conn = fresh,
+                Err(e) => {
+                    log::error!("the ledger writer cannot open its connection: {e}");
+                    std::thread::sleep(std::time::Duration::from_secs(1));
+                }
+            }
         }
     }
 }

@@ -173,13 +173,13 @@ fn concurrent_retries_of_one_record_answer_204_and_earn_once() {
     app.assert_ledger_consistent();
 }
 
-fn completion(serial: &str, kind: &str, count: i64) -> Value {
+fn completion(serial: &str, kind: &str, count: i64, at: &str) -> Value {
     json!({
         "card_template_id": "T1",
         "objective_completion_records": [{
             "objective_completion_serial_no": serial,
             "objective_id": "123456",
-            "completion_time": hours_ago(1),
+            "completion_time": at,
             "completion_type": kind,
             "description": "paid with the card",
             "completion_count": count,
@@ -189,12 +189,16 @@ fn completion(serial: &str, kind: &str, count: i64) -> Value {
 
 fn increase_grants_and_decrease_takes_back() {
     let app = spawn_app();
+    // The objective's points expire at the end of the completion's quarter: the balance is read
+    // as of the completions, so a run at a quarter's end sees them too.
+    let at = hours_ago(1);
+    let completion = |serial: &str, kind: &str, count: i64| completion(serial, kind, count, &at);
     assert_eq!(
         send(&app, "CARD-2", &completion("S1", "INCREASE", 3)),
         (204, Value::Null)
     );
     let balance = |app: &TestApp| {
-        app.balance("CARD:CARD-2", None).1["data"]["available_point"]
+        app.balance("CARD:CARD-2", Some(&at)).1["data"]["available_point"]
             .as_i64()
             .unwrap()
     };
