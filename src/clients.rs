@@ -281,6 +281,14 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_example_loads() {
+        let clients =
+            Clients::parse(include_str!("../config/clients.example.toml")).expect("it parses");
+        assert_eq!(clients.pos[0].key, "Demo_POS");
+        assert!(clients.pos_client("pos-token").is_some());
+    }
+
+    #[test]
     fn each_client_scopes_its_ids_alone() {
         let pos = |name: &str, token: &str| {
             format!(
