@@ -291,7 +291,7 @@ pub fn parse_order(
         status,
         refund_status,
         // Kept as a UTC instant of fixed width, so that updates compare in time order
-        // ("2026-10-9 10:00:00" is earlier than "2026-10-10 10:00:00", not later).
+        // (the 9th is earlier than the 10th, however either is written).
         updated_at: updated_at_time
             .to_utc()
             .format("%Y-%m-%dT%H:%M:%SZ")

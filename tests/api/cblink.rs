@@ -434,23 +434,29 @@ fn concurrent_paid_and_closed_updates_end_as_the_latest_says() {
     app.assert_ledger_consistent();
 }
 
-/// `updated_at` is compared as a time: 9 October is before 10 October, however it is written.
+/// `updated_at` is compared as a time: the 9th is before the 10th, however it is written
+/// (unpadded, "2026-10-9" sorts after "2026-10-10" as text).
 fn updates_are_ordered_by_time_not_text() {
+    use chrono::Datelike;
     let app = spawn_app();
+    // A month about two months back, whatever day the test runs.
+    let month =
+        (chrono::Utc::now() + chrono::Duration::hours(8)).date_naive() - chrono::Duration::days(60);
+    let day = |d: u32, time: &str| format!("{}-{}-{d} {time}", month.year(), month.month());
     let mut paid = order("WAIT_SELLER_SEND_GOODS", 0, Some(0));
-    paid["created_at"] = json!("2026-10-9 09:00:00");
-    paid["pay_at"] = json!("2026-10-9 09:30:00");
-    paid["updated_at"] = json!("2026-10-10 10:00:00");
+    paid["created_at"] = json!(day(9, "09:00:00"));
+    paid["pay_at"] = json!(day(9, "09:30:00"));
+    paid["updated_at"] = json!(day(10, "10:00:00"));
     assert_eq!(send(&app, &paid), ok());
     assert_eq!(available(&app), 50);
     // An older close, sent late: stale, ignored.
     let mut closed = paid.clone();
     closed["status"] = json!("TRADE_CLOSED");
-    closed["updated_at"] = json!("2026-10-9 10:00:00");
+    closed["updated_at"] = json!(day(9, "10:00:00"));
     assert_eq!(send(&app, &closed), ok());
     assert_eq!(available(&app), 50);
     // The newer one counts.
-    closed["updated_at"] = json!("2026-10-11 10:00:00");
+    closed["updated_at"] = json!(day(11, "10:00:00"));
     assert_eq!(send(&app, &closed), ok());
     assert_eq!(available(&app), 0);
     // An update from beyond the allowed clock skew (300 s) is refused, as on every contract.
