@@ -11,7 +11,7 @@ use crate::ledger::PostError;
 use crate::service::{self, ServiceError};
 use crate::startup::AppState;
 use actix_web::{web, HttpResponse, ResponseError};
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -50,10 +50,14 @@ impl TradeRefundRequest {
             "refund_time",
             parse_rfc3339(&required_text("refund_time", &self.refund_time)?),
         )?;
-        if refund_time.to_utc() > now + Duration::seconds(i64::from(clock_skew_s_max)) {
+        let clock = fields::Clock {
+            now,
+            skew_s_max: clock_skew_s_max,
+        };
+        if let Some(problem) = clock.future(refund_time) {
             return Err(FieldError {
                 field: "refund_time",
-                problem: format!("{} is in the future", refund_time.to_rfc3339()),
+                problem,
             });
         }
         parsed(

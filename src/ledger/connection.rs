@@ -257,10 +257,20 @@ where
             Manager::commit_transaction(conn)?;
             Ok(value)
         }
-        Err(error) => match Manager::rollback_transaction(conn) {
-            Ok(()) | Err(diesel::result::Error::BrokenTransactionManager) => Err(error),
-            Err(rollback_error) => Err(rollback_error.into()),
-        },
+        Err(error) => roll_back(conn, Err(error)),
+    }
+}
+
+/// Rolls the open transaction back and answers `result`, or the rollback's own failure (a
+/// transaction manager already broken by the error has nothing left to roll back).
+fn roll_back<T, E: From<diesel::result::Error>>(
+    conn: &mut Conn,
+    result: Result<T, E>,
+) -> Result<T, E> {
+    type Manager = <Conn as Connection>::TransactionManager;
+    match Manager::rollback_transaction(conn) {
+        Ok(()) | Err(diesel::result::Error::BrokenTransactionManager) => result,
+        Err(error) => result.and(Err(error.into())),
     }
 }
 
@@ -280,7 +290,6 @@ where
     F: FnOnce(&mut Conn) -> Result<T, E>,
     E: From<diesel::result::Error>,
 {
-    type Manager = <Conn as Connection>::TransactionManager;
     if in_transaction(conn)? {
         return f(conn);
     }
@@ -291,11 +300,9 @@ where
             "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
         )?,
     }
+    // Read only: nothing to commit.
     let result = f(conn);
-    match Manager::rollback_transaction(conn) {
-        Ok(()) | Err(diesel::result::Error::BrokenTransactionManager) => result,
-        Err(error) => result.and(Err(error.into())),
-    }
+    roll_back(conn, result)
 }
 
 /// Opens a write transaction: `BEGIN IMMEDIATE` on SQLite (the write lock up front), `BEGIN`

@@ -136,6 +136,19 @@ fn a_refund_number_reused_with_another_body_is_a_conflict_and_over_refunds_write
     let app = spawn_refund_app(ShortfallPolicy::RecordShortfall);
     assert_eq!(app.post_trade(&trade("T1", "M1", &hours_ago(2))).0, 200);
     assert_eq!(app.post_refund(&refund("R1", "T1", "100")).0, 200);
+    // The same clock rule as every contract's.
+    let mut future = refund("RF", "T1", "10");
+    future["refund_time"] = json!("2100-01-01T00:00:00+08:00");
+    assert_eq!(
+        app.post_refund(&future),
+        (
+            400,
+            error_body(
+                40001,
+                "refund_time 2100-01-01T00:00:00+08:00 is in the future (more than 300 s ahead of the server's clock)"
+            )
+        )
+    );
     // The field is named once, with what it should be.
     assert_eq!(
         app.post_refund(&refund("R0", "T1", "0")),
