@@ -13,6 +13,7 @@
 //! The client is a minimal keep-alive HTTP/1.1 client on blocking sockets, so that the load
 //! generator costs the shared cores as little as possible.
 
+use sha2::Digest;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
@@ -80,6 +81,9 @@ impl Drop for Server {
     }
 }
 
+/// The key the load sends (`Authorization: Bearer`).
+const LOAD_KEY: &str = "load-example-key";
+
 fn start_server(database: Option<&str>) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let database = database.map_or_else(
@@ -95,8 +99,21 @@ fn start_server(database: Option<&str>) -> Server {
     let binary = std::env::var("POINT_ENGINE_BIN").unwrap_or_else(|_| {
         concat!(env!("CARGO_MANIFEST_DIR"), "/target/release/point-engine").to_string()
     });
+    // One admin key for every request (the server keeps its SHA-256).
+    let clients = dir.path().join("clients.toml");
+    let digest: String = sha2::Sha256::digest(LOAD_KEY.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    std::fs::write(
+        &clients,
+        format!("[[api_key]]\nname = \"load\"\nkey_sha256 = \"{digest}\"\nscopes = [\"admin\"]\n"),
+    )
+    .unwrap();
     let child = Command::new(&binary)
         .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
+        .arg("--clients")
+        .arg(&clients)
         .args(["--database", &database])
         .args(["--rules", concat!(env!("CARGO_MANIFEST_DIR"), "/rules")])
         .args(["--expire-interval-s", "0"])
@@ -143,7 +160,7 @@ impl Client {
     fn send(&mut self, method: &str, path: &str, body: &str) -> u16 {
         let request = format!(
             "{method} {path} HTTP/1.1\r\nHost: load\r\nContent-Type: application/json\r\n\
-             Content-Length: {}\r\n\r\n{body}",
+             Authorization: Bearer {LOAD_KEY}\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
         );
         if self.writer.write_all(request.as_bytes()).is_err() {

@@ -3,6 +3,11 @@
 //! compared in constant time.
 //!
 //! ```toml
+//! [[api_key]]                 # the native API, /v1/point-engine/*: Authorization: Bearer KEY
+//! name = "DP01-tills"         # in the access log, never the key
+//! key_sha256 = "…64 hex…"     # `point-engine keys create --name DP01-tills --scope store`
+//! scopes = ["store"]          # store, marketer, finance, admin
+//!
 //! [[pos_client]]              # POST /tp/services/transaction, Authorization: bearer TOKEN
 //! name = "Demo POS"
 //! token_sha256 = "…64 hex…"  # echo -n TOKEN | sha256sum
@@ -38,8 +43,117 @@ pub const CBLINK_REVERSING_STATUSES: [&str; 4] = [
     "TRADE_INVALID",
 ];
 
+/// What a native API key may do. Each endpoint names the scopes it takes; `admin` takes all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// The tills: trade-create, trade-refund, trade-simulate, member balance.
+    Store,
+    /// The people who write rules: the rules status and trade-simulate.
+    Marketer,
+    /// Finance: reports, member history, trades, the audit.
+    Finance,
+    /// Everything.
+    Admin,
+}
+
+impl Scope {
+    pub const ALL: [Scope; 4] = [Scope::Store, Scope::Marketer, Scope::Finance, Scope::Admin];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Scope::Store => "store",
+            Scope::Marketer => "marketer",
+            Scope::Finance => "finance",
+            Scope::Admin => "admin",
+        }
+    }
+
+    pub fn parse(text: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|s| s.name() == text)
+            .ok_or_else(|| {
+                format!("unknown scope {text:?}: one of store, marketer, finance, admin")
+            })
+    }
+}
+
+/// A key of the native API. Only the SHA-256 of the key is kept.
+#[derive(Debug, Clone)]
+pub struct ApiKey {
+    /// Who holds it, as the access log names the caller.
+    pub name: String,
+    key_sha256: [u8; 32],
+    pub scopes: Vec<Scope>,
+}
+
+impl ApiKey {
+    /// Whether this key may call an endpoint that takes any of `allowed`.
+    pub fn may(&self, allowed: &[Scope]) -> bool {
+        self.scopes
+            .iter()
+            .any(|s| *s == Scope::Admin || allowed.contains(s))
+    }
+}
+
+/// The longest name of a key, in characters.
+pub const KEY_NAME_CHARS_MAX: usize = 64;
+
+/// A new key of the native API: `pe_` and 32 random bytes (base64url), and the lines of the
+/// clients file that admit it.
+pub fn new_api_key(name: &str, scopes: &[Scope]) -> Result<(String, String), String> {
+    check_key_name(name)?;
+    if scopes.is_empty() {
+        return Err("a key needs at least one scope".to_string());
+    }
+    let mut bytes = [0u8; 32];
+    getrandom::getrandom(&mut bytes).map_err(|e| format!("no random bytes: {e}"))?;
+    let key = format!(
+        "pe_{}",
+        <base64ct::Base64UrlUnpadded as base64ct::Encoding>::encode_string(&bytes)
+    );
+    let mut unique = Vec::new();
+    for scope in scopes {
+        if !unique.contains(scope) {
+            unique.push(*scope);
+        }
+    }
+    let scopes: Vec<String> = unique.iter().map(|s| format!("{:?}", s.name())).collect();
+    let lines = format!(
+        "[[api_key]]\nname = {}\nkey_sha256 = \"{}\"\nscopes = [{}]\n",
+        toml_string(name),
+        hex(&sha256(&key)),
+        scopes.join(", ")
+    );
+    Ok((key, lines))
+}
+
+fn toml_string(text: &str) -> String {
+    // A basic TOML string: JSON's escapes are TOML's for the characters a name may hold.
+    serde_json::to_string(text).expect("a string serializes")
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn check_key_name(name: &str) -> Result<(), String> {
+    if name.trim().is_empty()
+        || name.chars().count() > KEY_NAME_CHARS_MAX
+        || name.chars().any(|c| c.is_control())
+    {
+        return Err(format!(
+            "api_key name {name:?}: 1 to {KEY_NAME_CHARS_MAX} characters, no control characters"
+        ));
+    }
+    Ok(())
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct Clients {
+    /// Keys of the native API.
+    pub api_keys: Vec<ApiKey>,
     pub pos: Vec<PosClient>,
     pub cblink: Vec<CblinkApp>,
     pub discount_card: Vec<CardMerchant>,
@@ -76,11 +190,21 @@ pub struct CblinkApp {
 #[serde(deny_unknown_fields)]
 struct RawClients {
     #[serde(default)]
+    api_key: Vec<RawApiKey>,
+    #[serde(default)]
     pos_client: Vec<RawPosClient>,
     #[serde(default)]
     cblink_app: Vec<RawCblinkApp>,
     #[serde(default)]
     discount_card_merchant: Vec<RawCardMerchant>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApiKey {
+    name: String,
+    key_sha256: String,
+    scopes: Vec<Scope>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -132,7 +256,8 @@ fn sha256(secret: &str) -> [u8; 32] {
 
 /// Equal digests, compared in constant time.
 fn same(a: &[u8; 32], b: &[u8; 32]) -> bool {
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    use subtle::ConstantTimeEq;
+    a.ct_eq(b).into()
 }
 
 impl Clients {
@@ -143,6 +268,32 @@ impl Clients {
 
     pub fn parse(text: &str) -> Result<Self, String> {
         let raw: RawClients = toml::from_str(text).map_err(|e| e.to_string())?;
+        let api_keys = raw
+            .api_key
+            .into_iter()
+            .map(|k| {
+                check_key_name(&k.name)?;
+                if k.scopes.is_empty() {
+                    return Err(format!("api_key {:?}: scopes is empty", k.name));
+                }
+                Ok(ApiKey {
+                    key_sha256: digest_of_hex(&format!("api_key {}", k.name), &k.key_sha256)?,
+                    name: k.name,
+                    scopes: k.scopes,
+                })
+            })
+            .collect::<Result<Vec<ApiKey>, String>>()?;
+        let mut names = std::collections::HashSet::new();
+        if let Some(twice) = api_keys.iter().find(|k| !names.insert(k.name.as_str())) {
+            return Err(format!("api_key {:?} is listed twice", twice.name));
+        }
+        let mut digests = std::collections::HashSet::new();
+        if let Some(twice) = api_keys.iter().find(|k| !digests.insert(k.key_sha256)) {
+            return Err(format!(
+                "api_key {:?}: another api_key has the same key_sha256",
+                twice.name
+            ));
+        }
         let pos = raw
             .pos_client
             .into_iter()
@@ -214,6 +365,7 @@ impl Clients {
             })
             .collect::<Result<_, String>>()?;
         Ok(Self {
+            api_keys,
             pos,
             cblink,
             discount_card,
@@ -228,6 +380,19 @@ impl Clients {
         self.discount_card
             .iter()
             .find(|m| m.mchid == mchid && m.serial_no.eq_ignore_ascii_case(serial_no))
+    }
+
+    /// The native API key this is.
+    pub fn api_key(&self, presented: &str) -> Option<&ApiKey> {
+        let digest = sha256(presented);
+        // Every key is compared, so the time taken does not say which one matched.
+        let mut found = None;
+        for key in &self.api_keys {
+            if same(&key.key_sha256, &digest) {
+                found = Some(key);
+            }
+        }
+        found
     }
 
     /// The POS client whose token this is.
@@ -256,7 +421,68 @@ mod tests {
     use super::*;
 
     fn hex(secret: &str) -> String {
-        sha256(secret).iter().map(|b| format!("{b:02x}")).collect()
+        super::hex(&sha256(secret))
+    }
+
+    #[test]
+    fn a_new_key_is_admitted_by_the_lines_printed_with_it() {
+        let (key, lines) = new_api_key("DP01 \"tills\"", &[Scope::Store, Scope::Store]).unwrap();
+        assert!(key.starts_with("pe_") && key.len() == 46, "{key}");
+        let clients = Clients::parse(&lines).unwrap();
+        let found = clients.api_key(&key).unwrap();
+        assert_eq!(found.name, "DP01 \"tills\"");
+        assert_eq!(found.scopes, vec![Scope::Store]);
+        assert!(clients.api_key("pe_other").is_none());
+        let (other, _) = new_api_key("x", &[Scope::Admin]).unwrap();
+        assert_ne!(key, other);
+    }
+
+    #[test]
+    fn keys_do_what_their_scopes_say() {
+        let key = |scopes: Vec<Scope>| ApiKey {
+            name: "k".into(),
+            key_sha256: [0; 32],
+            scopes,
+        };
+        assert!(key(vec![Scope::Store]).may(&[Scope::Store, Scope::Marketer]));
+        assert!(!key(vec![Scope::Store]).may(&[Scope::Finance]));
+        assert!(key(vec![Scope::Admin]).may(&[Scope::Finance]));
+        assert!(key(vec![Scope::Finance, Scope::Marketer]).may(&[Scope::Marketer]));
+    }
+
+    #[test]
+    fn bad_key_entries_are_refused() {
+        let entry = |name: &str, digest: &str, scopes: &str| {
+            format!(
+                "[[api_key]]\nname = \"{name}\"\nkey_sha256 = \"{digest}\"\nscopes = {scopes}\n"
+            )
+        };
+        let digest = hex("k");
+        for (text, error) in [
+            (
+                entry("", &digest, "[\"store\"]"),
+                "api_key name \"\": 1 to 64",
+            ),
+            (entry("a", &digest, "[]"), "api_key \"a\": scopes is empty"),
+            (
+                entry("a", "abc", "[\"store\"]"),
+                "api_key a: must be 64 hex",
+            ),
+            (entry("a", &digest, "[\"root\"]"), "unknown variant `root`"),
+            (
+                entry("a", &digest, "[\"store\"]") + &entry("a", &hex("j"), "[\"store\"]"),
+                "api_key \"a\" is listed twice",
+            ),
+            (
+                entry("a", &digest, "[\"store\"]") + &entry("b", &digest, "[\"store\"]"),
+                "api_key \"b\": another api_key has the same key_sha256",
+            ),
+        ] {
+            let refused = Clients::parse(&text).unwrap_err();
+            assert!(refused.contains(error), "{refused}");
+        }
+        assert!(new_api_key("a", &[]).is_err());
+        assert!(new_api_key(&"x".repeat(65), &[Scope::Store]).is_err());
     }
 
     #[test]

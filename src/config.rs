@@ -29,6 +29,9 @@ pub enum Command {
     Audit(DatabaseArg),
     /// Finance reports and queries, printed as JSON (the endpoint's `data`) or CSV.
     Report(ReportArgs),
+    /// API keys of the native API.
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Tools for the people who write rules: check, explain, backtest.
     #[command(subcommand)]
     Rules(RulesCommand),
@@ -67,6 +70,24 @@ pub enum RulesCommand {
         to: Option<String>,
         #[command(flatten)]
         db: DatabaseArg,
+    },
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum KeysCommand {
+    /// Make a new key: prints the key (once; only its SHA-256 is kept) and the lines of the
+    /// clients file that admit it, or appends them to a clients file with --append.
+    Create {
+        /// Who holds the key, as the access log names the caller (e.g. DP01-tills).
+        #[arg(long)]
+        name: String,
+        /// What the key may do: store, marketer, finance or admin (repeat for several).
+        #[arg(long = "scope", required = true, value_parser = crate::clients::Scope::parse)]
+        scopes: Vec<crate::clients::Scope>,
+        /// Append the key's lines to this clients file (created if missing) and print only the
+        /// key.
+        #[arg(long)]
+        append: Option<PathBuf>,
     },
 }
 
@@ -193,10 +214,16 @@ pub struct ServeArgs {
     /// ones are refused (400 PARAM_ERROR), so no record costs work past it.
     #[arg(long, env = "POINT_ENGINE_CARD_COUNT_MAX", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub card_count_max: u32,
-    /// The systems allowed to call the adapters (POS tokens, cblink apps), a TOML file; see
-    /// `config/clients.example.toml`. Without it, the adapters refuse every call.
+    /// Who may call: the native API's keys (`keys create`) and the adapters' clients (POS
+    /// tokens, cblink apps, discount-card merchants), a TOML file; see
+    /// `config/clients.example.toml`. Without it, every call is refused 401.
     #[arg(long, env = "POINT_ENGINE_CLIENTS")]
     pub clients: Option<PathBuf>,
+    /// Let every caller use the native API without a key. For a trial on a private network
+    /// only; logged loudly. Without keys and without this flag, serve binds only a loopback
+    /// address.
+    #[arg(long, env = "POINT_ENGINE_INSECURE_NO_AUTH")]
+    pub insecure_no_auth: bool,
 }
 
 /// Finance's settings: how refunds treat points already spent or expired, and what a point
@@ -246,6 +273,7 @@ pub struct Settings {
     pub refund_shortfall_policy: ShortfallPolicy,
     pub point_cost: Option<Decimal>,
     pub clients: crate::clients::Clients,
+    pub insecure_no_auth: bool,
 }
 
 impl Settings {
@@ -277,6 +305,7 @@ impl Settings {
                 Some(path) => crate::clients::Clients::load(path)?,
                 None => crate::clients::Clients::default(),
             },
+            insecure_no_auth: args.insecure_no_auth,
         })
     }
 }

@@ -16,6 +16,12 @@ pub enum ErrorCode {
     UnsupportedContentType,
     /// The body is larger than the limit.
     BodyTooLarge,
+    /// No API key, or one the server does not know (`Authorization: Bearer <key>`).
+    Unauthorized,
+    /// The key is known but its scopes do not cover this endpoint.
+    Forbidden,
+    /// This caller sent more requests than its rate limit; `Retry-After` says when to retry.
+    TooManyRequests,
     /// No such endpoint, or no such member.
     NotFound,
     /// The endpoint exists, but not for this method (the `Allow` header lists those it takes).
@@ -37,6 +43,8 @@ impl ErrorCode {
         match self {
             Self::MalformedJson => 40000,
             Self::InvalidField => 40001,
+            Self::Unauthorized => 40100,
+            Self::Forbidden => 40300,
             Self::NotFound => 40400,
             Self::MethodNotAllowed => 40500,
             Self::Conflict => 40900,
@@ -44,6 +52,7 @@ impl ErrorCode {
             Self::UnsupportedContentType => 41500,
             Self::InsufficientPoints => 42200,
             Self::RefundExceedsPayment => 42201,
+            Self::TooManyRequests => 42900,
             Self::Internal => 50000,
             Self::Unavailable => 50300,
         }

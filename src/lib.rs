@@ -12,3 +12,4 @@ pub mod ledger;
 pub mod rules;
 pub mod service;
 pub mod startup;
+pub mod state;

@@ -1,34 +1,16 @@
 //! Building and running the server. `Application::build` binds its own listener, so tests can
 //! start the real server on port 0.
 
-use crate::config::{Cli, Command, Report, ReportArgs, RulesCommand, Settings};
-use crate::domain::ShortfallPolicy;
+use crate::config::{Cli, Command, KeysCommand, Report, ReportArgs, RulesCommand, Settings};
 use crate::ledger::{self, Store};
 use crate::rules::live::{folder_stamp, Reloaded};
 use crate::rules::{self, LiveRules};
+use crate::state::AppState;
 use actix_web::dev::Server;
 use actix_web::{web, App, HttpServer};
-use rust_decimal::Decimal;
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// What every request handler can reach.
-pub struct AppState {
-    /// The ledger: pooled reads, and the one writer.
-    pub store: Store,
-    /// The ruleset serving now; swapped whole when the rules folder changes.
-    pub rules: Arc<LiveRules>,
-    pub clock_skew_s_max: u32,
-    /// The largest count one discount-card record may carry.
-    pub card_count_max: u32,
-    /// The largest request body accepted, in bytes.
-    pub body_bytes_max: usize,
-    pub refund_shortfall_policy: ShortfallPolicy,
-    pub point_cost: Option<Decimal>,
-    /// Who may call the adapters.
-    pub clients: crate::clients::Clients,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -68,6 +50,28 @@ impl Application {
             ruleset.program.name,
             ruleset.campaigns.len()
         );
+        if settings.insecure_no_auth {
+            log::warn!(
+                "--insecure-no-auth: the native API takes every caller without a key: anyone \
+                 who reaches {} can grant points and read every member's data",
+                settings.bind
+            );
+        } else if settings.clients.api_keys.is_empty() {
+            if !settings.bind.ip().is_loopback() {
+                return Err(StartupError::Config(format!(
+                    "refusing to listen on {} with no API keys: every native call would be \
+                     refused. Create a key with `point-engine keys create --name NAME --scope \
+                     admin --append config/clients.toml` and start with --clients \
+                     config/clients.toml (or, on a private network only, --insecure-no-auth)",
+                    settings.bind
+                )));
+            }
+            log::warn!(
+                "no API keys: the native API refuses every call (401). Create one with \
+                 `point-engine keys create --name NAME --scope admin --append \
+                 config/clients.toml` and start with --clients config/clients.toml"
+            );
+        }
         // The port first: a port in use is said before a database is created or migrated.
         let bind_error = |source| StartupError::Bind {
             addr: settings.bind.to_string(),
@@ -101,6 +105,7 @@ impl Application {
             refund_shortfall_policy: settings.refund_shortfall_policy,
             point_cost: settings.point_cost,
             clients: settings.clients.clone(),
+            insecure_no_auth: settings.insecure_no_auth,
         });
         let body_bytes_max = settings.body_bytes_max;
         let server = HttpServer::new(move || {
@@ -248,6 +253,7 @@ pub fn run_cli(cli: Cli) -> Result<(), StartupError> {
             Ok(())
         }
         Command::Report(args) => run_report(args),
+        Command::Keys(command) => run_keys(command),
         Command::Rules(command) => run_rules(command),
         Command::Audit(db) => {
             let url = db.url().map_err(StartupError::Config)?;
@@ -300,6 +306,57 @@ fn cli_instant(flag: &str, raw: &str) -> Result<chrono::DateTime<chrono::Utc>, S
 }
 
 /// `point-engine report ...`: the same numbers as the endpoints, on standard output.
+fn run_keys(command: KeysCommand) -> Result<(), StartupError> {
+    match command {
+        KeysCommand::Create {
+            name,
+            scopes,
+            append,
+        } => {
+            let (key, lines) =
+                crate::clients::new_api_key(&name, &scopes).map_err(StartupError::Config)?;
+            match append {
+                None => {
+                    println!("{key}");
+                    println!();
+                    println!(
+                        "# The key above is shown once: point-engine keeps only its SHA-256. Add \
+                         these lines to the clients file (serve --clients FILE):"
+                    );
+                    print!("{lines}");
+                }
+                Some(path) => {
+                    let old = match std::fs::read_to_string(&path) {
+                        Ok(text) => text,
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+                        Err(e) => {
+                            return Err(StartupError::Config(format!("{}: {e}", path.display())))
+                        }
+                    };
+                    let separator = match old.is_empty() || old.ends_with("\n\n") {
+                        true => "",
+                        false if old.ends_with('\n') => "\n",
+                        false => "\n\n",
+                    };
+                    let new = format!("{old}{separator}{lines}");
+                    // The file must still load, with the new key in it, before it is written.
+                    crate::clients::Clients::parse(&new)
+                        .map_err(|e| StartupError::Config(format!("{}: {e}", path.display())))?;
+                    std::fs::write(&path, new)
+                        .map_err(|e| StartupError::Config(format!("{}: {e}", path.display())))?;
+                    eprintln!(
+                        "api_key {name:?} added to {}; the key, shown once, is on stdout. \
+                         Restart the server to admit it.",
+                        path.display()
+                    );
+                    println!("{key}");
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
 fn run_report(args: ReportArgs) -> Result<(), StartupError> {
     use crate::ledger::report::{check_period, GroupBy};
     let config = StartupError::Config;

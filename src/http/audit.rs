@@ -4,7 +4,7 @@
 use crate::error::{busy, internal, success};
 use crate::ledger::audit::Report;
 use crate::service::{self, ServiceError};
-use crate::startup::AppState;
+use crate::state::AppState;
 use actix_web::{web, HttpResponse, ResponseError};
 use serde::Serialize;
 

@@ -7,7 +7,7 @@ use crate::domain::{Grant, VipAccountNo};
 use crate::error::{busy, failure, internal, success, ErrorCode};
 use crate::ledger::Balance;
 use crate::service::{self, ServiceError};
-use crate::startup::AppState;
+use crate::state::AppState;
 use actix_web::{web, HttpResponse, ResponseError};
 use chrono::Utc;
 use serde::{Deserialize, Serialize};

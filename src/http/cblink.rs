@@ -9,7 +9,7 @@ use crate::domain::{
     Sku, StoreCode, Trade, TradeLine,
 };
 use crate::service::{self, CblinkOrder, ServiceError};
-use crate::startup::AppState;
+use crate::state::AppState;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use chrono::{NaiveDateTime, Utc};

@@ -7,7 +7,7 @@
 use super::fields::Clock;
 use crate::domain::{Identity, IdentityKind};
 use crate::service::{self, CardRecord, CardRecords, ServiceError};
-use crate::startup::AppState;
+use crate::state::AppState;
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use base64ct::Encoding;

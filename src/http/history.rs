@@ -7,7 +7,7 @@ use crate::domain::{Amount, VipAccountNo};
 use crate::error::{busy, failure, internal, success, ErrorCode};
 use crate::ledger::history::{History, Movement, TradeDetail, PAGE_SIZE_MAX};
 use crate::service::{self, ServiceError};
-use crate::startup::AppState;
+use crate::state::AppState;
 use actix_web::{web, HttpResponse, ResponseError};
 use chrono::SecondsFormat;
 use serde::{Deserialize, Serialize};

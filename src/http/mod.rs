@@ -2,6 +2,7 @@
 //! back.
 
 pub mod audit;
+pub mod auth;
 pub mod balance;
 pub mod cblink;
 pub mod discount_card;
@@ -14,18 +15,24 @@ pub mod trade_create;
 pub mod trade_refund;
 pub mod transaction_sync;
 
+use crate::clients::Scope;
 use crate::error::{failure, ErrorCode};
 use actix_web::error::{InternalError, JsonPayloadError};
 use actix_web::{web, HttpRequest, HttpResponse, Resource, Route};
 
 pub fn routes(cfg: &mut web::ServiceConfig, body_bytes_max: usize) {
-    let native = |path: &str, route: Route, allow: &'static str| {
+    // Each native endpoint with the scopes that may call it (admin may call all).
+    let native = |path: &str, route: Route, allow: &'static str, scopes: &'static [Scope]| {
         allowing(
             web::resource(path).route(route),
             allow,
             native_method_not_allowed,
         )
+        .wrap(actix_web::middleware::from_fn(move |req, next| {
+            auth::require(scopes, req, next)
+        }))
     };
+    use Scope::{Finance, Marketer, Store};
     cfg.route("/health", web::get().to(health::health))
         // The adapters read their bodies themselves (`read_body`), after authenticating.
         .service(allowing(
@@ -57,43 +64,61 @@ pub fn routes(cfg: &mut web::ServiceConfig, body_bytes_max: usize) {
                     "/trade-create",
                     web::post().to(trade_create::trade_create),
                     "POST",
+                    &[Store],
                 ))
                 .service(native(
                     "/trade-refund",
                     web::post().to(trade_refund::trade_refund),
                     "POST",
+                    &[Store],
                 ))
                 .service(native(
                     "/trade-simulate",
                     web::post().to(rules::trade_simulate),
                     "POST",
+                    &[Store, Marketer],
                 ))
-                .service(native("/rules", web::get().to(rules::rules), "GET"))
+                .service(native(
+                    "/rules",
+                    web::get().to(rules::rules),
+                    "GET",
+                    &[Marketer],
+                ))
                 .service(native(
                     "/members/{vip_accountno}/balance",
                     web::get().to(balance::balance),
                     "GET",
+                    &[Store],
                 ))
                 .service(native(
                     "/members/{vip_accountno}/entries",
                     web::get().to(history::member_entries),
                     "GET",
+                    &[Finance],
                 ))
                 .service(native(
                     "/trades/{number}",
                     web::get().to(history::trade),
                     "GET",
+                    &[Finance],
                 ))
-                .service(native("/audit", web::get().to(audit::audit), "GET"))
+                .service(native(
+                    "/audit",
+                    web::get().to(audit::audit),
+                    "GET",
+                    &[Finance],
+                ))
                 .service(native(
                     "/reports/liability",
                     web::get().to(report::liability),
                     "GET",
+                    &[Finance],
                 ))
                 .service(native(
                     "/reports/movements",
                     web::get().to(report::movements),
                     "GET",
+                    &[Finance],
                 )),
         )
         .default_service(web::to(not_found));

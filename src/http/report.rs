@@ -7,7 +7,7 @@ use crate::domain::trade::parse_rfc3339;
 use crate::error::{busy, failure, internal, success, ErrorCode};
 use crate::ledger::report::{check_period, GroupBy};
 use crate::service::{self, ServiceError};
-use crate::startup::AppState;
+use crate::state::AppState;
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use chrono::{DateTime, Utc};

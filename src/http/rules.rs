@@ -5,7 +5,7 @@ use super::trade_create::{GrantDetail, TradeCreateError, TradeCreateRequest};
 use crate::error::success;
 use crate::rules::engine::{Award, CampaignOutcome};
 use crate::service;
-use crate::startup::AppState;
+use crate::state::AppState;
 use actix_web::{web, HttpResponse};
 use chrono::{SecondsFormat, Utc};
 use serde::Serialize;

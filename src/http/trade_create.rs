@@ -11,7 +11,7 @@ use crate::error::{busy, failure, internal, success, ErrorCode};
 use crate::ledger::{PostError, Posted};
 use crate::rules::EvaluateError;
 use crate::service::{self, ServiceError};
-use crate::startup::AppState;
+use crate::state::AppState;
 use actix_web::{web, HttpResponse, ResponseError};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};

@@ -9,7 +9,7 @@ use crate::error::{busy, failure, internal, success, ErrorCode};
 use crate::ledger::refund::{RefundLine, Refunded};
 use crate::ledger::PostError;
 use crate::service::{self, ServiceError};
-use crate::startup::AppState;
+use crate::state::AppState;
 use actix_web::{web, HttpResponse, ResponseError};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};

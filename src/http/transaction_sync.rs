@@ -10,7 +10,7 @@ use crate::domain::{
 use crate::ledger::PostError;
 use crate::rules::EvaluateError;
 use crate::service::{self, OrderRecord, ServiceError};
-use crate::startup::AppState;
+use crate::state::AppState;
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use chrono::{NaiveDateTime, Utc};

@@ -233,6 +233,46 @@ pub fn rules_dir(files: &[(&str, &str)]) -> TempDir {
 /// "other-pos-token" (POS-002), cblink app "cb17333123" with secret
 /// "63d2ccdcdc8916daxasdadsab043f0948" (the document's example) and app "cb-other" with
 /// "other-app-secret".
+/// The native API's test keys, one per scope (see `TEST_CLIENTS`).
+pub const ADMIN_KEY: &str = "test-admin-key";
+pub const STORE_KEY: &str = "test-store-key";
+pub const MARKETER_KEY: &str = "test-marketer-key";
+pub const FINANCE_KEY: &str = "test-finance-key";
+
+/// `Authorization: Bearer <key>`.
+pub fn bearer(key: &str) -> String {
+    format!("Bearer {key}")
+}
+
+/// `TEST_CLIENTS`'s keys, as `keys create --append` writes them.
+pub fn test_key_lines() -> String {
+    [
+        ("test admin", ADMIN_KEY, "admin"),
+        ("test store", STORE_KEY, "store"),
+        ("test marketer", MARKETER_KEY, "marketer"),
+        ("test finance", FINANCE_KEY, "finance"),
+    ]
+    .iter()
+    .map(|(name, key, scope)| {
+        use sha2::Digest;
+        let digest: String = sha2::Sha256::digest(key.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        format!(
+            "[[api_key]]\nname = \"{name}\"\nkey_sha256 = \"{digest}\"\nscopes = [\"{scope}\"]\n\n"
+        )
+    })
+    .collect()
+}
+
+/// A clients file with the test keys, for a server started as a process (`--clients`).
+pub fn test_clients_file(dir: &Path) -> PathBuf {
+    let path = dir.join("clients.toml");
+    std::fs::write(&path, test_key_lines()).unwrap();
+    path
+}
+
 pub const TEST_CLIENTS: &str = r#"
 [[pos_client]]
 name = "test POS"
@@ -276,11 +316,15 @@ pub fn test_settings(rules: &Path, db: &TestDb) -> Settings {
         body_bytes_max: Settings::BODY_BYTES_MAX,
         refund_shortfall_policy: ShortfallPolicy::RecordShortfall,
         point_cost: Some("0.005".parse().unwrap()),
-        clients: point_engine::clients::Clients::parse(&TEST_CLIENTS.replace(
-            "PUBLIC_KEY",
-            include_str!("../fixtures/discount_card_test_pub.pem"),
-        ))
+        clients: point_engine::clients::Clients::parse(
+            &(test_key_lines()
+                + &TEST_CLIENTS.replace(
+                    "PUBLIC_KEY",
+                    include_str!("../fixtures/discount_card_test_pub.pem"),
+                )),
+        )
         .unwrap(),
+        insecure_no_auth: false,
     }
 }
 
@@ -314,12 +358,42 @@ fn spawn_in(settings: Settings, db: Option<TestDb>) -> TestApp {
     TestApp {
         address: format!("http://127.0.0.1:{port}"),
         database,
-        agent: ureq::AgentBuilder::new()
-            .timeout(Duration::from_secs(60))
-            .build(),
+        agent: admin_agent(),
         server,
         _db: db,
     }
+}
+
+/// An HTTP client that sends the admin key to the native API unless a request sets its own
+/// `Authorization` (`Authorization: none` sends none).
+#[allow(clippy::result_large_err)] // ureq's middleware signature
+pub fn admin_agent() -> ureq::Agent {
+    ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(60))
+        .middleware(
+            |request: ureq::Request,
+             next: ureq::MiddlewareNext|
+             -> Result<ureq::Response, ureq::Error> {
+                let request = match request.header("Authorization") {
+                    None if request.url().contains("/v1/point-engine/") => {
+                        request.set("Authorization", &bearer(ADMIN_KEY))
+                    }
+                    Some("none") => {
+                        // ureq cannot unset a header: rebuild the request without it.
+                        let mut bare = ureq::request(request.method(), request.url());
+                        for name in request.header_names() {
+                            if !name.eq_ignore_ascii_case("authorization") {
+                                bare = bare.set(&name, request.header(&name).unwrap());
+                            }
+                        }
+                        bare
+                    }
+                    _ => request,
+                };
+                next.handle(request)
+            },
+        )
+        .build()
 }
 
 /// Status and JSON body of a response, whatever its status.
@@ -388,6 +462,26 @@ impl TestApp {
 
     pub fn get(&self, path: &str) -> (u16, Value) {
         read(self.agent.get(&format!("{}{path}", self.address)).call())
+    }
+
+    /// A request with this `Authorization` (`"none"`: none at all), and its answer.
+    pub fn call_as(
+        &self,
+        authorization: &str,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> (u16, Value) {
+        let request = self
+            .agent
+            .request(method, &format!("{}{path}", self.address))
+            .set("Authorization", authorization);
+        read(match body {
+            Some(body) => request
+                .set("Content-Type", "application/json")
+                .send_string(&body.to_string()),
+            None => request.call(),
+        })
     }
 
     pub fn balance(&self, vip: &str, as_of: Option<&str>) -> (u16, Value) {

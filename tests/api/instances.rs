@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 pub struct Instance {
     pub child: Child,
     pub address: String,
+    /// The clients file with the test keys.
+    _clients: tempfile::TempDir,
 }
 
 impl Instance {
@@ -31,6 +33,7 @@ impl Instance {
             ledger::DatabaseUrl::Sqlite(path) => path.display().to_string(),
             ledger::DatabaseUrl::Postgres(url) => url.clone(),
         };
+        let clients = tempfile::tempdir().unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_point-engine"))
             .args([
                 "serve",
@@ -41,6 +44,8 @@ impl Instance {
             .arg(&database)
             .arg("--rules")
             .arg(rules)
+            .arg("--clients")
+            .arg(test_clients_file(clients.path()))
             .args(flags)
             .args(["--pool-size", "4", "--workers", "2"])
             .env("RUST_LOG", "warn")
@@ -50,6 +55,7 @@ impl Instance {
         Self {
             child,
             address: format!("http://127.0.0.1:{port}"),
+            _clients: clients,
         }
     }
 
@@ -70,7 +76,8 @@ impl Instance {
     }
 
     fn post(&self, body: &Value) -> (u16, Value) {
-        let result = ureq::post(&format!("{}/v1/point-engine/trade-create", self.address))
+        let result = admin_agent()
+            .post(&format!("{}/v1/point-engine/trade-create", self.address))
             .send_json(body.clone());
         let response = match result {
             Ok(r) => r,

@@ -155,7 +155,8 @@ fn csv_rows(text: &str) -> Vec<Vec<String>> {
 }
 
 fn get_csv(app: &TestApp, path: &str) -> String {
-    let response = ureq::get(&format!("{}{path}", app.address))
+    let response = admin_agent()
+        .get(&format!("{}{path}", app.address))
         .set("Accept", "text/csv")
         .call()
         .unwrap();

@@ -294,7 +294,8 @@ fn sighup_reloads_the_rules() {
     );
     server.wait_ready();
     let version = || {
-        let body: Value = ureq::get(&format!("{}/v1/point-engine/rules", server.address))
+        let body: Value = admin_agent()
+            .get(&format!("{}/v1/point-engine/rules", server.address))
             .call()
             .unwrap()
             .into_json()

@@ -47,7 +47,8 @@ fn seed_without_receipt_earns_the_same() {
 
 fn the_answer_keeps_the_documents_field_order() {
     let app = spawn_app();
-    let response = ureq::post(&format!("{}/v1/point-engine/trade-create", app.address))
+    let response = admin_agent()
+        .post(&format!("{}/v1/point-engine/trade-create", app.address))
         .set("Content-Type", "application/json")
         .send_string(SEED_WITH_RECEIPT)
         .unwrap()
@@ -346,6 +347,8 @@ fn an_acknowledged_trade_survives_kill_9() {
             .arg(&db)
             .arg("--rules")
             .arg(shipped_rules())
+            .arg("--clients")
+            .arg(test_clients_file(dir.path()))
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -363,7 +366,8 @@ fn an_acknowledged_trade_survives_kill_9() {
         panic!("the server did not come up");
     };
     let post = || {
-        ureq::post(&format!("{url}/v1/point-engine/trade-create"))
+        admin_agent()
+            .post(&format!("{url}/v1/point-engine/trade-create"))
             .set("Content-Type", "application/json")
             .send_string(SEED_WITH_RECEIPT)
             .unwrap()
@@ -378,7 +382,8 @@ fn an_acknowledged_trade_survives_kill_9() {
 
     let mut server = start();
     wait_up();
-    let balance: Value = ureq::get(&format!("{url}/v1/point-engine/members/040xxxx/balance"))
+    let balance: Value = admin_agent()
+        .get(&format!("{url}/v1/point-engine/members/040xxxx/balance"))
         .query("as_of", "2023-02-01T00:00:00+08:00")
         .call()
         .unwrap()

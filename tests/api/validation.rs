@@ -183,7 +183,10 @@ fn unknown_endpoints_answer_in_the_native_shape() {
     );
     // A known endpoint and the wrong method: 405 with `Allow`, in each contract's own shape.
     let wrong_method = |method: &str, path: &str| {
-        let response = match ureq::request(method, &format!("{}{path}", app.address)).call() {
+        let response = match admin_agent()
+            .request(method, &format!("{}{path}", app.address))
+            .call()
+        {
             Ok(r) => r,
             Err(ureq::Error::Status(_, r)) => r,
             Err(e) => panic!("{e}"),

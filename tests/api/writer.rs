@@ -198,9 +198,9 @@ fn a_full_write_queue_answers_503_with_retry_after() {
                 let app = app.clone();
                 std::thread::spawn(move || {
                     let body = trade(&format!("B{round}-{i}"), &format!("M{i}"), &hours_ago(1));
-                    let response =
-                        ureq::post(&format!("{}/v1/point-engine/trade-create", app.address))
-                            .send_json(body);
+                    let response = admin_agent()
+                        .post(&format!("{}/v1/point-engine/trade-create", app.address))
+                        .send_json(body);
                     match response {
                         Ok(r) => (r.status(), None, Value::Null),
                         Err(ureq::Error::Status(status, r)) => {
@@ -247,9 +247,7 @@ fn acknowledged_trades_survive_kill_9() {
                 let (address, stop, acknowledged) =
                     (address.clone(), stop.clone(), acknowledged.clone());
                 std::thread::spawn(move || {
-                    let agent = ureq::AgentBuilder::new()
-                        .timeout(Duration::from_secs(5))
-                        .build();
+                    let agent = admin_agent();
                     for i in 0.. {
                         if stop.load(Ordering::Relaxed) {
                             return;

@@ -1,0 +1,27 @@
+//! What every request handler can reach, built once at start by `startup` and shared by the
+//! `http` handlers: its own module, so `http` and `startup` do not import each other.
+
+use crate::domain::ShortfallPolicy;
+use crate::ledger::Store;
+use crate::rules::LiveRules;
+use rust_decimal::Decimal;
+use std::sync::Arc;
+
+/// What every request handler can reach.
+pub struct AppState {
+    /// The ledger: pooled reads, and the one writer.
+    pub store: Store,
+    /// The ruleset serving now; swapped whole when the rules folder changes.
+    pub rules: Arc<LiveRules>,
+    pub clock_skew_s_max: u32,
+    /// The largest count one discount-card record may carry.
+    pub card_count_max: u32,
+    /// The largest request body accepted, in bytes.
+    pub body_bytes_max: usize,
+    pub refund_shortfall_policy: ShortfallPolicy,
+    pub point_cost: Option<Decimal>,
+    /// Who may call the native API (its keys) and the adapters.
+    pub clients: crate::clients::Clients,
+    /// `serve --insecure-no-auth`: the native API takes every caller, keys or not.
+    pub insecure_no_auth: bool,
+}
