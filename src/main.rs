@@ -3,7 +3,7 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = point_engine::config::Cli::parse();
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    point_engine::startup::init_logging();
     match point_engine::startup::run_cli(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

@@ -110,7 +110,9 @@ impl Application {
         let body_bytes_max = settings.body_bytes_max;
         let server = HttpServer::new(move || {
             App::new()
-                .wrap(actix_web::middleware::Logger::default())
+                .wrap(actix_web::middleware::from_fn(
+                    crate::http::access::log_access,
+                ))
                 .app_data(state.clone())
                 .configure(|cfg| crate::http::routes(cfg, body_bytes_max))
         })
@@ -211,6 +213,27 @@ fn spawn_rules_watch(live: Arc<LiveRules>, store: Store, interval: Option<Durati
             reload(live.clone(), store.clone(), "SIGHUP").await;
         }
     });
+}
+
+/// Logs to stderr at `RUST_LOG` (default `info`); a line written while a request is handled
+/// carries its request id.
+pub fn init_logging() {
+    use std::io::Write;
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .format(|buf, record| {
+            let ts = buf.timestamp_millis();
+            let level = record.level();
+            match crate::http::access::current_request_id() {
+                Some(id) if record.target() != "access" => writeln!(
+                    buf,
+                    "[{ts} {level} {}] {} request_id={id}",
+                    record.target(),
+                    record.args()
+                ),
+                _ => writeln!(buf, "[{ts} {level} {}] {}", record.target(), record.args()),
+            }
+        })
+        .init();
 }
 
 /// Runs what the command line asks for.

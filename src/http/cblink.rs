@@ -11,7 +11,7 @@ use crate::domain::{
 use crate::service::{self, CblinkOrder, ServiceError};
 use crate::state::AppState;
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse, ResponseError};
 use chrono::{NaiveDateTime, Utc};
 use serde_json::{json, Map, Value};
 
@@ -364,6 +364,8 @@ pub async fn trade(
         .cblink_app(&header("App-Id"), &header("App-Secret"))
         .ok_or(CblinkError::Unauthorized)?
         .clone();
+    req.extensions_mut()
+        .insert(super::auth::Caller(format!("cblink_app {}", app.app_id)));
     // Authenticated: now the body.
     let bytes = super::read_body(payload, state.body_bytes_max)
         .await

@@ -9,7 +9,7 @@ use crate::domain::{Identity, IdentityKind};
 use crate::service::{self, CardRecord, CardRecords, ServiceError};
 use crate::state::AppState;
 use actix_web::http::{header, StatusCode};
-use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse, ResponseError};
 use base64ct::Encoding;
 use chrono::Utc;
 use rsa::pkcs1v15::{Signature, VerifyingKey};
@@ -355,6 +355,9 @@ pub async fn add_user_records(
     // The signature covers the body, so the body (up to the limit) is read first.
     let body = super::read_body(payload, state.body_bytes_max).await?;
     let (mchid, nonce) = authenticate(&state, &req, &body)?;
+    req.extensions_mut().insert(super::auth::Caller(format!(
+        "discount_card_merchant {mchid}"
+    )));
     let now = Utc::now();
     let clock = Clock {
         now,

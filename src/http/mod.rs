@@ -1,6 +1,7 @@
 //! The HTTP facade: one module per wire contract, each only mapping JSON to the domain and
 //! back.
 
+pub mod access;
 pub mod audit;
 pub mod auth;
 pub mod balance;

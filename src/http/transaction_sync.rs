@@ -12,7 +12,7 @@ use crate::rules::EvaluateError;
 use crate::service::{self, OrderRecord, ServiceError};
 use crate::state::AppState;
 use actix_web::http::{header, StatusCode};
-use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse, ResponseError};
 use chrono::{NaiveDateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -342,6 +342,8 @@ pub async fn transaction(
         .pos_client(&token)
         .ok_or(TransactionError::Unauthorized)?
         .clone();
+    req.extensions_mut()
+        .insert(super::auth::Caller(format!("pos_client {}", client.name)));
     // Authenticated: now the body. A JSON object only (serde would take an array as the
     // struct's fields in order).
     let bytes = super::read_body(payload, state.body_bytes_max).await?;

@@ -266,10 +266,19 @@ pub fn test_key_lines() -> String {
     .collect()
 }
 
-/// A clients file with the test keys, for a server started as a process (`--clients`).
+/// The test clients: the keys of every scope and the adapters' clients.
+pub fn test_clients_text() -> String {
+    test_key_lines()
+        + &TEST_CLIENTS.replace(
+            "PUBLIC_KEY",
+            include_str!("../fixtures/discount_card_test_pub.pem"),
+        )
+}
+
+/// A clients file with the test clients, for a server started as a process (`--clients`).
 pub fn test_clients_file(dir: &Path) -> PathBuf {
     let path = dir.join("clients.toml");
-    std::fs::write(&path, test_key_lines()).unwrap();
+    std::fs::write(&path, test_clients_text()).unwrap();
     path
 }
 
@@ -316,14 +325,7 @@ pub fn test_settings(rules: &Path, db: &TestDb) -> Settings {
         body_bytes_max: Settings::BODY_BYTES_MAX,
         refund_shortfall_policy: ShortfallPolicy::RecordShortfall,
         point_cost: Some("0.005".parse().unwrap()),
-        clients: point_engine::clients::Clients::parse(
-            &(test_key_lines()
-                + &TEST_CLIENTS.replace(
-                    "PUBLIC_KEY",
-                    include_str!("../fixtures/discount_card_test_pub.pem"),
-                )),
-        )
-        .unwrap(),
+        clients: point_engine::clients::Clients::parse(&test_clients_text()).unwrap(),
         insecure_no_auth: false,
     }
 }

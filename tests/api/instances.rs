@@ -24,6 +24,17 @@ impl Instance {
 
     /// Starts the process on a rules folder, with more flags.
     pub fn spawn_with(db: &TestDb, rules: &std::path::Path, flags: &[&str]) -> Self {
+        Self::spawn_logging(db, rules, flags, "warn", Stdio::inherit())
+    }
+
+    /// Starts the process with its log (`RUST_LOG=filter`) on `log`.
+    pub fn spawn_logging(
+        db: &TestDb,
+        rules: &std::path::Path,
+        flags: &[&str],
+        filter: &str,
+        log: Stdio,
+    ) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -48,8 +59,9 @@ impl Instance {
             .arg(test_clients_file(clients.path()))
             .args(flags)
             .args(["--pool-size", "4", "--workers", "2"])
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", filter)
             .stdout(Stdio::null())
+            .stderr(log)
             .spawn()
             .unwrap();
         Self {

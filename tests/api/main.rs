@@ -12,6 +12,7 @@ mod expiry;
 mod fuzz;
 mod history;
 mod instances;
+mod logging;
 mod refund;
 mod report;
 mod rules;
