@@ -208,6 +208,10 @@ pub struct ServeArgs {
         default_value_t = 1000
     )]
     pub rules_reload_interval_ms: u32,
+    /// Seconds the requests in flight get to finish after SIGTERM or SIGINT before the server
+    /// stops anyway.
+    #[arg(long, env = "POINT_ENGINE_SHUTDOWN_GRACE_S", default_value_t = 30, value_parser = clap::value_parser!(u32).range(0..=3600))]
+    pub shutdown_grace_s: u32,
     #[command(flatten)]
     pub finance: FinanceArgs,
     /// The largest completion_count or usage_count one discount-card record may carry; larger
@@ -274,6 +278,7 @@ pub struct Settings {
     pub point_cost: Option<Decimal>,
     pub clients: crate::clients::Clients,
     pub insecure_no_auth: bool,
+    pub shutdown_grace_s: u32,
 }
 
 impl Settings {
@@ -306,6 +311,7 @@ impl Settings {
                 None => crate::clients::Clients::default(),
             },
             insecure_no_auth: args.insecure_no_auth,
+            shutdown_grace_s: args.shutdown_grace_s,
         })
     }
 }

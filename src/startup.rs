@@ -79,6 +79,8 @@ impl Application {
         };
         let listener = TcpListener::bind(settings.bind).map_err(bind_error)?;
         let port = listener.local_addr().map_err(bind_error)?.port();
+        // Kept to close the listening socket first on SIGTERM (see `spawn_stop_on_signals`).
+        let stop_listening = listener.try_clone().map_err(bind_error)?;
         let store = Store::open(&settings.database, settings.pool_size, settings.writer)?;
         log::info!("ledger at {}", settings.database);
         crate::service::save_ruleset(&store, &ruleset, &sources)?;
@@ -117,9 +119,13 @@ impl Application {
                 .configure(|cfg| crate::http::routes(cfg, body_bytes_max))
         })
         .workers(settings.workers)
+        // SIGTERM and SIGINT are handled below, both gracefully.
+        .disable_signals()
+        .shutdown_timeout(u64::from(settings.shutdown_grace_s))
         .listen(listener)
         .map_err(bind_error)?
         .run();
+        spawn_stop_on_signals(server.handle(), stop_listening, settings.shutdown_grace_s);
         Ok(Self { port, server })
     }
 
@@ -135,6 +141,65 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
     }
+}
+
+/// SIGTERM or SIGINT: stop accepting connections, finish the requests in flight (and so their
+/// ledger writes) for up to `grace_s` seconds, then stop. A second signal stops at once.
+///
+/// The listening socket is shut first, so a new connection is refused at once, while the
+/// workers still take up the connections already accepted for them (actix drops those a
+/// stopping worker has not started); then the server stops, finishing what it runs.
+fn spawn_stop_on_signals(
+    server: actix_web::dev::ServerHandle,
+    listener: TcpListener,
+    grace_s: u32,
+) {
+    #[cfg(unix)]
+    actix_web::rt::spawn(async move {
+        use actix_web::rt::signal::unix::{signal, SignalKind};
+        let (signals, mut received) = tokio::sync::mpsc::unbounded_channel();
+        for (kind, name) in [
+            (SignalKind::terminate(), "SIGTERM"),
+            (SignalKind::interrupt(), "SIGINT"),
+        ] {
+            let Ok(mut stream) = signal(kind) else {
+                log::warn!("{name} cannot be watched: it stops the server abruptly");
+                continue;
+            };
+            let signals = signals.clone();
+            actix_web::rt::spawn(async move {
+                while stream.recv().await.is_some() {
+                    if signals.send(name).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        for graceful in [true, false] {
+            let Some(name) = received.recv().await else {
+                return;
+            };
+            match graceful {
+                true => {
+                    log::info!(
+                        "{name} received: stopping; no new connections, the requests in \
+                         flight finish (up to {grace_s} s)"
+                    );
+                    use std::os::fd::AsRawFd;
+                    LISTENER_SHUT.store(true, std::sync::atomic::Ordering::Relaxed);
+                    // SAFETY: shutdown(2) of a socket this process owns; the fd stays open.
+                    unsafe { libc::shutdown(listener.as_raw_fd(), libc::SHUT_RD) };
+                    actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+                }
+                false => log::warn!("{name} received again: stopping now"),
+            }
+            let server = server.clone();
+            // Not awaited: the stop completes when the server's future does.
+            actix_web::rt::spawn(async move { server.stop(graceful).await });
+        }
+    });
+    #[cfg(not(unix))]
+    let _ = (server, listener, grace_s);
 }
 
 /// Expires due lots every `interval`, off the request threads. Every instance may run it: the
@@ -215,12 +280,22 @@ fn spawn_rules_watch(live: Arc<LiveRules>, store: Store, interval: Option<Durati
     });
 }
 
+/// Set when a stop shuts the listening socket: actix's accept loop then fails once on it, an
+/// error that is the stop working, not logged.
+static LISTENER_SHUT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Logs to stderr at `RUST_LOG` (default `info`); a line written while a request is handled
 /// carries its request id.
 pub fn init_logging() {
     use std::io::Write;
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
         .format(|buf, record| {
+            if record.target() == "actix_server::accept"
+                && LISTENER_SHUT.load(std::sync::atomic::Ordering::Relaxed)
+                && record.level() == log::Level::Error
+            {
+                return Ok(());
+            }
             let ts = buf.timestamp_millis();
             let level = record.level();
             match crate::http::access::current_request_id() {
@@ -244,7 +319,9 @@ pub fn run_cli(cli: Cli) -> Result<(), StartupError> {
             actix_web::rt::System::new().block_on(async move {
                 let app = Application::build(&settings)?;
                 log::info!("listening on {}:{}", settings.bind.ip(), app.port());
-                app.run_until_stopped().await.map_err(StartupError::Serve)
+                app.run_until_stopped().await.map_err(StartupError::Serve)?;
+                log::info!("stopped");
+                Ok(())
             })
         }
         Command::Expire(args) => {

@@ -327,6 +327,7 @@ pub fn test_settings(rules: &Path, db: &TestDb) -> Settings {
         point_cost: Some("0.005".parse().unwrap()),
         clients: point_engine::clients::Clients::parse(&test_clients_text()).unwrap(),
         insecure_no_auth: false,
+        shutdown_grace_s: 5,
     }
 }
 

@@ -17,6 +17,7 @@ mod refund;
 mod report;
 mod rules;
 mod service;
+mod shutdown;
 mod startup;
 mod trade_create;
 mod transaction_sync;
