@@ -13,3 +13,4 @@ pub mod rules;
 pub mod service;
 pub mod startup;
 pub mod state;
+pub mod telemetry;

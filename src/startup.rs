@@ -84,9 +84,12 @@ impl Application {
         let store = Store::open(&settings.database, settings.pool_size, settings.writer)?;
         log::info!("ledger at {}", settings.database);
         crate::service::save_ruleset(&store, &ruleset, &sources)?;
+        let telemetry = Arc::new(crate::telemetry::Telemetry::new());
+        spawn_metrics_upkeep(telemetry.clone());
         if settings.expire_interval_s > 0 {
             spawn_expiry_task(
                 store.clone(),
+                telemetry.clone(),
                 Duration::from_secs(u64::from(settings.expire_interval_s)),
             );
         }
@@ -94,6 +97,7 @@ impl Application {
         spawn_rules_watch(
             live.clone(),
             store.clone(),
+            telemetry.clone(),
             Some(settings.rules_reload_interval_ms)
                 .filter(|ms| *ms > 0)
                 .map(|ms| Duration::from_millis(u64::from(ms))),
@@ -108,6 +112,7 @@ impl Application {
             point_cost: settings.point_cost,
             clients: settings.clients.clone(),
             insecure_no_auth: settings.insecure_no_auth,
+            telemetry,
         });
         let body_bytes_max = settings.body_bytes_max;
         let server = HttpServer::new(move || {
@@ -202,9 +207,24 @@ fn spawn_stop_on_signals(
     let _ = (server, listener, grace_s);
 }
 
+/// Folds the latency histograms' samples in every few seconds.
+fn spawn_metrics_upkeep(telemetry: Arc<crate::telemetry::Telemetry>) {
+    actix_web::rt::spawn(async move {
+        let mut ticks = actix_web::rt::time::interval(Duration::from_secs(5));
+        loop {
+            ticks.tick().await;
+            telemetry.upkeep();
+        }
+    });
+}
+
 /// Expires due lots every `interval`, off the request threads. Every instance may run it: the
 /// expiry is idempotent.
-fn spawn_expiry_task(store: Store, interval: Duration) {
+fn spawn_expiry_task(
+    store: Store,
+    telemetry: Arc<crate::telemetry::Telemetry>,
+    interval: Duration,
+) {
     actix_web::rt::spawn(async move {
         let mut ticks = actix_web::rt::time::interval(interval);
         loop {
@@ -212,6 +232,7 @@ fn spawn_expiry_task(store: Store, interval: Duration) {
             let store = store.clone();
             match web::block(move || crate::service::expire_due(&store, chrono::Utc::now())).await {
                 Ok(Ok(expired)) if expired.lots > 0 => {
+                    telemetry.points("expired", expired.points);
                     log::info!("expired {} points in {} lots", expired.points, expired.lots)
                 }
                 Ok(Ok(_)) => {}
@@ -226,25 +247,39 @@ fn spawn_expiry_task(store: Store, interval: Duration) {
 /// SIGHUP.
 /// The new set is compiled aside, stored in the ledger by version, then swapped in; a broken
 /// set is logged with its errors and the old one keeps serving.
-fn spawn_rules_watch(live: Arc<LiveRules>, store: Store, interval: Option<Duration>) {
-    let reload = move |live: Arc<LiveRules>, store: Store, why: &'static str| async move {
-        let outcome = web::block(move || {
-            live.reload(|rules, sources| crate::service::save_ruleset(&store, rules, sources))
-        })
-        .await;
-        match outcome {
-            Ok(Ok(Reloaded::Swapped { version, campaigns })) => {
-                log::info!("rules {version} loaded ({why}): {campaigns} campaigns")
+fn spawn_rules_watch(
+    live: Arc<LiveRules>,
+    store: Store,
+    telemetry: Arc<crate::telemetry::Telemetry>,
+    interval: Option<Duration>,
+) {
+    let reload = move |live: Arc<LiveRules>, store: Store, why: &'static str| {
+        let telemetry = telemetry.clone();
+        async move {
+            let outcome = web::block(move || {
+                live.reload(|rules, sources| crate::service::save_ruleset(&store, rules, sources))
+            })
+            .await;
+            match outcome {
+                Ok(Ok(Reloaded::Swapped { version, campaigns })) => {
+                    log::info!("rules {version} loaded ({why}): {campaigns} campaigns")
+                }
+                Ok(Ok(Reloaded::Unchanged)) => {}
+                Ok(Err(errors)) => {
+                    telemetry.rules_reload_failed();
+                    log::error!(
+                        "rules not reloaded ({why}); the running set keeps serving:\n{errors}"
+                    )
+                }
+                Err(e) => {
+                    telemetry.rules_reload_failed();
+                    log::error!("rules not reloaded ({why}): {e}")
+                }
             }
-            Ok(Ok(Reloaded::Unchanged)) => {}
-            Ok(Err(errors)) => {
-                log::error!("rules not reloaded ({why}); the running set keeps serving:\n{errors}")
-            }
-            Err(e) => log::error!("rules not reloaded ({why}): {e}"),
         }
     };
     if let Some(interval) = interval {
-        let (watch_live, watch_store) = (live.clone(), store.clone());
+        let (watch_live, watch_store, watch_reload) = (live.clone(), store.clone(), reload.clone());
         actix_web::rt::spawn(async move {
             let mut ticks = actix_web::rt::time::interval(interval);
             // A change is loaded once the folder has looked the same for a whole interval, so a
@@ -255,7 +290,7 @@ fn spawn_rules_watch(live: Arc<LiveRules>, store: Store, interval: Option<Durati
                 match watch_live.changed() {
                     Some(stamp) if settling.as_ref() == Some(&stamp) => {
                         settling = None;
-                        reload(
+                        watch_reload(
                             watch_live.clone(),
                             watch_store.clone(),
                             "the folder changed",

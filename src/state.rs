@@ -22,6 +22,8 @@ pub struct AppState {
     pub point_cost: Option<Decimal>,
     /// Who may call the native API (its keys) and the adapters.
     pub clients: crate::clients::Clients,
+    /// The server's metrics (`GET /metrics`).
+    pub telemetry: Arc<crate::telemetry::Telemetry>,
     /// `serve --insecure-no-auth`: the native API takes every caller, keys or not.
     pub insecure_no_auth: bool,
 }

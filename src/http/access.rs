@@ -4,6 +4,7 @@
 //! in the answer, and carried by every log line written while the request is handled.
 
 use crate::http::auth::Caller;
+use crate::state::AppState;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
@@ -73,6 +74,7 @@ pub async fn log_access(
     let id = request_id(&req);
     req.extensions_mut().insert(id.clone());
     let method = req.method().clone();
+    let state = req.app_data::<actix_web::web::Data<AppState>>().cloned();
     let result = CURRENT.scope(id.clone(), next.call(req)).await;
     let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
     match result {
@@ -86,6 +88,14 @@ pub async fn log_access(
                 .extensions()
                 .get::<Caller>()
                 .map_or_else(|| "-".to_string(), |c| c.0.clone());
+            if let Some(state) = &state {
+                state.telemetry.request(
+                    method.as_str(),
+                    &route,
+                    response.status().as_u16(),
+                    elapsed_ms / 1000.0,
+                );
+            }
             log::info!(
                 target: "access",
                 "{method} {route} {} {elapsed_ms:.1}ms caller={caller:?} request_id={}",

@@ -35,6 +35,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, body_bytes_max: usize) {
     };
     use Scope::{Finance, Marketer, Store};
     cfg.route("/health", web::get().to(health::health))
+        .route("/metrics", web::get().to(health::metrics))
         // The adapters read their bodies themselves (`read_body`), after authenticating.
         .service(allowing(
             web::resource("/tp/services/transaction")

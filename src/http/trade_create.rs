@@ -258,9 +258,22 @@ pub async fn trade_create(
     body: web::Json<TradeCreateRequest>,
 ) -> Result<HttpResponse, TradeCreateError> {
     let now = Utc::now();
-    let trade = body.into_inner().into_trade(now, state.clock_skew_s_max)?;
-    let posted =
-        web::block(move || service::create_trade(&state.store, state.rules.current(), trade, now))
-            .await??;
-    Ok(success(TradeCreateData::from(&posted)))
+    let telemetry = state.telemetry.clone();
+    let posted = async {
+        let trade = body.into_inner().into_trade(now, state.clock_skew_s_max)?;
+        let burned = trade.burn_point.value();
+        let posted = web::block(move || {
+            service::create_trade(&state.store, state.rules.current(), trade, now)
+        })
+        .await?
+        .map_err(TradeCreateError::from);
+        Ok::<_, TradeCreateError>((posted, burned))
+    }
+    .await;
+    let (posted, burned) = match posted {
+        Ok(done) => done,
+        Err(refused) => (Err(refused), 0),
+    };
+    telemetry.post("native", &posted, burned);
+    Ok(success(TradeCreateData::from(&posted?)))
 }

@@ -178,6 +178,7 @@ pub async fn trade_refund(
 ) -> Result<HttpResponse, TradeRefundError> {
     let now = Utc::now();
     let refund = body.into_inner().into_refund(now, state.clock_skew_s_max)?;
+    let telemetry = state.telemetry.clone();
     let refunded = web::block(move || {
         service::refund_trade(
             &state.store,
@@ -188,5 +189,9 @@ pub async fn trade_refund(
         )
     })
     .await??;
+    if !refunded.replayed {
+        telemetry.points("reversed", refunded.lines.iter().map(|l| l.points).sum());
+        telemetry.points("returned", refunded.burn_returned);
+    }
     Ok(success(TradeRefundData::from(&refunded)))
 }

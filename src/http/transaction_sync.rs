@@ -380,6 +380,8 @@ pub async fn transaction(
         updated_at: transaction.trade.sales_time.to_rfc3339(),
         body: record_body,
     };
+    let telemetry = state.telemetry.clone();
+    let burned = transaction.trade.burn_point.value();
     let posted = web::block(move || {
         service::post_for_identities(
             &state.store,
@@ -391,6 +393,7 @@ pub async fn transaction(
             now,
         )
     })
-    .await??;
-    Ok(answer(StatusCode::OK, "success", json!(posted.trade_id)))
+    .await?;
+    telemetry.post("pos", &posted, burned);
+    Ok(answer(StatusCode::OK, "success", json!(posted?.trade_id)))
 }

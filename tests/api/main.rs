@@ -13,6 +13,7 @@ mod fuzz;
 mod history;
 mod instances;
 mod logging;
+mod metrics;
 mod refund;
 mod report;
 mod rules;
