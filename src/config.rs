@@ -228,6 +228,14 @@ pub struct ServeArgs {
     /// address.
     #[arg(long, env = "POINT_ENGINE_INSECURE_NO_AUTH")]
     pub insecure_no_auth: bool,
+    /// Requests a second each caller (a key, a POS client, a cblink app, a merchant) may send
+    /// on average; more get 429 with Retry-After. 0: no limit. Default: none on a loopback
+    /// address, 200 on any other.
+    #[arg(long, env = "POINT_ENGINE_RATE_LIMIT_PER_S")]
+    pub rate_limit_per_s: Option<u32>,
+    /// Requests a caller may send at once above its rate (default: twice the rate).
+    #[arg(long, env = "POINT_ENGINE_RATE_LIMIT_BURST", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub rate_limit_burst: Option<u32>,
 }
 
 /// Finance's settings: how refunds treat points already spent or expired, and what a point
@@ -279,11 +287,15 @@ pub struct Settings {
     pub clients: crate::clients::Clients,
     pub insecure_no_auth: bool,
     pub shutdown_grace_s: u32,
+    /// Requests per caller; `None`: no limit.
+    pub rate_limit: Option<crate::http::rate_limit::RateLimit>,
 }
 
 impl Settings {
     /// The largest request body accepted, in bytes.
     pub const BODY_BYTES_MAX: usize = 64 * 1024;
+    /// Requests a second per caller by default on an address other than loopback.
+    pub const RATE_LIMIT_PER_S: u32 = 200;
 
     pub fn from_args(args: &ServeArgs) -> Result<Self, String> {
         Ok(Self {
@@ -312,6 +324,20 @@ impl Settings {
             },
             insecure_no_auth: args.insecure_no_auth,
             shutdown_grace_s: args.shutdown_grace_s,
+            rate_limit: {
+                let default_per_s = if args.bind.ip().is_loopback() {
+                    0
+                } else {
+                    Self::RATE_LIMIT_PER_S
+                };
+                match args.rate_limit_per_s.unwrap_or(default_per_s) {
+                    0 => None,
+                    per_s => Some(crate::http::rate_limit::RateLimit {
+                        per_s,
+                        burst: args.rate_limit_burst.unwrap_or(per_s.saturating_mul(2)),
+                    }),
+                }
+            },
         })
     }
 }
@@ -319,6 +345,34 @@ impl Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rate_limits_are_off_on_loopback_unless_asked_for() {
+        let settings = |args: &[&str]| {
+            let cli = Cli::parse_from(["point-engine", "serve"].iter().chain(args));
+            let Command::Serve(serve) = cli.command else {
+                unreachable!()
+            };
+            Settings::from_args(&serve).unwrap().rate_limit
+        };
+        use crate::http::rate_limit::RateLimit;
+        assert_eq!(settings(&[]), None);
+        assert_eq!(
+            settings(&["--bind", "0.0.0.0:8080"]),
+            Some(RateLimit {
+                per_s: 200,
+                burst: 400
+            })
+        );
+        assert_eq!(
+            settings(&["--bind", "0.0.0.0:8080", "--rate-limit-per-s", "0"]),
+            None
+        );
+        assert_eq!(
+            settings(&["--rate-limit-per-s", "5", "--rate-limit-burst", "7"]),
+            Some(RateLimit { per_s: 5, burst: 7 })
+        );
+    }
 
     #[test]
     fn point_costs() {

@@ -103,10 +103,20 @@ pub fn busy(endpoint: &str, error: &dyn std::fmt::Display) -> HttpResponse {
 
 /// Adds `Retry-After` to a busy answer of any contract.
 pub fn with_retry_after(response: &mut HttpResponse) {
+    with_retry_after_s(response, RETRY_AFTER_S);
+}
+
+/// Adds `Retry-After: seconds` to an answer of any contract.
+pub fn with_retry_after_s(response: &mut HttpResponse, seconds: u32) {
     response.headers_mut().insert(
         actix_web::http::header::RETRY_AFTER,
-        actix_web::http::header::HeaderValue::from(RETRY_AFTER_S),
+        actix_web::http::header::HeaderValue::from(seconds),
     );
+}
+
+/// What a caller over its rate limit is told, in any contract's message.
+pub fn rate_limited_msg(seconds: u32) -> String {
+    format!("too many requests from this caller; retry after {seconds} s")
 }
 
 /// A failure inside point-engine: logged with its details, answered 500 without them.

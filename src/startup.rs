@@ -113,6 +113,14 @@ impl Application {
             clients: settings.clients.clone(),
             insecure_no_auth: settings.insecure_no_auth,
             telemetry,
+            rate_limiter: settings.rate_limit.map(|limit| {
+                log::info!(
+                    "rate limit: {} requests a second per caller, {} at once",
+                    limit.per_s,
+                    limit.burst
+                );
+                crate::http::rate_limit::RateLimiter::new(limit)
+            }),
         });
         let body_bytes_max = settings.body_bytes_max;
         let server = HttpServer::new(move || {

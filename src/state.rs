@@ -24,6 +24,19 @@ pub struct AppState {
     pub clients: crate::clients::Clients,
     /// The server's metrics (`GET /metrics`).
     pub telemetry: Arc<crate::telemetry::Telemetry>,
+    /// Requests per caller, when limited (`--rate-limit-per-s`).
+    pub rate_limiter: Option<crate::http::rate_limit::RateLimiter>,
     /// `serve --insecure-no-auth`: the native API takes every caller, keys or not.
     pub insecure_no_auth: bool,
+}
+
+impl AppState {
+    /// Counts a request of an authenticated caller against its rate limit: `Err(seconds)` to
+    /// wait when it is over.
+    pub fn take_rate(&self, caller: &str) -> Result<(), u32> {
+        match &self.rate_limiter {
+            Some(limiter) => limiter.take(caller, std::time::Instant::now()),
+            None => Ok(()),
+        }
+    }
 }

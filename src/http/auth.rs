@@ -52,12 +52,19 @@ pub enum AuthError {
     Invalid,
     #[error("the key {name:?} may not call this endpoint: it needs the scope {needs} (or admin)")]
     Forbidden { name: String, needs: String },
+    #[error("{}", crate::error::rate_limited_msg(*.0))]
+    RateLimited(u32),
 }
 
 impl AuthError {
     fn response(&self) -> HttpResponse {
         match self {
             Self::Forbidden { .. } => failure(ErrorCode::Forbidden, self.to_string()),
+            Self::RateLimited(seconds) => {
+                let mut response = failure(ErrorCode::TooManyRequests, self.to_string());
+                crate::error::with_retry_after_s(&mut response, *seconds);
+                response
+            }
             _ => {
                 let mut response = failure(ErrorCode::Unauthorized, self.to_string());
                 response
@@ -85,6 +92,9 @@ fn admit(state: &AppState, req: &ServiceRequest, allowed: &[Scope]) -> Result<Ca
             needs: needs.join(" or "),
         });
     }
+    state
+        .take_rate(&format!("api_key {}", key.name))
+        .map_err(AuthError::RateLimited)?;
     Ok(Caller(key.name.clone()))
 }
 

@@ -307,6 +307,8 @@ pub fn parse_order(
 pub enum CblinkError {
     #[error("App-Id 或 App-Secret 错误。")]
     Unauthorized,
+    #[error("请求过于频繁，请 {0} 秒后重试。")]
+    RateLimited(u32),
     #[error("请求体超过 {0} 字节。")]
     TooLarge(usize),
     #[error("请求体不是有效的 JSON。")]
@@ -323,6 +325,11 @@ impl ResponseError for CblinkError {
     fn error_response(&self) -> HttpResponse {
         match self {
             Self::Unauthorized => failure(StatusCode::UNAUTHORIZED, &self.to_string()),
+            Self::RateLimited(seconds) => {
+                let mut response = failure(StatusCode::TOO_MANY_REQUESTS, &self.to_string());
+                crate::error::with_retry_after_s(&mut response, *seconds);
+                response
+            }
             Self::TooLarge(_) => failure(StatusCode::PAYLOAD_TOO_LARGE, &self.to_string()),
             Self::NotJson => failure(StatusCode::BAD_REQUEST, &self.to_string()),
             Self::Invalid(e) => failure(StatusCode::BAD_REQUEST, &e.to_string()),
@@ -364,8 +371,9 @@ pub async fn trade(
         .cblink_app(&header("App-Id"), &header("App-Secret"))
         .ok_or(CblinkError::Unauthorized)?
         .clone();
-    req.extensions_mut()
-        .insert(super::auth::Caller(format!("cblink_app {}", app.app_id)));
+    let caller = format!("cblink_app {}", app.app_id);
+    state.take_rate(&caller).map_err(CblinkError::RateLimited)?;
+    req.extensions_mut().insert(super::auth::Caller(caller));
     // Authenticated: now the body.
     let bytes = super::read_body(payload, state.body_bytes_max)
         .await

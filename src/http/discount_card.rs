@@ -38,6 +38,8 @@ fn failure(status: StatusCode, code: &str, message: &str) -> HttpResponse {
 pub enum CardError {
     #[error("{0}")]
     Sign(String),
+    #[error("{}", crate::error::rate_limited_msg(*.0))]
+    RateLimited(u32),
     #[error(transparent)]
     Body(#[from] super::BodyError),
     #[error("{0}")]
@@ -52,6 +54,15 @@ impl ResponseError for CardError {
     fn error_response(&self) -> HttpResponse {
         match self {
             Self::Sign(m) => failure(StatusCode::UNAUTHORIZED, "SIGN_ERROR", m),
+            Self::RateLimited(seconds) => {
+                let mut response = failure(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "FREQUENCY_LIMITED",
+                    &self.to_string(),
+                );
+                crate::error::with_retry_after_s(&mut response, *seconds);
+                response
+            }
             Self::Param(m) => failure(StatusCode::BAD_REQUEST, "PARAM_ERROR", m),
             Self::Body(e @ super::BodyError::TooLarge(_)) => {
                 failure(StatusCode::PAYLOAD_TOO_LARGE, "PARAM_ERROR", &e.to_string())

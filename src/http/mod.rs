@@ -10,6 +10,7 @@ pub mod discount_card;
 pub mod fields;
 pub mod health;
 pub mod history;
+pub mod rate_limit;
 pub mod report;
 pub mod rules;
 pub mod trade_create;

@@ -262,6 +262,8 @@ impl TransactionRequest {
 pub enum TransactionError {
     #[error("Authorization must be \"bearer\" and a valid access_token")]
     Unauthorized,
+    #[error("{}", crate::error::rate_limited_msg(*.0))]
+    RateLimited(u32),
     #[error(transparent)]
     Body(#[from] super::BodyError),
     #[error("the body is not a valid JSON object: {0}")]
@@ -279,6 +281,15 @@ impl ResponseError for TransactionError {
         use ServiceError::*;
         match self {
             Self::Unauthorized => answer(StatusCode::UNAUTHORIZED, &self.to_string(), Value::Null),
+            Self::RateLimited(seconds) => {
+                let mut response = answer(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    &self.to_string(),
+                    Value::Null,
+                );
+                crate::error::with_retry_after_s(&mut response, *seconds);
+                response
+            }
             Self::Body(super::BodyError::TooLarge(_)) => answer(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 &self.to_string(),
@@ -342,8 +353,11 @@ pub async fn transaction(
         .pos_client(&token)
         .ok_or(TransactionError::Unauthorized)?
         .clone();
-    req.extensions_mut()
-        .insert(super::auth::Caller(format!("pos_client {}", client.name)));
+    let caller = format!("pos_client {}", client.name);
+    state
+        .take_rate(&caller)
+        .map_err(TransactionError::RateLimited)?;
+    req.extensions_mut().insert(super::auth::Caller(caller));
     // Authenticated: now the body. A JSON object only (serde would take an array as the
     // struct's fields in order).
     let bytes = super::read_body(payload, state.body_bytes_max).await?;

@@ -328,6 +328,7 @@ pub fn test_settings(rules: &Path, db: &TestDb) -> Settings {
         clients: point_engine::clients::Clients::parse(&test_clients_text()).unwrap(),
         insecure_no_auth: false,
         shutdown_grace_s: 5,
+        rate_limit: None,
     }
 }
 
