@@ -63,7 +63,9 @@ impl ErrorCode {
     }
 }
 
-#[derive(Debug, Serialize)]
+/// The native answer: `code` 0 and `msg` "success" with `data`, or an error code and message
+/// with `data` null.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Envelope<T: Serialize> {
     pub code: u32,
     pub msg: String,

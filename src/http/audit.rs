@@ -8,7 +8,7 @@ use crate::state::AppState;
 use actix_web::{web, HttpResponse, ResponseError};
 use serde::Serialize;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AuditData {
     pub consistent: bool,
     pub trades: usize,
@@ -50,6 +50,15 @@ impl ResponseError for AuditError {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/point-engine/audit",
+    tag = "native",
+    operation_id = "audit",
+    summary = "Every ledger invariant, checked on one snapshot",
+    responses((status = 200, description = "consistent, and the violations", body = crate::error::Envelope<AuditData>)),
+    security(("api_key" = []))
+)]
 pub async fn audit(state: web::Data<AppState>) -> Result<HttpResponse, AuditError> {
     let report = web::block(move || service::audit(&state.store)).await??;
     Ok(success(AuditData::from(report)))

@@ -17,7 +17,7 @@ pub struct BalanceQuery {
     as_of: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct BalanceData {
     pub vip_accountno: String,
     /// What can be burned: usable points less `owed_point` (negative while the member owes).
@@ -30,7 +30,7 @@ pub struct BalanceData {
     pub owed_point: i64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct LotDetail {
     pub point: i64,
     #[serde(rename = "type")]
@@ -98,6 +98,19 @@ impl ResponseError for BalanceError {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/point-engine/members/{vip_accountno}/balance",
+    tag = "native",
+    operation_id = "member_balance",
+    summary = "A member's usable points and lots",
+    params(
+        ("vip_accountno" = String, Path, description = "An account number or an identity (TEL:…, WX:…, CARD:…)"),
+        ("as_of" = Option<String>, Query, format = DateTime, description = "RFC 3339 (default: now)")
+    ),
+    responses((status = 200, description = "The balance", body = crate::error::Envelope<BalanceData>)),
+    security(("api_key" = []))
+)]
 pub async fn balance(
     state: web::Data<AppState>,
     path: web::Path<String>,

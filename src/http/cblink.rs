@@ -354,6 +354,24 @@ impl ResponseError for CblinkError {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/openapi/trade",
+    tag = "cblink",
+    operation_id = "cblink_trade",
+    summary = "A cblink order's state (the document's envelope)",
+    request_body(content = Object, description = "The document's order"),
+    responses(
+        (status = 200, description = "Received", body = Object),
+        (status = 400, description = "A field is missing or bad", body = Object),
+        (status = 401, description = "A wrong App-Id or App-Secret", body = Object),
+        (status = 409, description = "tid used with a different order", body = Object),
+        (status = 413, description = "The body is too large", body = Object),
+        (status = 429, description = "Over the app's rate limit", body = Object),
+        (status = 503, description = "Busy; retry", body = Object)
+    ),
+    security(("cblink_app_id" = [], "cblink_app_secret" = []))
+)]
 pub async fn trade(
     state: web::Data<AppState>,
     req: HttpRequest,

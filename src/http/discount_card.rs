@@ -357,6 +357,23 @@ pub fn parse_records(
     })
 }
 
+#[utoipa::path(
+    post,
+    path = "/v3/discount-card/cards/{out_card_code}/add-user-records",
+    tag = "discount-card",
+    operation_id = "discount_card_add_user_records",
+    summary = "A discount card's objective completions and reward usages (the document's envelope)",
+    params(("out_card_code" = String, Path, description = "The card's code")),
+    request_body(content = Object, description = "The document's records"),
+    responses(
+        (status = 204, description = "Recorded"),
+        (status = 400, description = "PARAM_ERROR", body = Object),
+        (status = 401, description = "SIGN_ERROR", body = Object),
+        (status = 413, description = "The body is too large", body = Object),
+        (status = 429, description = "FREQUENCY_LIMITED", body = Object)
+    ),
+    security(("wechatpay_signature" = []))
+)]
 pub async fn add_user_records(
     state: web::Data<AppState>,
     req: HttpRequest,

@@ -1,6 +1,14 @@
 use crate::state::AppState;
 use actix_web::{web, HttpResponse};
 
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "operations",
+    operation_id = "health",
+    summary = "Whether the server is up",
+    responses((status = 200, description = "{\"status\":\"ok\"}", body = Object))
+)]
 pub async fn health() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
 }

@@ -20,7 +20,7 @@ pub struct PageQuery {
     page_size: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct MovementData {
     pub entry_id: i64,
     pub kind: String,
@@ -51,7 +51,7 @@ impl From<&Movement> for MovementData {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct HistoryData {
     pub vip_accountno: String,
     pub page: i64,
@@ -72,7 +72,7 @@ impl HistoryData {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct GrantData {
     pub point: i64,
     pub remaining: i64,
@@ -84,7 +84,7 @@ pub struct GrantData {
     pub remark: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TradeData {
     pub trade_no: String,
     pub out_trade_no: String,
@@ -104,7 +104,7 @@ pub struct TradeData {
     pub refunds: Vec<RefundData>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct RefundData {
     pub out_refund_no: String,
     pub refund_amount: String,
@@ -209,6 +209,20 @@ fn page_number(
     )
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/point-engine/members/{vip_accountno}/entries",
+    tag = "native",
+    operation_id = "member_entries",
+    summary = "A member's movements, newest first",
+    params(
+        ("vip_accountno" = String, Path, description = "An account number or an identity"),
+        ("page" = Option<String>, Query, description = "From 1 (default 1)"),
+        ("page_size" = Option<String>, Query, description = "1 to 500 (default 50)")
+    ),
+    responses((status = 200, description = "One page of movements", body = crate::error::Envelope<HistoryData>)),
+    security(("api_key" = []))
+)]
 pub async fn member_entries(
     state: web::Data<AppState>,
     path: web::Path<String>,
@@ -230,6 +244,16 @@ pub async fn member_entries(
     Ok(success(HistoryData::new(&vip, page, page_size, &history)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/point-engine/trades/{number}",
+    tag = "native",
+    operation_id = "trade",
+    summary = "One trade by trade_no or out_trade_no: grants, movements, refunds",
+    params(("number" = String, Path, description = "trade_no or out_trade_no")),
+    responses((status = 200, description = "The trade", body = crate::error::Envelope<TradeData>)),
+    security(("api_key" = []))
+)]
 pub async fn trade(
     state: web::Data<AppState>,
     path: web::Path<String>,

@@ -10,6 +10,7 @@ pub mod discount_card;
 pub mod fields;
 pub mod health;
 pub mod history;
+pub mod openapi;
 pub mod rate_limit;
 pub mod report;
 pub mod rules;
@@ -37,6 +38,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, body_bytes_max: usize) {
     use Scope::{Finance, Marketer, Store};
     cfg.route("/health", web::get().to(health::health))
         .route("/metrics", web::get().to(health::metrics))
+        .route("/openapi.json", web::get().to(openapi::document))
         // The adapters read their bodies themselves (`read_body`), after authenticating.
         .service(allowing(
             web::resource("/tp/services/transaction")

@@ -78,6 +78,19 @@ fn instant(field: &'static str, raw: &str) -> Result<DateTime<Utc>, FieldError> 
     Ok(parsed(field, parse_rfc3339(raw))?.to_utc())
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/point-engine/reports/liability",
+    tag = "native",
+    operation_id = "liability_report",
+    summary = "Outstanding points as of a time",
+    params(
+        ("as_of" = Option<String>, Query, format = DateTime, description = "RFC 3339, not in the future (default: now)"),
+        ("format" = Option<String>, Query, description = "json (default) or csv")
+    ),
+    responses((status = 200, description = "The report", content((Object = "application/json"), (String = "text/csv")))),
+    security(("api_key" = []))
+)]
 pub async fn liability(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -107,6 +120,21 @@ pub async fn liability(
     })
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/point-engine/reports/movements",
+    tag = "native",
+    operation_id = "movements_report",
+    summary = "Points earned, burned, expired and reversed over a period, with the roll-forward",
+    params(
+        ("from" = String, Query, format = DateTime, description = "RFC 3339 start, included"),
+        ("to" = Option<String>, Query, format = DateTime, description = "RFC 3339 end, excluded (default: now)"),
+        ("by" = Option<String>, Query, description = "day (default), store or campaign"),
+        ("format" = Option<String>, Query, description = "json (default) or csv")
+    ),
+    responses((status = 200, description = "The report", content((Object = "application/json"), (String = "text/csv")))),
+    security(("api_key" = []))
+)]
 pub async fn movements(
     state: web::Data<AppState>,
     req: HttpRequest,

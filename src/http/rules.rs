@@ -10,7 +10,7 @@ use actix_web::{web, HttpResponse};
 use chrono::{SecondsFormat, Utc};
 use serde::Serialize;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct RulesData {
     pub version: String,
     pub loaded_at: String,
@@ -22,7 +22,7 @@ pub struct RulesData {
     pub tests: usize,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ProgramData {
     pub name: String,
     pub time_zone: String,
@@ -30,7 +30,7 @@ pub struct ProgramData {
     pub pending_days: u32,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CampaignData {
     pub code: String,
     pub name: String,
@@ -46,7 +46,7 @@ pub struct CampaignData {
     pub budget: Option<i64>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ObjectiveData {
     pub id: String,
     pub code: String,
@@ -66,6 +66,15 @@ fn award_text(award: &Award) -> String {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/point-engine/rules",
+    tag = "native",
+    operation_id = "rules",
+    summary = "The ruleset serving now",
+    responses((status = 200, description = "The program and its campaigns", body = crate::error::Envelope<RulesData>)),
+    security(("api_key" = []))
+)]
 pub async fn rules(state: web::Data<AppState>) -> HttpResponse {
     let (rules, loaded_at, last_error) = state.rules.status();
     let time = |t: chrono::DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Secs, true);
@@ -111,7 +120,7 @@ pub async fn rules(state: web::Data<AppState>) -> HttpResponse {
     })
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SimulateData {
     pub ruleset_version: String,
     pub total_point: i64,
@@ -120,10 +129,21 @@ pub struct SimulateData {
     /// The earning base in base currency, after the program's exclusions.
     pub spend_base: String,
     /// Every campaign, in evaluation order, with what it did and why.
+    #[schema(value_type = Vec<Object>)]
     pub campaigns: Vec<CampaignOutcome>,
 }
 
 /// Same body, same checks and same errors as trade-create; nothing is written.
+#[utoipa::path(
+    post,
+    path = "/v1/point-engine/trade-simulate",
+    tag = "native",
+    operation_id = "trade_simulate",
+    summary = "What a trade would earn and why, writing nothing",
+    request_body = TradeCreateRequest,
+    responses((status = 200, description = "The grants and every campaign's outcome", body = crate::error::Envelope<SimulateData>)),
+    security(("api_key" = []))
+)]
 pub async fn trade_simulate(
     state: web::Data<AppState>,
     body: web::Json<TradeCreateRequest>,

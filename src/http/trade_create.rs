@@ -18,23 +18,46 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// The body as sent: every field loosely typed, so that a wrong type is reported by name.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct TradeCreateRequest {
+    /// The member: an account number, or an identity (`TEL:<phone>`, `WX:<openid>`, `CARD:<code>`).
+    #[schema(value_type = String, required = true, example = "040xxxx")]
     vip_accountno: Option<Value>,
+    /// The caller's order number: the idempotency key.
+    #[schema(value_type = String, required = true, example = "XXXX")]
     out_trade_no: Option<Value>,
+    #[schema(value_type = String, required = true, example = "DP01XXXX")]
     store_code: Option<Value>,
+    #[schema(value_type = String, required = true, example = "123456")]
     invoice_id: Option<Value>,
+    /// A decimal with at most 2 places, as a string or a number.
+    #[schema(value_type = String, required = true, example = "1000.00")]
     total_amount: Option<Value>,
+    /// At most total_amount.
+    #[schema(value_type = String, required = true, example = "1000.00")]
     payment_amount: Option<Value>,
+    #[schema(value_type = String, required = true, example = "Visa")]
     payment_method: Option<Value>,
+    /// An ISO 4217 code the program accepts (default HKD).
+    #[schema(value_type = String, example = "HKD")]
     currency: Option<Value>,
+    /// RFC 3339; not more than the clock skew in the future.
+    #[schema(value_type = String, required = true, format = DateTime, example = "2023-01-20T10:00:00+08:00")]
     sales_time: Option<Value>,
+    #[schema(value_type = String, required = true, format = DateTime, example = "2023-01-20T10:00:00+08:00")]
     submit_time: Option<Value>,
+    #[schema(value_type = String, required = true, format = DateTime, example = "2023-01-20T10:00:00+08:00")]
     approval_time: Option<Value>,
+    /// Points to spend on this trade, an integer as a string or a number.
+    #[schema(value_type = String, example = "0")]
     burn_point: Option<Value>,
+    #[schema(value_type = String, example = "")]
     resource: Option<Value>,
+    #[schema(value_type = String, example = "")]
     remark: Option<Value>,
+    #[schema(value_type = Vec<String>, example = json!(["https://xxxx"]))]
     receipt_image_url: Option<Value>,
+    #[schema(value_type = Vec<String>, example = json!(["https://xxxx"]))]
     payment_image_url: Option<Value>,
 }
 
@@ -160,14 +183,14 @@ impl TradeCreateRequest {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TradeCreateData {
     pub trade_no: String,
     pub total_point: i64,
     pub detail: Vec<GrantDetail>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct GrantDetail {
     pub point: i64,
     #[serde(rename = "type")]
@@ -253,6 +276,16 @@ impl ResponseError for TradeCreateError {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/point-engine/trade-create",
+    tag = "native",
+    operation_id = "trade_create",
+    summary = "Grant points for a receipt (idempotent by out_trade_no)",
+    request_body = TradeCreateRequest,
+    responses((status = 200, description = "The points granted (or, for the same request again, granted the first time)", body = crate::error::Envelope<TradeCreateData>)),
+    security(("api_key" = []))
+)]
 pub async fn trade_create(
     state: web::Data<AppState>,
     body: web::Json<TradeCreateRequest>,

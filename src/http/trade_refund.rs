@@ -16,11 +16,18 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// The body as sent, loosely typed so that a wrong type is reported by name.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct TradeRefundRequest {
+    /// The caller's refund number: the idempotency key.
+    #[schema(value_type = String, required = true, example = "XXXX-R1")]
     out_refund_no: Option<Value>,
+    /// The trade refunded, by its out_trade_no or trade_no.
+    #[schema(value_type = String, required = true, example = "XXXX")]
     out_trade_no: Option<Value>,
+    /// A decimal with at most 2 places; at most what is left of the payment.
+    #[schema(value_type = String, required = true, example = "100.00")]
     refund_amount: Option<Value>,
+    #[schema(value_type = String, required = true, format = DateTime, example = "2023-01-21T10:00:00+08:00")]
     refund_time: Option<Value>,
 }
 
@@ -67,7 +74,7 @@ impl TradeRefundRequest {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TradeRefundData {
     pub out_refund_no: String,
     pub trade_no: String,
@@ -88,7 +95,7 @@ pub struct TradeRefundData {
     pub detail: Vec<ReversalDetail>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ReversalDetail {
     #[serde(rename = "type")]
     pub point_type: &'static str,
@@ -172,6 +179,16 @@ impl ResponseError for TradeRefundError {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/point-engine/trade-refund",
+    tag = "native",
+    operation_id = "trade_refund",
+    summary = "Refund part or all of a trade's payment: its points are taken back in proportion (idempotent by out_refund_no)",
+    request_body = TradeRefundRequest,
+    responses((status = 200, description = "What the refund took back and gave back", body = crate::error::Envelope<TradeRefundData>)),
+    security(("api_key" = []))
+)]
 pub async fn trade_refund(
     state: web::Data<AppState>,
     body: web::Json<TradeRefundRequest>,

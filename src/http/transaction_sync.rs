@@ -335,6 +335,24 @@ impl ResponseError for TransactionError {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/tp/services/transaction",
+    tag = "pos",
+    operation_id = "transaction_sync",
+    summary = "Real-time transaction sync from a POS (the document's envelope)",
+    request_body(content = Object, description = "The document's transaction"),
+    responses(
+        (status = 200, description = "Recorded: result is the record id", body = Object),
+        (status = 400, description = "A field is missing or bad", body = Object),
+        (status = 401, description = "No or a wrong token", body = Object),
+        (status = 409, description = "transaction_id used with a different request", body = Object),
+        (status = 413, description = "The body is too large", body = Object),
+        (status = 429, description = "Over the client's rate limit", body = Object),
+        (status = 503, description = "Busy; retry", body = Object)
+    ),
+    security(("pos_token" = []))
+)]
 pub async fn transaction(
     state: web::Data<AppState>,
     req: HttpRequest,

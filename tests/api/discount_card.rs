@@ -32,12 +32,12 @@ pub(crate) fn seed() -> Value {
     })
 }
 
-fn path(card: &str) -> String {
+pub(crate) fn path(card: &str) -> String {
     format!("/v3/discount-card/cards/{card}/add-user-records")
 }
 
 /// The Authorization header the platform's SDK would send for this request.
-fn authorization(url: &str, body: &str, timestamp: i64, nonce: &str) -> String {
+pub(crate) fn authorization(url: &str, body: &str, timestamp: i64, nonce: &str) -> String {
     let key =
         rsa::RsaPrivateKey::from_pkcs1_pem(include_str!("../fixtures/discount_card_test_key.pem"))
             .unwrap();
@@ -50,7 +50,7 @@ fn authorization(url: &str, body: &str, timestamp: i64, nonce: &str) -> String {
     )
 }
 
-fn next_nonce() -> String {
+pub(crate) fn next_nonce() -> String {
     static NONCES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     format!(
         "nonce-{}-{}",

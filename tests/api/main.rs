@@ -14,6 +14,7 @@ mod history;
 mod instances;
 mod logging;
 mod metrics;
+mod openapi;
 mod rate_limit;
 mod refund;
 mod report;

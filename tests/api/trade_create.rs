@@ -1,7 +1,7 @@
 use crate::helpers::*;
 use serde_json::{json, Value};
 
-fn seed_answer() -> Value {
+pub(crate) fn seed_answer() -> Value {
     json!({
         "code": 0,
         "msg": "success",
