@@ -27,6 +27,7 @@
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::path::Path;
+use validator::{Validate, ValidationError, ValidationErrors};
 
 /// Order statuses that earn points by default (paid, or further along).
 pub const CBLINK_EARNING_STATUSES: [&str; 4] = [
@@ -44,7 +45,7 @@ pub const CBLINK_REVERSING_STATUSES: [&str; 4] = [
 ];
 
 /// What a native API key may do. Each endpoint names the scopes it takes; `admin` takes all.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Scope {
     /// The tills: trade-create, trade-refund, trade-simulate, member balance.
@@ -97,16 +98,19 @@ impl ApiKey {
     }
 }
 
-/// The longest name of a key, in characters.
-pub const KEY_NAME_CHARS_MAX: usize = 64;
+/// The longest name of a key or client, in characters.
+pub const NAME_CHARS_MAX: u64 = 64;
 
 /// A new key of the native API: `pe_` and 32 random bytes (base64url), and the lines of the
 /// clients file that admit it.
 pub fn new_api_key(name: &str, scopes: &[Scope]) -> Result<(String, String), String> {
-    check_key_name(name)?;
-    if scopes.is_empty() {
-        return Err("a key needs at least one scope".to_string());
+    RawApiKey {
+        name: name.to_string(),
+        key_sha256: String::new(),
+        scopes: scopes.to_vec(),
     }
+    .validate()
+    .map_err(|e| refused("api_key", name, &e))?;
     let mut bytes = [0u8; 32];
     getrandom::getrandom(&mut bytes).map_err(|e| format!("no random bytes: {e}"))?;
     let key = format!(
@@ -138,16 +142,29 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn check_key_name(name: &str) -> Result<(), String> {
-    if name.trim().is_empty()
-        || name.chars().count() > KEY_NAME_CHARS_MAX
-        || name.chars().any(|c| c.is_control())
-    {
-        return Err(format!(
-            "api_key name {name:?}: 1 to {KEY_NAME_CHARS_MAX} characters, no control characters"
-        ));
+/// A name as a log line may show it: not blank, no control characters.
+fn printable(name: &str) -> Result<(), ValidationError> {
+    match name.trim().is_empty() || name.chars().any(char::is_control) {
+        true => Err(ValidationError::new("printable")
+            .with_message("must not be blank or hold control characters".into())),
+        false => Ok(()),
     }
-    Ok(())
+}
+
+/// What is wrong with an entry of the clients file, field by field.
+fn refused(section: &str, name: &str, errors: &ValidationErrors) -> String {
+    let mut problems: Vec<String> = errors
+        .field_errors()
+        .iter()
+        .flat_map(|(field, errors)| {
+            errors.iter().map(move |e| {
+                let why = e.message.as_deref().unwrap_or("is not valid");
+                format!("{field} {why}")
+            })
+        })
+        .collect();
+    problems.sort();
+    format!("{section} {name:?}: {}", problems.join("; "))
 }
 
 #[derive(Debug, Clone, Default)]
@@ -199,36 +216,62 @@ struct RawClients {
     discount_card_merchant: Vec<RawCardMerchant>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Validate)]
 #[serde(deny_unknown_fields)]
 struct RawApiKey {
+    #[validate(
+        length(min = 1, max = NAME_CHARS_MAX, message = "must be 1 to 64 characters"),
+        custom(function = "printable")
+    )]
     name: String,
     key_sha256: String,
+    #[validate(length(min = 1, message = "must name at least one scope"))]
     scopes: Vec<Scope>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Validate)]
 #[serde(deny_unknown_fields)]
 struct RawCardMerchant {
+    #[validate(
+        length(min = 1, max = 32, message = "must be 1 to 32 characters"),
+        custom(function = "printable")
+    )]
     mchid: String,
+    #[validate(
+        length(min = 1, max = 64, message = "must be 1 to 64 characters"),
+        custom(function = "printable")
+    )]
     serial_no: String,
     public_key_pem: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Validate)]
 #[serde(deny_unknown_fields)]
 struct RawPosClient {
+    #[validate(
+        length(min = 1, max = NAME_CHARS_MAX, message = "must be 1 to 64 characters"),
+        custom(function = "printable")
+    )]
     name: String,
     token_sha256: String,
+    #[validate(
+        length(min = 1, max = 32, message = "must be 1 to 32 characters"),
+        custom(function = "printable")
+    )]
     store_code: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Validate)]
 #[serde(deny_unknown_fields)]
 struct RawCblinkApp {
+    #[validate(
+        length(min = 1, max = NAME_CHARS_MAX, message = "must be 1 to 64 characters"),
+        custom(function = "printable")
+    )]
     app_id: String,
     secret_sha256: String,
     #[serde(default = "default_prefix")]
+    #[validate(length(max = 16, message = "must be at most 16 characters"))]
     store_prefix: String,
     earning_statuses: Option<Vec<String>>,
     reversing_statuses: Option<Vec<String>>,
@@ -272,10 +315,7 @@ impl Clients {
             .api_key
             .into_iter()
             .map(|k| {
-                check_key_name(&k.name)?;
-                if k.scopes.is_empty() {
-                    return Err(format!("api_key {:?}: scopes is empty", k.name));
-                }
+                k.validate().map_err(|e| refused("api_key", &k.name, &e))?;
                 Ok(ApiKey {
                     key_sha256: digest_of_hex(&format!("api_key {}", k.name), &k.key_sha256)?,
                     name: k.name,
@@ -298,6 +338,8 @@ impl Clients {
             .pos_client
             .into_iter()
             .map(|c| {
+                c.validate()
+                    .map_err(|e| refused("pos_client", &c.name, &e))?;
                 Ok(PosClient {
                     token_sha256: digest_of_hex(
                         &format!("pos_client {}", c.name),
@@ -328,6 +370,8 @@ impl Clients {
             .cblink_app
             .into_iter()
             .map(|a| {
+                a.validate()
+                    .map_err(|e| refused("cblink_app", &a.app_id, &e))?;
                 Ok(CblinkApp {
                     secret_sha256: digest_of_hex(
                         &format!("cblink_app {}", a.app_id),
@@ -352,6 +396,8 @@ impl Clients {
             .discount_card_merchant
             .into_iter()
             .map(|m| {
+                m.validate()
+                    .map_err(|e| refused("discount_card_merchant", &m.mchid, &e))?;
                 use rsa::pkcs8::DecodePublicKey;
                 let public_key = rsa::RsaPublicKey::from_public_key_pem(m.public_key_pem.trim())
                     .map_err(|e| {
@@ -461,9 +507,20 @@ mod tests {
         for (text, error) in [
             (
                 entry("", &digest, "[\"store\"]"),
-                "api_key name \"\": 1 to 64",
+                "api_key \"\": name must be 1 to 64 characters; name must not be blank or hold control characters",
             ),
-            (entry("a", &digest, "[]"), "api_key \"a\": scopes is empty"),
+            (
+                entry(" ", &digest, "[\"store\"]"),
+                "api_key \" \": name must not be blank or hold control characters",
+            ),
+            (
+                entry(&"x".repeat(65), &digest, "[\"store\"]"),
+                "name must be 1 to 64 characters",
+            ),
+            (
+                entry("a", &digest, "[]"),
+                "api_key \"a\": scopes must name at least one scope",
+            ),
             (
                 entry("a", "abc", "[\"store\"]"),
                 "api_key a: must be 64 hex",

@@ -385,8 +385,12 @@ pub fn run_cli(cli: Cli) -> Result<(), StartupError> {
                 }
             };
             let store = Store::open(&url, 1, Default::default())?;
-            let expired = crate::service::expire_due(&store, as_of)
-                .map_err(|e| StartupError::Config(e.to_string()))?;
+            let bar = spinner("expire");
+            let expired = crate::service::expire_due_with(&store, as_of, &mut |total| {
+                bar.set_message(format!("{} points in {} lots", total.points, total.lots))
+            });
+            bar.finish_and_clear();
+            let expired = expired.map_err(|e| StartupError::Config(e.to_string()))?;
             println!(
                 "expired {} points in {} lots as of {}",
                 expired.points,
@@ -400,7 +404,12 @@ pub fn run_cli(cli: Cli) -> Result<(), StartupError> {
         Command::Rules(command) => run_rules(command),
         Command::Audit(db) => {
             let url = db.url().map_err(StartupError::Config)?;
-            let report = crate::service::audit(&existing_ledger(&url)?)?;
+            let store = existing_ledger(&url)?;
+            let bar = spinner("audit");
+            bar.set_message("checking every invariant");
+            let report = crate::service::audit(&store);
+            bar.finish_and_clear();
+            let report = report?;
             let counts = format!(
                 "{} trades, {} lots, {} entries",
                 report.trades, report.lots, report.entries
@@ -421,6 +430,28 @@ pub fn run_cli(cli: Cli) -> Result<(), StartupError> {
     }
 }
 
+/// A spinner on stderr for long CLI work: drawn only when stderr is a terminal (indicatif hides
+/// it otherwise), so scripts and pipes see the output alone.
+fn spinner(what: &'static str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new_spinner().with_style(
+        indicatif::ProgressStyle::with_template(&format!(
+            "{{spinner}} {what}: {{msg}} ({{elapsed}})"
+        ))
+        .expect("a valid template"),
+    );
+    bar.enable_steady_tick(Duration::from_millis(120));
+    bar
+}
+
+/// Clears a progress bar when the work ends, however it ends.
+struct ClearOnDrop<'a>(&'a indicatif::ProgressBar);
+
+impl Drop for ClearOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.finish_and_clear();
+    }
+}
+
 /// The ledger a read-only command (audit, report, backtest) reads: it must exist already. (Only
 /// `serve` and `expire` create and migrate a new one.)
 fn existing_ledger(url: &ledger::DatabaseUrl) -> Result<Store, StartupError> {
@@ -436,10 +467,12 @@ fn existing_ledger(url: &ledger::DatabaseUrl) -> Result<Store, StartupError> {
 }
 
 fn print_json(value: &impl serde::Serialize) {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(value).expect("reports serialize")
-    );
+    print!("{}", json_text(value));
+}
+
+/// Pretty JSON and a line end, as the CLI prints it.
+fn json_text(value: &impl serde::Serialize) -> String {
+    serde_json::to_string_pretty(value).expect("reports serialize") + "\n"
 }
 
 fn cli_instant(flag: &str, raw: &str) -> Result<chrono::DateTime<chrono::Utc>, StartupError> {
@@ -508,6 +541,11 @@ fn run_report(args: ReportArgs) -> Result<(), StartupError> {
     let store = existing_ledger(&url)?;
     let now = chrono::Utc::now();
     let csv = args.format == "csv";
+    // Shown while a report reads a large ledger; gone before the report is printed.
+    let bar = spinner("report");
+    bar.set_message("reading the ledger");
+    let _clear = ClearOnDrop(&bar);
+    let out;
     match args.report {
         Report::Liability { as_of } => {
             let as_of = match as_of {
@@ -518,9 +556,9 @@ fn run_report(args: ReportArgs) -> Result<(), StartupError> {
             let report =
                 crate::service::liability_report(&store, &rules, as_of, now, args.point_cost)?;
             if csv {
-                print!("{}", report.to_csv());
+                out = report.to_csv();
             } else {
-                print_json(&report);
+                out = json_text(&report);
             }
         }
         Report::Movements { from, to, by } => {
@@ -533,9 +571,9 @@ fn run_report(args: ReportArgs) -> Result<(), StartupError> {
             let by = GroupBy::parse(&by).map_err(|e| config(format!("--by {e}")))?;
             let report = crate::service::movements_report(&store, &rules, from, to, by, now)?;
             if csv {
-                print!("{}", report.to_csv());
+                out = report.to_csv();
             } else {
-                print_json(&report);
+                out = json_text(&report);
             }
         }
         Report::Entries { .. } | Report::Trade { .. } if csv => {
@@ -558,7 +596,7 @@ fn run_report(args: ReportArgs) -> Result<(), StartupError> {
             }
             let history = crate::service::member_history(&store, &vip, page, page_size)?
                 .ok_or_else(|| config(format!("member {vip} not found")))?;
-            print_json(&crate::http::history::HistoryData::new(
+            out = json_text(&crate::http::history::HistoryData::new(
                 &vip, page, page_size, &history,
             ));
         }
@@ -566,9 +604,11 @@ fn run_report(args: ReportArgs) -> Result<(), StartupError> {
             let detail = crate::service::trade_detail(&store, &number)?
                 .ok_or_else(|| config(format!("trade {number} not found")))?;
             let data = crate::http::history::TradeData::try_from(&detail).map_err(config)?;
-            print_json(&data);
+            out = json_text(&data);
         }
     }
+    bar.finish_and_clear();
+    print!("{out}");
     Ok(())
 }
 
@@ -648,23 +688,20 @@ fn run_rules(command: RulesCommand) -> Result<(), StartupError> {
             if from > to {
                 return Err(config("--from is after --to".into()));
             }
-            let started = std::time::Instant::now();
+            let bar = indicatif::ProgressBar::new(0).with_style(
+                indicatif::ProgressStyle::with_template(
+                    "backtest [{bar:40}] {pos}/{len} trades, {elapsed} (eta {eta})",
+                )
+                .expect("a valid template")
+                .progress_chars("#>-"),
+            );
             let mut progress = |done: u64, total: u64| {
-                let width = 40;
-                let filled = (done * width)
-                    .checked_div(total)
-                    .unwrap_or(width)
-                    .min(width);
-                eprint!(
-                    "\rbacktest [{}{}] {done}/{total} trades, {:.1} s",
-                    "#".repeat(filled as usize),
-                    " ".repeat((width - filled) as usize),
-                    started.elapsed().as_secs_f64()
-                );
+                bar.set_length(total);
+                bar.set_position(done);
             };
-            let report = crate::service::backtest(&store, &draft, from, to, &mut progress)?;
-            eprintln!();
-            print_json(&report);
+            let report = crate::service::backtest(&store, &draft, from, to, &mut progress);
+            bar.finish_and_clear();
+            print_json(&report?);
             Ok(())
         }
     }

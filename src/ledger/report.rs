@@ -326,47 +326,54 @@ pub fn movements(
     })
 }
 
-/// One CSV field, quoted when it must be.
-fn csv_field(text: &str) -> String {
-    if text.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", text.replace('"', "\"\""))
-    } else {
-        text.to_string()
+/// A text field as a spreadsheet must not run it: a key beginning with `=`, `+`, `-`, `@` or a
+/// tab (a store or campaign code from outside) is written after a `'`, so finance opening the
+/// file does not run a formula.
+fn text_field(text: &str) -> String {
+    match text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        true => format!("'{text}"),
+        false => text.to_string(),
     }
 }
 
-fn csv_line(fields: &[String]) -> String {
-    let mut line = fields
-        .iter()
-        .map(|f| csv_field(f))
-        .collect::<Vec<_>>()
-        .join(",");
-    line.push_str("\r\n");
-    line
+/// Rows as CSV (RFC 4180: CRLF line ends, fields quoted when they must be).
+fn csv_text(header: &[&str], rows: impl IntoIterator<Item = Vec<String>>) -> String {
+    let mut writer = csv::WriterBuilder::new()
+        .terminator(csv::Terminator::CRLF)
+        .from_writer(Vec::new());
+    let written = writer.write_record(header).and_then(|()| {
+        rows.into_iter()
+            .try_for_each(|row| writer.write_record(&row))
+    });
+    written.expect("writing to memory does not fail");
+    let bytes = writer
+        .into_inner()
+        .expect("writing to memory does not fail");
+    String::from_utf8(bytes).expect("the fields are UTF-8")
 }
 
 impl Liability {
     /// `dimension,key,points,pending,amount`: the total first, then each grouping.
     pub fn to_csv(&self) -> String {
-        let mut out =
-            csv_line(&["dimension", "key", "points", "pending", "amount"].map(String::from));
-        let mut rows = |dimension: &str, list: &[Outstanding]| {
-            for o in list {
-                out += &csv_line(&[
+        let groups = [
+            ("total", std::slice::from_ref(&self.total)),
+            ("expiry_month", &self.by_expiry_month[..]),
+            ("expiry_quarter", &self.by_expiry_quarter[..]),
+            ("type", &self.by_type[..]),
+            ("campaign", &self.by_campaign[..]),
+        ];
+        let rows = groups.into_iter().flat_map(|(dimension, list)| {
+            list.iter().map(move |o| {
+                vec![
                     dimension.to_string(),
-                    o.key.clone(),
+                    text_field(&o.key),
                     o.points.to_string(),
                     o.pending.to_string(),
                     o.amount.map(|a| a.to_string()).unwrap_or_default(),
-                ]);
-            }
-        };
-        rows("total", std::slice::from_ref(&self.total));
-        rows("expiry_month", &self.by_expiry_month);
-        rows("expiry_quarter", &self.by_expiry_quarter);
-        rows("type", &self.by_type);
-        rows("campaign", &self.by_campaign);
-        out
+                ]
+            })
+        });
+        csv_text(&["dimension", "key", "points", "pending", "amount"], rows)
     }
 }
 
@@ -374,14 +381,9 @@ impl Movements {
     /// `key,opening,earned,burned,expired,reversed,returned,net,closing`: a row per group, then
     /// `total` with the opening and closing balances.
     pub fn to_csv(&self) -> String {
-        let header = [
-            "key", "opening", "earned", "burned", "expired", "reversed", "returned", "net",
-            "closing",
-        ];
-        let mut out = csv_line(&header.map(String::from));
         let line = |m: &Moved, opening: String, closing: String| {
-            csv_line(&[
-                m.key.clone(),
+            vec![
+                text_field(&m.key),
                 opening,
                 m.earned.to_string(),
                 m.burned.to_string(),
@@ -390,23 +392,46 @@ impl Movements {
                 m.returned.to_string(),
                 m.net.to_string(),
                 closing,
-            ])
+            ]
         };
-        for row in &self.rows {
-            out += &line(row, String::new(), String::new());
-        }
-        out += &line(
-            &self.totals,
-            self.opening.to_string(),
-            self.closing.to_string(),
-        );
-        out
+        let rows = self
+            .rows
+            .iter()
+            .map(|row| line(row, String::new(), String::new()))
+            .chain([line(
+                &self.totals,
+                self.opening.to_string(),
+                self.closing.to_string(),
+            )]);
+        csv_text(
+            &[
+                "key", "opening", "earned", "burned", "expired", "reversed", "returned", "net",
+                "closing",
+            ],
+            rows,
+        )
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn csv_quotes_what_it_must_and_never_writes_a_formula() {
+        let text = csv_text(
+            &["key", "points"],
+            [
+                vec![text_field("DP01, \"Central\""), "-5".to_string()],
+                vec![text_field("=HYPERLINK(\"x\")"), "3".to_string()],
+                vec![text_field("-SALE"), "0".to_string()],
+            ],
+        );
+        assert_eq!(
+            text,
+            "key,points\r\n\"DP01, \"\"Central\"\"\",-5\r\n\"'=HYPERLINK(\"\"x\"\")\",3\r\n'-SALE,0\r\n"
+        );
+    }
 
     fn lot(id: i64, point_type: &str, campaign: &str, expire_date: Option<&str>) -> LotRow {
         LotRow {

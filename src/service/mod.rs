@@ -247,6 +247,15 @@ pub fn simulate_trade(
 /// Expires every lot past its expiry at `as_of`, a bounded batch per write so that trades
 /// never wait long behind it.
 pub fn expire_due(store: &Store, as_of: DateTime<Utc>) -> Result<ledger::Expired, ServiceError> {
+    expire_due_with(store, as_of, &mut |_| {})
+}
+
+/// `expire_due`, telling `progress` the running total after each batch.
+pub fn expire_due_with(
+    store: &Store,
+    as_of: DateTime<Utc>,
+    progress: &mut dyn FnMut(&ledger::Expired),
+) -> Result<ledger::Expired, ServiceError> {
     let mut total = ledger::Expired::default();
     loop {
         let (picked, expired) = store.writer.write(move |conn| {
@@ -254,6 +263,7 @@ pub fn expire_due(store: &Store, as_of: DateTime<Utc>) -> Result<ledger::Expired
         })?;
         total.lots += expired.lots;
         total.points += expired.points;
+        progress(&total);
         if picked < ledger::EXPIRE_BATCH_MAX as usize {
             return Ok(total);
         }
