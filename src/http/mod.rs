@@ -37,6 +37,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, body_bytes_max: usize) {
     };
     use Scope::{Finance, Marketer, Store};
     cfg.route("/health", web::get().to(health::health))
+        .route("/ready", web::get().to(health::ready))
         .route("/metrics", web::get().to(health::metrics))
         .route("/openapi.json", web::get().to(openapi::document))
         // The adapters read their bodies themselves (`read_body`), after authenticating.

@@ -46,6 +46,7 @@ pub struct NativeError {
         cblink::trade,
         discount_card::add_user_records,
         health::health,
+        health::ready,
     ),
     components(schemas(NativeError)),
     modifiers(&Contracts),

@@ -107,6 +107,13 @@ pub(crate) fn ms(instant: DateTime<Utc>) -> i64 {
 /// The member an account number names: the member with that account number, or else the
 /// member one of whose identities it writes (`WX:<openid>`, `TEL:<phone>`, `CARD:<code>`), so
 /// a member first seen by openid can be looked up by its phone too.
+/// Whether the database answers: one trivial query.
+pub fn ping(conn: &mut Conn) -> Result<(), PostError> {
+    use diesel::RunQueryDsl;
+    diesel::sql_query("SELECT 1").execute(conn)?;
+    Ok(())
+}
+
 pub fn find_member(conn: &mut Conn, vip: &VipAccountNo) -> Result<Option<i64>, PostError> {
     if let Some(id) = repo::find_member_id(conn, vip.as_str())? {
         return Ok(Some(id));

@@ -270,6 +270,11 @@ pub fn expire_due_with(
     }
 }
 
+/// Whether the ledger answers reads now (a pooled connection runs a query).
+pub fn ready(store: &Store) -> Result<(), ServiceError> {
+    Ok(ledger::ping(&mut *store.pool.get()?)?)
+}
+
 /// Checks every ledger invariant.
 pub fn audit(store: &Store) -> Result<ledger::audit::Report, ServiceError> {
     let mut conn = store.pool.get()?;

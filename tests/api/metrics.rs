@@ -68,4 +68,18 @@ fn metrics_count_requests_trades_and_points() {
     assert!(!text.contains("M-MET"));
 }
 
-on_both_backends!(metrics_count_requests_trades_and_points);
+fn ready_says_the_ledger_answers_and_names_the_rules() {
+    let app = spawn_app();
+    let (status, ready) = app.call_as("none", "GET", "/ready", None);
+    assert_eq!(status, 200);
+    let (_, rules) = app.get("/v1/point-engine/rules");
+    assert_eq!(
+        ready,
+        serde_json::json!({"status": "ready", "rules_version": rules["data"]["version"]})
+    );
+}
+
+on_both_backends!(
+    metrics_count_requests_trades_and_points,
+    ready_says_the_ledger_answers_and_names_the_rules,
+);
