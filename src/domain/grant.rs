@@ -40,7 +40,8 @@ pub struct Grant {
     pub expires_at: Option<DateTime<Utc>>,
     /// The instant the points become usable: pending before it (the program's return window).
     pub available_at: DateTime<Utc>,
-    pub remark: String,
+    /// Shared with the campaign that granted it: no allocation a grant.
+    pub remark: std::sync::Arc<str>,
     /// Set for A grants, `None` for E grants.
     pub campaign_code: Option<CampaignCode>,
 }

@@ -22,14 +22,15 @@ fn parse_text(raw: &str, len_max: usize) -> Result<String, String> {
 macro_rules! text_id {
     ($(#[$doc:meta])* $name:ident, $len_max:expr) => {
         $(#[$doc])*
+        /// Shared text: a copy (a grant naming its campaign, say) costs no allocation.
         #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-        pub struct $name(String);
+        pub struct $name(std::sync::Arc<str>);
 
         impl $name {
             pub const LEN_MAX: usize = $len_max;
 
             pub fn parse(raw: &str) -> Result<Self, String> {
-                parse_text(raw, Self::LEN_MAX).map(Self)
+                parse_text(raw, Self::LEN_MAX).map(|text| Self(text.into()))
             }
 
             pub fn as_str(&self) -> &str {
@@ -109,7 +110,7 @@ impl TradeNo {
         use sha2::{Digest, Sha256};
         let digest = Sha256::digest(format!("trade:{}", out_trade_no.as_str()).as_bytes());
         let hex: String = digest[..10].iter().map(|b| format!("{b:02X}")).collect();
-        Self(format!("PE{hex}"))
+        Self(format!("PE{hex}").into())
     }
 }
 

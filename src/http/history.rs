@@ -142,7 +142,7 @@ impl TryFrom<&TradeDetail> for TradeData {
                     expire_type: grant.expire_type.as_str(),
                     expire_time: grant.expire_date_text(),
                     campaign_code: grant.campaign_code_text().to_string(),
-                    remark: grant.remark.clone(),
+                    remark: grant.remark.to_string(),
                 })
                 .collect(),
             entries: detail.movements.iter().map(MovementData::from).collect(),

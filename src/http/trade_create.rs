@@ -214,7 +214,7 @@ impl From<&Grant> for GrantDetail {
             point_type: grant.point_type.as_str(),
             expire_type: grant.expire_type.as_str(),
             expire_time,
-            remark: grant.remark.clone(),
+            remark: grant.remark.to_string(),
             campaign_code: grant.campaign_code_text().to_string(),
         }
     }

@@ -453,7 +453,7 @@ fn grant_of_lot(lot: &OpenLot) -> Result<Grant, PostError> {
             .and_then(DateTime::<Utc>::from_timestamp_millis),
         available_at: DateTime::<Utc>::from_timestamp_millis(lot.available_at_ms)
             .ok_or_else(|| corrupt("available_at_ms", lot.available_at_ms.to_string()))?,
-        remark: lot.remark.clone(),
+        remark: lot.remark.as_str().into(),
         campaign_code,
     })
 }

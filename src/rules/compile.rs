@@ -71,30 +71,97 @@ pub enum LoadError {
     Invalid { problems: Vec<Problem> },
 }
 
+/// A rule file with the byte offset of each of its line ends, found once: a place in it is
+/// a binary search, so locating every campaign of a large file stays linear.
+struct Located<'a> {
+    source: &'a Source,
+    newlines: Vec<usize>,
+}
+
+impl<'a> Located<'a> {
+    fn new(source: &'a Source) -> Self {
+        let newlines = source
+            .text
+            .bytes()
+            .enumerate()
+            .filter_map(|(i, b)| (b == b'\n').then_some(i))
+            .collect();
+        Self { source, newlines }
+    }
+
+    /// (line, column) of a byte offset, both from 1; the column in characters.
+    fn place(&self, offset: usize) -> (usize, usize) {
+        let text = &self.source.text;
+        let offset = offset.min(text.len());
+        let line = self.newlines.partition_point(|&nl| nl < offset);
+        let start = if line == 0 {
+            0
+        } else {
+            self.newlines[line - 1] + 1
+        };
+        let column = text.get(start..offset).map_or(0, |t| t.chars().count()) + 1;
+        (line + 1, column)
+    }
+}
+
 /// Collects problems against one file, turning byte offsets into lines and columns.
 struct FileProblems<'a> {
-    source: &'a Source,
+    file: &'a Located<'a>,
     problems: &'a mut Vec<Problem>,
 }
 
 impl FileProblems<'_> {
     /// `file:line` of a byte offset.
     fn origin(&self, offset: usize) -> String {
-        let before = &self.source.text[..offset.min(self.source.text.len())];
-        format!("{}:{}", self.source.name, before.matches('\n').count() + 1)
+        format!("{}:{}", self.file.source.name, self.file.place(offset).0)
     }
 
     fn at(&mut self, offset: usize, message: impl Into<String>) {
-        let before = &self.source.text[..offset.min(self.source.text.len())];
-        let line = before.matches('\n').count() + 1;
-        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        let (line, column) = self.file.place(offset);
         self.problems.push(Problem {
-            file: self.source.name.clone(),
+            file: self.file.source.name.clone(),
             line,
             column,
             message: message.into(),
         });
     }
+}
+
+/// Parses every file, on one thread fewer than the machine has cores (at most 8; one core is
+/// left to the trades a hot reload must not hold up): the files are independent, and parsing
+/// is most of the time a large program takes to load.
+fn parse_all(sources: &[Source]) -> Vec<Result<RawFile, toml::de::Error>> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .saturating_sub(1)
+        .clamp(1, 8)
+        .min(sources.len());
+    if threads <= 1 {
+        return sources.iter().map(|s| toml::from_str(&s.text)).collect();
+    }
+    // Files dealt out in turn, so large and small ones spread over the threads.
+    let parsed: Vec<Vec<(usize, Result<RawFile, toml::de::Error>)>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|t| {
+                scope.spawn(move || {
+                    sources
+                        .iter()
+                        .enumerate()
+                        .skip(t)
+                        .step_by(threads)
+                        .map(|(i, s)| (i, toml::from_str(&s.text)))
+                        .collect()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().expect("parsing does not panic"))
+            .collect()
+    });
+    let mut all: Vec<_> = parsed.into_iter().flatten().collect();
+    all.sort_by_key(|(i, _)| *i);
+    all.into_iter().map(|(_, parsed)| parsed).collect()
 }
 
 pub fn compile(sources: &[Source], version: String) -> Result<Ruleset, LoadError> {
@@ -104,20 +171,22 @@ pub fn compile(sources: &[Source], version: String) -> Result<Ruleset, LoadError
     let mut raw_objectives = Vec::new();
     let mut raw_tests = Vec::new();
 
-    for source in sources {
+    let located: Vec<Located> = sources.iter().map(Located::new).collect();
+    for (file, parsed) in located.iter().zip(parse_all(sources)) {
+        let source = file.source;
         let mut at = FileProblems {
-            source,
+            file,
             problems: &mut problems,
         };
-        let file: RawFile = match toml::from_str(&source.text) {
-            Ok(file) => file,
+        let parsed: RawFile = match parsed {
+            Ok(parsed) => parsed,
             Err(error) => {
                 let offset = error.span().map_or(0, |s| s.start);
                 at.at(offset, error.message().to_string());
                 continue;
             }
         };
-        if let Some(raw) = file.program {
+        if let Some(raw) = parsed.program {
             let offset = raw.span().start;
             if let Some((_, first)) = &program {
                 at.at(
@@ -129,14 +198,14 @@ pub fn compile(sources: &[Source], version: String) -> Result<Ruleset, LoadError
                 program = Some((compiled, source.name.clone()));
             }
         }
-        for raw in file.campaign {
-            raw_campaigns.push((source, raw));
+        for raw in parsed.campaign {
+            raw_campaigns.push((file, raw));
         }
-        for raw in file.objective {
-            raw_objectives.push((source, raw));
+        for raw in parsed.objective {
+            raw_objectives.push((file, raw));
         }
-        for raw in file.test {
-            raw_tests.push((source, raw));
+        for raw in parsed.test {
+            raw_tests.push((file, raw));
         }
     }
 
@@ -157,19 +226,19 @@ pub fn compile(sources: &[Source], version: String) -> Result<Ruleset, LoadError
             "campaigns",
             raw_campaigns.len(),
             CAMPAIGNS_MAX,
-            raw_campaigns.last().map(|c| c.0),
+            raw_campaigns.last().map(|c| c.0.source),
         ),
         (
             "objectives",
             raw_objectives.len(),
             OBJECTIVES_MAX,
-            raw_objectives.last().map(|c| c.0),
+            raw_objectives.last().map(|c| c.0.source),
         ),
         (
             "tests",
             raw_tests.len(),
             TESTS_MAX,
-            raw_tests.last().map(|c| c.0),
+            raw_tests.last().map(|c| c.0.source),
         ),
     ] {
         if count > max {
@@ -185,9 +254,10 @@ pub fn compile(sources: &[Source], version: String) -> Result<Ruleset, LoadError
 
     let mut campaigns = Vec::with_capacity(raw_campaigns.len());
     let mut seen: HashMap<String, String> = HashMap::new();
-    for (source, raw) in &raw_campaigns {
+    for (file, raw) in &raw_campaigns {
+        let source = file.source;
         let mut at = FileProblems {
-            source,
+            file,
             problems: &mut problems,
         };
         let offset = raw.span().start;
@@ -211,9 +281,10 @@ pub fn compile(sources: &[Source], version: String) -> Result<Ruleset, LoadError
         campaigns.push(campaign);
     }
     let mut objectives: Vec<Objective> = Vec::with_capacity(raw_objectives.len());
-    for (source, raw) in &raw_objectives {
+    for (file, raw) in &raw_objectives {
+        let source = file.source;
         let mut at = FileProblems {
-            source,
+            file,
             problems: &mut problems,
         };
         let offset = raw.span().start;
@@ -238,9 +309,9 @@ pub fn compile(sources: &[Source], version: String) -> Result<Ruleset, LoadError
         }
     }
     let mut tests = Vec::with_capacity(raw_tests.len());
-    for (index, (source, raw)) in raw_tests.iter().enumerate() {
+    for (index, (file, raw)) in raw_tests.iter().enumerate() {
         let mut at = FileProblems {
-            source,
+            file,
             problems: &mut problems,
         };
         let offset = raw.span().start;
@@ -333,7 +404,7 @@ fn compile_objective(raw: &RawObjective, report: &mut dyn FnMut(String)) -> Opti
         id,
         code: code?,
         name: name?,
-        remark: remark?,
+        remark: remark?.into(),
         points: points?,
         every: every?,
         expire_type,
@@ -616,6 +687,7 @@ fn compile_program(raw: &RawProgram, report: &mut dyn FnMut(String)) -> Option<P
             Some(_) => {}
         }
     }
+    let (earn_points, earn_per_amount) = (earn_points?, earn_per_amount?);
     Some(Program {
         name: name?,
         time_zone: time_zone?,
@@ -623,9 +695,10 @@ fn compile_program(raw: &RawProgram, report: &mut dyn FnMut(String)) -> Option<P
         currency_rates,
         rounding: rounding?,
         earn_base: earn_base?,
-        earn_points: earn_points?,
-        earn_per_amount: earn_per_amount?,
-        earn_remark: earn_remark?,
+        earn_points,
+        earn_per_amount,
+        earn_ratio: super::engine::exact_ratio(earn_points, earn_per_amount),
+        earn_remark: earn_remark?.into(),
         kdp: kdp?,
         pending_days: pending_days?,
         exclude_post_fee: exclude.0,
@@ -724,11 +797,14 @@ fn compile_award(raw: &RawAward, program: &Program, has_skus: bool) -> Result<Aw
         Some(r) => Rounding::parse(r).map_err(|e| format!("rounding {e}"))?,
         None => program.rounding,
     };
+    let points = Decimal::from(points.value());
+    let per_amount =
+        positive_decimal(per_amount, Decimal::MAX).map_err(|e| format!("per_amount {e}"))?;
     Ok(Award::PerAmount {
-        points: Decimal::from(points.value()),
-        per_amount: positive_decimal(per_amount, Decimal::MAX)
-            .map_err(|e| format!("per_amount {e}"))?,
+        points,
+        per_amount,
         rounding,
+        ratio: super::engine::exact_ratio(points, per_amount),
     })
 }
 
@@ -914,7 +990,7 @@ fn compile_campaign(
         origin,
         code,
         name: name?,
-        remark: remark?,
+        remark: remark?.into(),
         starts_at: starts_at?.to_utc(),
         ends_at: ends_at?.to_utc(),
         stores: stores?,

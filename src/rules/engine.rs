@@ -6,7 +6,7 @@ use crate::domain::{
     CampaignCode, ContextNeeds, CurrencyCode, ExpireType, Grant, MemberContext, ObjectiveId,
     PointType, Points, Priced, ProgramTz, Trade,
 };
-use chrono::{DateTime, Datelike, Duration, NaiveDate, Timelike, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, Timelike, Utc};
 use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::{Decimal, RoundingStrategy};
 use std::collections::{BTreeMap, HashMap};
@@ -90,7 +90,9 @@ pub struct Program {
     /// `earn_points` E points for every `earn_per_amount` of base currency.
     pub earn_points: Decimal,
     pub earn_per_amount: Decimal,
-    pub earn_remark: String,
+    /// `earn_points / earn_per_amount` when it is an exact decimal (see `exact_ratio`).
+    pub earn_ratio: Option<Decimal>,
+    pub earn_remark: std::sync::Arc<str>,
     pub kdp: KdpPolicy,
     /// New points are pending (not usable) for this many days after the sale.
     pub pending_days: u32,
@@ -125,6 +127,9 @@ pub enum Award {
         points: Decimal,
         per_amount: Decimal,
         rounding: Rounding,
+        /// `points / per_amount` when it is an exact decimal (1 / 20 = 0.05): the award is then
+        /// one multiplication, with the same result as multiplying and dividing.
+        ratio: Option<Decimal>,
     },
     /// A fixed number of points per matching trade.
     Fixed(Points),
@@ -132,6 +137,28 @@ pub enum Award {
     PerLine(Points),
     /// Points for each unit on lines matching the campaign's SKUs.
     PerUnit(Points),
+}
+
+/// `points / per_amount` if it is an exact decimal: then `value * ratio` equals
+/// `value * points / per_amount` exactly, without a division per trade.
+pub fn exact_ratio(points: Decimal, per_amount: Decimal) -> Option<Decimal> {
+    let ratio = points.checked_div(per_amount)?;
+    (ratio.checked_mul(per_amount)? == points).then_some(ratio)
+}
+
+/// `value * points / per_amount`, by the exact ratio when there is one.
+fn per(
+    value: Decimal,
+    points: Decimal,
+    per_amount: Decimal,
+    ratio: Option<Decimal>,
+) -> Option<Decimal> {
+    match ratio {
+        Some(ratio) => value.checked_mul(ratio),
+        None => value
+            .checked_mul(points)
+            .and_then(|v| v.checked_div(per_amount)),
+    }
 }
 
 /// A pattern over codes (stores, SKUs): `*` stands for any run of characters, `?` for one.
@@ -156,6 +183,18 @@ impl Glob {
 
     pub fn text(&self) -> String {
         self.0.iter().collect()
+    }
+
+    /// The literal prefix and how the rest matches.
+    fn shape(&self) -> (String, GlobShape) {
+        let literal = self.literal_prefix();
+        let rest = &self.0[literal.chars().count()..];
+        let shape = match rest {
+            [] => GlobShape::Exact,
+            ['*'] => GlobShape::Prefix,
+            _ => GlobShape::Other,
+        };
+        (literal, shape)
     }
 
     /// Matches a code given as characters (collected once per trade, not per campaign).
@@ -196,7 +235,7 @@ pub struct Campaign {
     pub origin: String,
     pub code: CampaignCode,
     pub name: String,
-    pub remark: String,
+    pub remark: std::sync::Arc<str>,
     /// The campaign applies to trades whose `sales_time` is in `[starts_at, ends_at)`.
     pub starts_at: DateTime<Utc>,
     pub ends_at: DateTime<Utc>,
@@ -235,7 +274,7 @@ pub struct Objective {
     pub id: ObjectiveId,
     pub code: CampaignCode,
     pub name: String,
-    pub remark: String,
+    pub remark: std::sync::Arc<str>,
     pub points: Points,
     /// Every `every`th completion earns `points`.
     pub every: u64,
@@ -295,8 +334,12 @@ impl Ruleset {
 /// What a trade looks like to the campaigns: computed once per trade.
 struct Facts<'t> {
     trade: &'t Trade,
-    store: Vec<char>,
+    /// The store code as characters, for store patterns the index could not match itself:
+    /// made when first needed.
+    store: std::cell::OnceCell<Vec<char>>,
     sales_at: DateTime<Utc>,
+    /// The local date of the sale: grants' expiries count from it.
+    earned_on: NaiveDate,
     /// Local weekday (Monday = 0) and minute of the day.
     weekday: u32,
     minute: u32,
@@ -306,48 +349,129 @@ struct Facts<'t> {
     skus: Vec<Vec<char>>,
 }
 
-/// Why a campaign did not match a trade, for `explain`.
-pub type Miss = String;
+impl Facts<'_> {
+    fn store_chars(&self) -> &[char] {
+        self.store
+            .get_or_init(|| self.trade.store_code.as_str().chars().collect())
+    }
+}
+
+/// Why a campaign did not match a trade. Pricing only needs to know that it did not; `explain`
+/// renders the reason (`Miss::reason`), so no text is built on the hot path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Miss {
+    Window,
+    Store,
+    PaymentMethod,
+    Currency,
+    Day,
+    Hours,
+    MinSpend,
+    MaxSpend,
+    /// Units of the campaign's SKUs on the receipt.
+    Units(u64),
+    /// Trades the member made before.
+    NotFirst(u64),
+    /// The trade's number in the campaign's window.
+    Nth(u64),
+}
+
+impl Miss {
+    /// What `explain` says.
+    fn reason(self, campaign: &Campaign, facts: &Facts) -> String {
+        let trade = facts.trade;
+        match self {
+            Self::Window => format!(
+                "sales_time {} is outside [{}, {})",
+                facts.sales_at.to_rfc3339(),
+                campaign.starts_at.to_rfc3339(),
+                campaign.ends_at.to_rfc3339()
+            ),
+            Self::Store => format!(
+                "store {} matches none of {:?}",
+                trade.store_code,
+                campaign.stores.iter().map(Glob::text).collect::<Vec<_>>()
+            ),
+            Self::PaymentMethod => format!(
+                "payment_method {} is not one of {:?}",
+                trade.payment_method.as_str(),
+                campaign.payment_methods
+            ),
+            Self::Currency => format!("currency {} is not accepted", trade.currency),
+            Self::Day => format!(
+                "{} is not one of its days",
+                WEEKDAYS[facts.weekday as usize]
+            ),
+            Self::Hours => format!(
+                "{:02}:{:02} is outside its hours",
+                facts.minute / 60,
+                facts.minute % 60
+            ),
+            Self::MinSpend => format!(
+                "spend {} is below min_spend {}",
+                facts.spend_base, campaign.min_spend
+            ),
+            Self::MaxSpend => format!(
+                "spend {} is above max_spend {}",
+                facts.spend_base,
+                campaign.max_spend.unwrap_or_default()
+            ),
+            Self::Units(units) => format!(
+                "{units} units of {:?}, it needs {}",
+                campaign.skus.iter().map(Glob::text).collect::<Vec<_>>(),
+                campaign.min_quantity
+            ),
+            Self::NotFirst(before) => format!("not the member's first trade ({before} before)"),
+            Self::Nth(nth) => format!(
+                "the member's trade number {nth} in its window, not {}",
+                campaign.nth_trade.unwrap_or_default()
+            ),
+        }
+    }
+}
+
+/// What the index already knows of a candidate: conditions it need not check again.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Known {
+    /// Found through one of its exact store codes or plain prefixes: the store matches.
+    pub store: bool,
+    /// Its payment methods were matched exactly by the index's bit mask.
+    pub payment_method: bool,
+    /// Every trade condition was checked by the index.
+    pub all: bool,
+}
 
 impl Campaign {
     /// The conditions that depend on the trade alone.
-    fn check_trade(&self, facts: &Facts) -> Result<(), Miss> {
+    fn check_trade(&self, facts: &Facts, known: Known) -> Result<(), Miss> {
+        if known.all {
+            return Ok(());
+        }
         let at = facts.sales_at;
         if at < self.starts_at || at >= self.ends_at {
-            return Err(format!(
-                "sales_time {} is outside [{}, {})",
-                at.to_rfc3339(),
-                self.starts_at.to_rfc3339(),
-                self.ends_at.to_rfc3339()
-            ));
+            return Err(Miss::Window);
         }
-        if !self.stores.is_empty() && !self.stores.iter().any(|p| p.matches(&facts.store)) {
-            return Err(format!(
-                "store {} matches none of {:?}",
-                facts.trade.store_code,
-                self.stores.iter().map(Glob::text).collect::<Vec<_>>()
-            ));
+        if !known.store
+            && !self.stores.is_empty()
+            && !self.stores.iter().any(|p| p.matches(facts.store_chars()))
+        {
+            return Err(Miss::Store);
         }
-        let method = facts.trade.payment_method.as_str();
-        if !self.payment_methods.is_empty()
-            && !self
+        if !known.payment_method && !self.payment_methods.is_empty() {
+            let method = facts.trade.payment_method.as_str();
+            if !self
                 .payment_methods
                 .iter()
                 .any(|m| m.eq_ignore_ascii_case(method))
-        {
-            return Err(format!(
-                "payment_method {method} is not one of {:?}",
-                self.payment_methods
-            ));
+            {
+                return Err(Miss::PaymentMethod);
+            }
         }
         if !self.currencies.is_empty() && !self.currencies.contains(&facts.trade.currency) {
-            return Err(format!("currency {} is not accepted", facts.trade.currency));
+            return Err(Miss::Currency);
         }
         if self.days_of_week != 0 && self.days_of_week & (1 << facts.weekday) == 0 {
-            return Err(format!(
-                "{} is not one of its days",
-                WEEKDAYS[facts.weekday as usize]
-            ));
+            return Err(Miss::Day);
         }
         if !self.hours.is_empty()
             && !self
@@ -355,34 +479,18 @@ impl Campaign {
                 .iter()
                 .any(|(from, to)| (*from..*to).contains(&facts.minute))
         {
-            return Err(format!(
-                "{:02}:{:02} is outside its hours",
-                facts.minute / 60,
-                facts.minute % 60
-            ));
+            return Err(Miss::Hours);
         }
         if facts.spend_base < self.min_spend {
-            return Err(format!(
-                "spend {} is below min_spend {}",
-                facts.spend_base, self.min_spend
-            ));
+            return Err(Miss::MinSpend);
         }
-        if let Some(max) = self.max_spend {
-            if facts.spend_base > max {
-                return Err(format!(
-                    "spend {} is above max_spend {max}",
-                    facts.spend_base
-                ));
-            }
+        if self.max_spend.is_some_and(|max| facts.spend_base > max) {
+            return Err(Miss::MaxSpend);
         }
         if !self.skus.is_empty() {
             let (_, units) = self.matching_lines(facts);
             if units < u64::from(self.min_quantity) {
-                return Err(format!(
-                    "{units} units of {:?}, it needs {}",
-                    self.skus.iter().map(Glob::text).collect::<Vec<_>>(),
-                    self.min_quantity
-                ));
+                return Err(Miss::Units(units));
             }
         }
         Ok(())
@@ -394,17 +502,12 @@ impl Campaign {
             return Ok(());
         }
         if self.first_trade && ctx.trades_before > 0 {
-            return Err(format!(
-                "not the member's first trade ({} before)",
-                ctx.trades_before
-            ));
+            return Err(Miss::NotFirst(ctx.trades_before));
         }
         if let Some(n) = self.nth_trade {
             let nth = ctx.campaign(&self.code).trades_in_window + 1;
             if nth != n {
-                return Err(format!(
-                    "the member's trade number {nth} in its window, not {n}"
-                ));
+                return Err(Miss::Nth(nth));
             }
         }
         Ok(())
@@ -432,10 +535,8 @@ impl Campaign {
                 points,
                 per_amount,
                 rounding,
-            } => facts
-                .spend_base
-                .checked_mul(*points)
-                .and_then(|v| v.checked_div(*per_amount))
+                ratio,
+            } => per(facts.spend_base, *points, *per_amount, *ratio)
                 .and_then(|v| rounding.to_points(v)),
             Award::Fixed(points) => Some(*points),
             Award::PerLine(points) | Award::PerUnit(points) => {
@@ -456,7 +557,10 @@ impl Campaign {
 
     /// Caps `points` by the campaign's limits; the reason when a cap bit.
     fn capped(&self, points: i64, ctx: &MemberContext) -> (i64, Option<String>) {
-        if ctx.repricing {
+        let uncapped = self.max_points_per_trade.is_none()
+            && self.member_limit.is_none()
+            && self.budget.is_none();
+        if ctx.repricing || uncapped {
             return (points, None);
         }
         let used = ctx.campaign(&self.code);
@@ -516,70 +620,261 @@ pub struct Explanation {
     pub campaigns: Vec<CampaignOutcome>,
 }
 
-/// Campaigns indexed by the literal prefix of their store patterns and the months they run, so
-/// a trade looks only at the campaigns that could apply at its store and time.
-#[derive(Debug, Clone, Default)]
-pub struct CampaignIndex {
-    /// store prefix → (month, or `None` for long campaigns) → campaign positions, ascending.
-    buckets: HashMap<String, HashMap<Option<i32>, Vec<u32>>>,
+/// A campaign as an index bucket holds it: what lets most campaigns be passed over without
+/// touching the campaign itself (32 bytes, scanned in a tight loop).
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    position: u32,
+    /// `Known` flags: what the index checks exactly (`KNOWN_*`).
+    known: u8,
+    /// Its `min_spend`, checked in the scan.
+    min_spend: Decimal,
+    /// Bit per interned payment method the campaign takes (all bits: any method, or one the
+    /// index could not intern: checked exactly later).
+    methods: u64,
+    /// The window in whole microseconds, widened outward: a trade outside it is outside the
+    /// exact window; one inside is checked exactly.
+    starts_us: i64,
+    ends_us: i64,
 }
 
-/// A campaign running more months than this is indexed by store only.
-const INDEX_MONTHS_MAX: i32 = 24;
+const KNOWN_STORE: u8 = 1;
+const KNOWN_METHOD: u8 = 2;
+/// Its window is in whole microseconds: the scan's window check is exact.
+const KNOWN_WINDOW: u8 = 4;
+/// No trade condition but window, stores, payment methods and min_spend.
+const KNOWN_REST: u8 = 8;
+const KNOWN_ALL: u8 = KNOWN_STORE | KNOWN_METHOD | KNOWN_WINDOW | KNOWN_REST;
+/// The payment-method bit of a method no campaign names.
+const OTHER_METHOD: u64 = 1 << 63;
+/// Payment methods interned as bits (the last bit is `OTHER_METHOD`).
+const METHOD_BITS_MAX: usize = 63;
 
-fn month_index(at: DateTime<Utc>) -> i32 {
-    at.year() * 12 + at.month0() as i32
+/// FNV-1a: a fast hash for the index's short keys (store codes, methods). The keys come from
+/// the rule files; a caller's store code only looks them up.
+#[derive(Default, Clone, Copy)]
+pub struct Fnv(u64);
+
+impl std::hash::Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut hash = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for byte in bytes {
+            hash ^= u64::from(*byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = hash;
+    }
+}
+
+type FnvMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<Fnv>>;
+
+/// Campaigns indexed by store: exact store codes in one map, pattern prefixes (the characters
+/// before the first wildcard) in another, each bucket in evaluation order. A trade looks up its
+/// store code and each of its prefixes of a length some pattern has, passes over what its time
+/// and payment method rule out, and checks only the rest. Built in one pass (linear).
+#[derive(Debug, Clone, Default)]
+pub struct CampaignIndex {
+    exact: FnvMap<Box<str>, Bucket>,
+    prefix: FnvMap<Box<str>, Bucket>,
+    /// The byte lengths of the keys of `prefix`, ascending.
+    prefix_lengths: Vec<usize>,
+    /// Upper-cased payment method → its bit.
+    methods: FnvMap<String, u64>,
+}
+
+/// The campaigns of one store key, in evaluation order: those taking exactly one payment method
+/// apart by method, so a trade scans only its own method's and the rest.
+#[derive(Debug, Clone, Default)]
+struct Bucket {
+    any: Vec<Entry>,
+    by_method: Vec<(u64, Vec<Entry>)>,
+}
+
+impl Bucket {
+    fn list(&mut self, methods: u64) -> &mut Vec<Entry> {
+        if methods == u64::MAX || methods.count_ones() != 1 {
+            return &mut self.any;
+        }
+        match self.by_method.iter().position(|(bit, _)| *bit == methods) {
+            Some(i) => &mut self.by_method[i].1,
+            None => {
+                self.by_method.push((methods, Vec::new()));
+                &mut self.by_method.last_mut().expect("just pushed").1
+            }
+        }
+    }
+}
+
+/// Whole microseconds since 1970, rounded down (`up`: rounded up).
+fn micros(at: DateTime<Utc>, up: bool) -> i64 {
+    let us = at.timestamp_micros();
+    match up && !at.timestamp_subsec_nanos().is_multiple_of(1000) {
+        true => us.saturating_add(1),
+        false => us,
+    }
 }
 
 impl CampaignIndex {
     pub fn build(campaigns: &[Campaign]) -> Self {
-        let mut buckets: HashMap<String, HashMap<Option<i32>, Vec<u32>>> = HashMap::new();
-        for (position, campaign) in campaigns.iter().enumerate() {
-            let first = month_index(campaign.starts_at);
-            let last = month_index(campaign.ends_at - Duration::milliseconds(1));
-            let months: Vec<Option<i32>> = if last - first < INDEX_MONTHS_MAX {
-                (first..=last).map(Some).collect()
-            } else {
-                vec![None]
-            };
-            let mut prefixes: Vec<String> = if campaign.stores.is_empty() {
-                vec![String::new()]
-            } else {
-                campaign.stores.iter().map(Glob::literal_prefix).collect()
-            };
-            prefixes.sort();
-            prefixes.dedup();
-            for prefix in prefixes {
-                let by_month = buckets.entry(prefix).or_default();
-                for month in &months {
-                    by_month.entry(*month).or_default().push(position as u32);
+        let mut index = Self::default();
+        for campaign in campaigns {
+            for method in &campaign.payment_methods {
+                let next = index.methods.len();
+                if next < METHOD_BITS_MAX && !index.methods.contains_key(method) {
+                    index.methods.insert(method.clone(), 1 << next);
                 }
             }
         }
-        Self { buckets }
+        let mut lengths = std::collections::BTreeSet::new();
+        for (position, campaign) in campaigns.iter().enumerate() {
+            let mut methods = 0u64;
+            let mut method_known = !campaign.payment_methods.is_empty();
+            for method in &campaign.payment_methods {
+                match index.methods.get(method) {
+                    Some(bit) => methods |= bit,
+                    None => method_known = false,
+                }
+            }
+            if !method_known {
+                methods = u64::MAX;
+            }
+            let whole_micros = |at: DateTime<Utc>| at.timestamp_subsec_nanos().is_multiple_of(1000);
+            let window_known = whole_micros(campaign.starts_at) && whole_micros(campaign.ends_at);
+            let rest_known = campaign.currencies.is_empty()
+                && campaign.days_of_week == 0
+                && campaign.hours.is_empty()
+                && campaign.max_spend.is_none()
+                && campaign.skus.is_empty();
+            let method_known = method_known || campaign.payment_methods.is_empty();
+            let entry = |known_store: bool| Entry {
+                position: position as u32,
+                known: if known_store { KNOWN_STORE } else { 0 }
+                    | if method_known { KNOWN_METHOD } else { 0 }
+                    | if window_known { KNOWN_WINDOW } else { 0 }
+                    | if rest_known { KNOWN_REST } else { 0 },
+                min_spend: campaign.min_spend,
+                methods,
+                starts_us: micros(campaign.starts_at, false),
+                ends_us: micros(campaign.ends_at, true),
+            };
+            if campaign.stores.is_empty() {
+                let bucket = index.prefix.entry("".into()).or_default();
+                bucket.list(methods).push(entry(true));
+                lengths.insert(0);
+                continue;
+            }
+            for pattern in &campaign.stores {
+                let (literal, kind) = pattern.shape();
+                let (map, known) = match kind {
+                    GlobShape::Exact => (&mut index.exact, true),
+                    GlobShape::Prefix => (&mut index.prefix, true),
+                    GlobShape::Other => (&mut index.prefix, false),
+                };
+                if kind != GlobShape::Exact {
+                    lengths.insert(literal.len());
+                }
+                let bucket = map
+                    .entry(literal.into_boxed_str())
+                    .or_default()
+                    .list(methods);
+                // One entry a campaign per bucket (two patterns may share a key).
+                match bucket.last_mut() {
+                    // Any pattern that guarantees the store guarantees it for the bucket.
+                    Some(last) if last.position == position as u32 => {
+                        last.known |= entry(known).known & KNOWN_STORE;
+                    }
+                    _ => bucket.push(entry(known)),
+                }
+            }
+        }
+        index.prefix_lengths = lengths.into_iter().collect();
+        index
     }
 
-    /// Positions of the campaigns that could apply at this store and time, ascending.
-    fn candidates(&self, store: &str, at: DateTime<Utc>) -> Vec<u32> {
-        let month = Some(month_index(at));
-        let mut found = Vec::new();
-        let ends = store
-            .char_indices()
-            .map(|(i, _)| i)
-            .chain(std::iter::once(store.len()));
-        for end in ends {
-            if let Some(by_month) = self.buckets.get(&store[..end]) {
-                for key in [month, None] {
-                    if let Some(bucket) = by_month.get(&key) {
-                        found.extend_from_slice(bucket);
+    /// The bit of a payment method (any case).
+    fn method_bit(&self, method: &str) -> u64 {
+        self.methods
+            .get(&method.to_ascii_uppercase())
+            .copied()
+            .unwrap_or(OTHER_METHOD)
+    }
+
+    /// Positions of the campaigns that could apply to this store, time and payment method, in
+    /// evaluation order, each with what is known of it, into `out`.
+    fn candidates(
+        &self,
+        store: &str,
+        (at_us, method_bit, spend): (i64, u64, Decimal),
+        out: &mut Vec<(u32, u8)>,
+    ) {
+        out.clear();
+        let mut runs = 0;
+        let mut scan = |bucket: &Bucket, out: &mut Vec<(u32, u8)>| {
+            let own = bucket
+                .by_method
+                .iter()
+                .find(|(bit, _)| *bit == method_bit)
+                .map(|(_, list)| list.as_slice());
+            for list in [bucket.any.as_slice(), own.unwrap_or_default()] {
+                let before = out.len();
+                for e in list {
+                    if at_us >= e.starts_us
+                        && at_us < e.ends_us
+                        && e.methods & method_bit != 0
+                        && spend >= e.min_spend
+                    {
+                        out.push((e.position, e.known));
                     }
                 }
+                runs += usize::from(out.len() > before);
+            }
+        };
+        if let Some(bucket) = self.exact.get(store) {
+            scan(bucket, out);
+        }
+        for &length in &self.prefix_lengths {
+            let Some(key) = store.get(..length) else {
+                if length > store.len() {
+                    break;
+                }
+                continue;
+            };
+            if let Some(bucket) = self.prefix.get(key) {
+                scan(bucket, out);
             }
         }
-        found.sort_unstable();
-        found.dedup();
-        found
+        if runs > 1 {
+            // Found through several lists: in order, once, with the most known.
+            out.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+            out.dedup_by(|later, first| {
+                if later.0 == first.0 {
+                    first.1 |= later.1;
+                    true
+                } else {
+                    false
+                }
+            });
+        }
     }
+}
+
+/// How a pattern matches, for the index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum GlobShape {
+    /// No wildcard: one code.
+    Exact,
+    /// Literal characters then one `*`: every code starting with them.
+    Prefix,
+    /// Anything else: indexed by its literal prefix, matched in full.
+    Other,
 }
 
 /// A compiled, immutable ruleset. Campaigns are held in evaluation order: priority, highest
@@ -607,16 +902,42 @@ impl Ruleset {
     /// budgets. Pure: reads nothing but its arguments.
     pub fn price(&self, trade: &Trade, ctx: &MemberContext) -> Result<Priced, EvaluateError> {
         let facts = self.facts(trade)?;
-        let positions = self
-            .index
-            .candidates(trade.store_code.as_str(), facts.sales_at);
-        let (priced, _) = self.run(
+        // The candidates' buffer is kept a thread, so pricing does not allocate it each time.
+        thread_local! {
+            static FOUND: std::cell::Cell<Vec<(u32, u8)>> = const { std::cell::Cell::new(Vec::new()) };
+        }
+        let mut found = FOUND.with(|f| f.take());
+        self.candidates_of(&facts, &mut found);
+        let result = self.run(
             &facts,
             ctx,
-            positions.iter().map(|p| &self.campaigns[*p as usize]),
+            found.iter().map(|&(p, known)| {
+                (
+                    &self.campaigns[p as usize],
+                    Known {
+                        store: known & KNOWN_STORE != 0,
+                        payment_method: known & KNOWN_METHOD != 0,
+                        all: known & KNOWN_ALL == KNOWN_ALL,
+                    },
+                )
+            }),
             false,
-        )?;
-        Ok(priced)
+        );
+        found.clear();
+        FOUND.with(|f| f.set(found));
+        Ok(result?.0)
+    }
+
+    fn candidates_of(&self, facts: &Facts, out: &mut Vec<(u32, u8)>) {
+        self.index.candidates(
+            facts.trade.store_code.as_str(),
+            (
+                micros(facts.sales_at, false),
+                self.index.method_bit(facts.trade.payment_method.as_str()),
+                facts.spend_base,
+            ),
+            out,
+        );
     }
 
     /// Prices a trade and says, for every campaign, why it did or did not add points.
@@ -626,7 +947,8 @@ impl Ruleset {
         ctx: &MemberContext,
     ) -> Result<(Priced, Explanation), EvaluateError> {
         let facts = self.facts(trade)?;
-        let (priced, campaigns) = self.run(&facts, ctx, self.campaigns.iter(), true)?;
+        let all = self.campaigns.iter().map(|c| (c, Known::default()));
+        let (priced, campaigns) = self.run(&facts, ctx, all, true)?;
         Ok((
             priced,
             Explanation {
@@ -642,16 +964,15 @@ impl Ruleset {
     pub fn needs(&self, trade: &Trade) -> Result<ContextNeeds, EvaluateError> {
         let facts = self.facts(trade)?;
         let mut needs = ContextNeeds::default();
-        for position in self
-            .index
-            .candidates(trade.store_code.as_str(), facts.sales_at)
-        {
+        let mut found = Vec::new();
+        self.candidates_of(&facts, &mut found);
+        for (position, _) in found {
             let campaign = &self.campaigns[position as usize];
             let asks = campaign.first_trade
                 || campaign.nth_trade.is_some()
                 || campaign.member_limit.is_some()
                 || campaign.budget.is_some();
-            if !asks || campaign.check_trade(&facts).is_err() {
+            if !asks || campaign.check_trade(&facts, Known::default()).is_err() {
                 continue;
             }
             needs.trades_before |= campaign.first_trade;
@@ -719,11 +1040,14 @@ impl Ruleset {
         }
         let spend_base = base(spend.max(Decimal::ZERO))?;
         let e_of = |amount: Decimal| -> Result<Points, EvaluateError> {
-            amount
-                .checked_mul(program.earn_points)
-                .and_then(|v| v.checked_div(program.earn_per_amount))
-                .and_then(|v| program.rounding.to_points(v))
-                .ok_or_else(overflow)
+            per(
+                amount,
+                program.earn_points,
+                program.earn_per_amount,
+                program.earn_ratio,
+            )
+            .and_then(|v| program.rounding.to_points(v))
+            .ok_or_else(overflow)
         };
         let e_points = if program.rounding_scope == RoundingScope::Line && !trade.lines.is_empty() {
             let mut total = 0i64;
@@ -742,8 +1066,9 @@ impl Ruleset {
         let local = program.time_zone.local_time(sales_at);
         Ok(Facts {
             trade,
-            store: trade.store_code.as_str().chars().collect(),
+            store: std::cell::OnceCell::new(),
             sales_at,
+            earned_on: local.date(),
             weekday: local.weekday().num_days_from_monday(),
             minute: local.hour() * 60 + local.minute(),
             spend_base,
@@ -757,7 +1082,7 @@ impl Ruleset {
         &self,
         facts: &Facts,
         ctx: &MemberContext,
-        campaigns: impl Iterator<Item = &'c Campaign>,
+        campaigns: impl Iterator<Item = (&'c Campaign, Known)>,
         trace: bool,
     ) -> Result<(Priced, Vec<CampaignOutcome>), EvaluateError> {
         let mut outcomes = Vec::new();
@@ -770,7 +1095,7 @@ impl Ruleset {
         // (campaign, points, outcome index) of each campaign that grants, before groups.
         let mut winners: Vec<(&Campaign, i64, usize)> = Vec::new();
         let mut stopped_by: Option<&CampaignCode> = None;
-        for campaign in campaigns {
+        for (campaign, known) in campaigns {
             if let Some(exclusive) = stopped_by {
                 if trace {
                     outcomes.push(outcome(
@@ -784,10 +1109,11 @@ impl Ruleset {
                 break;
             }
             let matched = campaign
-                .check_trade(facts)
+                .check_trade(facts, known)
                 .and_then(|()| campaign.check_member(ctx));
-            if let Err(reason) = matched {
+            if let Err(miss) = matched {
                 if trace {
+                    let reason = miss.reason(campaign, facts);
                     outcomes.push(outcome(campaign, "not_matched", 0, reason));
                 }
                 continue;
@@ -819,12 +1145,30 @@ impl Ruleset {
             }
         }
         let mut priced = Priced::default();
+        priced.grants.reserve(winners.len() + 1);
+        // Expiries by (type, quarters ahead), worked out once a trade: most grants share one.
+        type Expiry = (Option<NaiveDate>, Option<DateTime<Utc>>);
+        let mut expiries: [Option<((ExpireType, u32), Expiry)>; 4] = [None; 4];
+        let mut expiry = |expire_type: ExpireType, ahead: u32| {
+            let key = (expire_type, ahead);
+            let known = expiries.iter().flatten().find(|(k, _)| *k == key);
+            let (date, at) = match known {
+                Some((_, found)) => *found,
+                None => {
+                    let found = self.expiry(expire_type, ahead, facts.earned_on);
+                    if let Some(free) = expiries.iter_mut().find(|slot| slot.is_none()) {
+                        *free = Some((key, found));
+                    }
+                    found
+                }
+            };
+            (expire_type, date, at)
+        };
         if !facts.e_points.is_zero() {
             priced.grants.push(self.grant(
                 PointType::E,
                 facts.e_points,
-                ExpireType::Kdp,
-                0,
+                expiry(ExpireType::Kdp, 0),
                 facts.sales_at,
                 &self.program.earn_remark,
                 None,
@@ -849,8 +1193,7 @@ impl Ruleset {
             priced.grants.push(self.grant(
                 PointType::A,
                 points,
-                campaign.expire_type,
-                campaign.quarters_ahead,
+                expiry(campaign.expire_type, campaign.quarters_ahead),
                 facts.sales_at,
                 &campaign.remark,
                 Some(&campaign.code),
@@ -879,15 +1222,33 @@ impl Ruleset {
         if !(completions_before + 1).is_multiple_of(objective.every) {
             return None;
         }
+        let earned_on = self.program.time_zone.local_date(completed_at);
+        let (date, at) = self.expiry(objective.expire_type, objective.quarters_ahead, earned_on);
         Some(self.grant(
             PointType::A,
             objective.points,
-            objective.expire_type,
-            objective.quarters_ahead,
+            (objective.expire_type, date, at),
             completed_at,
             &objective.remark,
             Some(&objective.code),
         ))
+    }
+
+    /// The last usable day and the end instant of points earned on `earned_on`.
+    fn expiry(
+        &self,
+        expire_type: ExpireType,
+        quarters_ahead: u32,
+        earned_on: NaiveDate,
+    ) -> (Option<NaiveDate>, Option<DateTime<Utc>>) {
+        let expire_date = match expire_type {
+            ExpireType::Kdp => self.program.kdp.expiry_date(earned_on),
+            ExpireType::Quarter => Some(quarter_end(earned_on, quarters_ahead)),
+        };
+        (
+            expire_date,
+            expire_date.map(|d| self.program.time_zone.end_of_date(d)),
+        )
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -895,25 +1256,23 @@ impl Ruleset {
         &self,
         point_type: PointType,
         points: Points,
-        expire_type: ExpireType,
-        quarters_ahead: u32,
+        (expire_type, expire_date, expires_at): (
+            ExpireType,
+            Option<NaiveDate>,
+            Option<DateTime<Utc>>,
+        ),
         sales_at: DateTime<Utc>,
-        remark: &str,
+        remark: &std::sync::Arc<str>,
         campaign_code: Option<&CampaignCode>,
     ) -> Grant {
-        let earned_on = self.program.time_zone.local_date(sales_at);
-        let expire_date = match expire_type {
-            ExpireType::Kdp => self.program.kdp.expiry_date(earned_on),
-            ExpireType::Quarter => Some(quarter_end(earned_on, quarters_ahead)),
-        };
         Grant {
             point_type,
             points,
             expire_type,
             expire_date,
-            expires_at: expire_date.map(|d| self.program.time_zone.end_of_date(d)),
+            expires_at,
             available_at: sales_at + chrono::Duration::days(i64::from(self.program.pending_days)),
-            remark: remark.to_string(),
+            remark: remark.clone(),
             campaign_code: campaign_code.cloned(),
         }
     }

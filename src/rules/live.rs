@@ -44,6 +44,9 @@ pub struct LiveRules {
     state: RwLock<State>,
 }
 
+/// How long a reload waits for trades still pricing on the old set before it frees the set.
+const RELEASE_WAIT_MAX: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// What a reload did.
 #[derive(Debug)]
 pub enum Reloaded {
@@ -127,13 +130,29 @@ impl LiveRules {
             version: rules.version.clone(),
             campaigns: rules.campaigns.len(),
         };
-        let mut state = self.state.write().expect("never poisoned");
-        *state = State {
-            rules: Arc::new(rules),
-            loaded_at: Utc::now(),
-            stamp,
-            last_error: None,
-        };
+        let old = std::mem::replace(
+            &mut *self.state.write().expect("never poisoned"),
+            State {
+                rules: Arc::new(rules),
+                loaded_at: Utc::now(),
+                stamp,
+                last_error: None,
+            },
+        );
+        // The old set is freed here, outside the lock, and not by the last trade that still
+        // held it: trades priced during the swap finish within milliseconds, so wait for them
+        // (up to a second) before letting go of the set.
+        let waited = std::time::Instant::now();
+        while Arc::strong_count(&old.rules) > 1 && waited.elapsed() < RELEASE_WAIT_MAX {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        drop(old);
+        // A large set leaves much freed memory behind (its parse, the old set): give it back.
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        // SAFETY: malloc_trim only releases free memory of the allocator's arenas.
+        unsafe {
+            libc::malloc_trim(0);
+        }
         Ok(swapped)
     }
 }
