@@ -347,6 +347,9 @@ struct Facts<'t> {
     e_points: Points,
     /// Each line's SKU as characters.
     skus: Vec<Vec<char>>,
+    /// Whether each line's SKU is one the program excludes: such a line earns nothing, in any
+    /// award.
+    excluded: Vec<bool>,
 }
 
 impl Facts<'_> {
@@ -517,8 +520,14 @@ impl Campaign {
     fn matching_lines(&self, facts: &Facts) -> (u64, u64) {
         let mut lines = 0;
         let mut units = 0;
-        for (line, sku) in facts.trade.lines.iter().zip(&facts.skus) {
-            if self.skus.iter().any(|p| p.matches(sku)) {
+        let receipt = facts
+            .trade
+            .lines
+            .iter()
+            .zip(&facts.skus)
+            .zip(&facts.excluded);
+        for ((line, sku), excluded) in receipt {
+            if !excluded && self.skus.iter().any(|p| p.matches(sku)) {
                 lines += 1;
                 units += u64::from(line.quantity);
             }
@@ -1025,7 +1034,8 @@ impl Ruleset {
         if program.exclude_post_fee {
             spend -= trade.post_fee.value();
         }
-        if program.exclude_discount {
+        // The payment is already net of the receipt's discount: only the total still holds it.
+        if program.exclude_discount && program.earn_base == EarnBase::TotalAmount {
             spend -= trade.discount.value();
         }
         if let Some(value) = program.exclude_burned_at {
@@ -1069,6 +1079,7 @@ impl Ruleset {
             store: std::cell::OnceCell::new(),
             sales_at,
             earned_on: local.date(),
+            excluded: skus.iter().map(|sku| excluded(sku)).collect(),
             weekday: local.weekday().num_days_from_monday(),
             minute: local.hour() * 60 + local.minute(),
             spend_base,

@@ -436,6 +436,11 @@ fn the_campaign_language_table() {
             include_str!("testdata/line_rounding.toml"),
             2,
         ),
+        (
+            "payment_base.toml",
+            include_str!("testdata/payment_base.toml"),
+            2,
+        ),
     ] {
         let rules = testdata(name, text);
         assert_eq!(rules.tests.len(), count, "{name}");

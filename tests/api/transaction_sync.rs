@@ -331,4 +331,33 @@ on_both_backends!(
     a_resent_transaction_answers_the_same_and_a_changed_one_conflicts,
     credentials_are_checked,
     every_required_field_missing_or_malformed_is_named,
+    coupons_are_not_taken_off_the_payment_twice,
 );
+
+/// A program earning on the payment and excluding discounts: the POS payment is already net of
+/// its coupons, so they are not taken off again (HKD 90 paid after a HKD 10 coupon earns 9).
+fn coupons_are_not_taken_off_the_payment_twice() {
+    let program = std::fs::read_to_string(shipped_rules().join("program.toml"))
+        .unwrap()
+        .replace(
+            "exclude = [\"post_fee\"]",
+            "exclude = [\"post_fee\", \"discount\"]",
+        );
+    assert!(program.contains("\"discount\"]"));
+    let rules = rules_dir(&[("program.toml", &program)]);
+    let app = spawn_app_with_rules(rules.path());
+    let mut body = seed();
+    body["transaction_id"] = json!("COUPON-1");
+    body["purchase_time"] = json!(chrono::Utc::now()
+        .with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).unwrap())
+        .format("%Y-%m-%d %H:%M:%S")
+        .to_string());
+    body["purchase_amount"] = json!(90);
+    body["coupon_amount"] = json!(10);
+    body["wx_coupon_amount"] = json!(0);
+    body.as_object_mut().unwrap().remove("goods_list");
+    let (status, answer) = sync(&app, Some("pos-token"), &body.to_string());
+    assert_eq!(status, 200, "{answer}");
+    let (_, trade) = app.get("/v1/point-engine/trades/TS-test_POS-COUPON-1");
+    assert_eq!(trade["data"]["total_point"], json!(9), "{trade}");
+}
