@@ -377,6 +377,8 @@ pub enum Miss {
     NotFirst(u64),
     /// The trade's number in the campaign's window.
     Nth(u64),
+    /// Its budget is used up: it matches nothing more, so an exclusive one blocks no other.
+    BudgetSpent(i64),
 }
 
 impl Miss {
@@ -428,6 +430,10 @@ impl Miss {
             Self::Nth(nth) => format!(
                 "the member's trade number {nth} in its window, not {}",
                 campaign.nth_trade.unwrap_or_default()
+            ),
+            Self::BudgetSpent(used) => format!(
+                "budget spent ({used} of {} used)",
+                campaign.budget.unwrap_or_default()
             ),
         }
     }
@@ -511,6 +517,12 @@ impl Campaign {
             let nth = ctx.campaign(&self.code).trades_in_window + 1;
             if nth != n {
                 return Err(Miss::Nth(nth));
+            }
+        }
+        if let Some(budget) = self.budget {
+            let used = ctx.campaign(&self.code).budget_used;
+            if used >= budget {
+                return Err(Miss::BudgetSpent(used));
             }
         }
         Ok(())

@@ -441,6 +441,7 @@ fn the_campaign_language_table() {
             include_str!("testdata/payment_base.toml"),
             2,
         ),
+        ("budgets.toml", include_str!("testdata/budgets.toml"), 2),
     ] {
         let rules = testdata(name, text);
         assert_eq!(rules.tests.len(), count, "{name}");
