@@ -278,7 +278,10 @@ pub fn compile(sources: &[Source], version: String) -> Result<Ruleset, LoadError
             );
             continue;
         }
-        campaigns.push(campaign);
+        // A paused campaign is checked like any other, and left out of what prices trades.
+        if raw.get_ref().enabled {
+            campaigns.push(campaign);
+        }
     }
     let mut objectives: Vec<Objective> = Vec::with_capacity(raw_objectives.len());
     for (file, raw) in &raw_objectives {
@@ -340,6 +343,15 @@ pub fn compile(sources: &[Source], version: String) -> Result<Ruleset, LoadError
 }
 
 /// A point figure in `1..=RULE_POINTS_MAX`.
+/// A limit (per trade, per member, a budget): 0 is a limit that grants nothing.
+fn limit_points(value: i64) -> Result<i64, String> {
+    if (0..=RULE_POINTS_MAX).contains(&value) {
+        Ok(value)
+    } else {
+        Err(format!("must be from 0 to {RULE_POINTS_MAX}, got {value}"))
+    }
+}
+
 fn rule_points(value: i64) -> Result<i64, String> {
     if (1..=RULE_POINTS_MAX).contains(&value) {
         Ok(value)
@@ -914,7 +926,7 @@ fn compile_campaign(
     let points_field = |name: &str, value: Option<i64>, report: &mut dyn FnMut(String)| match value
     {
         None => Some(None),
-        Some(v) => field(name, rule_points(v), report).map(Some),
+        Some(v) => field(name, limit_points(v), report).map(Some),
     };
     let max_points_per_trade =
         points_field("max_points_per_trade", raw.max_points_per_trade, report);

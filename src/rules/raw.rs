@@ -63,10 +63,17 @@ pub struct RawKdp {
     pub years: Option<i64>,
 }
 
+fn enabled_by_default() -> bool {
+    true
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawCampaign {
     pub code: String,
+    /// `false`: paused. The campaign is still checked, but grants nothing until set back.
+    #[serde(default = "enabled_by_default")]
+    pub enabled: bool,
     #[serde(default)]
     pub name: String,
     #[serde(default)]
