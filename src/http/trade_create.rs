@@ -292,21 +292,16 @@ pub async fn trade_create(
 ) -> Result<HttpResponse, TradeCreateError> {
     let now = Utc::now();
     let telemetry = state.telemetry.clone();
+    let mut burned = 0;
     let posted = async {
         let trade = body.into_inner().into_trade(now, state.clock_skew_s_max)?;
-        let burned = trade.burn_point.value();
-        let posted = web::block(move || {
-            service::create_trade(&state.store, state.rules.current(), trade, now)
-        })
-        .await?
-        .map_err(TradeCreateError::from);
-        Ok::<_, TradeCreateError>((posted, burned))
+        burned = trade.burn_point.value();
+        let rules = state.rules.current();
+        web::block(move || service::create_trade(&state.store, rules, trade, now))
+            .await?
+            .map_err(TradeCreateError::from)
     }
     .await;
-    let (posted, burned) = match posted {
-        Ok(done) => done,
-        Err(refused) => (Err(refused), 0),
-    };
     telemetry.post("native", &posted, burned);
     Ok(success(TradeCreateData::from(&posted?)))
 }
