@@ -145,11 +145,26 @@ impl ManageConnection for Manager {
             DatabaseUrl::Sqlite(path) => {
                 let mut conn = SqliteConnection::establish(&path.to_string_lossy())
                     .map_err(Error::ConnectionError)?;
-                conn.batch_execute(&format!(
+                let setup = format!(
                     "PRAGMA busy_timeout = {LOCK_TIMEOUT_MS}; PRAGMA journal_mode = WAL; \
                      PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;"
-                ))
-                .map_err(Error::QueryError)?;
+                );
+                // Switching a new file to WAL while another process creates it answers
+                // "database is locked" at once, without waiting on the busy timeout: wait here,
+                // as long as the busy timeout would.
+                let started = std::time::Instant::now();
+                loop {
+                    match conn.batch_execute(&setup) {
+                        Ok(()) => break,
+                        Err(e)
+                            if e.to_string().contains("database is locked")
+                                && started.elapsed() < Duration::from_millis(LOCK_TIMEOUT_MS) =>
+                        {
+                            std::thread::sleep(Duration::from_millis(20));
+                        }
+                        Err(e) => return Err(Error::QueryError(e)),
+                    }
+                }
                 Ok(Conn::Sqlite(conn))
             }
             DatabaseUrl::Postgres(url) => {

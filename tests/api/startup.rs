@@ -149,3 +149,28 @@ fn the_cli_and_start_up() {
     a_database_that_does_not_exist_fails_at_once_with_what_to_do();
     a_port_in_use_is_said_before_the_database_is_created();
 }
+
+/// Several processes (here threads) opening a new SQLite ledger at once all open it: switching
+/// the new file to WAL while another creates it waits for it instead of failing "locked".
+#[test]
+fn a_new_sqlite_ledger_opened_by_several_at_once_opens_for_all() {
+    for _ in 0..20 {
+        let dir = tempfile::tempdir().unwrap();
+        let url = point_engine::ledger::DatabaseUrl::Sqlite(dir.path().join("ledger.db"));
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(4));
+        let openers: Vec<_> = (0..4)
+            .map(|_| {
+                let (url, barrier) = (url.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    point_engine::ledger::connect(&url, 1).map(|_| ())
+                })
+            })
+            .collect();
+        for opener in openers {
+            if let Err(e) = opener.join().unwrap() {
+                panic!("{e}");
+            }
+        }
+    }
+}
