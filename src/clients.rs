@@ -20,13 +20,19 @@
 //!
 //! [[discount_card_merchant]]  # POST /v3/discount-card/…, WECHATPAY2-SHA256-RSA2048 signatures
 //! mchid = "1900000001"
-//! serial_no = "…"             # the certificate serial its requests name
-//! public_key_pem = "-----BEGIN PUBLIC KEY-----…"
+//! certificate_pem = "-----BEGIN CERTIFICATE-----…"   # its API certificate (key and serial), or:
+//! # serial_no = "…"           # the certificate serial its requests name
+//! # public_key_pem = "-----BEGIN PUBLIC KEY-----…"
+//!
+//! [wechatpay_platform]        # the key discount-card responses are signed with
+//! public_key_id = "PUB_KEY_ID_…"     # Wechatpay-Serial: merchants' SDKs know the key by it
+//! private_key_file = "platform_key.pem"   # PKCS#8 or PKCS#1 PEM, relative to this file
 //! ```
 
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use validator::{Validate, ValidationError, ValidationErrors};
 
 /// Order statuses that earn points by default (paid, or further along).
@@ -48,7 +54,8 @@ pub const CBLINK_REVERSING_STATUSES: [&str; 4] = [
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Scope {
-    /// The tills: trade-create, trade-refund, trade-simulate, member balance.
+    /// The tills: trade-create, trade-refund, trade-simulate, member balance, linking a member's
+    /// identities.
     Store,
     /// The people who write rules: the rules status and trade-simulate.
     Marketer,
@@ -174,6 +181,9 @@ pub struct Clients {
     pub pos: Vec<PosClient>,
     pub cblink: Vec<CblinkApp>,
     pub discount_card: Vec<CardMerchant>,
+    /// The key discount-card responses are signed with, as the WeChat Pay platform signs its
+    /// own (merchants' SDKs verify every answer).
+    pub wechatpay_platform: Option<Arc<WechatpayPlatform>>,
 }
 
 /// A merchant of the discount-card contract and the public key its requests are signed with.
@@ -182,6 +192,71 @@ pub struct CardMerchant {
     pub mchid: String,
     pub serial_no: String,
     pub public_key: rsa::RsaPublicKey,
+}
+
+/// The smallest RSA key, in bits, of a `WECHATPAY2-SHA256-RSA2048` signature.
+pub const RSA_KEY_BITS_MIN: usize = 2048;
+
+/// The platform's side of the discount-card contract: point-engine answers in the WeChat Pay
+/// platform's place, so it signs every answer as the platform does (`Wechatpay-Signature` over
+/// `timestamp\nnonce\nbody\n`), with this key, named by `public_key_id` in `Wechatpay-Serial`.
+#[derive(Clone)]
+pub struct WechatpayPlatform {
+    pub public_key_id: String,
+    signing_key: rsa::pkcs1v15::SigningKey<Sha256>,
+    /// The public key, for merchants to configure their SDKs with (`SubjectPublicKeyInfo` PEM).
+    pub public_key_pem: String,
+}
+
+impl std::fmt::Debug for WechatpayPlatform {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WechatpayPlatform")
+            .field("public_key_id", &self.public_key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WechatpayPlatform {
+    /// Reads the private key (PKCS#8 or PKCS#1 PEM) from `private_key_file`.
+    fn load(public_key_id: String, private_key_file: &Path) -> Result<Self, String> {
+        use rsa::pkcs1::DecodeRsaPrivateKey;
+        use rsa::pkcs8::{DecodePrivateKey, EncodePublicKey, LineEnding};
+        use rsa::traits::PublicKeyParts;
+        let what = format!(
+            "wechatpay_platform: private_key_file {}",
+            private_key_file.display()
+        );
+        let pem = std::fs::read_to_string(private_key_file).map_err(|e| format!("{what}: {e}"))?;
+        let key = rsa::RsaPrivateKey::from_pkcs8_pem(pem.trim())
+            .or_else(|_| rsa::RsaPrivateKey::from_pkcs1_pem(pem.trim()))
+            .map_err(|_| format!("{what}: not an RSA private key in PKCS#8 or PKCS#1 PEM"))?;
+        if key.size() * 8 < RSA_KEY_BITS_MIN {
+            return Err(format!(
+                "{what}: the key has {} bits; WECHATPAY2-SHA256-RSA2048 needs at least {RSA_KEY_BITS_MIN}",
+                key.size() * 8
+            ));
+        }
+        let public_key_pem = key
+            .to_public_key()
+            .to_public_key_pem(LineEnding::LF)
+            .map_err(|e| format!("{what}: {e}"))?;
+        Ok(Self {
+            public_key_id,
+            signing_key: rsa::pkcs1v15::SigningKey::new(key),
+            public_key_pem,
+        })
+    }
+
+    /// The base64 RSA-SHA256 (PKCS#1 v1.5) signature of `message`, blinded with fresh
+    /// randomness.
+    pub fn sign(&self, message: &[u8]) -> String {
+        use base64ct::Encoding;
+        use rsa::signature::{RandomizedSigner, SignatureEncoding};
+        let signature = self
+            .signing_key
+            .sign_with_rng(&mut rsa::rand_core::OsRng, message);
+        base64ct::Base64::encode_string(&signature.to_bytes())
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -214,6 +289,19 @@ struct RawClients {
     cblink_app: Vec<RawCblinkApp>,
     #[serde(default)]
     discount_card_merchant: Vec<RawCardMerchant>,
+    wechatpay_platform: Option<RawWechatpayPlatform>,
+}
+
+#[derive(Debug, Deserialize, Validate)]
+#[serde(deny_unknown_fields)]
+struct RawWechatpayPlatform {
+    #[validate(
+        length(min = 1, max = 64, message = "must be 1 to 64 characters"),
+        custom(function = "printable")
+    )]
+    public_key_id: String,
+    /// Relative to the clients file's folder.
+    private_key_file: PathBuf,
 }
 
 #[derive(Debug, Deserialize, Validate)]
@@ -237,12 +325,74 @@ struct RawCardMerchant {
         custom(function = "printable")
     )]
     mchid: String,
+    /// Required with `public_key_pem`; with `certificate_pem`, read from the certificate (and
+    /// if given, it must be the certificate's).
     #[validate(
         length(min = 1, max = 64, message = "must be 1 to 64 characters"),
         custom(function = "printable")
     )]
-    serial_no: String,
-    public_key_pem: String,
+    serial_no: Option<String>,
+    public_key_pem: Option<String>,
+    certificate_pem: Option<String>,
+}
+
+impl RawCardMerchant {
+    /// The serial requests name and the key they are signed with: from the certificate, or
+    /// from the serial and public key given.
+    fn serial_and_key(&self) -> Result<(String, rsa::RsaPublicKey), String> {
+        use rsa::pkcs8::DecodePublicKey;
+        let what = format!("discount_card_merchant {}", self.mchid);
+        match (&self.public_key_pem, &self.certificate_pem, &self.serial_no) {
+            (Some(pem), None, Some(serial)) => {
+                let key = rsa::RsaPublicKey::from_public_key_pem(pem.trim())
+                    .map_err(|e| format!("{what}: public_key_pem: {e}"))?;
+                Ok((serial.clone(), key))
+            }
+            (Some(_), None, None) => Err(format!(
+                "{what}: serial_no is required with public_key_pem (or give certificate_pem)"
+            )),
+            (None, Some(pem), given) => {
+                use x509_cert::der::{DecodePem, Encode};
+                let certificate = x509_cert::Certificate::from_pem(pem.trim().as_bytes())
+                    .map_err(|e| format!("{what}: certificate_pem is not an X.509 PEM: {e}"))?;
+                let tbs = &certificate.tbs_certificate;
+                let serial = tbs
+                    .serial_number
+                    .as_bytes()
+                    .iter()
+                    .map(|b| format!("{b:02X}"))
+                    .collect::<String>();
+                if let Some(given) = given.as_ref().filter(|g| !same_serial(g, &serial)) {
+                    return Err(format!(
+                        "{what}: serial_no {given} is not the certificate's serial {serial}"
+                    ));
+                }
+                let key = tbs
+                    .subject_public_key_info
+                    .to_der()
+                    .ok()
+                    .and_then(|der| rsa::RsaPublicKey::from_public_key_der(&der).ok())
+                    .ok_or_else(|| format!("{what}: the certificate's key is not an RSA key"))?;
+                Ok((serial, key))
+            }
+            _ => Err(format!(
+                "{what}: give either certificate_pem, or serial_no and public_key_pem"
+            )),
+        }
+    }
+}
+
+/// Two certificate serials are one when they name the same number: hexadecimal, in either
+/// case, with or without leading zeros (SDKs write them every way); other serials (a public key
+/// id) must match exactly but for case.
+fn same_serial(a: &str, b: &str) -> bool {
+    let hex = |s: &str| !s.is_empty() && s.bytes().all(|c| c.is_ascii_hexdigit());
+    match hex(a) && hex(b) {
+        true => a
+            .trim_start_matches('0')
+            .eq_ignore_ascii_case(b.trim_start_matches('0')),
+        false => a.eq_ignore_ascii_case(b),
+    }
 }
 
 #[derive(Debug, Deserialize, Validate)]
@@ -304,12 +454,20 @@ fn same(a: &[u8; 32], b: &[u8; 32]) -> bool {
 }
 
 impl Clients {
+    /// The clients file at `path`; files it names are found relative to its folder.
     pub fn load(path: &Path) -> Result<Self, String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        Self::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+        let folder = path.parent().unwrap_or(Path::new("."));
+        Self::parse_in(&text, folder).map_err(|e| format!("{}: {e}", path.display()))
     }
 
+    /// A clients file's text; files it names are found relative to the working directory.
     pub fn parse(text: &str) -> Result<Self, String> {
+        Self::parse_in(text, Path::new("."))
+    }
+
+    /// A clients file's text; files it names are found relative to `folder`.
+    pub fn parse_in(text: &str, folder: &Path) -> Result<Self, String> {
         let raw: RawClients = toml::from_str(text).map_err(|e| e.to_string())?;
         let api_keys = raw
             .api_key
@@ -398,34 +556,49 @@ impl Clients {
             .map(|m| {
                 m.validate()
                     .map_err(|e| refused("discount_card_merchant", &m.mchid, &e))?;
-                use rsa::pkcs8::DecodePublicKey;
-                let public_key = rsa::RsaPublicKey::from_public_key_pem(m.public_key_pem.trim())
-                    .map_err(|e| {
-                        format!("discount_card_merchant {}: public_key_pem: {e}", m.mchid)
-                    })?;
+                let (serial_no, public_key) = m.serial_and_key()?;
                 Ok(CardMerchant {
                     mchid: m.mchid,
-                    serial_no: m.serial_no,
+                    serial_no,
                     public_key,
                 })
             })
-            .collect::<Result<_, String>>()?;
+            .collect::<Result<Vec<CardMerchant>, String>>()?;
+        let mut merchants = std::collections::HashSet::new();
+        if let Some(twice) = discount_card
+            .iter()
+            .find(|m| !merchants.insert((m.mchid.as_str(), m.serial_no.to_ascii_uppercase())))
+        {
+            return Err(format!(
+                "discount_card_merchant {} with serial_no {} is listed twice",
+                twice.mchid, twice.serial_no
+            ));
+        }
+        let wechatpay_platform = match raw.wechatpay_platform {
+            None => None,
+            Some(p) => {
+                p.validate()
+                    .map_err(|e| refused("wechatpay_platform", &p.public_key_id, &e))?;
+                let file = folder.join(&p.private_key_file);
+                Some(Arc::new(WechatpayPlatform::load(p.public_key_id, &file)?))
+            }
+        };
         Ok(Self {
             api_keys,
             pos,
             cblink,
             discount_card,
+            wechatpay_platform,
         })
     }
 
-    /// The discount-card merchant with this id and certificate serial.
     /// The merchant key for this `mchid` and certificate serial. Serials are hexadecimal and
-    /// SDKs write them in either case (`wechatpay-node-v3` in lower case): compared ignoring
-    /// case.
+    /// SDKs write them in either case (`wechatpay-node-v3` in lower case) and with or without
+    /// leading zeros: compared as numbers.
     pub fn card_merchant(&self, mchid: &str, serial_no: &str) -> Option<&CardMerchant> {
         self.discount_card
             .iter()
-            .find(|m| m.mchid == mchid && m.serial_no.eq_ignore_ascii_case(serial_no))
+            .find(|m| m.mchid == mchid && same_serial(&m.serial_no, serial_no))
     }
 
     /// The native API key this is.
@@ -563,12 +736,181 @@ mod tests {
         .is_err());
     }
 
+    fn example_path() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("config/clients.example.toml")
+    }
+
     #[test]
     fn the_shipped_example_loads() {
-        let clients =
-            Clients::parse(include_str!("../config/clients.example.toml")).expect("it parses");
+        let clients = Clients::load(&example_path()).expect("it loads");
         assert_eq!(clients.pos[0].key, "Demo_POS");
         assert!(clients.pos_client("pos-token").is_some());
+        // The merchant registered by its certificate: serial and key read from it.
+        let merchant = &clients.discount_card[0];
+        assert_eq!(
+            merchant.serial_no,
+            "0157F09EFDC096DE15EBE81A47057A7232F1B8E1"
+        );
+        use rsa::pkcs8::DecodePublicKey;
+        let published = rsa::RsaPublicKey::from_public_key_pem(include_str!(
+            "../config/test-keys/merchant_public_key.pem"
+        ))
+        .unwrap();
+        assert_eq!(merchant.public_key, published);
+        assert!(clients.wechatpay_platform.is_some());
+    }
+
+    #[test]
+    fn certificate_serials_match_in_any_case_with_or_without_leading_zeros() {
+        let clients = Clients::load(&example_path()).unwrap();
+        for serial in [
+            "0157F09EFDC096DE15EBE81A47057A7232F1B8E1",
+            "157f09efdc096de15ebe81a47057a7232f1b8e1",
+            "000157F09EFDC096DE15EBE81A47057A7232F1B8E1",
+        ] {
+            assert!(
+                clients.card_merchant("1900000002", serial).is_some(),
+                "{serial}"
+            );
+        }
+        for wrong in [
+            "0157F09EFDC096DE15EBE81A47057A7232F1B8E2",
+            "",
+            "0",
+            "1900000002",
+        ] {
+            assert!(
+                clients.card_merchant("1900000002", wrong).is_none(),
+                "{wrong}"
+            );
+        }
+        assert!(clients
+            .card_merchant("1900000001", "0157F09EFDC096DE15EBE81A47057A7232F1B8E1")
+            .is_none());
+        assert!(same_serial("PUB_KEY_ID_01AB", "pub_key_id_01ab"));
+        assert!(!same_serial("PUB_KEY_ID_01AB", "PUB_KEY_ID_1AB"));
+    }
+
+    #[test]
+    fn the_platform_signs_what_its_public_key_verifies() {
+        let clients = Clients::load(&example_path()).unwrap();
+        let platform = clients.wechatpay_platform.unwrap();
+        assert_eq!(
+            platform.public_key_id,
+            "PUB_KEY_ID_0119000000022026120100000000000001"
+        );
+        let message = b"1700000000\nNONCE\n{\"code\":\"PARAM_ERROR\"}\n";
+        let signature = platform.sign(message);
+        use base64ct::Encoding;
+        use rsa::pkcs8::DecodePublicKey;
+        use rsa::signature::Verifier;
+        let key = rsa::RsaPublicKey::from_public_key_pem(&platform.public_key_pem).unwrap();
+        let signature = rsa::pkcs1v15::Signature::try_from(
+            base64ct::Base64::decode_vec(&signature).unwrap().as_slice(),
+        )
+        .unwrap();
+        let verifier = rsa::pkcs1v15::VerifyingKey::<Sha256>::new(key);
+        assert!(verifier.verify(message, &signature).is_ok());
+        assert!(verifier.verify(b"another body", &signature).is_err());
+        // The key is never printed.
+        assert!(!format!("{platform:?}").contains("PRIVATE"));
+    }
+
+    #[test]
+    fn a_merchant_needs_a_certificate_or_a_serial_and_key() {
+        let cert = include_str!("../config/test-keys/merchant_cert.pem");
+        let public = include_str!("../config/test-keys/merchant_public_key.pem");
+        let merchant = |fields: &str| {
+            Clients::parse(&format!(
+                "[[discount_card_merchant]]\nmchid = \"1900000002\"\n{fields}"
+            ))
+        };
+        let refused = |fields: &str| merchant(fields).unwrap_err();
+        assert!(merchant(&format!("certificate_pem = \"\"\"\n{cert}\"\"\"\n")).is_ok());
+        assert!(merchant(&format!(
+            "serial_no = \"157f09efdc096de15ebe81a47057a7232f1b8e1\"\ncertificate_pem = \"\"\"\n{cert}\"\"\"\n"
+        ))
+        .is_ok());
+        assert_eq!(
+            refused(&format!(
+                "serial_no = \"01\"\ncertificate_pem = \"\"\"\n{cert}\"\"\"\n"
+            )),
+            "discount_card_merchant 1900000002: serial_no 01 is not the certificate's serial \
+             0157F09EFDC096DE15EBE81A47057A7232F1B8E1"
+        );
+        assert_eq!(
+            refused(&format!("public_key_pem = \"\"\"\n{public}\"\"\"\n")),
+            "discount_card_merchant 1900000002: serial_no is required with public_key_pem (or \
+             give certificate_pem)"
+        );
+        assert_eq!(
+            refused(""),
+            "discount_card_merchant 1900000002: give either certificate_pem, or serial_no and \
+             public_key_pem"
+        );
+        assert_eq!(
+            refused(&format!(
+                "serial_no = \"1\"\npublic_key_pem = \"\"\"\n{public}\"\"\"\ncertificate_pem = \"\"\"\n{cert}\"\"\"\n"
+            )),
+            "discount_card_merchant 1900000002: give either certificate_pem, or serial_no and \
+             public_key_pem"
+        );
+        assert!(refused(
+            "certificate_pem = \"-----BEGIN CERTIFICATE-----\\nAAAA\\n-----END CERTIFICATE-----\""
+        )
+        .starts_with("discount_card_merchant 1900000002: certificate_pem is not an X.509 PEM"));
+        let twice = format!("certificate_pem = \"\"\"\n{cert}\"\"\"\n");
+        assert_eq!(
+            Clients::parse(&format!(
+                "[[discount_card_merchant]]\nmchid = \"1\"\n{twice}\n[[discount_card_merchant]]\nmchid = \"1\"\n{twice}"
+            ))
+            .unwrap_err(),
+            "discount_card_merchant 1 with serial_no 0157F09EFDC096DE15EBE81A47057A7232F1B8E1 is \
+             listed twice"
+        );
+    }
+
+    #[test]
+    fn the_platform_key_must_be_there_and_long_enough() {
+        let dir = tempfile::tempdir().unwrap();
+        let platform = |file: &str| {
+            Clients::parse_in(
+                &format!("[wechatpay_platform]\npublic_key_id = \"PUB_KEY_ID_1\"\nprivate_key_file = \"{file}\"\n"),
+                dir.path(),
+            )
+        };
+        let missing = platform("nowhere.pem").unwrap_err();
+        assert!(
+            missing.starts_with("wechatpay_platform: private_key_file ")
+                && missing.contains("nowhere.pem: "),
+            "{missing}"
+        );
+        std::fs::write(dir.path().join("not-a-key.pem"), "hello").unwrap();
+        assert!(platform("not-a-key.pem")
+            .unwrap_err()
+            .ends_with("not an RSA private key in PKCS#8 or PKCS#1 PEM"));
+        use rsa::pkcs8::{EncodePrivateKey, LineEnding};
+        let short = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 1024).unwrap();
+        std::fs::write(
+            dir.path().join("short.pem"),
+            short.to_pkcs8_pem(LineEnding::LF).unwrap().as_bytes(),
+        )
+        .unwrap();
+        assert!(platform("short.pem")
+            .unwrap_err()
+            .ends_with("the key has 1024 bits; WECHATPAY2-SHA256-RSA2048 needs at least 2048"));
+        // PKCS#1 is read as well as PKCS#8, relative to the clients file's folder.
+        use rsa::pkcs1::EncodeRsaPrivateKey;
+        use rsa::pkcs8::DecodePrivateKey;
+        let pkcs1 = rsa::RsaPrivateKey::from_pkcs8_pem(include_str!(
+            "../config/test-keys/merchant_key.pem"
+        ))
+        .unwrap()
+        .to_pkcs1_pem(LineEnding::LF)
+        .unwrap();
+        assert!(pkcs1.starts_with("-----BEGIN RSA PRIVATE KEY-----"));
+        std::fs::write(dir.path().join("pkcs1.pem"), pkcs1.as_bytes()).unwrap();
+        assert!(platform("pkcs1.pem").unwrap().wechatpay_platform.is_some());
     }
 
     #[test]

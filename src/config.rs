@@ -89,6 +89,14 @@ pub enum KeysCommand {
         #[arg(long)]
         append: Option<PathBuf>,
     },
+    /// Print the public key discount-card responses are signed with (the clients file's
+    /// `[wechatpay_platform]`; PEM on stdout) and its id (on stderr): what a merchant configures
+    /// its WeChat Pay SDK with (e.g. wechatpayv3's `public_key` and `public_key_id`).
+    WechatpayPublicKey {
+        /// The clients file.
+        #[arg(long, env = "POINT_ENGINE_CLIENTS")]
+        clients: PathBuf,
+    },
 }
 
 #[derive(Debug, Clone, Args)]

@@ -72,6 +72,15 @@ impl Application {
                  config/clients.toml` and start with --clients config/clients.toml"
             );
         }
+        if !settings.clients.discount_card.is_empty()
+            && settings.clients.wechatpay_platform.is_none()
+        {
+            log::warn!(
+                "discount-card answers are not signed: the clients file has merchants but no \
+                 [wechatpay_platform] key, and WeChat Pay SDKs (wechatpayv3, \
+                 wechatpay-axios-plugin) report an unsigned success as a failure"
+            );
+        }
         // The port first: a port in use is said before a database is created or migrated.
         let bind_error = |source| StartupError::Bind {
             addr: settings.bind.to_string(),
@@ -516,7 +525,8 @@ fn run_keys(command: KeysCommand) -> Result<(), StartupError> {
                     };
                     let new = format!("{old}{separator}{lines}");
                     // The file must still load, with the new key in it, before it is written.
-                    crate::clients::Clients::parse(&new)
+                    let folder = path.parent().unwrap_or(std::path::Path::new("."));
+                    crate::clients::Clients::parse_in(&new, folder)
                         .map_err(|e| StartupError::Config(format!("{}: {e}", path.display())))?;
                     std::fs::write(&path, new)
                         .map_err(|e| StartupError::Config(format!("{}: {e}", path.display())))?;
@@ -528,6 +538,20 @@ fn run_keys(command: KeysCommand) -> Result<(), StartupError> {
                     println!("{key}");
                 }
             }
+            Ok(())
+        }
+        KeysCommand::WechatpayPublicKey { clients } => {
+            let clients = crate::clients::Clients::load(&clients).map_err(StartupError::Config)?;
+            let platform = clients.wechatpay_platform.ok_or_else(|| {
+                StartupError::Config(
+                    "the clients file has no [wechatpay_platform] (public_key_id and \
+                     private_key_file)"
+                        .into(),
+                )
+            })?;
+            // The PEM alone on stdout, so `> platform_public_key.pem` is the file to hand over.
+            eprintln!("public_key_id: {}", platform.public_key_id);
+            print!("{}", platform.public_key_pem);
             Ok(())
         }
     }

@@ -24,6 +24,20 @@ impl IdentityKind {
         }
     }
 
+    /// The kind of an identity linked to a member, by name (`mobile_phone`, `weixin_openid`,
+    /// `card_code`). The account number (`vip`) is not linked: a member has one.
+    pub fn linkable(name: &str) -> Result<Self, String> {
+        match name {
+            "mobile_phone" => Ok(Self::MobilePhone),
+            "weixin_openid" => Ok(Self::WeixinOpenid),
+            "card_code" => Ok(Self::CardCode),
+            "vip" => Err("vip is the member's account number: it is not linked".into()),
+            other => Err(format!(
+                "must be mobile_phone, weixin_openid or card_code, got {other:?}"
+            )),
+        }
+    }
+
     /// The prefix of the account number a member first seen through this identity gets.
     fn account_prefix(self) -> &'static str {
         match self {
@@ -60,6 +74,15 @@ impl Identity {
             kind,
             value: value.to_string(),
         })
+    }
+
+    /// An identity to link to a member. A phone is 7 to 15 digits with an optional leading `+`.
+    pub fn linkable(kind: IdentityKind, raw: &str) -> Result<Self, String> {
+        let identity = Self::new(kind, raw)?;
+        if kind == IdentityKind::MobilePhone && Self::customer(raw)?.kind != kind {
+            return Err("a phone number must be 7 to 15 digits, with an optional leading +".into());
+        }
+        Ok(identity)
     }
 
     /// A POS `customer_identifier`: "such as a WeChat openid", or a phone number. Digits only
@@ -165,6 +188,63 @@ impl Profile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_linked_identity_names_a_kind_that_can_be_linked() {
+        for (name, kind) in [
+            ("mobile_phone", IdentityKind::MobilePhone),
+            ("weixin_openid", IdentityKind::WeixinOpenid),
+            ("card_code", IdentityKind::CardCode),
+        ] {
+            assert_eq!(IdentityKind::linkable(name), Ok(kind));
+        }
+        let card = Identity::linkable(IdentityKind::CardCode, " 6e83 ").unwrap();
+        assert_eq!((card.kind, card.value()), (IdentityKind::CardCode, "6e83"));
+        assert!(Identity::linkable(IdentityKind::MobilePhone, "+85291234567").is_ok());
+    }
+
+    #[test]
+    fn a_linked_identity_refuses_the_account_number() {
+        assert_eq!(
+            IdentityKind::linkable("vip").unwrap_err(),
+            "vip is the member's account number: it is not linked"
+        );
+    }
+
+    #[test]
+    fn a_linked_identity_refuses_an_unknown_kind() {
+        assert_eq!(
+            IdentityKind::linkable("email").unwrap_err(),
+            "must be mobile_phone, weixin_openid or card_code, got \"email\""
+        );
+    }
+
+    #[test]
+    fn a_linked_phone_must_be_digits() {
+        for bad in ["12345", "phone", "+1 555 0100", "1234567890123456"] {
+            assert_eq!(
+                Identity::linkable(IdentityKind::MobilePhone, bad).unwrap_err(),
+                "a phone number must be 7 to 15 digits, with an optional leading +",
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_linked_identity_is_bounded_and_printable() {
+        assert_eq!(
+            Identity::linkable(IdentityKind::CardCode, " ").unwrap_err(),
+            "must not be empty"
+        );
+        assert_eq!(
+            Identity::linkable(IdentityKind::CardCode, &"c".repeat(59)).unwrap_err(),
+            "must be at most 58 characters"
+        );
+        assert_eq!(
+            Identity::linkable(IdentityKind::CardCode, "a\u{0}b").unwrap_err(),
+            "must not contain control characters"
+        );
+    }
 
     #[test]
     fn identities() {

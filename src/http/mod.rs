@@ -10,6 +10,7 @@ pub mod discount_card;
 pub mod fields;
 pub mod health;
 pub mod history;
+pub mod identities;
 pub mod openapi;
 pub mod rate_limit;
 pub mod report;
@@ -52,12 +53,15 @@ pub fn routes(cfg: &mut web::ServiceConfig, body_bytes_max: usize) {
             "POST",
             cblink::method_not_allowed,
         ))
-        .service(allowing(
-            web::resource("/v3/discount-card/cards/{out_card_code}/add-user-records")
-                .route(web::post().to(discount_card::add_user_records)),
-            "POST",
-            discount_card::method_not_allowed,
-        ))
+        .service(
+            allowing(
+                web::resource("/v3/discount-card/cards/{out_card_code}/add-user-records")
+                    .route(web::post().to(discount_card::add_user_records)),
+                "POST",
+                discount_card::method_not_allowed,
+            )
+            .wrap(actix_web::middleware::from_fn(discount_card::sign_response)),
+        )
         .service(
             web::scope("/v1/point-engine")
                 .app_data(
@@ -94,6 +98,12 @@ pub fn routes(cfg: &mut web::ServiceConfig, body_bytes_max: usize) {
                     "/members/{vip_accountno}/balance",
                     web::get().to(balance::balance),
                     "GET",
+                    &[Store],
+                ))
+                .service(native(
+                    "/members/{vip_accountno}/identities",
+                    web::post().to(identities::link_identity),
+                    "POST",
                     &[Store],
                 ))
                 .service(native(

@@ -2,7 +2,7 @@
 //! `GET /openapi.json`: the native API and the three adapters (their envelopes as they are),
 //! with the seeds' examples and the security schemes of each contract.
 
-use super::{audit, balance, cblink, discount_card, health, history, report, rules};
+use super::{audit, balance, cblink, discount_card, health, history, identities, report, rules};
 use super::{trade_create, trade_refund, transaction_sync};
 use actix_web::HttpResponse;
 use serde_json::Value;
@@ -37,6 +37,7 @@ pub struct NativeError {
         rules::trade_simulate,
         rules::rules,
         balance::balance,
+        identities::link_identity,
         history::member_entries,
         history::trade,
         audit::audit,
@@ -51,7 +52,7 @@ pub struct NativeError {
     components(schemas(NativeError)),
     modifiers(&Contracts),
     tags(
-        (name = "native", description = "Scopes: store (trade-create, trade-refund, trade-simulate, balance), marketer (rules, trade-simulate), finance (reports, entries, trades, audit), admin (all)"),
+        (name = "native", description = "Scopes: store (trade-create, trade-refund, trade-simulate, balance, identities), marketer (rules, trade-simulate), finance (reports, entries, trades, audit), admin (all)"),
         (name = "pos", description = "Real-time transaction sync"),
         (name = "cblink", description = "cblink order receipt"),
         (name = "discount-card", description = "WeChat Pay discount-card user records"),

@@ -542,6 +542,69 @@ pub fn resolve_member(
     })
 }
 
+/// The most identities (phone, openid, card codes) one member may hold besides its account
+/// number.
+pub const IDENTITIES_PER_MEMBER_MAX: i64 = 16;
+
+/// What linking an identity to a member did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdentityLink {
+    /// The member holds it now (or held it already): its account number, and every identity it
+    /// holds as (kind, value).
+    Linked {
+        account: String,
+        identities: Vec<(String, String)>,
+    },
+    NoMember,
+    /// Another member holds it (by identity, or as its account number): that member's account.
+    HeldByAnother(String),
+    /// The member holds `IDENTITIES_PER_MEMBER_MAX` identities already.
+    TooMany,
+}
+
+/// Links an identity (a phone, an openid, a card code) to an existing member, so requests
+/// arriving under it (a discount card's records, a POS customer) reach that member. Linking an
+/// identity the member holds already changes nothing; one another member holds is refused
+/// (members are not merged). Two concurrent links of one identity: the unique constraint
+/// decides, and the loser, run again, sees it held.
+pub fn link_identity(
+    conn: &mut Conn,
+    vip: &VipAccountNo,
+    identity: &crate::domain::Identity,
+    now: DateTime<Utc>,
+) -> Result<IdentityLink, PostError> {
+    connection::write_transaction(conn, |conn| {
+        let Some(member_id) = find_member(conn, vip)? else {
+            return Ok(IdentityLink::NoMember);
+        };
+        repo::lock_member(conn, member_id)?;
+        let (kind, value) = (identity.kind.as_str(), identity.value());
+        let holder = match repo::find_member_by_identity(conn, kind, value)? {
+            Some(id) => Some(id),
+            // A member first seen under this identity is known by it as an account number.
+            None => repo::find_member_id(conn, identity.account_number().as_str())?,
+        };
+        match holder {
+            Some(id) if id != member_id => {
+                return Ok(IdentityLink::HeldByAnother(repo::member_account(conn, id)?))
+            }
+            Some(_) => {}
+            None => {
+                if repo::member_identities(conn, member_id)?.len() as i64
+                    >= IDENTITIES_PER_MEMBER_MAX
+                {
+                    return Ok(IdentityLink::TooMany);
+                }
+                repo::insert_identity(conn, member_id, kind, value, ms(now))?;
+            }
+        }
+        Ok(IdentityLink::Linked {
+            account: repo::member_account(conn, member_id)?,
+            identities: repo::member_identities(conn, member_id)?,
+        })
+    })
+}
+
 /// What one expiry run wrote.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Expired {

@@ -681,6 +681,15 @@ pub fn insert_identity(
         .map(|_| ())
 }
 
+/// Every identity a member holds, as (kind, value), in the order they were linked.
+pub fn member_identities(conn: &mut Conn, member_id: i64) -> Result<Vec<(String, String)>, Error> {
+    member_identities::table
+        .filter(member_identities::member_id.eq(member_id))
+        .order(member_identities::id.asc())
+        .select((member_identities::kind, member_identities::value))
+        .load(conn)
+}
+
 pub fn member_account(conn: &mut Conn, member_id: i64) -> Result<String, Error> {
     members::table
         .filter(members::id.eq(member_id))

@@ -231,6 +231,18 @@ pub(super) fn create_trade_in(
     }
 }
 
+/// Links an identity to an existing member (`ledger::link_identity`), as one write.
+pub fn link_identity(
+    store: &Store,
+    vip: VipAccountNo,
+    identity: crate::domain::Identity,
+    now: DateTime<Utc>,
+) -> Result<ledger::IdentityLink, ServiceError> {
+    store
+        .writer
+        .write(move |conn| Ok(ledger::link_identity(conn, &vip, &identity, now)?))
+}
+
 /// Prices a trade as trade-create would, against the member's real history, and explains
 /// every campaign. Writes nothing.
 pub fn simulate_trade(

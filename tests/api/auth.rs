@@ -28,6 +28,12 @@ fn endpoints() -> Vec<(&'static str, String, Option<Value>, &'static [&'static s
         ),
         ("GET", "/rules".into(), None, &["marketer"]),
         ("GET", "/members/M-AUTH/balance".into(), None, &["store"]),
+        (
+            "POST",
+            "/members/M-AUTH/identities".into(),
+            Some(serde_json::json!({"kind": "card_code", "value": "AUTH-CARD"})),
+            &["store"],
+        ),
         ("GET", "/members/M-AUTH/entries".into(), None, &["finance"]),
         ("GET", "/trades/AUTH-1".into(), None, &["finance"]),
         ("GET", "/audit".into(), None, &["finance"]),

@@ -1,6 +1,6 @@
 use crate::helpers::*;
-use rsa::pkcs1::DecodeRsaPrivateKey;
 use rsa::pkcs1v15::SigningKey;
+use rsa::pkcs8::DecodePrivateKey;
 use rsa::signature::{SignatureEncoding, Signer};
 use serde_json::{json, Value};
 
@@ -39,7 +39,7 @@ pub(crate) fn path(card: &str) -> String {
 /// The Authorization header the platform's SDK would send for this request.
 pub(crate) fn authorization(url: &str, body: &str, timestamp: i64, nonce: &str) -> String {
     let key =
-        rsa::RsaPrivateKey::from_pkcs1_pem(include_str!("../fixtures/discount_card_test_key.pem"))
+        rsa::RsaPrivateKey::from_pkcs8_pem(include_str!("../../config/test-keys/merchant_key.pem"))
             .unwrap();
     let message = format!("POST\n{url}\n{timestamp}\n{nonce}\n{body}\n");
     let signature = SigningKey::<sha2::Sha256>::new(key).sign(message.as_bytes());
@@ -399,7 +399,157 @@ fn signatures_timestamps_and_nonces_are_checked() {
     assert_eq!(app.counts().0, 1);
 }
 
+/// Checks an answer carries the platform's signature headers and that its signature verifies
+/// with the platform's public key, over `timestamp\nnonce\nbody\n`; and that it would not over
+/// another body.
+fn assert_signed_by_the_platform(
+    (status, headers, body): &(u16, std::collections::BTreeMap<String, String>, String),
+) {
+    use rsa::pkcs8::DecodePrivateKey;
+    use rsa::signature::Verifier;
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .unwrap_or_else(|| panic!("{status}: no {name} in {headers:?}"))
+            .as_str()
+    };
+    assert_eq!(header("wechatpay-serial"), PLATFORM_PUBLIC_KEY_ID);
+    assert_eq!(
+        header("wechatpay-signature-type"),
+        "WECHATPAY2-SHA256-RSA2048"
+    );
+    assert_eq!(header("request-id"), header("x-request-id"));
+    let nonce = header("wechatpay-nonce");
+    assert!(nonce.len() == 32 && nonce.bytes().all(|b| b.is_ascii_hexdigit()));
+    let timestamp = header("wechatpay-timestamp");
+    let seconds: i64 = timestamp.parse().unwrap();
+    assert!((chrono::Utc::now().timestamp() - seconds).abs() < 60);
+    let key = rsa::RsaPrivateKey::from_pkcs8_pem(include_str!(
+        "../../config/test-keys/wechatpay_platform_key.pem"
+    ))
+    .unwrap()
+    .to_public_key();
+    let verifier = rsa::pkcs1v15::VerifyingKey::<sha2::Sha256>::new(key);
+    use base64ct::Encoding;
+    let signature = rsa::pkcs1v15::Signature::try_from(
+        base64ct::Base64::decode_vec(header("wechatpay-signature"))
+            .unwrap()
+            .as_slice(),
+    )
+    .unwrap();
+    let signed = |body: &str| format!("{timestamp}\n{nonce}\n{body}\n");
+    assert!(
+        verifier.verify(signed(body).as_bytes(), &signature).is_ok(),
+        "{status} {body}: the signature does not verify"
+    );
+    assert!(verifier
+        .verify(signed(&format!("{body} ")).as_bytes(), &signature)
+        .is_err());
+}
+
+fn every_answer_is_signed_as_the_platform_signs() {
+    let app = spawn_app();
+    let url = path(CARD);
+    let body = seed().to_string();
+    let now = chrono::Utc::now().timestamp();
+    let signed = |body: &str| {
+        vec![(
+            "Authorization",
+            authorization(&url, body, now, &next_nonce()),
+        )]
+    };
+    // 204: recorded.
+    let recorded = app.exchange("POST", &url, &signed(&body), &body);
+    assert_eq!((recorded.0, recorded.2.as_str()), (204, ""));
+    assert_signed_by_the_platform(&recorded);
+    // 400: a record without its serial.
+    let mut bad = seed();
+    bad["reward_usage_records"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("reward_usage_serial_no");
+    let bad = bad.to_string();
+    let refused = app.exchange("POST", &url, &signed(&bad), &bad);
+    assert_eq!(
+        (
+            refused.0,
+            serde_json::from_str::<Value>(&refused.2).unwrap()
+        ),
+        param_error("reward_usage_records[0].reward_usage_serial_no is required")
+    );
+    assert_signed_by_the_platform(&refused);
+    // 401: unsigned, and a body changed after signing.
+    let unsigned = app.exchange("POST", &url, &[], &body);
+    assert_eq!(unsigned.0, 401);
+    assert_signed_by_the_platform(&unsigned);
+    let tampered = body.replace("\"amount\":100", "\"amount\":900");
+    let answer = app.exchange("POST", &url, &signed(&body), &tampered);
+    assert_eq!(
+        (answer.0, serde_json::from_str::<Value>(&answer.2).unwrap()),
+        (
+            401,
+            json!({"code": "SIGN_ERROR", "message": "the signature does not match the request"})
+        )
+    );
+    assert_signed_by_the_platform(&answer);
+    // 405 and 413.
+    let get = app.exchange("GET", &url, &[], "");
+    assert_eq!(get.0, 405);
+    assert_signed_by_the_platform(&get);
+    let oversized = format!("{{\"x\": \"{}\"}}", "a".repeat(70_000));
+    let large = app.exchange("POST", &url, &[], &oversized);
+    assert_eq!(large.0, 413);
+    assert_signed_by_the_platform(&large);
+    assert_eq!(app.counts().0, 1);
+}
+
+fn a_merchant_registered_by_its_certificate_signs_with_its_serial_in_any_form() {
+    let app = spawn_app();
+    let url = path(CARD);
+    let body = seed().to_string();
+    let now = chrono::Utc::now().timestamp();
+    let as_merchant_2 = |serial: &str| {
+        authorization(&url, &body, now, &next_nonce())
+            .replace("1900000001", "1900000002")
+            .replace("TEST-SERIAL-1", serial)
+    };
+    // wechatpayv3 sends the serial as given; wechatpay-node-v3 derives it in lower case and
+    // without the leading zero.
+    for serial in [
+        "0157F09EFDC096DE15EBE81A47057A7232F1B8E1",
+        "157f09efdc096de15ebe81a47057a7232f1b8e1",
+    ] {
+        let answer = app.exchange(
+            "POST",
+            &url,
+            &[("Authorization", as_merchant_2(serial))],
+            &body,
+        );
+        assert_eq!(answer.0, 204, "{serial}: {}", answer.2);
+    }
+    let wrong = app.exchange(
+        "POST",
+        &url,
+        &[(
+            "Authorization",
+            as_merchant_2("0157F09EFDC096DE15EBE81A47057A7232F1B8E2"),
+        )],
+        &body,
+    );
+    assert_eq!(
+        (wrong.0, serde_json::from_str::<Value>(&wrong.2).unwrap()),
+        (
+            401,
+            json!({"code": "SIGN_ERROR", "message": "no key for mchid 1900000002 and serial_no 0157F09EFDC096DE15EBE81A47057A7232F1B8E2"})
+        )
+    );
+    // The two merchants' records of one card are one card's: recorded once.
+    assert_eq!(app.counts().0, 1);
+}
+
 on_both_backends!(
+    every_answer_is_signed_as_the_platform_signs,
+    a_merchant_registered_by_its_certificate_signs_with_its_serial_in_any_form,
     concurrent_retries_of_one_record_answer_204_and_earn_once,
     the_documents_example_earns_through_the_objective_and_answers_204,
     increase_grants_and_decrease_takes_back,

@@ -269,11 +269,26 @@ pub fn test_key_lines() -> String {
 /// The test clients: the keys of every scope and the adapters' clients.
 pub fn test_clients_text() -> String {
     test_key_lines()
-        + &TEST_CLIENTS.replace(
-            "PUBLIC_KEY",
-            include_str!("../fixtures/discount_card_test_pub.pem"),
-        )
+        + &TEST_CLIENTS
+            .replace(
+                "PUBLIC_KEY",
+                include_str!("../../config/test-keys/merchant_public_key.pem"),
+            )
+            .replace(
+                "CERTIFICATE",
+                include_str!("../../config/test-keys/merchant_cert.pem"),
+            )
+            .replace(
+                "PLATFORM_KEY_FILE",
+                concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/config/test-keys/wechatpay_platform_key.pem"
+                ),
+            )
 }
+
+/// The id the test platform key signs discount-card answers under (`Wechatpay-Serial`).
+pub const PLATFORM_PUBLIC_KEY_ID: &str = "PUB_KEY_ID_TEST_PLATFORM";
 
 /// A clients file with the test clients, for a server started as a process (`--clients`).
 pub fn test_clients_file(dir: &Path) -> PathBuf {
@@ -298,6 +313,16 @@ mchid = "1900000001"
 serial_no = "TEST-SERIAL-1"
 public_key_pem = """
 PUBLIC_KEY"""
+
+# The same key pair, registered by its certificate (serial 0157F09E…B8E1).
+[[discount_card_merchant]]
+mchid = "1900000002"
+certificate_pem = """
+CERTIFICATE"""
+
+[wechatpay_platform]
+public_key_id = "PUB_KEY_ID_TEST_PLATFORM"
+private_key_file = "PLATFORM_KEY_FILE"
 
 [[cblink_app]]
 app_id = "cb17333123"
@@ -449,6 +474,37 @@ impl TestApp {
             request = request.set(name, value);
         }
         read(request.send_string(body))
+    }
+
+    /// Any request, answered with its status, headers (names in lower case) and body text.
+    pub fn exchange(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, String)],
+        body: &str,
+    ) -> (u16, std::collections::BTreeMap<String, String>, String) {
+        let mut request = self
+            .agent
+            .request(method, &format!("{}{path}", self.address))
+            .set("Content-Type", "application/json");
+        for (name, value) in headers {
+            request = request.set(name, value);
+        }
+        let response = match request.send_string(body) {
+            Ok(r) => r,
+            Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => panic!("request failed: {e}"),
+        };
+        let headers = response
+            .headers_names()
+            .into_iter()
+            .map(|name| {
+                let value = response.header(&name).unwrap_or_default().to_string();
+                (name.to_ascii_lowercase(), value)
+            })
+            .collect();
+        (response.status(), headers, response.into_string().unwrap())
     }
 
     pub fn post_to_path(&self, path: &str, body: &Value) -> (u16, Value) {

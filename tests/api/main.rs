@@ -11,6 +11,7 @@ mod discount_card;
 mod expiry;
 mod fuzz;
 mod history;
+mod identities;
 mod instances;
 mod logging;
 mod metrics;
