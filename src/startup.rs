@@ -593,7 +593,15 @@ fn run_report(args: ReportArgs) -> Result<(), StartupError> {
             };
             check_period(from, to, now).map_err(|(f, e)| config(format!("--{f} {e}")))?;
             let by = GroupBy::parse(&by).map_err(|e| config(format!("--by {e}")))?;
-            let report = crate::service::movements_report(&store, &rules, from, to, by, now)?;
+            let report = crate::service::movements_report(
+                &store,
+                &rules,
+                from,
+                to,
+                by,
+                args.point_cost,
+                now,
+            )?;
             if csv {
                 out = report.to_csv();
             } else {

@@ -125,7 +125,7 @@ pub async fn liability(
     path = "/v1/point-engine/reports/movements",
     tag = "native",
     operation_id = "movements_report",
-    summary = "Points earned, burned, expired and reversed over a period, with the roll-forward",
+    summary = "Every point movement over a period (earned, burned, expired, reversed, returned, owed, debt paid; written off), with the roll-forward",
     params(
         ("from" = String, Query, format = DateTime, description = "RFC 3339 start, included"),
         ("to" = Option<String>, Query, format = DateTime, description = "RFC 3339 end, excluded (default: now)"),
@@ -156,7 +156,15 @@ pub async fn movements(
     let by = parsed("by", GroupBy::parse(query.by.as_deref().unwrap_or("day")))?;
     let as_csv = wants_csv(&req, query.format.as_deref())?;
     let report = web::block(move || {
-        service::movements_report(&state.store, &state.rules.current(), from, to, by, now)
+        service::movements_report(
+            &state.store,
+            &state.rules.current(),
+            from,
+            to,
+            by,
+            state.point_cost,
+            now,
+        )
     })
     .await??;
     Ok(if as_csv {

@@ -67,10 +67,12 @@ impl TradeRefundRequest {
                 problem,
             });
         }
-        parsed(
-            "refund_amount",
-            Refund::new(out_refund_no, out_trade_no, refund_amount, refund_time),
-        )
+        Ok(Refund::new(
+            out_refund_no,
+            out_trade_no,
+            refund_amount,
+            refund_time,
+        ))
     }
 }
 
@@ -155,7 +157,7 @@ impl ResponseError for TradeRefundError {
         use ServiceError::*;
         match self {
             Self::Invalid(e) => failure(ErrorCode::InvalidField, e.to_string()),
-            Self::Service(e @ RefundBeforeSale { .. }) => {
+            Self::Service(e @ (RefundBeforeSale { .. } | ZeroRefund)) => {
                 failure(ErrorCode::InvalidField, e.to_string())
             }
             Self::Service(TradeNotFound(no)) => failure(
@@ -165,9 +167,9 @@ impl ResponseError for TradeRefundError {
             Self::Service(Post(e @ PostError::RefundConflict { .. })) => {
                 failure(ErrorCode::Conflict, e.to_string())
             }
-            Self::Service(Post(e @ PostError::OverRefund { .. })) => {
-                failure(ErrorCode::RefundExceedsPayment, e.to_string())
-            }
+            Self::Service(Post(
+                e @ (PostError::OverRefund { .. } | PostError::RefundedInFull { .. }),
+            )) => failure(ErrorCode::RefundExceedsPayment, e.to_string()),
             Self::Service(Post(PostError::Race)) => busy("trade-refund", self),
             Self::Service(Unavailable(e)) => busy("trade-refund", e),
             other => internal("trade-refund", other),

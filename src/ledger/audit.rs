@@ -10,7 +10,8 @@
 //! - each refund: its negative reverse entries are what its lines took (due less shortfall,
 //!   plus debts paid since under allow_negative), its positive ones are its `burn_returned`;
 //!   points are owed (a negative balance) only under allow_negative; a grant loses no more to
-//!   refunds than it was granted;
+//!   refunds than it was granted; what a refund line owes is what its debt movements owed less
+//!   what they paid (the reports read the movements);
 //! - each campaign budget: what it has used is what its campaign's lots were granted;
 //! - totals: by point type, the entries sum to the lots' remaining points.
 
@@ -42,6 +43,8 @@ struct Rows {
     entries: Vec<EntryRow>,
     refunds: Vec<RefundRow>,
     lines: Vec<RefundLineRow>,
+    /// (refund line, kind, points) of the debt movements of those lines.
+    debts: Vec<(i64, String, i64)>,
     /// (campaign, points used) of every campaign budget: only in a whole-ledger audit.
     budgets: Option<Vec<(String, i64)>>,
 }
@@ -57,8 +60,14 @@ fn read(conn: &mut Conn, member_id: Option<i64>) -> Result<Rows, diesel::result:
         None => repo::refund_lines(conn, None)?,
         Some(_) => repo::refund_lines(conn, Some(&refund_ids))?,
     };
+    let line_ids: std::collections::HashSet<i64> = lines.iter().map(|l| l.id).collect();
+    let mut debts = repo::all_debt_movements(conn)?;
+    if member_id.is_some() {
+        debts.retain(|(line, _, _)| line_ids.contains(line));
+    }
     Ok(Rows {
         trades,
+        debts,
         lots: repo::all_lots(conn, member_id)?,
         entries: repo::all_entries(conn, member_id)?,
         refunds,
@@ -100,6 +109,7 @@ fn check(rows: &Rows) -> Report {
         entries,
         refunds,
         lines,
+        debts,
         budgets,
     } = rows;
     let mut violations = Vec::new();
@@ -172,7 +182,8 @@ fn check(rows: &Rows) -> Report {
                 lot.id, movements.earns, lot.points, lot.trade_id
             ));
         }
-        let early = |at: &i64| lot.expires_at_ms.is_none_or(|expiry| *at < expiry);
+        // Booked at the end of the last usable day: the millisecond before the expiry instant.
+        let early = |at: &i64| lot.expires_at_ms.is_none_or(|expiry| *at < expiry - 1);
         if movements.expires.iter().any(early) {
             violations.push(format!(
                 "lot {}: expire entries at {:?} ms, but it expires at {:?} ms",
@@ -188,6 +199,7 @@ fn check(rows: &Rows) -> Report {
         &reversed_by_refund,
         &mut violations,
     );
+    check_debts(lines, debts, &mut violations);
     for &(trade_id, burn_point, _) in trades {
         let burned = burns_by_trade.remove(&trade_id).unwrap_or(0);
         if burned != burn_point {
@@ -226,6 +238,31 @@ fn check(rows: &Rows) -> Report {
         lots: lots.len(),
         entries: entries.len(),
         violations,
+    }
+}
+
+/// Each refund line owes what its debt movements owed less what they paid.
+fn check_debts(
+    lines: &[RefundLineRow],
+    debts: &[(i64, String, i64)],
+    violations: &mut Vec<String>,
+) {
+    let mut by_line: BTreeMap<i64, i64> = BTreeMap::new();
+    for (line, kind, points) in debts {
+        *by_line.entry(*line).or_default() += match kind.as_str() {
+            "owed" => *points,
+            _ => -*points,
+        };
+    }
+    // (A movement always names a line: the foreign key holds it.)
+    for line in lines {
+        let moved = by_line.get(&line.id).copied().unwrap_or(0);
+        if moved != line.owed {
+            violations.push(format!(
+                "refund line {}: owes {}, its debt movements leave {moved}",
+                line.id, line.owed
+            ));
+        }
     }
 }
 

@@ -4,6 +4,7 @@
 
 use super::connection::Conn;
 use diesel::connection::SimpleConnection;
+use diesel::RunQueryDsl;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 pub const SQLITE: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
@@ -14,16 +15,36 @@ const PG_MIGRATION_LOCK: i64 = 0x7065_6D69_6772; // "pemigr"
 
 pub fn run(conn: &mut Conn) -> Result<(), String> {
     match conn {
-        Conn::Sqlite(_) => super::connection::write_transaction(conn, |conn| {
-            let Conn::Sqlite(inner) = conn else {
-                unreachable!("matched above")
-            };
-            inner
-                .run_pending_migrations(SQLITE)
-                .map(|_| ())
-                .map_err(|e| MigrateError(e.to_string()))
-        })
-        .map_err(|e: MigrateError| e.0),
+        Conn::Sqlite(_) => {
+            // SQLite changes a table's constraints by rebuilding the table. Other tables'
+            // references to it must not follow the old table away or stop the drop, so
+            // migrations run with foreign keys off (SQLite's procedure for this), and every
+            // foreign key is checked before they commit.
+            conn.batch_execute("PRAGMA foreign_keys = OFF")
+                .map_err(|e| e.to_string())?;
+            let result = super::connection::write_transaction(conn, |conn| {
+                let Conn::Sqlite(inner) = conn else {
+                    unreachable!("matched above")
+                };
+                inner
+                    .run_pending_migrations(SQLITE)
+                    .map_err(|e| MigrateError(e.to_string()))?;
+                let broken: i64 = diesel::select(diesel::dsl::sql::<diesel::sql_types::BigInt>(
+                    "(SELECT COUNT(*) FROM pragma_foreign_key_check)",
+                ))
+                .get_result(inner)?;
+                match broken {
+                    0 => Ok(()),
+                    n => Err(MigrateError(format!(
+                        "the migrations would leave {n} rows naming rows that do not exist"
+                    ))),
+                }
+            })
+            .map_err(|e: MigrateError| e.0);
+            conn.batch_execute("PRAGMA foreign_keys = ON")
+                .map_err(|e| e.to_string())?;
+            result
+        }
         Conn::Postgres(inner) => {
             inner
                 .batch_execute(&format!("SELECT pg_advisory_lock({PG_MIGRATION_LOCK})"))

@@ -54,6 +54,9 @@ pub enum PostError {
     /// The `out_refund_no` was already used with a different request.
     #[error("out_refund_no {out_refund_no} was already used with a different request")]
     RefundConflict { out_refund_no: String },
+    /// A trade paid wholly with points was refunded (in full) already.
+    #[error("trade {out_trade_no} was paid wholly with points and is refunded in full already")]
+    RefundedInFull { out_trade_no: String },
     #[error("refund_amount {requested} is more than the {refundable} left to refund")]
     OverRefund {
         requested: crate::domain::Amount,

@@ -1,6 +1,8 @@
 //! Rows as the ledger stores them.
 
-use super::schema::{entries, lots, members, refund_lines, refunds, rulesets, trade_lines, trades};
+use super::schema::{
+    debt_movements, entries, lots, members, refund_lines, refunds, rulesets, trade_lines, trades,
+};
 use diesel::prelude::*;
 
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -142,10 +144,14 @@ impl From<&LotRow> for OpenLot {
 }
 
 impl LotRow {
-    /// When the lot's points stop counting: its expiry instant, or its creation if it was
-    /// recorded after that (a receipt posted late). `None`: it never expires.
+    /// When the lot's expiry is booked: the end of its last usable day in the program's zone
+    /// (the millisecond before `expires_at`), so points that expire at the end of 31 March
+    /// leave March's closing liability and show in March's movements, whenever the expiry task
+    /// runs; or the lot's creation, if it was recorded after that (a receipt posted late).
+    /// `None`: it never expires.
     pub fn expiry_effective_at_ms(&self) -> Option<i64> {
-        self.expires_at_ms.map(|at| at.max(self.created_at_ms))
+        self.expires_at_ms
+            .map(|at| (at - 1).max(self.created_at_ms))
     }
 }
 
@@ -231,6 +237,18 @@ pub struct RefundLineRow {
     pub points: i64,
     pub shortfall: i64,
     pub owed: i64,
+}
+
+/// A movement of what a member owes: `owed` by a refund line, `paid` by a later lot.
+#[derive(Debug, Clone, PartialEq, Eq, Insertable)]
+#[diesel(table_name = debt_movements, treat_none_as_default_value = false)]
+pub struct NewDebtMovement<'a> {
+    pub refund_line_id: i64,
+    pub kind: &'a str,
+    pub points: i64,
+    pub paid_by_lot_id: Option<i64>,
+    pub effective_at_ms: i64,
+    pub created_at_ms: i64,
 }
 
 /// An entry as reports read it.

@@ -5,7 +5,8 @@
 //! the amount refunded. Points the member no longer holds follow the `ShortfallPolicy`.
 
 use super::models::{
-    EntryRow, LotRow, NewEntry, RefundLineRow, RefundRow, TradeDetailRow, TradeLineRow,
+    EntryRow, LotRow, NewDebtMovement, NewEntry, RefundLineRow, RefundRow, TradeDetailRow,
+    TradeLineRow,
 };
 use super::{burn_order, connection, expire_from_lot, grant_of_lot, ms, repo, Conn, PostError};
 use crate::domain::trade::{parse_free_text, parse_rfc3339};
@@ -270,6 +271,14 @@ pub fn post_refund(
         }
         let payment = refundable.trade.payment_amount.to_minor();
         let amount = refund.refund_amount.to_minor();
+        // A trade paid wholly with points has nothing to refund in money: its one refund (of
+        // 0) is a full refund, and gives all its burned points back.
+        let points_only = payment == 0;
+        if points_only && !prior.is_empty() {
+            return Err(PostError::RefundedInFull {
+                out_trade_no: refundable.trade.out_trade_no.to_string(),
+            });
+        }
         if amount > payment - refunded_before {
             return Err(PostError::OverRefund {
                 requested: refund.refund_amount,
@@ -282,10 +291,13 @@ pub fn post_refund(
         // The burn comes back in proportion to the payment refunded (all of it on a full
         // refund), less what earlier refunds gave back.
         let burn_point = refundable.trade.burn_point.value();
-        let burn_target = i64::try_from(
-            i128::from(burn_point) * i128::from(refunded_after) / i128::from(payment.max(1)),
-        )
-        .expect("at most the burn");
+        let burn_target = match points_only {
+            true => burn_point,
+            false => i64::try_from(
+                i128::from(burn_point) * i128::from(refunded_after) / i128::from(payment),
+            )
+            .expect("at most the burn"),
+        };
         let burn_returned = burn_target - prior.iter().map(|r| r.burn_returned).sum::<i64>();
         assert!(burn_returned >= 0, "returned burns only grow with refunds");
 
@@ -322,8 +334,13 @@ pub fn post_refund(
         for lot in &trade_lots {
             // A grant the net amount still earns is kept in proportion to what is left of the
             // payment (a fixed award too), and never above what the net amount earns.
-            let share =
-                i128::from(lot.points) * i128::from(payment - refunded_after) / i128::from(payment);
+            let share = match points_only {
+                true => 0,
+                false => {
+                    i128::from(lot.points) * i128::from(payment - refunded_after)
+                        / i128::from(payment)
+                }
+            };
             let kept = target
                 .get(&(lot.point_type.as_str(), lot.campaign_code.as_str()))
                 .copied()
@@ -372,7 +389,7 @@ pub fn post_refund(
                 ShortfallPolicy::AllowNegative => shortfall,
                 ShortfallPolicy::RecordShortfall => 0,
             };
-            repo::insert_refund_line(
+            let line_id = repo::insert_refund_line(
                 conn,
                 &RefundLineRow {
                     id: 0,
@@ -383,6 +400,19 @@ pub fn post_refund(
                     owed,
                 },
             )?;
+            if owed > 0 {
+                repo::insert_debt_movement(
+                    conn,
+                    &NewDebtMovement {
+                        refund_line_id: line_id,
+                        kind: "owed",
+                        points: owed,
+                        paid_by_lot_id: None,
+                        effective_at_ms: now_ms,
+                        created_at_ms: now_ms,
+                    },
+                )?;
+            }
             refund_lines.push(RefundLine {
                 grant: grant_of_lot(&(&lot).into())?,
                 points: due,
@@ -506,6 +536,17 @@ pub(super) fn pay_debts(
                         line.id
                     )));
                 }
+                repo::insert_debt_movement(
+                    conn,
+                    &NewDebtMovement {
+                        refund_line_id: line.id,
+                        kind: "paid",
+                        points: take,
+                        paid_by_lot_id: Some(lot.id),
+                        effective_at_ms: now_ms,
+                        created_at_ms: now_ms,
+                    },
+                )?;
                 lot.remaining -= take;
                 owed -= take;
             }

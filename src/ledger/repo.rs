@@ -2,12 +2,13 @@
 
 use super::connection::Conn;
 use super::models::{
-    EntryRow, LotRow, MovementRow, NewEntry, NewLot, NewMember, NewRuleset, NewTrade, OpenLot,
-    RefundLineRow, RefundRow, TradeDetailRow, TradeLineRow, TradeRow,
+    EntryRow, LotRow, MovementRow, NewDebtMovement, NewEntry, NewLot, NewMember, NewRuleset,
+    NewTrade, OpenLot, RefundLineRow, RefundRow, TradeDetailRow, TradeLineRow, TradeRow,
 };
 use super::schema::{
-    campaign_budgets, card_records, entries, external_orders, lots, member_identities,
-    member_profiles, members, refund_lines, refunds, request_nonces, rulesets, trade_lines, trades,
+    campaign_budgets, card_records, debt_movements, entries, external_orders, lots,
+    member_identities, member_profiles, members, refund_lines, refunds, request_nonces, rulesets,
+    trade_lines, trades,
 };
 use diesel::prelude::*;
 use diesel::result::Error;
@@ -391,11 +392,88 @@ pub fn insert_refund(conn: &mut Conn, refund: &RefundRow) -> Result<i64, Error> 
         .get_result(conn)
 }
 
-pub fn insert_refund_line(conn: &mut Conn, line: &RefundLineRow) -> Result<(), Error> {
+/// Inserts a refund line: its id.
+pub fn insert_refund_line(conn: &mut Conn, line: &RefundLineRow) -> Result<i64, Error> {
     diesel::insert_into(refund_lines::table)
         .values(line)
+        .returning(refund_lines::id)
+        .get_result(conn)
+}
+
+pub fn insert_debt_movement(conn: &mut Conn, movement: &NewDebtMovement) -> Result<(), Error> {
+    diesel::insert_into(debt_movements::table)
+        .values(movement)
         .execute(conn)
         .map(|_| ())
+}
+
+/// Every debt movement effective before `before_ms`, as a report reads it: against the lot of
+/// the grant whose refund left the debt, and that refund's trade; owed points negative, paid
+/// ones positive (their effect on what the program owes its members).
+pub fn debt_movements_before(conn: &mut Conn, before_ms: i64) -> Result<Vec<MovementRow>, Error> {
+    let rows: Vec<(i64, i64, String, i64, i64)> = debt_movements::table
+        .inner_join(refund_lines::table.inner_join(refunds::table))
+        .filter(debt_movements::effective_at_ms.lt(before_ms))
+        .select((
+            refund_lines::lot_id,
+            refunds::trade_id,
+            debt_movements::kind,
+            debt_movements::points,
+            debt_movements::effective_at_ms,
+        ))
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(lot_id, trade_id, kind, points, effective_at_ms)| MovementRow {
+                lot_id,
+                trade_id: Some(trade_id),
+                points: if kind == "owed" { -points } else { points },
+                kind,
+                effective_at_ms,
+            },
+        )
+        .collect())
+}
+
+/// Shortfalls written off (refunds under `record_shortfall`) before `before_ms`: what a refund
+/// was due to take back and found already spent or expired. Points, not a movement of the
+/// balance.
+pub fn write_offs_before(conn: &mut Conn, before_ms: i64) -> Result<Vec<MovementRow>, Error> {
+    let rows: Vec<(i64, i64, i64, i64)> = refund_lines::table
+        .inner_join(refunds::table)
+        .filter(refunds::shortfall_policy.eq("record_shortfall"))
+        .filter(refund_lines::shortfall.gt(Zero))
+        .filter(refunds::created_at_ms.lt(before_ms))
+        .select((
+            refund_lines::lot_id,
+            refunds::trade_id,
+            refund_lines::shortfall,
+            refunds::created_at_ms,
+        ))
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(|(lot_id, trade_id, points, effective_at_ms)| MovementRow {
+            lot_id,
+            trade_id: Some(trade_id),
+            kind: "written_off".to_string(),
+            points,
+            effective_at_ms,
+        })
+        .collect())
+}
+
+/// (refund line, kind, points) of every debt movement.
+pub fn all_debt_movements(conn: &mut Conn) -> Result<Vec<(i64, String, i64)>, Error> {
+    debt_movements::table
+        .order(debt_movements::id.asc())
+        .select((
+            debt_movements::refund_line_id,
+            debt_movements::kind,
+            debt_movements::points,
+        ))
+        .load(conn)
 }
 
 /// Every refund, or one trade's, oldest first.

@@ -20,6 +20,9 @@ pub struct Outstanding {
     pub points: i64,
     /// Of those, still in the program's pending period.
     pub pending: i64,
+    /// Points members owe (refunds under `allow_negative` that found their balance short),
+    /// already taken off `points`: the group's points are what its members' balances hold.
+    pub owed: i64,
     /// `points × point_cost` in the base currency, exact (round when booking); absent without a
     /// configured point cost.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -81,12 +84,80 @@ pub struct Moved {
     pub earned: i64,
     pub burned: i64,
     pub expired: i64,
-    /// Taken back from grants by refunds.
+    /// Taken back by refunds: from the refunded grants, from other points under
+    /// `allow_negative`, and from new points paying a debt off.
     pub reversed: i64,
     /// Burned points given back by refunds.
     pub returned: i64,
-    /// earned − burned − expired − reversed + returned.
+    /// Points a refund could not take back and the member now owes (`allow_negative`).
+    pub owed: i64,
+    /// Owed points paid off by later earns.
+    pub debt_paid: i64,
+    /// earned − burned − expired − reversed + returned − owed + debt_paid.
     pub net: i64,
+    /// Points a refund could not take back because they were already spent or expired, and
+    /// wrote off (`record_shortfall`). Not in `net`: they had left the balance already.
+    pub written_off: i64,
+    /// Each line in money (`× point_cost`, exact; round when booking): `earned` is revenue
+    /// deferred, `burned` and `expired` are revenue released. Absent without a point cost.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub amounts: Option<MovedAmounts>,
+}
+
+/// A group's movements in the base currency.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct MovedAmounts {
+    pub earned: Decimal,
+    pub burned: Decimal,
+    pub expired: Decimal,
+    pub reversed: Decimal,
+    pub returned: Decimal,
+    pub owed: Decimal,
+    pub debt_paid: Decimal,
+    pub net: Decimal,
+    pub written_off: Decimal,
+}
+
+impl Moved {
+    /// The lines the report lists, in its order: (name, points).
+    fn lines(&self) -> [(&'static str, i64); 9] {
+        [
+            ("earned", self.earned),
+            ("burned", self.burned),
+            ("expired", self.expired),
+            ("reversed", self.reversed),
+            ("returned", self.returned),
+            ("owed", self.owed),
+            ("debt_paid", self.debt_paid),
+            ("net", self.net),
+            ("written_off", self.written_off),
+        ]
+    }
+
+    /// The same movements, with their amounts at `point_cost`.
+    fn priced(self, point_cost: Option<Decimal>) -> Self {
+        let amounts = point_cost.map(|cost| {
+            let [earned, burned, expired, reversed, returned, owed, debt_paid, net, written_off] =
+                self.lines().map(|(_, points)| money(cost, points));
+            MovedAmounts {
+                earned,
+                burned,
+                expired,
+                reversed,
+                returned,
+                owed,
+                debt_paid,
+                net,
+                written_off,
+            }
+        });
+        Self { amounts, ..self }
+    }
+}
+
+/// `points × cost`, exact.
+fn money(cost: Decimal, points: i64) -> Decimal {
+    (cost * Decimal::from(points)).normalize()
 }
 
 impl Moved {
@@ -97,19 +168,30 @@ impl Moved {
             ("expire", _) => self.expired -= points,
             ("reverse", false) => self.reversed -= points,
             ("reverse", true) => self.returned += points,
+            ("owed", _) => self.owed -= points,
+            ("paid", _) => self.debt_paid += points,
+            ("written_off", _) => {
+                self.written_off += points;
+                return;
+            }
             _ => unreachable!("entry kinds are checked by the database"),
         }
         self.net += points;
     }
 }
 
-/// Points earned, burned, expired and reversed over `[from, to)`, and the roll-forward:
-/// `opening + earned − burned − expired − reversed + returned = closing`.
+/// Every point movement over `[from, to)`, and the roll-forward:
+/// `opening + earned − burned − expired − reversed + returned − owed + debt_paid = closing`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Movements {
     pub from: String,
     pub to: String,
     pub by: &'static str,
+    /// The program's base currency: what `*_amount` figures are in.
+    pub currency: String,
+    /// The configured cost of a point; absent (and so every amount) without one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub point_cost: Option<Decimal>,
     /// Outstanding points just before `from`.
     pub opening: i64,
     pub totals: Moved,
@@ -117,6 +199,11 @@ pub struct Movements {
     pub closing: i64,
     /// Whether the roll-forward holds; always true in a sound ledger.
     pub ties_out: bool,
+    /// `opening` and `closing` in money (`× point_cost`, exact): the deferred revenue at each end.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub opening_amount: Option<Decimal>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub closing_amount: Option<Decimal>,
     pub rows: Vec<Moved>,
 }
 
@@ -138,7 +225,8 @@ pub fn check_period(
     Ok(())
 }
 
-/// Every entry effective before `before_ms`, with the expiries the task has yet to write.
+/// Every entry effective before `before_ms`, with the expiries the task has yet to write, and
+/// every debt movement (owed negative, paid positive; against the refunded grant's lot).
 fn movements_before(
     conn: &mut Conn,
     lots: &[LotRow],
@@ -146,6 +234,7 @@ fn movements_before(
     now_ms: i64,
 ) -> Result<Vec<MovementRow>, PostError> {
     let mut rows = repo::entries_before(conn, before_ms)?;
+    rows.extend(repo::debt_movements_before(conn, before_ms)?);
     for lot in lots {
         let due = lot.expires_at_ms.is_some_and(|at| at <= now_ms);
         match lot.expiry_effective_at_ms() {
@@ -206,19 +295,25 @@ fn liability_of(
     point_cost: Option<Decimal>,
     as_of: DateTime<Utc>,
 ) -> Liability {
-    let mut by_lot: HashMap<i64, i64> = HashMap::new();
+    // Per lot: (its points, what its refunded grant's members owe).
+    let mut by_lot: HashMap<i64, (i64, i64)> = HashMap::new();
     for row in rows {
-        *by_lot.entry(row.lot_id).or_default() += row.points;
+        let slot = by_lot.entry(row.lot_id).or_default();
+        match row.kind.as_str() {
+            "owed" | "paid" => slot.1 -= row.points,
+            _ => slot.0 += row.points,
+        }
     }
     let mut groups: [BTreeMap<String, Outstanding>; 4] = Default::default();
     let mut total = Outstanding::default();
     for lot in lots {
-        let points = by_lot.get(&lot.id).copied().unwrap_or(0);
-        if points == 0 {
+        let (held, owed) = by_lot.get(&lot.id).copied().unwrap_or((0, 0));
+        if held == 0 && owed == 0 {
             continue;
         }
+        let points = held - owed;
         let pending = if lot.available_at_ms > as_of_ms {
-            points
+            held
         } else {
             0
         };
@@ -236,12 +331,14 @@ fn liability_of(
             });
             slot.points += points;
             slot.pending += pending;
+            slot.owed += owed;
         }
         total.points += points;
         total.pending += pending;
+        total.owed += owed;
     }
     let priced = |mut o: Outstanding| {
-        o.amount = point_cost.map(|cost| (cost * Decimal::from(o.points)).normalize());
+        o.amount = point_cost.map(|cost| money(cost, o.points));
         o
     };
     let [by_month, by_quarter, by_type, by_campaign] =
@@ -261,24 +358,37 @@ fn liability_of(
     }
 }
 
-/// Movements over `[from, to)` (`to` at most `now`), grouped `by`.
+/// How a report prices its points: the base currency, and the cost of a point if configured.
+#[derive(Debug, Clone, Copy)]
+pub struct Pricing<'a> {
+    pub currency: &'a str,
+    pub point_cost: Option<Decimal>,
+}
+
+/// Movements over `[from, to)` (`to` at most `now`), grouped `by`, priced at `pricing`.
 pub fn movements(
     conn: &mut Conn,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
+    (from, to): (DateTime<Utc>, DateTime<Utc>),
     by: GroupBy,
     tz: &ProgramTz,
+    pricing: Pricing,
     now: DateTime<Utc>,
 ) -> Result<Movements, PostError> {
     assert!(from <= to && to <= now, "a period in the past");
     let lots = repo::all_lots(conn, None)?;
-    let rows = movements_before(conn, &lots, ms(to), ms(now))?;
+    let mut rows = movements_before(conn, &lots, ms(to), ms(now))?;
+    let from_ms = ms(from);
+    // Write-offs move no balance: only the period's are listed.
+    rows.extend(
+        repo::write_offs_before(conn, ms(to))?
+            .into_iter()
+            .filter(|w| w.effective_at_ms >= from_ms),
+    );
     let lot_by_id: HashMap<i64, &LotRow> = lots.iter().map(|l| (l.id, l)).collect();
     let stores: HashMap<i64, String> = match by {
         GroupBy::Store => repo::trade_stores(conn)?.into_iter().collect(),
         _ => HashMap::new(),
     };
-    let from_ms = ms(from);
     let mut opening = 0;
     let mut closing = 0;
     let mut totals = Moved {
@@ -287,7 +397,9 @@ pub fn movements(
     };
     let mut groups: BTreeMap<String, Moved> = BTreeMap::new();
     for row in &rows {
-        closing += row.points;
+        if row.kind != "written_off" {
+            closing += row.points;
+        }
         if row.effective_at_ms < from_ms {
             opening += row.points;
             continue;
@@ -314,15 +426,20 @@ pub fn movements(
             .add(&row.kind, row.points);
         totals.add(&row.kind, row.points);
     }
+    let cost = pricing.point_cost;
     Ok(Movements {
         from: rfc3339(from),
         to: rfc3339(to),
         by: by.as_str(),
+        currency: pricing.currency.to_string(),
+        point_cost: cost,
         opening,
         ties_out: opening + totals.net == closing,
-        totals,
+        totals: totals.priced(cost),
         closing,
-        rows: groups.into_values().collect(),
+        opening_amount: cost.map(|c| money(c, opening)),
+        closing_amount: cost.map(|c| money(c, closing)),
+        rows: groups.into_values().map(|g| g.priced(cost)).collect(),
     })
 }
 
@@ -353,7 +470,7 @@ fn csv_text(header: &[&str], rows: impl IntoIterator<Item = Vec<String>>) -> Str
 }
 
 impl Liability {
-    /// `dimension,key,points,pending,amount`: the total first, then each grouping.
+    /// `dimension,key,points,pending,owed,amount`: the total first, then each grouping.
     pub fn to_csv(&self) -> String {
         let groups = [
             ("total", std::slice::from_ref(&self.total)),
@@ -369,47 +486,69 @@ impl Liability {
                     text_field(&o.key),
                     o.points.to_string(),
                     o.pending.to_string(),
+                    o.owed.to_string(),
                     o.amount.map(|a| a.to_string()).unwrap_or_default(),
                 ]
             })
         });
-        csv_text(&["dimension", "key", "points", "pending", "amount"], rows)
+        csv_text(
+            &["dimension", "key", "points", "pending", "owed", "amount"],
+            rows,
+        )
     }
 }
 
 impl Movements {
-    /// `key,opening,earned,burned,expired,reversed,returned,net,closing`: a row per group, then
-    /// `total` with the opening and closing balances.
+    /// `key,opening,earned,burned,expired,reversed,returned,owed,debt_paid,net,closing,
+    /// written_off`: a row per group, then `total` with the opening and closing balances. With a
+    /// point cost, each figure again in money after them (`opening_amount`, `earned_amount`, …).
     pub fn to_csv(&self) -> String {
-        let line = |m: &Moved, opening: String, closing: String| {
-            vec![
-                text_field(&m.key),
-                opening,
-                m.earned.to_string(),
-                m.burned.to_string(),
-                m.expired.to_string(),
-                m.reversed.to_string(),
-                m.returned.to_string(),
-                m.net.to_string(),
-                closing,
-            ]
+        // The figures of a row in the header's order; `opening` and `closing` in `total` only.
+        let line = |m: &Moved, ends: Option<(i64, i64)>| {
+            let mut points = vec![ends.map(|e| e.0)];
+            points.extend(m.lines()[..8].iter().map(|(_, p)| Some(*p)));
+            points.extend([ends.map(|e| e.1), Some(m.written_off)]);
+            let mut row = vec![text_field(&m.key)];
+            row.extend(
+                points
+                    .iter()
+                    .map(|p| p.map(|p| p.to_string()).unwrap_or_default()),
+            );
+            if let Some(cost) = self.point_cost {
+                row.extend(
+                    points
+                        .iter()
+                        .map(|p| p.map(|p| money(cost, p).to_string()).unwrap_or_default()),
+                );
+            }
+            row
         };
         let rows = self
             .rows
             .iter()
-            .map(|row| line(row, String::new(), String::new()))
-            .chain([line(
-                &self.totals,
-                self.opening.to_string(),
-                self.closing.to_string(),
-            )]);
-        csv_text(
-            &[
-                "key", "opening", "earned", "burned", "expired", "reversed", "returned", "net",
-                "closing",
-            ],
-            rows,
-        )
+            .map(|row| line(row, None))
+            .chain([line(&self.totals, Some((self.opening, self.closing)))]);
+        let names = [
+            "opening",
+            "earned",
+            "burned",
+            "expired",
+            "reversed",
+            "returned",
+            "owed",
+            "debt_paid",
+            "net",
+            "closing",
+            "written_off",
+        ];
+        let mut header: Vec<String> = std::iter::once("key".to_string())
+            .chain(names.iter().map(|n| n.to_string()))
+            .collect();
+        if self.point_cost.is_some() {
+            header.extend(names.iter().map(|n| format!("{n}_amount")));
+        }
+        let header: Vec<&str> = header.iter().map(String::as_str).collect();
+        csv_text(&header, rows)
     }
 }
 
@@ -474,6 +613,9 @@ mod tests {
             entry(1, "burn", -30),
             entry(2, "earn", 50),
             entry(3, "earn", 7),
+            // A refund of lot 2's grant left 20 owed; a later earn paid 5 of it.
+            entry(2, "owed", -20),
+            entry(2, "paid", 5),
         ];
         let report = liability_of(
             &lots,
@@ -483,8 +625,8 @@ mod tests {
             Some(Decimal::new(5, 3)),
             DateTime::<Utc>::UNIX_EPOCH,
         );
-        assert_eq!(report.total.points, 127);
-        assert_eq!(report.total.amount, Some(Decimal::new(635, 3)));
+        assert_eq!((report.total.points, report.total.owed), (112, 15));
+        assert_eq!(report.total.amount, Some(Decimal::new(56, 2)));
         let keys = |l: &[Outstanding]| {
             l.iter()
                 .map(|o| (o.key.clone(), o.points))
@@ -492,21 +634,24 @@ mod tests {
         };
         assert_eq!(
             keys(&report.by_expiry_month),
-            [("2026-02", 70), ("2026-03", 50), ("never", 7)].map(|(k, p)| (k.to_string(), p))
+            [("2026-02", 70), ("2026-03", 35), ("never", 7)].map(|(k, p)| (k.to_string(), p))
         );
         assert_eq!(
             keys(&report.by_expiry_quarter),
-            [("2026-Q1", 120), ("never", 7)].map(|(k, p)| (k.to_string(), p))
+            [("2026-Q1", 105), ("never", 7)].map(|(k, p)| (k.to_string(), p))
         );
         assert_eq!(
             keys(&report.by_campaign),
-            [("", 77), ("X,Y", 50)].map(|(k, p)| (k.to_string(), p))
+            [("", 77), ("X,Y", 35)].map(|(k, p)| (k.to_string(), p))
         );
         let csv = report.to_csv();
         assert!(
-            csv.starts_with("dimension,key,points,pending,amount\r\ntotal,total,127,0,0.635\r\n")
+            csv.starts_with(
+                "dimension,key,points,pending,owed,amount\r\ntotal,total,112,0,15,0.56\r\n"
+            ),
+            "{csv}"
         );
-        assert!(csv.contains("campaign,\"X,Y\",50,0,0.25\r\n"), "{csv}");
+        assert!(csv.contains("campaign,\"X,Y\",35,0,15,0.175\r\n"), "{csv}");
     }
 
     #[test]

@@ -105,6 +105,18 @@ diesel::table! {
 }
 
 diesel::table! {
+    debt_movements (id) {
+        id -> BigInt,
+        refund_line_id -> BigInt,
+        kind -> Text,
+        points -> BigInt,
+        paid_by_lot_id -> Nullable<BigInt>,
+        effective_at_ms -> BigInt,
+        created_at_ms -> BigInt,
+    }
+}
+
+diesel::table! {
     trade_lines (id) {
         id -> BigInt,
         trade_id -> BigInt,
@@ -192,11 +204,13 @@ diesel::joinable!(trade_lines -> trades (trade_id));
 diesel::joinable!(refunds -> trades (trade_id));
 diesel::joinable!(refund_lines -> refunds (refund_id));
 diesel::joinable!(refund_lines -> lots (lot_id));
+diesel::joinable!(debt_movements -> refund_lines (refund_line_id));
 diesel::joinable!(lots -> members (member_id));
 diesel::joinable!(lots -> trades (trade_id));
 diesel::joinable!(entries -> lots (lot_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
+    debt_movements,
     members,
     trades,
     lots,

@@ -158,8 +158,7 @@ fn cblink_order_in(
                 trade.out_trade_no.clone(),
                 left,
                 order.updated_at_time.max(refundable.trade.sales_time),
-            )
-            .map_err(|e| PostError::Corrupt(format!("refund: {e}")))?;
+            );
             refund_in(conn, rules, &refund, policy, now)?;
             outcome = CblinkOutcome::Reversed;
         }
@@ -366,8 +365,7 @@ fn objective_record(
                 out,
                 Amount::from_minor(take * 100).map_err(corrupt)?,
                 record.at.max(refundable.trade.sales_time),
-            )
-            .map_err(corrupt)?;
+            );
             refund_in(conn, rules, &refund, policy, now)?;
             left -= take;
         }

@@ -36,6 +36,10 @@ pub enum ServiceError {
     /// An order update older than the last one seen: nothing of it is kept.
     #[error("the update is older than the last one seen")]
     StaleUpdate,
+    /// A refund of nothing, of a trade that was paid (only a trade paid wholly with points is
+    /// refunded with 0).
+    #[error("refund_amount must be more than 0 (0 refunds only a trade paid wholly with points)")]
+    ZeroRefund,
     #[error("refund_time {refund_time} is before the trade's sales_time {sales_time}")]
     RefundBeforeSale {
         refund_time: String,
@@ -161,6 +165,9 @@ pub(super) fn refund_in(
             refund_time: refund.refund_time.to_rfc3339(),
             sales_time: refundable.trade.sales_time.to_rfc3339(),
         });
+    }
+    if refund.refund_amount == Amount::ZERO && refundable.trade.payment_amount != Amount::ZERO {
+        return Err(ServiceError::ZeroRefund);
     }
     let refundable_amount = refundable.refundable();
     if refund.refund_amount > refundable_amount {
@@ -347,15 +354,20 @@ pub fn movements_report(
     from: DateTime<Utc>,
     to: DateTime<Utc>,
     by: ledger::report::GroupBy,
+    point_cost: Option<rust_decimal::Decimal>,
     now: DateTime<Utc>,
 ) -> Result<ledger::report::Movements, ServiceError> {
     let mut conn = store.pool.get()?;
+    let pricing = ledger::report::Pricing {
+        currency: rules.program.base_currency.as_str(),
+        point_cost,
+    };
     Ok(ledger::report::movements(
         &mut conn,
-        from,
-        to,
+        (from, to),
         by,
         &rules.program.time_zone,
+        pricing,
         now,
     )?)
 }

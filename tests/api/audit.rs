@@ -142,7 +142,7 @@ fn ledger_with_a_refund() -> TestApp {
 }
 
 fn the_audit_catches_damage_to_refunds() {
-    let cases: [(&str, &[&str]); 4] = [
+    let cases: [(&str, &[&str]); 5] = [
         (
             "DELETE FROM entries WHERE kind = 'reverse' AND points < 0",
             &[
@@ -156,7 +156,12 @@ fn the_audit_catches_damage_to_refunds() {
             &[
                 "refund line 1: owes 5 of a shortfall of 5 under record_shortfall",
                 "refund 1: reverse entries take 25 and give 15, its lines take 20 and it gave back 15 burned points",
+                "refund line 1: owes 5, its debt movements leave 0",
             ],
+        ),
+        (
+            "INSERT INTO debt_movements (refund_line_id, kind, points, paid_by_lot_id, effective_at_ms, created_at_ms) VALUES (1, 'owed', 7, NULL, 0, 0)",
+            &["refund line 1: owes 0, its debt movements leave 7"],
         ),
         (
             "UPDATE refunds SET refund_amount_minor = 60000, burn_returned = 40",

@@ -82,6 +82,88 @@ fn lots_expire_at_the_end_of_their_date_in_the_program_zone_once() {
     app.assert_ledger_consistent();
 }
 
+/// A receipt recorded on time, whose QUARTER points expire at the end of its quarter: the expiry
+/// is booked on the quarter's last day (the end of it, program zone), whenever the task runs,
+/// so the quarter's movements show it and the next quarter's opening no longer holds it.
+fn an_expiry_is_booked_at_the_end_of_the_last_usable_day() {
+    let rules = refund_rules("2");
+    let app = spawn_app_with_rules(rules.path());
+    let sale = hours_ago(100 * 24);
+    let mut old = trade("TQ", "M1", &sale);
+    old["store_code"] = serde_json::json!("Q001");
+    let (status, body) = app.post_trade(&old);
+    assert_eq!(status, 200, "{body}");
+    let last_day = body["data"]["detail"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["campaign_code"] == "QTR")
+        .unwrap()["expire_time"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Recorded when it was sold, as a till online at the time would have.
+    let sold_ms = at(&sale).timestamp_millis();
+    {
+        use point_engine::ledger::schema::{entries, lots, trades};
+        let conn = &mut app.conn();
+        diesel::update(lots::table)
+            .set(lots::created_at_ms.eq(sold_ms))
+            .execute(conn)
+            .unwrap();
+        diesel::update(entries::table)
+            .set((
+                entries::created_at_ms.eq(sold_ms),
+                entries::effective_at_ms.eq(sold_ms),
+            ))
+            .execute(conn)
+            .unwrap();
+        diesel::update(trades::table)
+            .set(trades::created_at_ms.eq(sold_ms))
+            .execute(conn)
+            .unwrap();
+    }
+    // The task runs days after the quarter ended.
+    let expired = expire(&app, &hours_ago(1));
+    assert_eq!(expired.points, 40);
+    let last_moment = at(&format!("{last_day}T23:59:59.999+08:00"));
+    assert_eq!(
+        expire_entries(&app),
+        vec![("expire".into(), -40, last_moment.timestamp_millis())]
+    );
+    let (_, history) = app.get("/v1/point-engine/members/M1/entries");
+    assert_eq!(
+        history["data"]["entries"][0]["effective_time"],
+        serde_json::json!(last_moment.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+    );
+    // The last day's movements hold it; the next day's do not.
+    let day_start = format!("{last_day}T00:00:00%2B08:00");
+    let next_day = (chrono::NaiveDate::parse_from_str(&last_day, "%Y-%m-%d").unwrap()
+        + chrono::Days::new(1))
+    .to_string();
+    let next_start = format!("{next_day}T00:00:00%2B08:00");
+    let (_, last) = app.get(&format!(
+        "/v1/point-engine/reports/movements?from={day_start}&to={next_start}"
+    ));
+    assert_eq!(last["data"]["totals"]["expired"], 40, "{last}");
+    assert_eq!(last["data"]["ties_out"], true);
+    let (_, next) = app.get(&format!(
+        "/v1/point-engine/reports/movements?from={next_start}&by=day"
+    ));
+    assert_eq!(next["data"]["totals"]["expired"], 0, "{next}");
+    assert_eq!(next["data"]["opening"], last["data"]["closing"]);
+    // The liability at the end of the last day no longer holds the QUARTER points.
+    let (_, liability) = app.get(&format!(
+        "/v1/point-engine/reports/liability?as_of={next_start}"
+    ));
+    assert_eq!(
+        liability["data"]["total"]["points"],
+        140 - 40,
+        "{liability}"
+    );
+    app.assert_ledger_consistent();
+}
+
 fn concurrent_expiry_runs_expire_each_lot_once() {
     let app = spawn_app();
     for i in 0..20 {
@@ -151,6 +233,7 @@ fn the_server_runs_the_expiry_task() {
 }
 
 on_both_backends!(
+    an_expiry_is_booked_at_the_end_of_the_last_usable_day,
     lots_expire_at_the_end_of_their_date_in_the_program_zone_once,
     concurrent_expiry_runs_expire_each_lot_once,
     the_expire_command_expires_and_refuses_a_future_as_of,

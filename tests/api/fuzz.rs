@@ -152,6 +152,16 @@ fn generated_bodies_never_answer_5xx_and_keep_each_contracts_shape() {
         check("trade-refund", &body, answer, &["code", "msg", "data"]);
     }
 
+    let link = json!({"kind": "card_code", "value": "FUZZ-CARD"});
+    for member in ["M-FUZZ", "TEL:85290000000", "NOBODY"] {
+        for _ in 0..BODIES_PER_ENDPOINT / 3 {
+            let body = mutate(&link, &mut rng);
+            let path = format!("/v1/point-engine/members/{member}/identities");
+            let answer = app.post_to_path(&path, &body);
+            check("identities", &body, answer, &["code", "msg", "data"]);
+        }
+    }
+
     let pos = crate::transaction_sync::seed();
     for i in 0..BODIES_PER_ENDPOINT {
         let mut body = mutate(&pos, &mut rng);

@@ -9,6 +9,7 @@ mod balance;
 mod cblink;
 mod discount_card;
 mod expiry;
+mod finance;
 mod fuzz;
 mod history;
 mod identities;

@@ -152,7 +152,7 @@ fn a_refund_number_reused_with_another_body_is_a_conflict_and_over_refunds_write
     // The field is named once, with what it should be.
     assert_eq!(
         app.post_refund(&refund("R0", "T1", "0")),
-        (400, error_body(40001, "refund_amount must be more than 0"))
+        (400, error_body(40001, "refund_amount must be more than 0 (0 refunds only a trade paid wholly with points)"))
     );
     assert_eq!(
         app.post_refund(&refund("R1", "T1", "200")),
@@ -218,6 +218,71 @@ fn a_refund_gives_a_burn_back_in_proportion() {
     app.assert_ledger_consistent();
 }
 
+fn a_trade_paid_wholly_with_points_is_refunded_with_0_and_gives_its_burn_back() {
+    let app = spawn_refund_app(ShortfallPolicy::RecordShortfall);
+    assert_eq!(app.post_trade(&trade("T1", "M1", &hours_ago(3))).0, 200);
+    assert_eq!(available(&app, "M1"), (350, 0));
+    // HKD 250 of goods paid wholly with 250 points: nothing paid, nothing earned.
+    let mut points_only = trade("T2", "M1", &hours_ago(2));
+    points_only["payment_amount"] = json!("0.00");
+    points_only["burn_point"] = json!(250);
+    let (status, body) = app.post_trade(&points_only);
+    assert_eq!(
+        (status, body["data"]["total_point"].clone()),
+        (200, json!(0))
+    );
+    assert_eq!(available(&app, "M1"), (100, 0));
+    // A refund of money that was never paid is refused, by name.
+    assert_eq!(
+        app.post_refund(&refund("R1", "T2", "1")),
+        (
+            422,
+            error_body(
+                42201,
+                "refund_amount 1.00 is more than the 0.00 left to refund"
+            )
+        )
+    );
+    // Its refund is of 0, and gives the 250 burned points back to the lots they came from.
+    let full = refund("R2", "T2", "0");
+    let (status, body) = app.post_refund(&full);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (
+            body["data"]["refund_amount"].clone(),
+            body["data"]["returned_burn_point"].clone(),
+            body["data"]["reversed_point"].clone()
+        ),
+        (json!("0.00"), json!(250), json!(0))
+    );
+    assert_eq!(available(&app, "M1"), (350, 0));
+    // The same refund again is a replay; another is refused: the trade is refunded in full.
+    assert_eq!(app.post_refund(&full), (status, body));
+    assert_eq!(
+        app.post_refund(&refund("R3", "T2", "0")),
+        (
+            422,
+            error_body(
+                42201,
+                "trade T2 was paid wholly with points and is refunded in full already"
+            )
+        )
+    );
+    // A trade that was paid is not refunded with 0.
+    assert_eq!(
+        app.post_refund(&refund("R4", "T1", "0")),
+        (
+            400,
+            error_body(
+                40001,
+                "refund_amount must be more than 0 (0 refunds only a trade paid wholly with points)"
+            )
+        )
+    );
+    assert_eq!(app.counts().0, 2);
+    app.assert_ledger_consistent();
+}
+
 /// M1 earns at a Q store 100 days ago: E 100 (KDP, two years) and QTR 40, expired at the end
 /// of that quarter. A later trade at a store with no campaign burns the 100 E points and earns 1.
 fn spent_and_expired(app: &TestApp) {
@@ -234,6 +299,43 @@ fn spent_and_expired(app: &TestApp) {
     spend["burn_point"] = json!(100);
     assert_eq!(app.post_trade(&spend).0, 200);
     assert_eq!(available(app, "M1"), (1, 0));
+}
+
+/// The finance reports against the members' balances: the liability is what the balances hold
+/// (owed points negative), and the movements since before anything happened roll forward to
+/// it. Answers the movements' totals.
+fn reports_reconcile(app: &TestApp, members: &[&str]) -> Value {
+    let held: i64 = members
+        .iter()
+        .map(|vip| {
+            let (_, body) = app.balance(vip, None);
+            body["data"]["available_point"].as_i64().unwrap()
+                + body["data"]["pending_point"].as_i64().unwrap()
+        })
+        .sum();
+    let (status, liability) = app.get("/v1/point-engine/reports/liability");
+    assert_eq!(status, 200, "{liability}");
+    assert_eq!(
+        liability["data"]["total"]["points"],
+        json!(held),
+        "{liability}"
+    );
+    let from = hours_ago(24 * 365).replace('+', "%2B");
+    let (status, movements) = app.get(&format!(
+        "/v1/point-engine/reports/movements?from={from}&by=campaign"
+    ));
+    assert_eq!(status, 200, "{movements}");
+    let data = &movements["data"];
+    assert_eq!(
+        (
+            data["opening"].clone(),
+            data["closing"].clone(),
+            data["ties_out"].clone()
+        ),
+        (json!(0), json!(held), json!(true)),
+        "{movements}"
+    );
+    data["totals"].clone()
 }
 
 fn after_a_burn_and_an_expiry_record_shortfall_writes_off_what_is_gone() {
@@ -256,6 +358,17 @@ fn after_a_burn_and_an_expiry_record_shortfall_writes_off_what_is_gone() {
         app.entries().iter().filter(|(k, _)| k == "reverse").count(),
         0
     );
+    // The reports list the 140 points written off, which had left the balance already.
+    let totals = reports_reconcile(&app, &["M1"]);
+    assert_eq!(
+        (
+            totals["written_off"].clone(),
+            totals["owed"].clone(),
+            totals["expired"].clone(),
+            totals["net"].clone()
+        ),
+        (json!(140), json!(0), json!(40), json!(1))
+    );
     app.assert_ledger_consistent();
 }
 
@@ -276,6 +389,24 @@ fn after_a_burn_and_an_expiry_allow_negative_takes_other_points_then_owes() {
     let (status, body) = app.balance("M1", None);
     assert_eq!(status, 200);
     assert_eq!(body["data"]["lots"], json!([]));
+    // The liability is the balance: 139 owed, the program owes the member nothing.
+    let totals = reports_reconcile(&app, &["M1"]);
+    assert_eq!(
+        (
+            totals["owed"].clone(),
+            totals["debt_paid"].clone(),
+            totals["net"].clone()
+        ),
+        (json!(139), json!(0), json!(-139))
+    );
+    let (_, liability) = app.get("/v1/point-engine/reports/liability");
+    assert_eq!(
+        (
+            liability["data"]["total"]["points"].clone(),
+            liability["data"]["total"]["owed"].clone()
+        ),
+        (json!(-139), json!(139))
+    );
 
     // Nothing can be burned while the member owes.
     let mut burn = trade("TB", "M1", &hours_ago(0));
@@ -299,6 +430,15 @@ fn after_a_burn_and_an_expiry_allow_negative_takes_other_points_then_owes() {
         (200, json!(200))
     );
     assert_eq!(available(&app, "M1"), (61, 0));
+    let totals = reports_reconcile(&app, &["M1"]);
+    assert_eq!(
+        (
+            totals["owed"].clone(),
+            totals["debt_paid"].clone(),
+            totals["net"].clone()
+        ),
+        (json!(139), json!(139), json!(61))
+    );
     app.assert_ledger_consistent();
 }
 
@@ -408,6 +548,7 @@ fn allow_negative_takes_pending_points_before_usable_ones() {
 }
 
 on_both_backends!(
+    a_trade_paid_wholly_with_points_is_refunded_with_0_and_gives_its_burn_back,
     partial_then_full_refund_reprice_the_trade_at_its_net_amount,
     a_refund_number_reused_with_another_body_is_a_conflict_and_over_refunds_write_nothing,
     a_refund_gives_a_burn_back_in_proportion,

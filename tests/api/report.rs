@@ -304,13 +304,17 @@ fn reports_on_a_generated_ledger_tie_out_with_the_tests_own_totals() {
 
     // CSV, parsed back, says the same as JSON.
     let rows = csv_rows(&get_csv(&app, "/v1/point-engine/reports/liability"));
-    assert_eq!(rows[0], ["dimension", "key", "points", "pending", "amount"]);
+    assert_eq!(
+        rows[0],
+        ["dimension", "key", "points", "pending", "owed", "amount"]
+    );
     assert_eq!(
         rows[1],
         [
             "total".to_string(),
             "total".to_string(),
             outstanding.to_string(),
+            "0".to_string(),
             "0".to_string(),
             cost.normalize().to_string()
         ]
@@ -338,16 +342,29 @@ fn reports_on_a_generated_ledger_tie_out_with_the_tests_own_totals() {
         &format!("/v1/point-engine/reports/movements?from={from}&by=store&format=csv"),
     ));
     assert_eq!(
-        rows[0],
+        rows[0][..12],
         [
-            "key", "opening", "earned", "burned", "expired", "reversed", "returned", "net",
-            "closing"
+            "key",
+            "opening",
+            "earned",
+            "burned",
+            "expired",
+            "reversed",
+            "returned",
+            "owed",
+            "debt_paid",
+            "net",
+            "closing",
+            "written_off"
         ]
     );
     let total = rows.last().unwrap();
     assert_eq!(total[0], "total");
     assert_eq!(total[1], "0");
-    assert_eq!(total[8], outstanding.to_string());
+    assert_eq!(total[10], outstanding.to_string());
+    // Then each figure in money at the point cost: the closing is the liability's amount.
+    assert_eq!(rows[0][12..14], ["opening_amount", "earned_amount"]);
+    assert_eq!(total[21], cost.normalize().to_string());
     let csv_stores: BTreeMap<String, [i64; 5]> = rows[1..rows.len() - 1]
         .iter()
         .map(|r| {
@@ -413,24 +430,53 @@ fn the_cli_prints_the_same_reports() {
     assert_eq!(
         csv_rows(&csv),
         [
-            ["", "", "100", "0", "0", "30", "0", "70", ""],
-            ["BIG", "", "50", "0", "0", "50", "0", "0", ""],
-            ["DOUBLE", "", "200", "0", "0", "60", "0", "140", ""],
-            ["total", "0", "350", "0", "0", "140", "0", "210", "210"],
-        ]
-        .iter()
-        .fold(
-            vec![[
-                "key", "opening", "earned", "burned", "expired", "reversed", "returned", "net",
-                "closing"
+            [
+                "key",
+                "opening",
+                "earned",
+                "burned",
+                "expired",
+                "reversed",
+                "returned",
+                "owed",
+                "debt_paid",
+                "net",
+                "closing",
+                "written_off",
+                "opening_amount",
+                "earned_amount",
+                "burned_amount",
+                "expired_amount",
+                "reversed_amount",
+                "returned_amount",
+                "owed_amount",
+                "debt_paid_amount",
+                "net_amount",
+                "closing_amount",
+                "written_off_amount",
             ]
-            .map(String::from)
-            .to_vec()],
-            |mut rows, r| {
-                rows.push(r.map(String::from).to_vec());
-                rows
-            }
-        )
+            .to_vec(),
+            [
+                "", "", "100", "0", "0", "30", "0", "0", "0", "70", "", "0", "", "0.5", "0", "0",
+                "0.15", "0", "0", "0", "0.35", "", "0",
+            ]
+            .to_vec(),
+            [
+                "BIG", "", "50", "0", "0", "50", "0", "0", "0", "0", "", "0", "", "0.25", "0", "0",
+                "0.25", "0", "0", "0", "0", "", "0",
+            ]
+            .to_vec(),
+            [
+                "DOUBLE", "", "200", "0", "0", "60", "0", "0", "0", "140", "", "0", "", "1", "0",
+                "0", "0.3", "0", "0", "0", "0.7", "", "0",
+            ]
+            .to_vec(),
+            [
+                "total", "0", "350", "0", "0", "140", "0", "0", "0", "210", "210", "0", "0",
+                "1.75", "0", "0", "0.7", "0", "0", "0", "1.05", "1.05", "0",
+            ]
+            .to_vec(),
+        ]
     );
     let detail: Value = serde_json::from_str(&cli(&["report", "trade", "T1"])).unwrap();
     assert_eq!(detail, report(&app, "/v1/point-engine/trades/T1"));
