@@ -50,6 +50,10 @@ pub struct MemberContext {
     /// Pricing a trade again for a refund: the member conditions held when it was first priced
     /// (its grants prove it), and limits and budgets were already applied to what it got.
     pub repricing: bool,
+    /// Re-pricing for the audit: only these campaigns (the ones that granted the trade) may
+    /// match, so a campaign whose member conditions failed the first time does not match now,
+    /// nor block the others. `None`: any campaign.
+    pub only_campaigns: Option<std::collections::HashSet<CampaignCode>>,
 }
 
 impl MemberContext {
@@ -57,6 +61,16 @@ impl MemberContext {
     pub fn repricing() -> Self {
         Self {
             repricing: true,
+            ..Self::default()
+        }
+    }
+
+    /// The context of the audit's re-pricing of a trade that these campaigns granted: the most
+    /// it can have earned (no limits or budgets applied).
+    pub fn audit(granted: std::collections::HashSet<CampaignCode>) -> Self {
+        Self {
+            repricing: true,
+            only_campaigns: Some(granted),
             ..Self::default()
         }
     }

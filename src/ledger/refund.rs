@@ -129,6 +129,53 @@ pub(crate) fn trade_of_row(
     })
 }
 
+/// A recorded trade with the points each of its grants was given, as the audit re-prices it.
+#[derive(Debug)]
+pub struct GrantedTrade {
+    pub out_trade_no: String,
+    pub resource: String,
+    pub ruleset_version: String,
+    /// The trade as it was priced (or why its rows do not make one).
+    pub trade: Result<Trade, PostError>,
+    /// Points granted per (point type, campaign code; "" for E).
+    pub granted: std::collections::BTreeMap<(String, String), i64>,
+}
+
+/// Up to `limit` trades after `after_id`, in id order, with their grants: a few reads for the
+/// whole batch. The last trade's id, to read on from.
+pub fn granted_trades_after(
+    conn: &mut Conn,
+    after_id: i64,
+    limit: i64,
+) -> Result<(Vec<GrantedTrade>, Option<i64>), PostError> {
+    let rows = repo::trade_details_after(conn, after_id, limit)?;
+    let ids: Vec<i64> = rows.iter().map(|(row, _)| row.id).collect();
+    let mut lines: HashMap<i64, Vec<TradeLineRow>> = HashMap::new();
+    for line in repo::trade_lines_of(conn, &ids)? {
+        lines.entry(line.trade_id).or_default().push(line);
+    }
+    let mut granted: HashMap<i64, std::collections::BTreeMap<(String, String), i64>> =
+        HashMap::new();
+    for lot in repo::lots_of_trades(conn, &ids)? {
+        *granted
+            .entry(lot.trade_id)
+            .or_default()
+            .entry((lot.point_type, lot.campaign_code))
+            .or_default() += lot.points;
+    }
+    let trades = rows
+        .iter()
+        .map(|(row, vip)| GrantedTrade {
+            out_trade_no: row.out_trade_no.clone(),
+            resource: row.resource.clone(),
+            ruleset_version: row.ruleset_version.clone(),
+            trade: trade_of_row(row, vip, lines.get(&row.id).map_or(&[], Vec::as_slice)),
+            granted: granted.remove(&row.id).unwrap_or_default(),
+        })
+        .collect();
+    Ok((trades, ids.last().copied()))
+}
+
 /// The trade with this `out_trade_no` and what was refunded of it; `None` if never posted.
 pub fn refundable_trade(
     conn: &mut Conn,

@@ -282,6 +282,30 @@ pub fn trade_burns(conn: &mut Conn, member_id: Option<i64>) -> Result<Vec<(i64, 
     query.load(conn)
 }
 
+/// Up to `limit` trades after `after_id`, in id order, each with its member's account number.
+pub fn trade_details_after(
+    conn: &mut Conn,
+    after_id: i64,
+    limit: i64,
+) -> Result<Vec<(TradeDetailRow, String)>, Error> {
+    trades::table
+        .inner_join(members::table)
+        .filter(trades::id.gt(after_id))
+        .order(trades::id.asc())
+        .limit(limit)
+        .select((TradeDetailRow::as_select(), members::vip_accountno))
+        .load(conn)
+}
+
+/// The lots of these trades, in id order.
+pub fn lots_of_trades(conn: &mut Conn, trade_ids: &[i64]) -> Result<Vec<LotRow>, Error> {
+    lots::table
+        .filter(lots::trade_id.eq_any(trade_ids))
+        .order(lots::id.asc())
+        .select(LotRow::as_select())
+        .load(conn)
+}
+
 pub fn count_entries_of_member(conn: &mut Conn, member_id: i64) -> Result<i64, Error> {
     entries::table
         .filter(entries::member_id.eq(member_id))

@@ -531,6 +531,7 @@ fn compile_test(
             trades_before: trades_before?,
             campaigns,
             repricing: false,
+            only_campaigns: None,
         },
         total: raw.total,
         grants: raw.grants.as_ref().map(|grants| {

@@ -379,6 +379,8 @@ pub enum Miss {
     Nth(u64),
     /// Its budget is used up: it matches nothing more, so an exclusive one blocks no other.
     BudgetSpent(i64),
+    /// Re-pricing for the audit: it did not grant the trade when it was first priced.
+    NotGranted,
 }
 
 impl Miss {
@@ -435,6 +437,7 @@ impl Miss {
                 "budget spent ({used} of {} used)",
                 campaign.budget.unwrap_or_default()
             ),
+            Self::NotGranted => "it did not grant the trade when it was priced".to_string(),
         }
     }
 }
@@ -507,6 +510,11 @@ impl Campaign {
 
     /// The conditions on the member's history.
     fn check_member(&self, ctx: &MemberContext) -> Result<(), Miss> {
+        if let Some(granted) = &ctx.only_campaigns {
+            if !granted.contains(&self.code) {
+                return Err(Miss::NotGranted);
+            }
+        }
         if ctx.repricing {
             return Ok(());
         }

@@ -110,6 +110,11 @@ fn ruleset_of_version<'r>(
     if running.version == version {
         return Ok(Cow::Borrowed(running));
     }
+    stored_ruleset(conn, version).map(Cow::Owned)
+}
+
+/// The ruleset of `version`, compiled from the sources the ledger keeps of it.
+fn stored_ruleset(conn: &mut Conn, version: &str) -> Result<Ruleset, ServiceError> {
     let unavailable = |problem: String| ServiceError::RulesetUnavailable {
         version: version.to_string(),
         problem,
@@ -125,7 +130,7 @@ fn ruleset_of_version<'r>(
             ruleset.version
         )));
     }
-    Ok(Cow::Owned(ruleset))
+    Ok(ruleset)
 }
 
 /// Refunds part or all of a trade: prices it again at its net amount under the ruleset version
@@ -295,9 +300,99 @@ pub fn ready(store: &Store) -> Result<(), ServiceError> {
 }
 
 /// Checks every ledger invariant.
+/// Trades the audit re-prices per read.
+const AUDIT_TRADES_PER_READ: i64 = 1_000;
+
+/// Every ledger invariant (`ledger::audit`), and every trade's grants against the rules that
+/// priced it: each trade is priced again under its ruleset version, as the most it can have
+/// earned (member conditions held, no limit or budget applied, only the campaigns that granted
+/// it), and a grant above that is a violation naming the trade and the campaign.
 pub fn audit(store: &Store) -> Result<ledger::audit::Report, ServiceError> {
     let mut conn = store.pool.get()?;
-    Ok(ledger::audit::audit(&mut conn).map_err(PostError::from)?)
+    let mut report = ledger::audit::audit(&mut conn).map_err(PostError::from)?;
+    report.violations.extend(repricing_violations(&mut conn)?);
+    Ok(report)
+}
+
+fn repricing_violations(conn: &mut Conn) -> Result<Vec<String>, ServiceError> {
+    let mut violations = Vec::new();
+    let mut rulesets: std::collections::HashMap<String, Option<Ruleset>> =
+        std::collections::HashMap::new();
+    let mut after_id = 0;
+    loop {
+        let (trades, last) =
+            ledger::refund::granted_trades_after(conn, after_id, AUDIT_TRADES_PER_READ)?;
+        let Some(last) = last else {
+            return Ok(violations);
+        };
+        after_id = last;
+        for granted_trade in trades {
+            let ledger::refund::GrantedTrade {
+                out_trade_no,
+                resource,
+                ruleset_version: version,
+                trade,
+                granted,
+            } = granted_trade;
+            // An objective's completions have no receipt to price.
+            if resource == CARD_SOURCE {
+                continue;
+            }
+            if !rulesets.contains_key(&version) {
+                let loaded = match stored_ruleset(conn, &version) {
+                    Ok(ruleset) => Some(ruleset),
+                    Err(ServiceError::RulesetUnavailable { problem, .. }) => {
+                        violations.push(format!(
+                            "trade {out_trade_no}: its ruleset {version} cannot be read: {problem}"
+                        ));
+                        None
+                    }
+                    Err(other) => return Err(other),
+                };
+                rulesets.insert(version.clone(), loaded);
+            }
+            let Some(ruleset) = rulesets[&version].as_ref() else {
+                continue;
+            };
+            let codes = granted
+                .keys()
+                .filter_map(|(_, code)| crate::domain::CampaignCode::parse(code).ok())
+                .collect();
+            let most = match trade
+                .map_err(ServiceError::from)
+                .and_then(|trade| Ok(ruleset.price(&trade, &MemberContext::audit(codes))?))
+            {
+                Ok(priced) => priced.grants,
+                Err(e) => {
+                    violations.push(format!(
+                        "trade {out_trade_no}: its rules ({version}) do not price it: {e}"
+                    ));
+                    continue;
+                }
+            };
+            let mut allowed: std::collections::HashMap<(&str, &str), i64> =
+                std::collections::HashMap::new();
+            for grant in &most {
+                *allowed
+                    .entry((grant.point_type.as_str(), grant.campaign_code_text()))
+                    .or_default() += grant.points.value();
+            }
+            for ((point_type, code), points) in &granted {
+                let at_most = allowed.get(&(point_type.as_str(), code.as_str())).copied();
+                if at_most.is_none_or(|most| *points > most) {
+                    let what = match code.as_str() {
+                        "" => format!("its {point_type} points"),
+                        code => format!("campaign {code}"),
+                    };
+                    violations.push(format!(
+                        "trade {out_trade_no}: {what} granted {points} points, its rules \
+                         ({version}) grant at most {}",
+                        at_most.unwrap_or(0)
+                    ));
+                }
+            }
+        }
+    }
 }
 
 pub fn member_balance(

@@ -125,6 +125,42 @@ fn the_audit_catches_each_kind_of_damage() {
     }
 }
 
+/// A lot with more points than its trade earns, its entries in step with it: every sum holds,
+/// and only re-pricing the trade under its rules finds it. Also an A grant of a campaign that
+/// never matched the trade.
+fn the_audit_reprices_every_trade_under_its_rules() {
+    let app = ledger_with_a_burn();
+    let version: String = {
+        use point_engine::ledger::schema::trades;
+        trades::table
+            .select(trades::ruleset_version)
+            .first(&mut app.conn())
+            .unwrap()
+    };
+    app.conn()
+        .batch_execute(
+            "UPDATE lots SET points = points + 50, remaining = remaining + 50 WHERE id = 3; \
+             UPDATE entries SET points = points + 50 WHERE id = 4; \
+             UPDATE lots SET point_type = 'A', campaign_code = 'Q1-2023-VISA-DP01' WHERE id = 2",
+        )
+        .unwrap();
+    let violations = [
+        format!(
+            "trade T2: campaign Q1-2023-VISA-DP01 granted 50 points, its rules ({version}) grant at most 0"
+        ),
+        format!("trade T3: its E points granted 150 points, its rules ({version}) grant at most 100"),
+    ];
+    let (ok, stdout) = audit_command(&app);
+    assert!(!ok);
+    assert!(
+        stdout.ends_with(&format!("{}\n{}\n", violations[0], violations[1])),
+        "{stdout}"
+    );
+    let (_, body) = app.get("/v1/point-engine/audit");
+    let found = body["data"]["violations"].as_array().unwrap();
+    assert_eq!(found[found.len() - 2..], violations.map(|v| json!(v)));
+}
+
 /// `ledger_with_a_burn`, then trade 2 (HKD 500, burned 30, earned 50 in lot 2) is half
 /// refunded: 25 points of lot 2 are reversed and 15 burned points come back to lot 1.
 fn ledger_with_a_refund() -> TestApp {
@@ -244,6 +280,7 @@ fn an_audit_during_writes_sees_one_consistent_ledger() {
 }
 
 on_both_backends!(
+    the_audit_reprices_every_trade_under_its_rules,
     an_audit_during_writes_sees_one_consistent_ledger,
     a_sound_ledger_passes_the_audit,
     the_audit_catches_each_kind_of_damage,

@@ -3,7 +3,7 @@ use diesel::pg::PgConnection;
 use diesel::prelude::*;
 use point_engine::config::Settings;
 use point_engine::domain::ShortfallPolicy;
-use point_engine::ledger::{self, audit, DatabaseUrl};
+use point_engine::ledger::{self, DatabaseUrl};
 
 pub type PooledConn = diesel::r2d2::PooledConnection<ledger::connection::Manager>;
 use point_engine::startup::Application;
@@ -613,8 +613,11 @@ impl TestApp {
     }
 
     /// Fails the test if any ledger invariant is broken.
+    /// Every invariant holds and every trade's grants are what its rules give (the audit).
     pub fn assert_ledger_consistent(&self) {
-        let violations = audit::check_all(&mut self.conn()).unwrap();
+        let violations = point_engine::service::audit(&self.store())
+            .unwrap()
+            .violations;
         assert!(
             violations.is_empty(),
             "ledger invariants broken: {violations:#?}"
