@@ -587,8 +587,9 @@ fn run_report(args: ReportArgs) -> Result<(), StartupError> {
         }
         Report::Movements { from, to, by } => {
             let from = cli_instant("from", &from)?;
+            // A period reaching past now (the year to date, say) runs up to now.
             let to = match to {
-                Some(raw) => cli_instant("to", &raw)?,
+                Some(raw) => cli_instant("to", &raw)?.min(now),
                 None => now,
             };
             check_period(from, to, now).map_err(|(f, e)| config(format!("--{f} {e}")))?;
@@ -713,8 +714,9 @@ fn run_rules(command: RulesCommand) -> Result<(), StartupError> {
                 Some(raw) => cli_instant("from", &raw)?,
                 None => chrono::DateTime::<chrono::Utc>::UNIX_EPOCH,
             };
+            // A period reaching past now (the year to date, say) runs up to now.
             let to = match to {
-                Some(raw) => cli_instant("to", &raw)?,
+                Some(raw) => cli_instant("to", &raw)?.min(now),
                 None => now,
             };
             if from > to {

@@ -128,7 +128,7 @@ pub async fn liability(
     summary = "Every point movement over a period (earned, burned, expired, reversed, returned, owed, debt paid; written off), with the roll-forward",
     params(
         ("from" = String, Query, format = DateTime, description = "RFC 3339 start, included"),
-        ("to" = Option<String>, Query, format = DateTime, description = "RFC 3339 end, excluded (default: now)"),
+        ("to" = Option<String>, Query, format = DateTime, description = "RFC 3339 end, excluded (default, and at most: now)"),
         ("by" = Option<String>, Query, description = "day (default), store or campaign"),
         ("format" = Option<String>, Query, description = "json (default) or csv")
     ),
@@ -148,8 +148,9 @@ pub async fn movements(
             problem: "is required".to_string(),
         })?,
     )?;
+    // A period reaching past now (the year to date, say) runs up to now.
     let to = match &query.to {
-        Some(raw) => instant("to", raw)?,
+        Some(raw) => instant("to", raw)?.min(now),
         None => now,
     };
     check_period(from, to, now).map_err(|(field, problem)| FieldError { field, problem })?;

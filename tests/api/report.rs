@@ -512,6 +512,16 @@ fn report_parameters_are_checked() {
     ] {
         assert_eq!(app.get(path), (400, error_body(40001, msg)), "{path}");
     }
+    // The year to date: a period that reaches past now runs up to now.
+    let (status, body) = app.get(
+        "/v1/point-engine/reports/movements?from=2026-01-01T00:00:00Z&to=2999-01-01T00:00:00Z",
+    );
+    assert_eq!(status, 200, "{body}");
+    let to = chrono::DateTime::parse_from_rfc3339(body["data"]["to"].as_str().unwrap()).unwrap();
+    assert!(
+        (chrono::Utc::now() - to.to_utc()).num_seconds().abs() < 60,
+        "{body}"
+    );
 }
 
 on_both_backends!(
