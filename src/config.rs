@@ -27,6 +27,15 @@ pub enum Command {
     Expire(ExpireArgs),
     /// Check every ledger invariant; exit non-zero and print the offending rows on a violation.
     Audit(DatabaseArg),
+    /// Copy a SQLite ledger, consistent while the server writes, to a new file, and audit the
+    /// copy. (PostgreSQL: use pg_dump.)
+    Backup {
+        #[command(flatten)]
+        db: DatabaseArg,
+        /// The file to write; it must not exist.
+        #[arg(long)]
+        to: PathBuf,
+    },
     /// Finance reports and queries, printed as JSON (the endpoint's `data`) or CSV.
     Report(ReportArgs),
     /// API keys of the native API.

@@ -411,6 +411,7 @@ pub fn run_cli(cli: Cli) -> Result<(), StartupError> {
         Command::Report(args) => run_report(args),
         Command::Keys(command) => run_keys(command),
         Command::Rules(command) => run_rules(command),
+        Command::Backup { db, to } => run_backup(&db, &to),
         Command::Audit(db) => {
             let url = db.url().map_err(StartupError::Config)?;
             let store = existing_ledger(&url)?;
@@ -437,6 +438,49 @@ pub fn run_cli(cli: Cli) -> Result<(), StartupError> {
             Err(StartupError::Inconsistent(report.violations.len()))
         }
     }
+}
+
+/// `point-engine backup`: a consistent copy of a SQLite ledger, audited before it is called
+/// good.
+fn run_backup(db: &crate::config::DatabaseArg, to: &std::path::Path) -> Result<(), StartupError> {
+    let url = db.url().map_err(StartupError::Config)?;
+    if let ledger::DatabaseUrl::Postgres(_) = url {
+        return Err(StartupError::Config(
+            "backup copies a SQLite ledger; back up PostgreSQL with pg_dump: \
+             pg_dump --format=custom --file=ledger.dump postgres://…"
+                .to_string(),
+        ));
+    }
+    if to.exists() {
+        return Err(StartupError::Config(format!(
+            "--to {} exists already: back up to a new file",
+            to.display()
+        )));
+    }
+    let store = existing_ledger(&url)?;
+    let mut conn = store
+        .pool
+        .get()
+        .map_err(|e| StartupError::Config(e.to_string()))?;
+    ledger::backup_sqlite(&mut conn, to)
+        .map_err(|e| StartupError::Config(format!("backup to {}: {e}", to.display())))?;
+    drop(conn);
+    let copy = existing_ledger(&ledger::DatabaseUrl::Sqlite(to.to_path_buf()))?;
+    let report = crate::service::audit(&copy)?;
+    if !report.is_consistent() {
+        for violation in &report.violations {
+            println!("{violation}");
+        }
+        return Err(StartupError::Inconsistent(report.violations.len()));
+    }
+    println!(
+        "backup written to {}: {} trades, {} lots, {} entries, audit consistent",
+        to.display(),
+        report.trades,
+        report.lots,
+        report.entries
+    );
+    Ok(())
 }
 
 /// A spinner on stderr for long CLI work: drawn only when stderr is a terminal (indicatif hides

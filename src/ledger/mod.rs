@@ -545,6 +545,21 @@ pub fn resolve_member(
     })
 }
 
+/// Writes a consistent copy of a SQLite ledger to `to` (which must not exist) while writers go
+/// on: `VACUUM INTO` reads one snapshot, as any WAL reader does, and writes a compact file.
+pub fn backup_sqlite(conn: &mut Conn, to: &std::path::Path) -> Result<(), PostError> {
+    use diesel::RunQueryDsl;
+    let Conn::Sqlite(_) = conn else {
+        return Err(PostError::Corrupt(
+            "only a SQLite ledger is backed up this way".to_string(),
+        ));
+    };
+    diesel::sql_query("VACUUM INTO ?")
+        .bind::<diesel::sql_types::Text, _>(to.display().to_string())
+        .execute(conn)?;
+    Ok(())
+}
+
 /// The most identities (phone, openid, card codes) one member may hold besides its account
 /// number.
 pub const IDENTITIES_PER_MEMBER_MAX: i64 = 16;

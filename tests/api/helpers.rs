@@ -154,6 +154,15 @@ pub struct TestDb {
 }
 
 impl TestDb {
+    /// A SQLite ledger file that is already there (a backup, say); the test keeps the file.
+    pub fn sqlite_file(path: &Path) -> Self {
+        Self {
+            url: DatabaseUrl::Sqlite(path.to_path_buf()),
+            schema: None,
+            _dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
     pub fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         match backend() {

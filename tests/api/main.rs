@@ -5,6 +5,7 @@
 mod helpers;
 mod audit;
 mod auth;
+mod backup;
 mod balance;
 mod cblink;
 mod discount_card;
