@@ -32,6 +32,8 @@ pub enum ErrorCode {
     InsufficientPoints,
     /// A refund is more than what is left of the trade's payment.
     RefundExceedsPayment,
+    /// The trade's grants would take the member past the most points one member may hold.
+    BalanceLimit,
     /// Something failed inside point-engine; details are in its log.
     Internal,
     /// The database is busy; the request wrote nothing and can be retried.
@@ -52,6 +54,7 @@ impl ErrorCode {
             Self::UnsupportedContentType => 41500,
             Self::InsufficientPoints => 42200,
             Self::RefundExceedsPayment => 42201,
+            Self::BalanceLimit => 42202,
             Self::TooManyRequests => 42900,
             Self::Internal => 50000,
             Self::Unavailable => 50300,

@@ -336,6 +336,15 @@ impl ResponseError for CblinkError {
             Self::Service(ServiceError::Post(crate::ledger::PostError::Conflict { .. })) => {
                 failure(StatusCode::CONFLICT, "tid 已用于另一笔不同的交易。")
             }
+            Self::Service(ServiceError::Post(crate::ledger::PostError::BalanceLimit {
+                ..
+            })) => failure(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "会员积分将超过上限（1000000000000），未入账。",
+            ),
+            Self::Service(ServiceError::Evaluate(crate::rules::EvaluateError::PointsOverflow)) => {
+                failure(StatusCode::BAD_REQUEST, "payment 格式不正确。")
+            }
             Self::Service(ServiceError::Unavailable(e)) => {
                 log::warn!("cblink: {e}");
                 let mut response = failure(StatusCode::SERVICE_UNAVAILABLE, "系统繁忙，请重试。");

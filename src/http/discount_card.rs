@@ -130,9 +130,10 @@ impl ResponseError for CardError {
                 failure(StatusCode::PAYLOAD_TOO_LARGE, "PARAM_ERROR", &e.to_string())
             }
             Self::Body(e) => failure(StatusCode::BAD_REQUEST, "PARAM_ERROR", &e.to_string()),
-            Self::Service(e @ ServiceError::CardRecordConflict(_)) => {
-                failure(StatusCode::BAD_REQUEST, "PARAM_ERROR", &e.to_string())
-            }
+            Self::Service(
+                e @ (ServiceError::CardRecordConflict(_)
+                | ServiceError::Post(crate::ledger::PostError::BalanceLimit { .. })),
+            ) => failure(StatusCode::BAD_REQUEST, "PARAM_ERROR", &e.to_string()),
             Self::Service(ServiceError::Unavailable(e)) => {
                 log::warn!("discount card: {e}");
                 let mut response = failure(

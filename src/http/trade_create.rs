@@ -266,6 +266,9 @@ impl ResponseError for TradeCreateError {
                 ErrorCode::InsufficientPoints,
                 format!("burn_point {requested} is more than the {available} points available"),
             ),
+            Self::Service(Post(e @ PostError::BalanceLimit { .. })) => {
+                failure(ErrorCode::BalanceLimit, e.to_string())
+            }
             Self::Service(Unavailable(e)) => busy("trade-create", e),
             other => internal("trade-create", other),
         }

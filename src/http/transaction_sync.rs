@@ -309,6 +309,16 @@ impl ResponseError for TransactionError {
                 "transaction_id was already used with a different request",
                 Value::Null,
             ),
+            Self::Service(Post(e @ PostError::BalanceLimit { .. })) => answer(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &e.to_string(),
+                Value::Null,
+            ),
+            Self::Service(Evaluate(EvaluateError::PointsOverflow)) => answer(
+                StatusCode::BAD_REQUEST,
+                "purchase_amount earns more points than one grant may hold",
+                Value::Null,
+            ),
             Self::Service(Unavailable(e)) => {
                 log::warn!("transaction sync: {e}");
                 let mut response = answer(

@@ -51,6 +51,14 @@ pub enum PostError {
     Conflict { trade_no: String },
     #[error("burn_point {requested} is more than the {available} points available")]
     InsufficientPoints { requested: Points, available: i64 },
+    /// The grants would take what the member holds past `Points::MAX`, the most a balance may
+    /// show.
+    #[error(
+        "the member holds {held} points: the {granted} this trade earns would take them past \
+         {}, the most one member may hold",
+        Points::MAX
+    )]
+    BalanceLimit { held: i64, granted: i64 },
     /// The `out_refund_no` was already used with a different request.
     #[error("out_refund_no {out_refund_no} was already used with a different request")]
     RefundConflict { out_refund_no: String },
@@ -304,6 +312,14 @@ pub fn post_trade(
                 }
             })
             .collect();
+        let granted: i64 = new_lots.iter().map(|l| l.points).sum();
+        if granted > 0 {
+            // A balance is one `Points` value: no member may hold more than it can show.
+            let held = repo::held_points(conn, member_id)?;
+            if held + granted > Points::MAX {
+                return Err(PostError::BalanceLimit { held, granted });
+            }
+        }
         let new_lot_ids = repo::insert_lots(conn, &new_lots)?;
         let earns: Vec<NewEntry> = new_lots
             .iter()

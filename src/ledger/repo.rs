@@ -182,6 +182,17 @@ pub fn lots_of_trade(conn: &mut Conn, trade_id: i64) -> Result<Vec<LotRow>, Erro
     })
 }
 
+/// Every point a member's lots still hold (pending ones and, until the expiry task runs, expired
+/// ones too: an upper bound of any balance it shows).
+pub fn held_points(conn: &mut Conn, member_id: i64) -> Result<i64, Error> {
+    let remaining: Vec<i64> = lots::table
+        .filter(lots::member_id.eq(member_id))
+        .filter(lots::remaining.gt(Zero))
+        .select(lots::remaining)
+        .load(conn)?;
+    Ok(remaining.iter().sum())
+}
+
 /// A member's open lots (points left, not expired at `as_of_ms`: usable or still pending), in
 /// no set order, read from the covering index `lots_member_open` alone.
 pub fn open_lots(conn: &mut Conn, member_id: i64, as_of_ms: i64) -> Result<Vec<OpenLot>, Error> {

@@ -398,6 +398,7 @@ fn an_acknowledged_trade_survives_kill_9() {
 }
 
 on_both_backends!(
+    no_member_holds_more_points_than_a_balance_can_show,
     seed_with_receipt_earns_100_e_and_200_a,
     seed_without_receipt_earns_the_same,
     the_answer_keeps_the_documents_field_order,
@@ -413,3 +414,55 @@ on_both_backends!(
     quarter_ends_follow_the_program_time_zone_at_the_edges,
     an_acknowledged_trade_survives_kill_9,
 );
+
+/// Two grants each within the limits cannot take a member past the most a balance can show:
+/// the second trade is refused with a clear error and writes nothing, and the balance answers.
+fn no_member_holds_more_points_than_a_balance_can_show() {
+    let program = std::fs::read_to_string(shipped_rules().join("program.toml")).unwrap();
+    let rules = rules_dir(&[
+        ("program.toml", &program),
+        (
+            "campaigns.toml",
+            r#"
+[[campaign]]
+code = "JACKPOT"
+name = "Jackpot"
+starts_at = "2020-01-01T00:00:00+08:00"
+ends_at = "2100-01-01T00:00:00+08:00"
+stores = ["J*"]
+expiry = "KDP"
+award = { fixed = 600000000000 }
+"#,
+        ),
+    ]);
+    let app = spawn_app_with_rules(rules.path());
+    let jackpot = |no: &str| {
+        let mut body = trade(no, "M-RICH", &hours_ago(1));
+        body["store_code"] = serde_json::json!("J001");
+        body
+    };
+    let (status, body) = app.post_trade(&jackpot("J1"));
+    assert_eq!(status, 200, "{body}");
+    let held = body["data"]["total_point"].as_i64().unwrap();
+    assert_eq!(held, 600_000_000_100);
+    assert_eq!(
+        app.post_trade(&jackpot("J2")),
+        (
+            422,
+            error_body(
+                42202,
+                &format!(
+                    "the member holds {held} points: the {held} this trade earns would take them \
+                     past 1000000000000, the most one member may hold"
+                )
+            )
+        )
+    );
+    let (status, balance) = app.balance("M-RICH", None);
+    assert_eq!(
+        (status, balance["data"]["available_point"].as_i64()),
+        (200, Some(held))
+    );
+    assert_eq!(app.counts().0, 1);
+    app.assert_ledger_consistent();
+}
