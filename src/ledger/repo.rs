@@ -184,12 +184,15 @@ pub fn lots_of_trade(conn: &mut Conn, trade_id: i64) -> Result<Vec<LotRow>, Erro
 
 /// Every point a member's lots still hold (pending ones and, until the expiry task runs, expired
 /// ones too: an upper bound of any balance it shows).
+/// On the write path: run on the backend's own connection, so the statement is prepared once.
 pub fn held_points(conn: &mut Conn, member_id: i64) -> Result<i64, Error> {
-    let remaining: Vec<i64> = lots::table
-        .filter(lots::member_id.eq(member_id))
-        .filter(lots::remaining.gt(Zero))
-        .select(lots::remaining)
-        .load(conn)?;
+    let remaining: Vec<i64> = on_backend!(conn, c => {
+        lots::table
+            .filter(lots::member_id.eq(member_id))
+            .filter(lots::remaining.gt(Zero))
+            .select(lots::remaining)
+            .load(c)
+    })?;
     Ok(remaining.iter().sum())
 }
 
