@@ -50,6 +50,9 @@ impl Application {
             ruleset.program.name,
             ruleset.campaigns.len()
         );
+        for alert in ruleset.alerts() {
+            log::warn!("rules {}: {alert}", ruleset.version);
+        }
         if settings.insecure_no_auth {
             log::warn!(
                 "--insecure-no-auth: the native API takes every caller without a key: anyone \
@@ -279,7 +282,13 @@ fn spawn_rules_watch(
             .await;
             match outcome {
                 Ok(Ok(Reloaded::Swapped { version, campaigns })) => {
-                    log::info!("rules {version} loaded ({why}): {campaigns} campaigns")
+                    log::info!("rules {version} loaded ({why}): {campaigns} campaigns");
+                    if campaigns == 0 {
+                        log::warn!(
+                            "rules {version} have NO campaigns: every trade now earns its E \
+                             points only. If a campaigns file was emptied by mistake, restore it"
+                        );
+                    }
                 }
                 Ok(Ok(Reloaded::Unchanged)) => {}
                 Ok(Err(errors)) => {

@@ -16,6 +16,8 @@ pub struct RulesData {
     pub loaded_at: String,
     /// The errors of the last reload that failed (the running set kept serving), if any since.
     pub last_reload_error: Option<String>,
+    /// What must not pass unseen about the set serving (e.g. it has no campaigns).
+    pub warnings: Vec<String>,
     pub program: ProgramData,
     pub campaigns: Vec<CampaignData>,
     pub objectives: Vec<ObjectiveData>,
@@ -83,6 +85,7 @@ pub async fn rules(state: web::Data<AppState>) -> HttpResponse {
         version: rules.version.clone(),
         loaded_at: time(loaded_at),
         last_reload_error: last_error,
+        warnings: rules.alerts(),
         program: ProgramData {
             name: program.name.clone(),
             time_zone: program.time_zone.to_string(),

@@ -211,12 +211,32 @@ pub fn compile(sources: &[Source], version: String) -> Result<Ruleset, LoadError
 
     let Some((program, _)) = program else {
         if problems.is_empty() {
-            let file = sources.first().map_or_else(String::new, |s| s.name.clone());
+            // Blamed on the program file if there is one (an emptied program.toml), not on
+            // whichever file sorts first.
+            let program_file = sources.iter().find(|s| {
+                std::path::Path::new(&s.name)
+                    .file_stem()
+                    .is_some_and(|stem| stem == "program")
+            });
+            let (file, message) = match program_file {
+                Some(s) if s.text.trim().is_empty() => (
+                    s.name.clone(),
+                    "the file is empty: it must hold the [program] table".to_string(),
+                ),
+                Some(s) => (
+                    s.name.clone(),
+                    "no [program] table here or in any rule file".to_string(),
+                ),
+                None => (
+                    sources.first().map_or_else(String::new, |s| s.name.clone()),
+                    "no [program] table in any rule file (put it in program.toml)".to_string(),
+                ),
+            };
             problems.push(Problem {
                 file,
                 line: 1,
                 column: 1,
-                message: "no [program] table in any rule file".into(),
+                message,
             });
         }
         return Err(LoadError::Invalid { problems });

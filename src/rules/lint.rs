@@ -29,9 +29,22 @@ impl Campaign {
 }
 
 impl Ruleset {
+    /// What must not pass unseen, cheap enough to say on every reload and status: a ruleset
+    /// with no campaign (an emptied campaigns file grants nothing but E points).
+    pub fn alerts(&self) -> Vec<String> {
+        match self.campaigns.is_empty() {
+            true => vec![
+                "no campaigns: every trade earns its E points only (was a campaigns file \
+                 emptied?)"
+                    .to_string(),
+            ],
+            false => Vec::new(),
+        }
+    }
+
     /// One line per warning, each starting with the campaign's `file:line`.
     pub fn lint(&self, now: DateTime<Utc>) -> Vec<String> {
-        let mut warnings = Vec::new();
+        let mut warnings = self.alerts();
         for (position, campaign) in self.campaigns.iter().enumerate() {
             let say = |what: String| {
                 format!(

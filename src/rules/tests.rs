@@ -322,6 +322,45 @@ fn the_shipped_rules_load() {
 }
 
 /// The first problem a ruleset of (program, campaigns) has, as "line:column: message".
+#[test]
+fn a_missing_program_is_blamed_on_the_program_file() {
+    let load = |program: &str| {
+        let error = from_sources(&[
+            Source {
+                name: "campaigns.toml".into(),
+                text: ONE.into(),
+            },
+            Source {
+                name: "program.toml".into(),
+                text: program.into(),
+            },
+        ])
+        .unwrap_err();
+        error.to_string()
+    };
+    assert!(
+        load(" \n")
+            .contains("program.toml:1:1: the file is empty: it must hold the [program] table"),
+        "{}",
+        load(" \n")
+    );
+    assert!(load("# nothing yet\n")
+        .contains("program.toml:1:1: no [program] table here or in any rule file"));
+}
+
+#[test]
+fn a_ruleset_without_campaigns_says_so() {
+    let empty = from_sources(&[Source {
+        name: "program.toml".into(),
+        text: PROGRAM.into(),
+    }])
+    .unwrap();
+    let warning =
+        "no campaigns: every trade earns its E points only (was a campaigns file emptied?)";
+    assert_eq!(empty.alerts(), [warning]);
+    assert_eq!(empty.lint(chrono::Utc::now())[0], warning);
+}
+
 fn problem(program: &str, campaigns: &str) -> String {
     let error = from_sources(&[
         Source {
@@ -405,7 +444,7 @@ fn loader_errors_name_file_line_and_what_is_wrong() {
          "c.toml:3:8: invalid type: sequence, expected a string"),
         (PROGRAM.replace("rounding = \"floor\"", "rounding = \"floor\"\npending_days = 400"), ONE.into(),
          "p.toml:2:1: program.pending_days: must be from 0 to 366, got 400"),
-        ("".into(), ONE.into(), "p.toml:1:1: no [program] table in any rule file"),
+        ("".into(), ONE.into(), "p.toml:1:1: no [program] table in any rule file (put it in program.toml)"),
         (PROGRAM.into(), PROGRAM.into(), "c.toml:2:1: a second [program]: the first is in p.toml"),
     ];
     for (program, campaigns, want) in cases {

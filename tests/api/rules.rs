@@ -264,7 +264,22 @@ fn the_server_reloads_changed_rules_and_keeps_serving_through_broken_ones() {
     );
     let (_, still) = app.post_trade(&at_store("R3", "M1", "D01"));
     assert_eq!(still["data"]["total_point"], json!(400));
-    // Every version that priced a trade is kept, for refunds.
+    assert_eq!(broken["data"]["warnings"], json!([]));
+
+    // An emptied campaigns file is a valid ruleset, and it says so loudly.
+    replace_file(&rules.path().join("c.toml"), "");
+    wait_for("the emptied rules", || {
+        app.get("/v1/point-engine/rules").1["data"]["campaigns"] == json!([])
+    });
+    assert_eq!(
+        app.get("/v1/point-engine/rules").1["data"]["warnings"],
+        json!([
+            "no campaigns: every trade earns its E points only (was a campaigns file emptied?)"
+        ])
+    );
+    replace_file(&rules.path().join("c.toml"), double("3"));
+    wait_for("the campaigns back", || version(&app) == v2);
+    // Every version the server ran is kept (the emptied one too), for refunds and the audit.
     assert_eq!(
         {
             use diesel::prelude::*;
@@ -274,7 +289,7 @@ fn the_server_reloads_changed_rules_and_keeps_serving_through_broken_ones() {
                 .get_result::<i64>(&mut app.conn())
                 .unwrap()
         },
-        2
+        3
     );
 }
 
