@@ -197,6 +197,19 @@ impl Glob {
         (literal, shape)
     }
 
+    /// Whether every code `other` matches, this pattern matches too (`SH-*` covers `SH-01*`
+    /// and `SH-01`). Exact where it can be told from the patterns' shapes; otherwise only an
+    /// identical pattern counts.
+    pub fn covers(&self, other: &Glob) -> bool {
+        let (literal, shape) = self.shape();
+        let (other_literal, other_shape) = other.shape();
+        match (shape, other_shape) {
+            (_, GlobShape::Exact) => self.matches(&other.0),
+            (GlobShape::Prefix, _) => other_literal.starts_with(&literal),
+            _ => self == other,
+        }
+    }
+
     /// Matches a code given as characters (collected once per trade, not per campaign).
     pub fn matches(&self, text: &[char]) -> bool {
         let pattern = &self.0;

@@ -1,6 +1,6 @@
 //! Warnings for `rules check`: campaigns that load but cannot do what their author meant.
 
-use super::engine::{Award, Campaign, Glob, Ruleset};
+use super::engine::{Award, Campaign, Ruleset};
 use chrono::{DateTime, Utc};
 
 impl Campaign {
@@ -24,7 +24,7 @@ impl Campaign {
                 && other
                     .stores
                     .iter()
-                    .all(|p| self.stores.iter().any(|q| q == p || q == &Glob::new("*"))))
+                    .all(|p| self.stores.iter().any(|q| q.covers(p))))
     }
 }
 
@@ -139,6 +139,32 @@ first_trade = true
 nth_trade = 2
 expiry = "KDP"
 award = { fixed = 1 }
+
+[[campaign]]
+code = "SH-ALL"
+starts_at = "2027-01-01T00:00:00+08:00"
+ends_at = "2028-01-01T00:00:00+08:00"
+stores = ["SH-*"]
+priority = 5
+exclusive = true
+expiry = "KDP"
+award = { fixed = 1 }
+
+[[campaign]]
+code = "SH-01"
+starts_at = "2027-03-01T00:00:00+08:00"
+ends_at = "2027-04-01T00:00:00+08:00"
+stores = ["SH-01*", "SH-02"]
+expiry = "KDP"
+award = { fixed = 1 }
+
+[[campaign]]
+code = "SH-OR-KL"
+starts_at = "2027-03-01T00:00:00+08:00"
+ends_at = "2027-04-01T00:00:00+08:00"
+stores = ["SH-01*", "KL-01"]
+expiry = "KDP"
+award = { fixed = 1 }
 "#;
         let rules = from_sources(&[Source {
             name: "r.toml".into(),
@@ -154,7 +180,34 @@ award = { fixed = 1 }
                 "r.toml:27: campaign \"NEVER\": first_trade and nth_trade > 1 can never both hold",
                 "r.toml:27: campaign \"NEVER\": can never apply: exclusive campaign \"ALL-MINE\" (r.toml:18) comes first and matches every trade it could",
                 "r.toml:11: campaign \"OLD\": its window ended at 2020-12-31T16:00:00+00:00",
+                "r.toml:47: campaign \"SH-01\": can never apply: exclusive campaign \"SH-ALL\" (r.toml:37) comes first and matches every trade it could",
             ]
         );
+    }
+
+    #[test]
+    fn a_pattern_covers_the_narrower_ones() {
+        use crate::rules::engine::Glob;
+        let covers = |a: &str, b: &str| Glob::new(a).covers(&Glob::new(b));
+        for (wide, narrow) in [
+            ("*", "SH-01*"),
+            ("*", "A?B"),
+            ("SH-*", "SH-01*"),
+            ("SH-*", "SH-01"),
+            ("SH-*", "SH-*"),
+            ("SH-0?", "SH-01"),
+            ("S*1", "S*1"),
+        ] {
+            assert!(covers(wide, narrow), "{wide} covers {narrow}");
+        }
+        for (wide, other) in [
+            ("SH-01*", "SH-*"),
+            ("SH-*", "KL-01"),
+            ("SH-01", "SH-01*"),
+            ("SH-0?", "SH-0*"),
+            ("S*1", "S*"),
+        ] {
+            assert!(!covers(wide, other), "{wide} does not cover {other}");
+        }
     }
 }
