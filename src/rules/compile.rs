@@ -125,6 +125,58 @@ impl FileProblems<'_> {
             message: message.into(),
         });
     }
+
+    /// A problem of a table (`[program]`, a `[[campaign]]`…) starting at `table_offset`, at the
+    /// key its message names (`campaign "X": nth_trade: …` → the `nth_trade =` line), or at the
+    /// table's header when the key is not written in it.
+    fn at_key(&mut self, table_offset: usize, message: String) {
+        let offset = key_named_by(&message)
+            .and_then(|key| key_offset(&self.file.source.text, table_offset, key))
+            .unwrap_or(table_offset);
+        self.at(offset, message);
+    }
+}
+
+/// The key a problem's message is about: its first word after the `campaign "X": ` label, the
+/// table's name dropped from a dotted path (`program.earn.exclude` → `earn`).
+fn key_named_by(message: &str) -> Option<&str> {
+    let mut rest = message;
+    for label in ["campaign \"", "objective \"", "test \""] {
+        if let Some(after) = rest.strip_prefix(label) {
+            rest = &after[after.find("\": ")? + 3..];
+        }
+    }
+    let word_end = rest
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.'))
+        .unwrap_or(rest.len());
+    let mut path = rest[..word_end].split('.').filter(|s| !s.is_empty());
+    let first = path.next()?;
+    match first {
+        "program" | "campaign" | "objective" | "test" => path.next(),
+        key => Some(key),
+    }
+}
+
+/// The byte offset of `key = …` among the lines of the table whose header is at
+/// `table_offset`, before the next table's header.
+fn key_offset(text: &str, table_offset: usize, key: &str) -> Option<usize> {
+    let body_start = table_offset + text.get(table_offset..)?.find('\n')? + 1;
+    let mut offset = body_start;
+    for line in text.get(body_start..)?.split_inclusive('\n') {
+        let trimmed = line.trim_start();
+        if trimmed.starts_with('[') {
+            return None;
+        }
+        let indent = line.len() - trimmed.len();
+        let is_key = trimmed
+            .strip_prefix(key)
+            .is_some_and(|after| after.trim_start().starts_with('='));
+        if is_key {
+            return Some(offset + indent);
+        }
+        offset += line.len();
+    }
+    None
 }
 
 /// Parses every file, on one thread fewer than the machine has cores (at most 8; one core is
@@ -193,7 +245,8 @@ pub fn compile(sources: &[Source], version: String) -> Result<Ruleset, LoadError
                     offset,
                     format!("a second [program]: the first is in {first}"),
                 );
-            } else if let Some(compiled) = compile_program(raw.get_ref(), &mut |m| at.at(offset, m))
+            } else if let Some(compiled) =
+                compile_program(raw.get_ref(), &mut |m| at.at_key(offset, m))
             {
                 program = Some((compiled, source.name.clone()));
             }
@@ -282,9 +335,9 @@ pub fn compile(sources: &[Source], version: String) -> Result<Ruleset, LoadError
         };
         let offset = raw.span().start;
         let origin = at.origin(offset);
-        let Some(campaign) =
-            compile_campaign(raw.get_ref(), &program, origin, &mut |m| at.at(offset, m))
-        else {
+        let Some(campaign) = compile_campaign(raw.get_ref(), &program, origin, &mut |m| {
+            at.at_key(offset, m)
+        }) else {
             continue;
         };
         let place = source.name.clone();
@@ -311,7 +364,8 @@ pub fn compile(sources: &[Source], version: String) -> Result<Ruleset, LoadError
             problems: &mut problems,
         };
         let offset = raw.span().start;
-        let Some(objective) = compile_objective(raw.get_ref(), &mut |m| at.at(offset, m)) else {
+        let Some(objective) = compile_objective(raw.get_ref(), &mut |m| at.at_key(offset, m))
+        else {
             continue;
         };
         if let Some(first) = seen.insert(objective.code.as_str().to_string(), source.name.clone()) {
@@ -339,7 +393,9 @@ pub fn compile(sources: &[Source], version: String) -> Result<Ruleset, LoadError
         };
         let offset = raw.span().start;
         let origin = at.origin(offset);
-        if let Some(test) = compile_test(raw.get_ref(), index, origin, &mut |m| at.at(offset, m)) {
+        if let Some(test) =
+            compile_test(raw.get_ref(), index, origin, &mut |m| at.at_key(offset, m))
+        {
             tests.push(test);
         }
     }
@@ -1063,4 +1119,47 @@ fn parse_hours(raw: &str) -> Result<(u32, u32), String> {
         return Err(format!("{raw:?} ends before it starts"));
     }
     Ok((from, to))
+}
+
+#[cfg(test)]
+mod key_tests {
+    use super::{key_named_by, key_offset};
+
+    #[test]
+    fn a_problem_names_its_key() {
+        for (message, key) in [
+            (
+                "campaign \"ONE\": nth_trade: must be from 1",
+                Some("nth_trade"),
+            ),
+            (
+                "campaign \"A: B\": ends_at 2022 is not after",
+                Some("ends_at"),
+            ),
+            ("program.earn.exclude: \"tips\" is not one of", Some("earn")),
+            ("campaign.code: must not be empty", Some("code")),
+            (
+                "objective \"7\": points: must be at least 1",
+                Some("points"),
+            ),
+            ("", None),
+        ] {
+            assert_eq!(key_named_by(message), key, "{message}");
+        }
+    }
+
+    #[test]
+    fn a_key_is_found_in_its_own_table_only() {
+        let text = "[[campaign]]\ncode = \"A\"\n  budget = 5\n\n[[campaign]]\nnth_trade = 0\n";
+        assert_eq!(
+            key_offset(text, 0, "budget"),
+            Some(text.find("budget").unwrap())
+        );
+        assert_eq!(key_offset(text, 0, "code"), Some(13));
+        // Not in the first table (it is in the next one), not a prefix of another key.
+        assert_eq!(key_offset(text, 0, "nth_trade"), None);
+        assert_eq!(key_offset(text, 0, "bud"), None);
+        let second = text.find("[[campaign]]\nnth").unwrap();
+        assert_eq!(key_offset(text, second, "nth_trade"), Some(second + 13));
+    }
 }

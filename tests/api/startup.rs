@@ -28,7 +28,7 @@ award = { fixed = 5 }
     assert_eq!(
         error,
         format!(
-            "the rules do not load:\n{file}:10:1: campaign \"BACKWARDS\": ends_at 2023-01-01 00:00:00 +08:00 is not after starts_at 2023-04-01 00:00:00 +08:00"
+            "the rules do not load:\n{file}:13:1: campaign \"BACKWARDS\": ends_at 2023-01-01 00:00:00 +08:00 is not after starts_at 2023-04-01 00:00:00 +08:00"
         )
     );
 }
