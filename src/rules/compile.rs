@@ -756,6 +756,30 @@ fn compile_program(raw: &RawProgram, report: &mut dyn FnMut(String)) -> Option<P
             store_groups.insert(name.clone(), globs);
         }
     }
+    if raw.holidays.len() > STORE_GROUPS_MAX {
+        report(format!(
+            "program.holidays: {} lists, at most {STORE_GROUPS_MAX} allowed",
+            raw.holidays.len()
+        ));
+    }
+    let mut holidays = BTreeMap::new();
+    for (name, dates) in &raw.holidays {
+        let entry = format!("program.holidays.{name}");
+        if dates.is_empty() || dates.len() > PATTERNS_PER_CAMPAIGN_MAX {
+            report(format!(
+                "{entry}: from 1 to {PATTERNS_PER_CAMPAIGN_MAX} dates, got {}",
+                dates.len()
+            ));
+            continue;
+        }
+        if let Some(dates) = field(
+            &entry,
+            dates.iter().map(|d| local_date(d)).collect(),
+            report,
+        ) {
+            holidays.insert(name.clone(), dates);
+        }
+    }
     let mut currency_rates = BTreeMap::new();
     for (code, rate) in &raw.currencies {
         let entry = format!("program.currencies.{code}");
@@ -796,6 +820,7 @@ fn compile_program(raw: &RawProgram, report: &mut dyn FnMut(String)) -> Option<P
         excluded_skus: excluded_skus?,
         rounding_scope: rounding_scope?,
         store_groups,
+        holidays,
     })
 }
 
@@ -923,6 +948,7 @@ fn compile_campaign(
         ("store_groups", raw.store_groups.len()),
         ("skus", raw.skus.len()),
         ("hours", raw.hours.len()),
+        ("blackout_dates", raw.blackout_dates.len()),
     ] {
         if count > PATTERNS_PER_CAMPAIGN_MAX {
             report(format!(
@@ -972,6 +998,19 @@ fn compile_campaign(
         .collect::<Result<Vec<_>, _>>()
         .map_err(&mut *report)
         .ok();
+    // Dates, or names of the program's holiday lists.
+    let mut blackout_dates = Vec::new();
+    for entry in &raw.blackout_dates {
+        match (program.holidays.get(entry.trim()), local_date(entry)) {
+            (Some(dates), _) => blackout_dates.extend(dates.iter().copied()),
+            (None, Ok(date)) => blackout_dates.push(date),
+            (None, Err(_)) => report(format!(
+                "blackout_dates: {entry:?} is neither a date (YYYY-MM-DD) nor in program.holidays"
+            )),
+        }
+    }
+    blackout_dates.sort_unstable();
+    blackout_dates.dedup();
     let min_quantity = match raw.min_quantity {
         None => Some(1),
         Some(_) if raw.skus.is_empty() => {
@@ -1087,6 +1126,7 @@ fn compile_campaign(
         currencies,
         days_of_week,
         hours: hours?,
+        blackout_dates,
         min_spend: min_spend?,
         max_spend: max_spend?,
         skus: skus?,
@@ -1105,7 +1145,14 @@ fn compile_campaign(
     })
 }
 
+/// A local date, `YYYY-MM-DD`.
+fn local_date(raw: &str) -> Result<chrono::NaiveDate, String> {
+    chrono::NaiveDate::parse_from_str(raw.trim(), "%Y-%m-%d")
+        .map_err(|_| format!("{raw:?} is not a date such as \"2026-12-25\""))
+}
+
 /// `"HH:MM-HH:MM"`, start included and end excluded, as minutes of the day; `24:00` ends a day.
+/// A window that ends before it starts (`"22:00-02:00"`) runs past midnight.
 fn parse_hours(raw: &str) -> Result<(u32, u32), String> {
     let minute = |text: &str| -> Option<u32> {
         let (h, m) = text.trim().split_once(':')?;
@@ -1115,8 +1162,10 @@ fn parse_hours(raw: &str) -> Result<(u32, u32), String> {
     let bad = || format!("{raw:?} is not a window such as \"10:00-14:00\"");
     let (from, to) = raw.split_once('-').ok_or_else(bad)?;
     let (from, to) = (minute(from).ok_or_else(bad)?, minute(to).ok_or_else(bad)?);
-    if to <= from {
-        return Err(format!("{raw:?} ends before it starts"));
+    if to == from {
+        return Err(format!(
+            "{raw:?} starts and ends at the same time (leave hours out for all day)"
+        ));
     }
     Ok((from, to))
 }

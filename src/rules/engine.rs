@@ -106,6 +106,8 @@ pub struct Program {
     pub rounding_scope: RoundingScope,
     /// Named lists of store patterns campaigns refer to.
     pub store_groups: BTreeMap<String, Vec<Glob>>,
+    /// Named lists of local dates campaigns black out.
+    pub holidays: BTreeMap<String, Vec<NaiveDate>>,
 }
 
 /// Where E points are rounded.
@@ -260,8 +262,11 @@ pub struct Campaign {
     pub currencies: Vec<CurrencyCode>,
     /// Bit `n` set: weekday `n` (Monday = 0) in the program time zone. 0: every day.
     pub days_of_week: u8,
-    /// Local `[start, end)` minute-of-day windows. Empty: all day.
+    /// Local `[start, end)` minute-of-day windows; `end < start`: past midnight, belonging to
+    /// the day it starts. Empty: all day.
     pub hours: Vec<(u32, u32)>,
+    /// Local dates it does not apply on (sorted).
+    pub blackout_dates: Vec<NaiveDate>,
     /// In base currency, on the program's earning base.
     pub min_spend: Decimal,
     pub max_spend: Option<Decimal>,
@@ -380,8 +385,11 @@ pub enum Miss {
     Store,
     PaymentMethod,
     Currency,
-    Day,
+    /// The day (Monday = 0) the trade's time counts for: its own, or the day an overnight
+    /// window started.
+    Day(u32),
     Hours,
+    Blackout,
     MinSpend,
     MaxSpend,
     /// Units of the campaign's SKUs on the receipt.
@@ -418,10 +426,8 @@ impl Miss {
                 campaign.payment_methods
             ),
             Self::Currency => format!("currency {} is not accepted", trade.currency),
-            Self::Day => format!(
-                "{} is not one of its days",
-                WEEKDAYS[facts.weekday as usize]
-            ),
+            Self::Day(day) => format!("{} is not one of its days", WEEKDAYS[day as usize]),
+            Self::Blackout => format!("{} is one of its blackout dates", facts.earned_on),
             Self::Hours => format!(
                 "{:02}:{:02} is outside its hours",
                 facts.minute / 60,
@@ -495,16 +501,11 @@ impl Campaign {
         if !self.currencies.is_empty() && !self.currencies.contains(&facts.trade.currency) {
             return Err(Miss::Currency);
         }
-        if self.days_of_week != 0 && self.days_of_week & (1 << facts.weekday) == 0 {
-            return Err(Miss::Day);
-        }
-        if !self.hours.is_empty()
-            && !self
-                .hours
-                .iter()
-                .any(|(from, to)| (*from..*to).contains(&facts.minute))
+        self.check_day_and_hours(facts.weekday, facts.minute)?;
+        if !self.blackout_dates.is_empty()
+            && self.blackout_dates.binary_search(&facts.earned_on).is_ok()
         {
-            return Err(Miss::Hours);
+            return Err(Miss::Blackout);
         }
         if facts.spend_base < self.min_spend {
             return Err(Miss::MinSpend);
@@ -519,6 +520,35 @@ impl Campaign {
             }
         }
         Ok(())
+    }
+
+    /// The days and hours: a trade in one of the windows, on one of the days the window counts
+    /// for (an overnight window, `22:00-02:00`, counts for the day it starts: 01:00 on Saturday
+    /// is Friday night).
+    fn check_day_and_hours(&self, weekday: u32, minute: u32) -> Result<(), Miss> {
+        let on = |day: u32| self.days_of_week == 0 || self.days_of_week & (1 << day) != 0;
+        if self.hours.is_empty() {
+            return if on(weekday) {
+                Ok(())
+            } else {
+                Err(Miss::Day(weekday))
+            };
+        }
+        let mut miss = Miss::Hours;
+        for &(from, to) in &self.hours {
+            let day = match from < to {
+                true => (from..to).contains(&minute).then_some(weekday),
+                false if minute >= from => Some(weekday),
+                false if minute < to => Some((weekday + 6) % 7),
+                false => None,
+            };
+            match day {
+                Some(day) if on(day) => return Ok(()),
+                Some(day) => miss = Miss::Day(day),
+                None => {}
+            }
+        }
+        Err(miss)
     }
 
     /// The conditions on the member's history.
@@ -795,6 +825,7 @@ impl CampaignIndex {
             let rest_known = campaign.currencies.is_empty()
                 && campaign.days_of_week == 0
                 && campaign.hours.is_empty()
+                && campaign.blackout_dates.is_empty()
                 && campaign.max_spend.is_none()
                 && campaign.skus.is_empty();
             let method_known = method_known || campaign.payment_methods.is_empty();

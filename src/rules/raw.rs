@@ -33,6 +33,9 @@ pub struct RawProgram {
     /// Named lists of store patterns that campaigns refer to with `store_groups`.
     #[serde(default)]
     pub store_groups: BTreeMap<String, Vec<String>>,
+    /// Named lists of local dates ("YYYY-MM-DD") that campaigns black out by name.
+    #[serde(default)]
+    pub holidays: BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -91,9 +94,13 @@ pub struct RawCampaign {
     /// "mon" … "sun", in the program time zone.
     #[serde(default)]
     pub days_of_week: Vec<String>,
-    /// "HH:MM-HH:MM" local windows, start included, end excluded.
+    /// "HH:MM-HH:MM" local windows, start included, end excluded; one that ends before it
+    /// starts runs past midnight and belongs to the day it starts.
     #[serde(default)]
     pub hours: Vec<String>,
+    /// Local dates ("YYYY-MM-DD") or names of `program.holidays` on which it does not apply.
+    #[serde(default)]
+    pub blackout_dates: Vec<String>,
     pub min_spend: Option<DecimalText>,
     pub max_spend: Option<DecimalText>,
     /// The trade needs lines whose SKU matches one of these patterns.

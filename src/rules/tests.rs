@@ -393,7 +393,7 @@ award = { fixed = 5 }
 fn loader_errors_name_file_line_and_what_is_wrong() {
     let cases: Vec<(String, String, &str)> = vec![
         (PROGRAM.replace("rounding = \"floor\"", "rounding = \"floor\"\ncolour = \"red\""), ONE.into(),
-         "p.toml:7:1: unknown field `colour`, expected one of `name`, `time_zone`, `base_currency`, `rounding`, `pending_days`, `earn`, `kdp`, `currencies`, `store_groups`"),
+         "p.toml:7:1: unknown field `colour`, expected one of `name`, `time_zone`, `base_currency`, `rounding`, `pending_days`, `earn`, `kdp`, `currencies`, `store_groups`, `holidays`"),
         (PROGRAM.replace("\"+08:00\"", "\"Mars/Base\""), ONE.into(),
          "p.toml:4:1: program.time_zone: must be an offset such as \"+08:00\" or a zone such as \"Asia/Hong_Kong\", got \"Mars/Base\""),
         (PROGRAM.replace("USD = \"7.8\"", "USD = 7.8"), ONE.into(),
@@ -413,11 +413,15 @@ fn loader_errors_name_file_line_and_what_is_wrong() {
         (PROGRAM.into(), ONE.replace("expiry", "currencies = [\"EUR\"]\nexpiry"),
          "c.toml:6:1: campaign \"ONE\": currencies: EUR has no rate in program.currencies"),
         (PROGRAM.into(), ONE.replace("starts_at", "start_at"),
-         "c.toml:4:1: unknown field `start_at`, expected one of `code`, `enabled`, `name`, `remark`, `starts_at`, `ends_at`, `stores`, `payment_methods`, `currencies`, `store_groups`, `days_of_week`, `hours`, `min_spend`, `max_spend`, `skus`, `min_quantity`, `first_trade`, `nth_trade`, `priority`, `exclusive`, `group`, `expiry`, `quarters_ahead`, `award`, `max_points_per_trade`, `member_limit`, `budget`"),
+         "c.toml:4:1: unknown field `start_at`, expected one of `code`, `enabled`, `name`, `remark`, `starts_at`, `ends_at`, `stores`, `payment_methods`, `currencies`, `store_groups`, `days_of_week`, `hours`, `blackout_dates`, `min_spend`, `max_spend`, `skus`, `min_quantity`, `first_trade`, `nth_trade`, `priority`, `exclusive`, `group`, `expiry`, `quarters_ahead`, `award`, `max_points_per_trade`, `member_limit`, `budget`"),
         (PROGRAM.into(), ONE.replace("expiry", "days_of_week = [\"sat\", \"caturday\"]\nexpiry"),
          "c.toml:6:1: campaign \"ONE\": days_of_week: \"caturday\" is not one of mon, tue, wed, thu, fri, sat, sun"),
-        (PROGRAM.into(), ONE.replace("expiry", "hours = [\"14:00-11:00\"]\nexpiry"),
-         "c.toml:6:1: campaign \"ONE\": hours: \"14:00-11:00\" ends before it starts"),
+        (PROGRAM.into(), ONE.replace("expiry", "hours = [\"14:00-14:00\"]\nexpiry"),
+         "c.toml:6:1: campaign \"ONE\": hours: \"14:00-14:00\" starts and ends at the same time (leave hours out for all day)"),
+        (PROGRAM.into(), ONE.replace("expiry", "blackout_dates = [\"xmas\"]\nexpiry"),
+         "c.toml:6:1: campaign \"ONE\": blackout_dates: \"xmas\" is neither a date (YYYY-MM-DD) nor in program.holidays"),
+        (PROGRAM.replace("rounding = \"floor\"", "rounding = \"floor\"\nholidays = { xmas = [\"2026-12-32\"] }"), ONE.into(),
+         "p.toml:7:1: program.holidays.xmas: \"2026-12-32\" is not a date such as \"2026-12-25\""),
         (PROGRAM.into(), ONE.replace("expiry", "hours = [\"lunch\"]\nexpiry"),
          "c.toml:6:1: campaign \"ONE\": hours: \"lunch\" is not a window such as \"10:00-14:00\""),
         (PROGRAM.into(), ONE.replace("expiry", "store_groups = [\"moon\"]\nexpiry"),
@@ -481,11 +485,42 @@ fn the_campaign_language_table() {
             2,
         ),
         ("budgets.toml", include_str!("testdata/budgets.toml"), 2),
+        ("windows.toml", include_str!("testdata/windows.toml"), 8),
     ] {
         let rules = testdata(name, text);
         assert_eq!(rules.tests.len(), count, "{name}");
         assert_eq!(rules.run_tests(), Vec::<String>::new(), "{name}");
     }
+}
+
+#[test]
+fn explain_says_which_night_and_which_blackout() {
+    let rules = testdata("windows.toml", include_str!("testdata/windows.toml"));
+    let reasons = |index: usize| {
+        let test = &rules.tests[index];
+        rules
+            .explain(&test.trade, &test.context)
+            .unwrap()
+            .1
+            .campaigns
+            .into_iter()
+            .map(|o| (o.campaign_code, o.reason))
+            .collect::<Vec<_>>()
+    };
+    // Friday 01:30: Thursday night.
+    assert!(reasons(5).contains(&(
+        "FRI-NIGHT".to_string(),
+        "thu is not one of its days".to_string()
+    )));
+    // 21:59: no window.
+    assert!(reasons(3).contains(&(
+        "FRI-NIGHT".to_string(),
+        "21:59 is outside its hours".to_string()
+    )));
+    assert!(reasons(6).contains(&(
+        "NO-XMAS".to_string(),
+        "2026-12-25 is one of its blackout dates".to_string()
+    )));
 }
 
 #[test]

@@ -514,7 +514,56 @@ fn rules_check_and_explain_from_the_command_line() {
     );
 }
 
+/// Through the endpoint: a receipt of last Saturday 01:30 (program zone) is Friday night; one
+/// on a blacked-out date earns nothing from that campaign.
+fn overnight_windows_and_blackout_dates_price_through_trade_create() {
+    use chrono::{Datelike, Duration};
+    let today = chrono::Utc::now()
+        .with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).unwrap())
+        .date_naive();
+    // A Saturday at least a day back, so 01:30 that night is in the past.
+    let saturday = (2..9)
+        .map(|back| today - Duration::days(back))
+        .find(|d| d.weekday() == chrono::Weekday::Sat)
+        .unwrap();
+    let campaigns = format!(
+        r#"
+[[campaign]]
+code = "FRI-NIGHT"
+starts_at = "2020-01-01T00:00:00+08:00"
+ends_at = "2100-01-01T00:00:00+08:00"
+stores = ["N*"]
+days_of_week = ["fri"]
+hours = ["22:00-02:00"]
+blackout_dates = ["{}"]
+expiry = "KDP"
+award = {{ fixed = 50 }}
+"#,
+        saturday - Duration::days(8)
+    );
+    let rules = rules_dir(&[("program.toml", &program()), ("c.toml", &campaigns)]);
+    let app = spawn_app_with_rules(rules.path());
+    let night = |no: &str, day: chrono::NaiveDate, time: &str| {
+        let mut body = trade(no, "M-NIGHT", &format!("{day}T{time}+08:00"));
+        body["store_code"] = json!("N01");
+        app.post_trade(&body)
+    };
+    let (status, answer) = night("N1", saturday, "01:30:00");
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        grants(&answer),
+        [("".to_string(), 100), ("FRI-NIGHT".to_string(), 50)]
+    );
+    let (_, answer) = night("N2", saturday, "02:00:00");
+    assert_eq!(grants(&answer), [("".to_string(), 100)]);
+    // The Friday eight days before is blacked out: its night earns nothing from the campaign.
+    let (_, answer) = night("N3", saturday - Duration::days(8), "23:00:00");
+    assert_eq!(grants(&answer), [("".to_string(), 100)]);
+    app.assert_ledger_consistent();
+}
+
 on_both_backends!(
+    overnight_windows_and_blackout_dates_price_through_trade_create,
     member_conditions_read_the_members_real_history,
     a_budget_is_never_overspent_under_concurrent_trades,
     simulate_explains_and_writes_nothing,
