@@ -78,8 +78,28 @@ pub fn hours_ago(hours: i64) -> String {
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, false)
 }
 
+/// The shipped rules with the examples chosen (`rules/*.toml` and `rules/examples/*.toml` in
+/// one folder), as a marketer trying them has them: the tests use the example campaigns.
 pub fn shipped_rules() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("rules")
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("rules");
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+            "shipped-rules-with-examples-{}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        for folder in [repo.clone(), repo.join("examples")] {
+            for entry in std::fs::read_dir(&folder).unwrap() {
+                let path = entry.unwrap().path();
+                if path.extension().is_some_and(|e| e == "toml") {
+                    std::fs::copy(&path, dir.join(path.file_name().unwrap())).unwrap();
+                }
+            }
+        }
+        dir
+    })
+    .clone()
 }
 
 /// The database backend a test runs on: SQLite always, PostgreSQL when
