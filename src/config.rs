@@ -36,6 +36,15 @@ pub enum Command {
         #[arg(long)]
         to: PathBuf,
     },
+    /// Move a SQLite ledger to PostgreSQL: migrate the target (an empty database), copy every
+    /// row in one transaction from one snapshot, then audit both and compare them. Stop the
+    /// server first, so no trade lands in the old ledger after the copy.
+    MigrateTo {
+        /// The target: postgres://user:password@host:port/database (it must exist; createdb).
+        target: String,
+        #[command(flatten)]
+        db: DatabaseArg,
+    },
     /// Finance reports and queries, printed as JSON (the endpoint's `data`) or CSV.
     Report(ReportArgs),
     /// API keys of the native API.

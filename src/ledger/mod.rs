@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod card;
 pub mod connection;
+pub mod copy;
 pub mod external;
 pub mod history;
 pub mod migrations;
