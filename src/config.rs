@@ -15,8 +15,162 @@ use std::path::PathBuf;
     about = "A loyalty points engine: receipts in, points out."
 )]
 pub struct Cli {
+    /// A TOML file of settings, each named as its flag (`database = "…"`, `pool_size = 16`,
+    /// `insecure_no_auth = true`). The command line wins over the environment, the environment
+    /// over the file, the file over the defaults. Settings other commands take are ignored;
+    /// unknown ones are refused.
+    #[arg(long, global = true, env = "POINT_ENGINE_CONFIG")]
+    pub config: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
+}
+
+impl Cli {
+    /// The command line, with the config file's settings (`--config` or
+    /// `POINT_ENGINE_CONFIG`) filled in where neither a flag nor its environment variable gives
+    /// one.
+    pub fn from_command_line(
+        args: impl IntoIterator<Item = std::ffi::OsString>,
+    ) -> Result<Self, clap::Error> {
+        use clap::{CommandFactory, FromArgMatches};
+        let args: Vec<std::ffi::OsString> = args.into_iter().collect();
+        let mut command = every_arg_overrides_itself(Self::command());
+        // First as given: --help, --version and mistakes are answered as clap answers them.
+        let given = Self::from_arg_matches(&command.try_get_matches_from_mut(&args)?)?;
+        let Some(file) = given.config else {
+            return Ok(given);
+        };
+        let settings = read_config_file(&file)
+            .map_err(|e| command.error(clap::error::ErrorKind::InvalidValue, e))?;
+        command.build();
+        let env_is_set = |name: &std::ffi::OsStr| std::env::var_os(name).is_some();
+        let args = with_config_settings(&command, args, &settings, &file, &env_is_set)
+            .map_err(|e| command.error(clap::error::ErrorKind::UnknownArgument, e))?;
+        Self::from_arg_matches(&command.try_get_matches_from_mut(args)?)
+    }
+}
+
+/// A flag given twice keeps its last value, so the command line, which comes after the config
+/// file's settings, wins.
+fn every_arg_overrides_itself(command: clap::Command) -> clap::Command {
+    let names: Vec<String> = command
+        .get_subcommands()
+        .map(|s| s.get_name().to_string())
+        .collect();
+    names
+        .iter()
+        .fold(command.args_override_self(true), |command, name| {
+            command.mut_subcommand(name, every_arg_overrides_itself)
+        })
+}
+
+/// The most bytes a config file may have.
+const CONFIG_FILE_BYTES_MAX: u64 = 64 * 1024;
+
+fn read_config_file(file: &std::path::Path) -> Result<toml::Table, String> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(file)
+        .and_then(|f| f.take(CONFIG_FILE_BYTES_MAX + 1).read_to_string(&mut text))
+        .map_err(|e| format!("--config {}: {e}", file.display()))?;
+    if text.len() as u64 > CONFIG_FILE_BYTES_MAX {
+        return Err(format!(
+            "--config {}: larger than {CONFIG_FILE_BYTES_MAX} bytes",
+            file.display()
+        ));
+    }
+    text.parse::<toml::Table>()
+        .map_err(|e| format!("--config {}: {e}", file.display()))
+}
+
+/// `args` with the file's settings for the chosen command put right after the command's name,
+/// before the flags given, skipping a setting whose environment variable is set.
+fn with_config_settings(
+    root: &clap::Command,
+    args: Vec<std::ffi::OsString>,
+    settings: &toml::Table,
+    file: &std::path::Path,
+    env_is_set: &dyn Fn(&std::ffi::OsStr) -> bool,
+) -> Result<Vec<std::ffi::OsString>, String> {
+    // The chosen (sub)command: the leading words that name one (a --config among them).
+    let (mut command, mut at, mut word_at) = (root, 1, 1);
+    while let Some(word) = args.get(word_at).and_then(|word| word.to_str()) {
+        if word == "--config" {
+            word_at += 2;
+        } else if word.starts_with("--config=") {
+            word_at += 1;
+        } else if let Some(sub) = command.find_subcommand(word) {
+            command = sub;
+            word_at += 1;
+            at = word_at;
+        } else {
+            break;
+        }
+    }
+    let mut inserted: Vec<std::ffi::OsString> = Vec::new();
+    for (key, value) in settings {
+        let long = key.replace('_', "-");
+        let Some(arg) = command
+            .get_arguments()
+            .find(|a| a.get_long() == Some(long.as_str()))
+        else {
+            if long != "config" && takes_anywhere(root, &long) {
+                continue;
+            }
+            return Err(format!(
+                "--config {}: unknown setting {key:?} (settings are named as flags: {}, …)",
+                file.display(),
+                ["database", "bind", "rules", "clients", "pool_size"].join(", ")
+            ));
+        };
+        if arg.get_env().is_some_and(env_is_set) {
+            continue;
+        }
+        let flag = std::ffi::OsString::from(format!("--{long}"));
+        let values = match value {
+            toml::Value::Array(items) if matches!(arg.get_action(), clap::ArgAction::Append) => {
+                items.iter().collect()
+            }
+            toml::Value::Array(_) => {
+                return Err(format!(
+                    "--config {}: {key} takes one value, not a list",
+                    file.display()
+                ))
+            }
+            one => vec![one],
+        };
+        for value in values {
+            let text = match value {
+                toml::Value::String(text) => text.clone(),
+                toml::Value::Integer(n) => n.to_string(),
+                toml::Value::Float(n) => n.to_string(),
+                toml::Value::Boolean(on) if !arg.get_action().takes_values() => {
+                    if *on {
+                        inserted.push(flag.clone());
+                    }
+                    continue;
+                }
+                toml::Value::Boolean(on) => on.to_string(),
+                _ => {
+                    return Err(format!(
+                        "--config {}: {key} must be a string, a number or true/false",
+                        file.display()
+                    ))
+                }
+            };
+            inserted.push(flag.clone());
+            inserted.push(text.into());
+        }
+    }
+    let mut args = args;
+    args.splice(at..at, inserted);
+    Ok(args)
+}
+
+/// Whether some command takes the flag (a setting the file holds for another command).
+fn takes_anywhere(command: &clap::Command, long: &str) -> bool {
+    command.get_arguments().any(|a| a.get_long() == Some(long))
+        || command.get_subcommands().any(|s| takes_anywhere(s, long))
 }
 
 #[derive(Debug, Subcommand)]
@@ -44,6 +198,16 @@ pub enum Command {
         target: String,
         #[command(flatten)]
         db: DatabaseArg,
+    },
+    /// Ask a running server whether it is ready (GET /ready: the ledger answers); exit 0 if it
+    /// answers 200, 1 otherwise. For container health checks, where there is no curl.
+    Probe {
+        /// The URL to ask (http only).
+        #[arg(long, default_value = "http://127.0.0.1:8080/ready")]
+        url: String,
+        /// How long to wait for the answer, in milliseconds.
+        #[arg(long, default_value_t = 3000, value_parser = clap::value_parser!(u64).range(1..=60_000))]
+        timeout_ms: u64,
     },
     /// Finance reports and queries, printed as JSON (the endpoint's `data`) or CSV.
     Report(ReportArgs),
@@ -371,6 +535,126 @@ impl Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What `from_command_line` makes of `args` given the config file `file`, with the
+    /// environment variables `env` set.
+    fn with_config(args: &[&str], file: &str, env: &[&str]) -> Result<Cli, String> {
+        use clap::{CommandFactory, FromArgMatches};
+        let mut command = every_arg_overrides_itself(Cli::command());
+        command.build();
+        let settings: toml::Table = file.parse().map_err(|e| format!("{e}"))?;
+        let args: Vec<std::ffi::OsString> = args.iter().map(Into::into).collect();
+        let env_is_set =
+            |name: &std::ffi::OsStr| env.iter().any(|e| std::ffi::OsStr::new(e) == name);
+        let args = with_config_settings(
+            &command,
+            args,
+            &settings,
+            std::path::Path::new("pe.toml"),
+            &env_is_set,
+        )?;
+        let matches = command
+            .try_get_matches_from_mut(args)
+            .map_err(|e| e.to_string())?;
+        Cli::from_arg_matches(&matches).map_err(|e| e.to_string())
+    }
+
+    fn serve(cli: Cli) -> ServeArgs {
+        let Command::Serve(args) = cli.command else {
+            panic!("not serve: {:?}", cli.command)
+        };
+        args
+    }
+
+    const FILE: &str = r#"
+        database = "/var/lib/point-engine/ledger.db"
+        bind = "0.0.0.0:9090"
+        pool_size = 16
+        insecure_no_auth = true
+        point_cost = "0.005"
+    "#;
+
+    #[test]
+    fn a_config_file_fills_in_what_flags_and_environment_do_not_give() {
+        let args = serve(with_config(&["pe", "serve"], FILE, &[]).unwrap());
+        assert_eq!(args.db.database, "/var/lib/point-engine/ledger.db");
+        assert_eq!(args.bind.to_string(), "0.0.0.0:9090");
+        assert_eq!(args.pool_size, 16);
+        assert!(args.insecure_no_auth);
+        assert_eq!(args.finance.point_cost, Some(Decimal::new(5, 3)));
+        // Flags win, wherever --config is.
+        let args = serve(
+            with_config(
+                &[
+                    "pe",
+                    "--config",
+                    "pe.toml",
+                    "serve",
+                    "--pool-size",
+                    "4",
+                    "--database",
+                    "x.db",
+                ],
+                FILE,
+                &[],
+            )
+            .unwrap(),
+        );
+        assert_eq!((args.pool_size, args.db.database.as_str()), (4, "x.db"));
+        assert_eq!(args.bind.to_string(), "0.0.0.0:9090");
+        // A set environment variable wins over the file (clap reads it; here it is unset, so
+        // the default shows the file's setting was left out).
+        let args = serve(
+            with_config(
+                &["pe", "serve"],
+                FILE,
+                &["POINT_ENGINE_POOL_SIZE", "DATABASE_URL"],
+            )
+            .unwrap(),
+        );
+        assert_eq!(
+            (args.pool_size, args.db.database.as_str()),
+            (8, "data/point-engine.db")
+        );
+        assert_eq!(args.bind.to_string(), "0.0.0.0:9090");
+        // false leaves a switch off.
+        let args = serve(with_config(&["pe", "serve"], "insecure_no_auth = false", &[]).unwrap());
+        assert!(!args.insecure_no_auth);
+    }
+
+    #[test]
+    fn a_config_file_serves_every_command_and_refuses_unknown_settings() {
+        // `audit` takes the database and ignores the server's settings.
+        let cli = with_config(&["pe", "audit"], FILE, &[]).unwrap();
+        let Command::Audit(db) = cli.command else {
+            panic!()
+        };
+        assert_eq!(db.database, "/var/lib/point-engine/ledger.db");
+        let cli = with_config(&["pe", "report", "liability"], FILE, &[]).unwrap();
+        let Command::Report(report) = cli.command else {
+            panic!()
+        };
+        assert_eq!(report.db.database, "/var/lib/point-engine/ledger.db");
+        assert_eq!(report.point_cost, Some(Decimal::new(5, 3)));
+        for (file, problem) in [
+            ("databse = \"x\"", "unknown setting \"databse\""),
+            (
+                "pool_size = [1, 2]\n",
+                "pool_size takes one value, not a list",
+            ),
+            ("pool_size = 0\n", "0 is not in 1..=256"),
+            ("[serve]\npool_size = 1\n", "unknown setting \"serve\""),
+            (
+                "bind = { a = 1 }\n",
+                "bind must be a string, a number or true/false",
+            ),
+        ] {
+            let error = with_config(&["pe", "serve"], file, &[])
+                .map(|_| ())
+                .unwrap_err();
+            assert!(error.contains(problem), "{file}: {error}");
+        }
+    }
 
     #[test]
     fn rate_limits_are_off_on_loopback_unless_asked_for() {

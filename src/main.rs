@@ -1,8 +1,8 @@
-use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let cli = point_engine::config::Cli::parse();
+    let cli = point_engine::config::Cli::from_command_line(std::env::args_os())
+        .unwrap_or_else(|e| e.exit());
     point_engine::startup::init_logging();
     match point_engine::startup::run_cli(cli) {
         Ok(()) => ExitCode::SUCCESS,

@@ -422,6 +422,15 @@ pub fn run_cli(cli: Cli) -> Result<(), StartupError> {
         Command::Rules(command) => run_rules(command),
         Command::Backup { db, to } => run_backup(&db, &to),
         Command::MigrateTo { target, db } => run_migrate_to(&db, &target),
+        Command::Probe { url, timeout_ms } => {
+            let status = probe(&url, Duration::from_millis(timeout_ms))
+                .map_err(|e| StartupError::Config(format!("{url}: {e}")))?;
+            if status != 200 {
+                return Err(StartupError::Config(format!("{url} answered {status}")));
+            }
+            println!("{url}: 200");
+            Ok(())
+        }
         Command::Audit(db) => {
             let url = db.url().map_err(StartupError::Config)?;
             let store = existing_ledger(&url)?;
@@ -552,6 +561,56 @@ fn run_migrate_to(db: &crate::config::DatabaseArg, target: &str) -> Result<(), S
         target_url
     );
     Ok(())
+}
+
+/// The status a plain HTTP/1.1 GET of `url` answers, within `timeout` (each of connect, write,
+/// read).
+fn probe(url: &str, timeout: Duration) -> Result<u16, String> {
+    use std::io::{Read, Write};
+    use std::net::ToSocketAddrs;
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or("only http:// URLs are probed")?;
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let path = if path.is_empty() { "/" } else { path };
+    let with_port = if authority.contains(':') {
+        authority.to_string()
+    } else {
+        format!("{authority}:80")
+    };
+    let address = with_port
+        .to_socket_addrs()
+        .map_err(|e| e.to_string())?
+        .next()
+        .ok_or("the host has no address")?;
+    let mut stream =
+        std::net::TcpStream::connect_timeout(&address, timeout).map_err(|e| e.to_string())?;
+    stream
+        .set_read_timeout(Some(timeout))
+        .and_then(|()| stream.set_write_timeout(Some(timeout)))
+        .and_then(|()| {
+            write!(
+                stream,
+                "GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
+            )
+        })
+        .map_err(|e| e.to_string())?;
+    // The status line is all that is needed: "HTTP/1.1 200 OK".
+    let mut head = [0u8; 64];
+    let mut read = 0;
+    while read < 12 {
+        match stream.read(&mut head[read..]) {
+            Ok(0) => break,
+            Ok(n) => read += n,
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    std::str::from_utf8(&head[..read])
+        .ok()
+        .and_then(|line| line.strip_prefix("HTTP/1."))
+        .and_then(|line| line.get(2..5))
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| "not an HTTP answer".to_string())
 }
 
 /// A spinner on stderr for long CLI work: drawn only when stderr is a terminal (indicatif hides
