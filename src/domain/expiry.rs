@@ -16,6 +16,8 @@ pub enum ProgramTz {
 }
 
 impl ProgramTz {
+    pub const UTC: Self = Self::Fixed(FixedOffset::east_opt(0).expect("0 is an offset"));
+
     pub fn parse(raw: &str) -> Result<Self, String> {
         let text = raw.trim();
         if let Some(offset) = parse_offset(text) {
@@ -39,6 +41,16 @@ impl ProgramTz {
         match self {
             Self::Fixed(tz) => instant.with_timezone(tz).naive_local(),
             Self::Named(tz) => instant.with_timezone(tz).naive_local(),
+        }
+    }
+
+    /// An instant as people in the program read it: local date and time with the offset,
+    /// `2023-01-20 10:00:00 +08:00`.
+    pub fn readable(&self, instant: DateTime<Utc>) -> String {
+        const FORMAT: &str = "%Y-%m-%d %H:%M:%S %:z";
+        match self {
+            Self::Fixed(tz) => instant.with_timezone(tz).format(FORMAT).to_string(),
+            Self::Named(tz) => instant.with_timezone(tz).format(FORMAT).to_string(),
         }
     }
 

@@ -18,6 +18,8 @@
 use super::connection::Conn;
 use super::models::{EntryRow, LotRow, RefundLineRow, RefundRow};
 use super::repo;
+use crate::domain::ProgramTz;
+use chrono::{DateTime, Utc};
 use std::collections::{BTreeMap, HashMap};
 
 /// What an audit found: the counts it read and every violation, one line each.
@@ -79,15 +81,20 @@ fn read(conn: &mut Conn, member_id: Option<i64>) -> Result<Rows, diesel::result:
     })
 }
 
-/// The whole ledger.
+/// The whole ledger, times in violations shown in UTC.
 pub fn audit(conn: &mut Conn) -> Result<Report, diesel::result::Error> {
+    audit_in(conn, &ProgramTz::UTC)
+}
+
+/// The whole ledger, times in violations shown in `zone` (the program's).
+pub fn audit_in(conn: &mut Conn, zone: &ProgramTz) -> Result<Report, diesel::result::Error> {
     // One snapshot: checks read in separate statements would see writes landing in between.
-    super::connection::read_snapshot(conn, |conn| Ok(check(&read(conn, None)?)))
+    super::connection::read_snapshot(conn, |conn| Ok(check(&read(conn, None)?, zone)))
 }
 
 /// One member's part of the ledger, as a list of violations (empty: all hold).
 pub fn check_member(conn: &mut Conn, member_id: i64) -> Result<Vec<String>, diesel::result::Error> {
-    Ok(check(&read(conn, Some(member_id))?).violations)
+    Ok(check(&read(conn, Some(member_id))?, &ProgramTz::UTC).violations)
 }
 
 /// Every member's invariants, as a list of violations.
@@ -102,7 +109,7 @@ struct LotMovements {
     expires: Vec<i64>,
 }
 
-fn check(rows: &Rows) -> Report {
+fn check(rows: &Rows, zone: &ProgramTz) -> Report {
     let Rows {
         trades,
         lots,
@@ -185,9 +192,19 @@ fn check(rows: &Rows) -> Report {
         // Booked at the end of the last usable day: the millisecond before the expiry instant.
         let early = |at: &i64| lot.expires_at_ms.is_none_or(|expiry| *at < expiry - 1);
         if movements.expires.iter().any(early) {
+            let at = |ms: i64| {
+                DateTime::<Utc>::from_timestamp_millis(ms)
+                    .map_or_else(|| format!("{ms} ms"), |t| zone.readable(t))
+            };
+            let booked: Vec<String> = movements.expires.iter().map(|ms| at(*ms)).collect();
+            let usable = lot.expires_at_ms.map_or_else(
+                || "it never expires".to_string(),
+                |ms| format!("it is usable until {}", at(ms)),
+            );
             violations.push(format!(
-                "lot {}: expire entries at {:?} ms, but it expires at {:?} ms",
-                lot.id, movements.expires, lot.expires_at_ms
+                "lot {}: expired at {}, but {usable}",
+                lot.id,
+                booked.join(", ")
             ));
         }
     }

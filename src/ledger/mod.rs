@@ -496,6 +496,11 @@ pub fn save_ruleset(
     )?)
 }
 
+/// The ruleset version saved last, if any.
+pub fn latest_ruleset_version(conn: &mut Conn) -> Result<Option<String>, PostError> {
+    Ok(repo::latest_ruleset_version(conn)?)
+}
+
 /// The sources (JSON text) kept for a ruleset version.
 pub fn ruleset_sources(conn: &mut Conn, version: &str) -> Result<Option<String>, PostError> {
     Ok(repo::ruleset_sources(conn, version)?)

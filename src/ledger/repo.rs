@@ -407,6 +407,15 @@ pub fn save_ruleset(conn: &mut Conn, ruleset: &NewRuleset) -> Result<(), Error> 
         .map(|_| ())
 }
 
+/// The ruleset version saved last, if any.
+pub fn latest_ruleset_version(conn: &mut Conn) -> Result<Option<String>, Error> {
+    rulesets::table
+        .order((rulesets::created_at_ms.desc(), rulesets::version.desc()))
+        .select(rulesets::version)
+        .first(conn)
+        .optional()
+}
+
 pub fn ruleset_sources(conn: &mut Conn, version: &str) -> Result<Option<String>, Error> {
     rulesets::table
         .filter(rulesets::version.eq(version))

@@ -406,14 +406,14 @@ pub enum Miss {
 
 impl Miss {
     /// What `explain` says.
-    fn reason(self, campaign: &Campaign, facts: &Facts) -> String {
+    fn reason(self, campaign: &Campaign, facts: &Facts, zone: &ProgramTz) -> String {
         let trade = facts.trade;
         match self {
             Self::Window => format!(
                 "sales_time {} is outside [{}, {})",
-                facts.sales_at.to_rfc3339(),
-                campaign.starts_at.to_rfc3339(),
-                campaign.ends_at.to_rfc3339()
+                zone.readable(facts.sales_at),
+                zone.readable(campaign.starts_at),
+                zone.readable(campaign.ends_at)
             ),
             Self::Store => format!(
                 "store {} matches none of {:?}",
@@ -1190,7 +1190,7 @@ impl Ruleset {
                 .and_then(|()| campaign.check_member(ctx));
             if let Err(miss) = matched {
                 if trace {
-                    let reason = miss.reason(campaign, facts);
+                    let reason = miss.reason(campaign, facts, &self.program.time_zone);
                     outcomes.push(outcome(campaign, "not_matched", 0, reason));
                 }
                 continue;

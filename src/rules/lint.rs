@@ -56,7 +56,7 @@ impl Ruleset {
             if campaign.ends_at <= now {
                 warnings.push(say(format!(
                     "its window ended at {}",
-                    campaign.ends_at.to_rfc3339()
+                    self.program.time_zone.readable(campaign.ends_at)
                 )));
             }
             if campaign.first_trade && campaign.nth_trade.is_some_and(|n| n > 1) {
@@ -179,7 +179,7 @@ award = { fixed = 1 }
             vec![
                 "r.toml:27: campaign \"NEVER\": first_trade and nth_trade > 1 can never both hold",
                 "r.toml:27: campaign \"NEVER\": can never apply: exclusive campaign \"ALL-MINE\" (r.toml:18) comes first and matches every trade it could",
-                "r.toml:11: campaign \"OLD\": its window ended at 2020-12-31T16:00:00+00:00",
+                "r.toml:11: campaign \"OLD\": its window ended at 2021-01-01 00:00:00 +08:00",
                 "r.toml:47: campaign \"SH-01\": can never apply: exclusive campaign \"SH-ALL\" (r.toml:37) comes first and matches every trade it could",
             ]
         );

@@ -605,6 +605,19 @@ fn explain_says_why_each_campaign_did_or_did_not_apply() {
         .find(|c| c.campaign_code == "WEEKEND")
         .unwrap();
     assert_eq!(weekend.reason, "tue is not one of its days");
+    // Times in the program's zone, as people there read them.
+    trade.store_code = StoreCode::parse("GR1").unwrap();
+    trade.sales_time = chrono::DateTime::parse_from_rfc3339("2019-12-31T15:59:00Z").unwrap();
+    let (_, explanation) = rules.explain(&trade, &MemberContext::default()).unwrap();
+    let group = explanation
+        .campaigns
+        .iter()
+        .find(|c| c.campaign_code == "GROUP-DOUBLE")
+        .unwrap();
+    assert_eq!(
+        group.reason,
+        "sales_time 2019-12-31 23:59:00 +08:00 is outside [2020-01-01 00:00:00 +08:00, 2100-01-01 00:00:00 +08:00)"
+    );
 }
 
 #[test]

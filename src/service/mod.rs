@@ -2,7 +2,9 @@
 //! as one atomic write through the ledger's writer (`ledger::writer`). Reads use pooled
 //! connections and never wait for the writer. Blocking: call from `web::block`.
 
-use crate::domain::{Amount, MemberContext, Refund, ShortfallPolicy, Trade, VipAccountNo};
+use crate::domain::{
+    Amount, MemberContext, ProgramTz, Refund, ShortfallPolicy, Trade, VipAccountNo,
+};
 use crate::ledger::refund::Refunded;
 use crate::ledger::writer::{Busy, WriteError, WriteFailure};
 use crate::ledger::{self, Balance, Conn, PostError, Posted, Store};
@@ -309,7 +311,13 @@ const AUDIT_TRADES_PER_READ: i64 = 1_000;
 /// it), and a grant above that is a violation naming the trade and the campaign.
 pub fn audit(store: &Store) -> Result<ledger::audit::Report, ServiceError> {
     let mut conn = store.pool.get()?;
-    let mut report = ledger::audit::audit(&mut conn).map_err(PostError::from)?;
+    // Times in the program's zone: the rules saved last say which.
+    let zone = match ledger::latest_ruleset_version(&mut conn)? {
+        Some(version) => stored_ruleset(&mut conn, &version)
+            .map_or(ProgramTz::UTC, |ruleset| ruleset.program.time_zone),
+        None => ProgramTz::UTC,
+    };
+    let mut report = ledger::audit::audit_in(&mut conn, &zone).map_err(PostError::from)?;
     report.violations.extend(repricing_violations(&mut conn)?);
     Ok(report)
 }

@@ -86,7 +86,8 @@ fn the_audit_catches_each_kind_of_damage() {
             &[
                 "lot 3: entries sum to -100, remaining is 100",
                 // Lot 3's expiry depends on the day the test runs (KDP counts from the sale).
-                "lot 3: expire entries at [0, 0] ms, but it expires at Some({lot_3_expires_at_ms}) ms",
+                // Times in the program's zone (+08:00).
+                "lot 3: expired at 1970-01-01 08:00:00 +08:00, 1970-01-01 08:00:00 +08:00, but it is usable until {lot_3_expires_at}",
                 "totals by type: entries {\"E\": 20}, lots remaining {\"E\": 220}",
             ],
         ),
@@ -104,7 +105,15 @@ fn the_audit_catches_each_kind_of_damage() {
         };
         let violations: Vec<String> = violations
             .iter()
-            .map(|v| v.replace("{lot_3_expires_at_ms}", &lot_3_expires_at_ms.to_string()))
+            .map(|v| {
+                let local = chrono::DateTime::from_timestamp_millis(lot_3_expires_at_ms)
+                    .unwrap()
+                    .with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).unwrap());
+                v.replace(
+                    "{lot_3_expires_at}",
+                    &local.format("%Y-%m-%d %H:%M:%S %:z").to_string(),
+                )
+            })
             .collect();
         app.conn().batch_execute(damage).unwrap();
         let (ok, stdout) = audit_command(&app);
