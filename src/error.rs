@@ -5,7 +5,7 @@ use actix_web::http::StatusCode;
 use actix_web::HttpResponse;
 use serde::Serialize;
 
-/// The `code` of a native API answer. Documented in the README.
+/// The `code` of a native API answer. Documented in docs/api.md.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorCode {
     /// The body is not JSON, or not a JSON object.
