@@ -15,7 +15,9 @@ use std::path::PathBuf;
     about = "A loyalty points engine: receipts in, points out."
 )]
 pub struct Cli {
-    /// A TOML file of settings, each named as its flag (`database = "…"`, `pool_size = 16`,
+    /// A TOML file of settings named as the flags (docs/operations.md).
+    ///
+    /// Each setting is named as its flag (`database = "…"`, `pool_size = 16`,
     /// `insecure_no_auth = true`). The command line wins over the environment, the environment
     /// over the file, the file over the defaults. Settings other commands take are ignored;
     /// unknown ones are refused.
@@ -235,6 +237,7 @@ pub enum RulesCommand {
     Explain {
         /// A file with a trade-create request body.
         trade: PathBuf,
+        /// The rules folder to price it under.
         #[arg(long, env = "POINT_ENGINE_RULES", default_value = "rules/")]
         rules: PathBuf,
     },
@@ -325,19 +328,28 @@ pub enum Report {
     },
     /// A member's entries, newest first.
     Entries {
+        /// The member: its account number, or an identity (TEL:…, WX:…, CARD:…).
         vip_accountno: String,
+        /// The page, from 1.
         #[arg(long, default_value_t = 1)]
         page: i64,
+        /// Entries a page, at most 200.
         #[arg(long, default_value_t = 50)]
         page_size: i64,
     },
     /// One trade by trade_no or out_trade_no: its grants, entries and refunds.
-    Trade { number: String },
+    Trade {
+        /// The trade's trade_no (PE…) or the out_trade_no it was posted with.
+        number: String,
+    },
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct DatabaseArg {
-    /// The ledger database: a SQLite file path or sqlite://path (created and migrated if new).
+    /// The ledger: a SQLite file (a path or sqlite://path) or postgres://user:password@host:port/db.
+    ///
+    /// serve and expire create and migrate a new SQLite file (a PostgreSQL database must exist:
+    /// createdb); audit, report, backup and backtest need the ledger to exist.
     #[arg(
         long,
         global = true,
