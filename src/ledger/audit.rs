@@ -38,7 +38,12 @@ impl Report {
     }
 }
 
-/// The rows an audit reads: the whole ledger, or one member's part of it.
+/// Members an audit reads at a time: it holds one batch of members' rows, whatever the
+/// ledger's size.
+pub const MEMBERS_PER_BATCH: i64 = 500;
+
+/// The rows an audit reads for members `first..=last`: their trades, lots, refunds (with their
+/// lines and debt movements) and the entries of their lots.
 struct Rows {
     trades: Vec<(i64, i64, i64)>,
     lots: Vec<LotRow>,
@@ -47,38 +52,56 @@ struct Rows {
     lines: Vec<RefundLineRow>,
     /// (refund line, kind, points) of the debt movements of those lines.
     debts: Vec<(i64, String, i64)>,
-    /// (campaign, points used) of every campaign budget: only in a whole-ledger audit.
-    budgets: Option<Vec<(String, i64)>>,
 }
 
-fn read(conn: &mut Conn, member_id: Option<i64>) -> Result<Rows, diesel::result::Error> {
-    let trades = repo::trade_burns(conn, member_id)?;
-    let mut refunds = repo::refunds(conn, None)?;
-    if let Some(member_id) = member_id {
-        refunds.retain(|r| r.member_id == member_id);
-    }
-    let refund_ids: Vec<i64> = refunds.iter().map(|r| r.id).collect();
-    let lines = match member_id {
-        None => repo::refund_lines(conn, None)?,
-        Some(_) => repo::refund_lines(conn, Some(&refund_ids))?,
-    };
-    let line_ids: std::collections::HashSet<i64> = lines.iter().map(|l| l.id).collect();
-    let mut debts = repo::all_debt_movements(conn)?;
-    if member_id.is_some() {
-        debts.retain(|(line, _, _)| line_ids.contains(line));
-    }
+fn read(conn: &mut Conn, members: (i64, i64)) -> Result<Rows, diesel::result::Error> {
     Ok(Rows {
-        trades,
-        debts,
-        lots: repo::all_lots(conn, member_id)?,
-        entries: repo::all_entries(conn, member_id)?,
-        refunds,
-        lines,
-        budgets: match member_id {
-            None => Some(repo::all_budgets(conn)?),
-            Some(_) => None,
-        },
+        trades: repo::trade_burns(conn, members)?,
+        lots: repo::member_lots(conn, members)?,
+        entries: repo::member_lot_entries(conn, members)?,
+        refunds: repo::member_refunds(conn, members)?,
+        lines: repo::member_refund_lines(conn, members)?,
+        debts: repo::member_debt_movements(conn, members)?,
     })
+}
+
+/// What the checks sum across batches, compared once every batch is read.
+#[derive(Default)]
+struct Totals {
+    trades: usize,
+    refunds: usize,
+    lots: usize,
+    entries: usize,
+    entries_by_type: BTreeMap<String, i64>,
+    remaining_by_type: BTreeMap<String, i64>,
+    granted_by_campaign: HashMap<String, i64>,
+}
+
+impl Totals {
+    /// The whole-ledger checks: the totals by type, and (given) each campaign budget against
+    /// what its campaign's lots were granted.
+    fn violations(&self, budgets: Option<&[(String, i64)]>) -> Vec<String> {
+        let mut violations = Vec::new();
+        for (code, used) in budgets.unwrap_or_default() {
+            let points = self
+                .granted_by_campaign
+                .get(code.as_str())
+                .copied()
+                .unwrap_or(0);
+            if *used != points {
+                violations.push(format!(
+                    "budget of campaign {code}: {used} used, its lots hold {points} granted points"
+                ));
+            }
+        }
+        if self.entries_by_type != self.remaining_by_type {
+            violations.push(format!(
+                "totals by type: entries {:?}, lots remaining {:?}",
+                self.entries_by_type, self.remaining_by_type
+            ));
+        }
+        violations
+    }
 }
 
 /// The whole ledger, times in violations shown in UTC.
@@ -88,13 +111,46 @@ pub fn audit(conn: &mut Conn) -> Result<Report, diesel::result::Error> {
 
 /// The whole ledger, times in violations shown in `zone` (the program's).
 pub fn audit_in(conn: &mut Conn, zone: &ProgramTz) -> Result<Report, diesel::result::Error> {
-    // One snapshot: checks read in separate statements would see writes landing in between.
-    super::connection::read_snapshot(conn, |conn| Ok(check(&read(conn, None)?, zone)))
+    audit_in_batches(conn, zone, MEMBERS_PER_BATCH)
+}
+
+/// `audit_in`, reading `members_per_batch` members at a time, all from one snapshot (checks
+/// read in separate statements would see writes landing in between).
+pub fn audit_in_batches(
+    conn: &mut Conn,
+    zone: &ProgramTz,
+    members_per_batch: i64,
+) -> Result<Report, diesel::result::Error> {
+    super::connection::read_snapshot(conn, |conn| {
+        let mut totals = Totals::default();
+        let mut violations = Vec::new();
+        let mut after_id = 0;
+        loop {
+            let ids = repo::member_ids_after(conn, after_id, members_per_batch)?;
+            let (Some(&first), Some(&last)) = (ids.first(), ids.last()) else {
+                break;
+            };
+            after_id = last;
+            violations.extend(check(&read(conn, (first, last))?, zone, &mut totals));
+        }
+        violations.extend(totals.violations(Some(&repo::all_budgets(conn)?)));
+        Ok(Report {
+            trades: totals.trades,
+            refunds: totals.refunds,
+            lots: totals.lots,
+            entries: totals.entries,
+            violations,
+        })
+    })
 }
 
 /// One member's part of the ledger, as a list of violations (empty: all hold).
 pub fn check_member(conn: &mut Conn, member_id: i64) -> Result<Vec<String>, diesel::result::Error> {
-    Ok(check(&read(conn, Some(member_id))?, &ProgramTz::UTC).violations)
+    let mut totals = Totals::default();
+    let rows = read(conn, (member_id, member_id))?;
+    let mut violations = check(&rows, &ProgramTz::UTC, &mut totals);
+    violations.extend(totals.violations(None));
+    Ok(violations)
 }
 
 /// Every member's invariants, as a list of violations.
@@ -109,7 +165,8 @@ struct LotMovements {
     expires: Vec<i64>,
 }
 
-fn check(rows: &Rows, zone: &ProgramTz) -> Report {
+/// Checks one batch of members' rows, adding to `totals` what is compared across batches.
+fn check(rows: &Rows, zone: &ProgramTz, totals: &mut Totals) -> Vec<String> {
     let Rows {
         trades,
         lots,
@@ -117,7 +174,6 @@ fn check(rows: &Rows, zone: &ProgramTz) -> Report {
         refunds,
         lines,
         debts,
-        budgets,
     } = rows;
     let mut violations = Vec::new();
     // Per refund: (points its negative reverse entries took, points its positive ones gave).
@@ -125,7 +181,6 @@ fn check(rows: &Rows, zone: &ProgramTz) -> Report {
     let lot_by_id: HashMap<i64, &LotRow> = lots.iter().map(|l| (l.id, l)).collect();
     let mut by_lot: BTreeMap<i64, LotMovements> = BTreeMap::new();
     let mut burns_by_trade: HashMap<i64, i64> = HashMap::new();
-    let mut entries_by_type: BTreeMap<&str, i64> = BTreeMap::new();
     for entry in entries {
         let Some(lot) = lot_by_id.get(&entry.lot_id) else {
             violations.push(format!(
@@ -163,13 +218,20 @@ fn check(rows: &Rows, zone: &ProgramTz) -> Report {
             }
             _ => {}
         }
-        *entries_by_type.entry(lot.point_type.as_str()).or_default() += entry.points;
+        *totals
+            .entries_by_type
+            .entry(lot.point_type.clone())
+            .or_default() += entry.points;
     }
-    let mut remaining_by_type: BTreeMap<&str, i64> = BTreeMap::new();
     for lot in lots {
-        *remaining_by_type
-            .entry(lot.point_type.as_str())
+        *totals
+            .remaining_by_type
+            .entry(lot.point_type.clone())
             .or_default() += lot.remaining;
+        *totals
+            .granted_by_campaign
+            .entry(lot.campaign_code.clone())
+            .or_default() += lot.points;
         if lot.remaining < 0 || lot.remaining > lot.points {
             violations.push(format!(
                 "lot {}: remaining {} outside 0..={}",
@@ -230,32 +292,11 @@ fn check(rows: &Rows, zone: &ProgramTz) -> Report {
             "burn entries of {burned} points name trade {trade_id}, which does not exist"
         ));
     }
-    if let Some(budgets) = budgets {
-        let mut granted: HashMap<&str, i64> = HashMap::new();
-        for lot in lots.iter() {
-            *granted.entry(lot.campaign_code.as_str()).or_default() += lot.points;
-        }
-        for (code, used) in budgets {
-            let points = granted.get(code.as_str()).copied().unwrap_or(0);
-            if *used != points {
-                violations.push(format!(
-                    "budget of campaign {code}: {used} used, its lots hold {points} granted points"
-                ));
-            }
-        }
-    }
-    if entries_by_type != remaining_by_type {
-        violations.push(format!(
-            "totals by type: entries {entries_by_type:?}, lots remaining {remaining_by_type:?}"
-        ));
-    }
-    Report {
-        refunds: refunds.len(),
-        trades: trades.len(),
-        lots: lots.len(),
-        entries: entries.len(),
-        violations,
-    }
+    totals.trades += trades.len();
+    totals.refunds += refunds.len();
+    totals.lots += lots.len();
+    totals.entries += entries.len();
+    violations
 }
 
 /// Each refund line owes what its debt movements owed less what they paid.

@@ -260,40 +260,49 @@ pub fn expired_lots(conn: &mut Conn, as_of_ms: i64, limit: i64) -> Result<Vec<Lo
         .load(conn)
 }
 
-/// Every lot, or one member's.
-pub fn all_lots(conn: &mut Conn, member_id: Option<i64>) -> Result<Vec<LotRow>, Error> {
-    let mut query = lots::table
+/// The lots of members `first..=last`, in id order.
+pub fn member_lots(conn: &mut Conn, (first, last): (i64, i64)) -> Result<Vec<LotRow>, Error> {
+    lots::table
+        .filter(lots::member_id.between(first, last))
         .order(lots::id.asc())
         .select(LotRow::as_select())
-        .into_boxed();
-    if let Some(member_id) = member_id {
-        query = query.filter(lots::member_id.eq(member_id));
-    }
-    query.load(conn)
+        .load(conn)
 }
 
 /// Every entry, or one member's.
-pub fn all_entries(conn: &mut Conn, member_id: Option<i64>) -> Result<Vec<EntryRow>, Error> {
-    let mut query = entries::table
+/// The entries of the lots of members `first..=last`, in id order.
+pub fn member_lot_entries(
+    conn: &mut Conn,
+    (first, last): (i64, i64),
+) -> Result<Vec<EntryRow>, Error> {
+    entries::table
+        .inner_join(lots::table)
+        .filter(lots::member_id.between(first, last))
         .order(entries::id.asc())
         .select(EntryRow::as_select())
-        .into_boxed();
-    if let Some(member_id) = member_id {
-        query = query.filter(entries::member_id.eq(member_id));
-    }
-    query.load(conn)
+        .load(conn)
 }
 
-/// (id, burn_point, payment_amount_minor) of every trade, or of one member's.
-pub fn trade_burns(conn: &mut Conn, member_id: Option<i64>) -> Result<Vec<(i64, i64, i64)>, Error> {
-    let mut query = trades::table
+/// Up to `limit` member ids after `after_id`, in order.
+pub fn member_ids_after(conn: &mut Conn, after_id: i64, limit: i64) -> Result<Vec<i64>, Error> {
+    members::table
+        .filter(members::id.gt(after_id))
+        .order(members::id.asc())
+        .limit(limit)
+        .select(members::id)
+        .load(conn)
+}
+
+/// (id, burn_point, payment_amount_minor) of the trades of members `first..=last`.
+pub fn trade_burns(
+    conn: &mut Conn,
+    (first, last): (i64, i64),
+) -> Result<Vec<(i64, i64, i64)>, Error> {
+    trades::table
+        .filter(trades::member_id.between(first, last))
         .order(trades::id.asc())
         .select((trades::id, trades::burn_point, trades::payment_amount_minor))
-        .into_boxed();
-    if let Some(member_id) = member_id {
-        query = query.filter(trades::member_id.eq(member_id));
-    }
-    query.load(conn)
+        .load(conn)
 }
 
 /// Up to `limit` trades after `after_id`, in id order, each with its member's account number.
@@ -454,12 +463,17 @@ pub fn insert_debt_movement(conn: &mut Conn, movement: &NewDebtMovement) -> Resu
         .map(|_| ())
 }
 
-/// Every debt movement effective before `before_ms`, as a report reads it: against the lot of
-/// the grant whose refund left the debt, and that refund's trade; owed points negative, paid
-/// ones positive (their effect on what the program owes its members).
-pub fn debt_movements_before(conn: &mut Conn, before_ms: i64) -> Result<Vec<MovementRow>, Error> {
+/// The debt movements of lots `first..=last` effective before `before_ms`, as a report reads
+/// them: against the lot of the grant whose refund left the debt, and that refund's trade; owed
+/// points negative, paid ones positive (their effect on what the program owes its members).
+pub fn lot_debt_movements_before(
+    conn: &mut Conn,
+    (first, last): (i64, i64),
+    before_ms: i64,
+) -> Result<Vec<MovementRow>, Error> {
     let rows: Vec<(i64, i64, String, i64, i64)> = debt_movements::table
         .inner_join(refund_lines::table.inner_join(refunds::table))
+        .filter(refund_lines::lot_id.between(first, last))
         .filter(debt_movements::effective_at_ms.lt(before_ms))
         .select((
             refund_lines::lot_id,
@@ -483,12 +497,17 @@ pub fn debt_movements_before(conn: &mut Conn, before_ms: i64) -> Result<Vec<Move
         .collect())
 }
 
-/// Shortfalls written off (refunds under `record_shortfall`) before `before_ms`: what a refund
-/// was due to take back and found already spent or expired. Points, not a movement of the
-/// balance.
-pub fn write_offs_before(conn: &mut Conn, before_ms: i64) -> Result<Vec<MovementRow>, Error> {
+/// The shortfalls of lots `first..=last` written off (refunds under `record_shortfall`) before
+/// `before_ms`: what a refund was due to take back and found already spent or expired. Points,
+/// not a movement of the balance.
+pub fn lot_write_offs_before(
+    conn: &mut Conn,
+    (first, last): (i64, i64),
+    before_ms: i64,
+) -> Result<Vec<MovementRow>, Error> {
     let rows: Vec<(i64, i64, i64, i64)> = refund_lines::table
         .inner_join(refunds::table)
+        .filter(refund_lines::lot_id.between(first, last))
         .filter(refunds::shortfall_policy.eq("record_shortfall"))
         .filter(refund_lines::shortfall.gt(Zero))
         .filter(refunds::created_at_ms.lt(before_ms))
@@ -511,15 +530,42 @@ pub fn write_offs_before(conn: &mut Conn, before_ms: i64) -> Result<Vec<Movement
         .collect())
 }
 
-/// (refund line, kind, points) of every debt movement.
-pub fn all_debt_movements(conn: &mut Conn) -> Result<Vec<(i64, String, i64)>, Error> {
+/// (refund line, kind, points) of the debt movements of the refunds of members `first..=last`.
+pub fn member_debt_movements(
+    conn: &mut Conn,
+    (first, last): (i64, i64),
+) -> Result<Vec<(i64, String, i64)>, Error> {
     debt_movements::table
+        .inner_join(refund_lines::table.inner_join(refunds::table))
+        .filter(refunds::member_id.between(first, last))
         .order(debt_movements::id.asc())
         .select((
             debt_movements::refund_line_id,
             debt_movements::kind,
             debt_movements::points,
         ))
+        .load(conn)
+}
+
+/// The refunds of members `first..=last`, oldest first.
+pub fn member_refunds(conn: &mut Conn, (first, last): (i64, i64)) -> Result<Vec<RefundRow>, Error> {
+    refunds::table
+        .filter(refunds::member_id.between(first, last))
+        .order(refunds::id.asc())
+        .select(RefundRow::as_select())
+        .load(conn)
+}
+
+/// The lines of the refunds of members `first..=last`.
+pub fn member_refund_lines(
+    conn: &mut Conn,
+    (first, last): (i64, i64),
+) -> Result<Vec<RefundLineRow>, Error> {
+    refund_lines::table
+        .inner_join(refunds::table)
+        .filter(refunds::member_id.between(first, last))
+        .order(refund_lines::id.asc())
+        .select(RefundLineRow::as_select())
         .load(conn)
 }
 
@@ -598,16 +644,34 @@ pub fn give_back_to_lot(conn: &mut Conn, lot_id: i64, points: i64) -> Result<boo
 }
 
 /// Entries effective before `before_ms`, for reports.
-pub fn entries_before(conn: &mut Conn, before_ms: i64) -> Result<Vec<MovementRow>, Error> {
+/// The entries of lots `first..=last` effective before `before_ms`.
+pub fn lot_entries_before(
+    conn: &mut Conn,
+    (first, last): (i64, i64),
+    before_ms: i64,
+) -> Result<Vec<MovementRow>, Error> {
     entries::table
+        .filter(entries::lot_id.between(first, last))
         .filter(entries::effective_at_ms.lt(before_ms))
         .select(MovementRow::as_select())
         .load(conn)
 }
 
+/// Up to `limit` lots after `after_id`, in id order.
+pub fn lots_after(conn: &mut Conn, after_id: i64, limit: i64) -> Result<Vec<LotRow>, Error> {
+    lots::table
+        .filter(lots::id.gt(after_id))
+        .order(lots::id.asc())
+        .limit(limit)
+        .select(LotRow::as_select())
+        .load(conn)
+}
+
 /// (id, store_code) of every trade.
-pub fn trade_stores(conn: &mut Conn) -> Result<Vec<(i64, String)>, Error> {
+/// (id, store code) of the given trades.
+pub fn trade_stores(conn: &mut Conn, ids: &[i64]) -> Result<Vec<(i64, String)>, Error> {
     trades::table
+        .filter(trades::id.eq_any(ids))
         .select((trades::id, trades::store_code))
         .load(conn)
 }

@@ -4,6 +4,7 @@
 //! counts as expired at its expiry instant, exactly as the task will write it: reports never
 //! depend on when the task last ran. Reports read; they never write.
 
+use super::connection::read_snapshot;
 use super::models::{LotRow, MovementRow};
 use super::{ms, repo, Conn, PostError};
 use crate::domain::ProgramTz;
@@ -225,30 +226,66 @@ pub fn check_period(
     Ok(())
 }
 
-/// Every entry effective before `before_ms`, with the expiries the task has yet to write, and
-/// every debt movement (owed negative, paid positive; against the refunded grant's lot).
-fn movements_before(
+/// Lots a report reads at a time: it holds one batch of lots and their movements, whatever
+/// the ledger's size.
+pub const LOTS_PER_BATCH: i64 = 2_000;
+
+/// Every lot in id order, `lots_per_batch` at a time, from one snapshot of the ledger, each
+/// batch with every movement of its lots effective before `before_ms`: the entries, the
+/// expiries the task has yet to write (as of `now_ms`), the debt movements (owed negative, paid
+/// positive; against the refunded grant's lot) and, from `write_offs_from` on, the write-offs.
+fn for_each_batch(
     conn: &mut Conn,
+    lots_per_batch: i64,
+    (before_ms, now_ms): (i64, i64),
+    write_offs_from: Option<i64>,
+    mut each: impl FnMut(&mut Conn, &[LotRow], Vec<MovementRow>) -> Result<(), PostError>,
+) -> Result<(), PostError> {
+    read_snapshot(conn, |conn| {
+        let mut after_id = 0;
+        loop {
+            let lots = repo::lots_after(conn, after_id, lots_per_batch)?;
+            let (Some(first), Some(last)) = (lots.first(), lots.last()) else {
+                return Ok(());
+            };
+            // The batch is every lot with an id in first..=last.
+            let range = (first.id, last.id);
+            after_id = last.id;
+            let mut rows = repo::lot_entries_before(conn, range, before_ms)?;
+            rows.extend(repo::lot_debt_movements_before(conn, range, before_ms)?);
+            rows.extend(expiries_to_write(&lots, before_ms, now_ms));
+            if let Some(from_ms) = write_offs_from {
+                rows.extend(
+                    repo::lot_write_offs_before(conn, range, before_ms)?
+                        .into_iter()
+                        .filter(|w| w.effective_at_ms >= from_ms),
+                );
+            }
+            each(conn, &lots, rows)?;
+        }
+    })
+}
+
+/// The expiries the task has yet to write, as it will write them, effective before
+/// `before_ms`.
+fn expiries_to_write(
     lots: &[LotRow],
     before_ms: i64,
     now_ms: i64,
-) -> Result<Vec<MovementRow>, PostError> {
-    let mut rows = repo::entries_before(conn, before_ms)?;
-    rows.extend(repo::debt_movements_before(conn, before_ms)?);
-    for lot in lots {
+) -> impl Iterator<Item = MovementRow> + '_ {
+    lots.iter().filter_map(move |lot| {
         let due = lot.expires_at_ms.is_some_and(|at| at <= now_ms);
         match lot.expiry_effective_at_ms() {
-            Some(at) if due && lot.remaining > 0 && at < before_ms => rows.push(MovementRow {
+            Some(at) if due && lot.remaining > 0 && at < before_ms => Some(MovementRow {
                 lot_id: lot.id,
                 trade_id: Some(lot.trade_id),
                 kind: "expire".to_string(),
                 points: -lot.remaining,
                 effective_at_ms: at,
             }),
-            _ => {}
+            _ => None,
         }
-    }
-    Ok(rows)
+    })
 }
 
 fn expiry_keys(lot: &LotRow) -> (String, String) {
@@ -270,7 +307,7 @@ fn rfc3339(instant: DateTime<Utc>) -> String {
 }
 
 /// The liability as of `as_of` (at most `now`): every entry effective at or before it, grouped
-/// by the attributes of its lot.
+/// by the attributes of its lot. Read a batch of lots at a time, from one snapshot.
 pub fn liability(
     conn: &mut Conn,
     as_of: DateTime<Utc>,
@@ -278,15 +315,116 @@ pub fn liability(
     currency: &str,
     point_cost: Option<Decimal>,
 ) -> Result<Liability, PostError> {
-    assert!(as_of <= now, "reports look back, never ahead");
-    let lots = repo::all_lots(conn, None)?;
-    let as_of_ms = ms(as_of);
-    let rows = movements_before(conn, &lots, as_of_ms + 1, ms(now))?;
-    Ok(liability_of(
-        &lots, &rows, as_of_ms, currency, point_cost, as_of,
-    ))
+    liability_in_batches(conn, (as_of, now), currency, point_cost, LOTS_PER_BATCH)
 }
 
+/// `liability`, reading `lots_per_batch` lots at a time.
+pub fn liability_in_batches(
+    conn: &mut Conn,
+    (as_of, now): (DateTime<Utc>, DateTime<Utc>),
+    currency: &str,
+    point_cost: Option<Decimal>,
+    lots_per_batch: i64,
+) -> Result<Liability, PostError> {
+    assert!(as_of <= now, "reports look back, never ahead");
+    let as_of_ms = ms(as_of);
+    let mut sums = LiabilitySums::default();
+    for_each_batch(
+        conn,
+        lots_per_batch,
+        (as_of_ms + 1, ms(now)),
+        None,
+        |_, lots, rows| {
+            sums.add(lots, &rows, as_of_ms);
+            Ok(())
+        },
+    )?;
+    Ok(sums.finish(currency, point_cost, as_of))
+}
+
+/// The liability's groups and total, summed a batch of lots at a time.
+#[derive(Default)]
+struct LiabilitySums {
+    /// By expiry month, expiry quarter, type, campaign.
+    groups: [BTreeMap<String, Outstanding>; 4],
+    total: Outstanding,
+}
+
+impl LiabilitySums {
+    /// Adds `lots`, with `rows`: every movement of those lots (and only of those).
+    fn add(&mut self, lots: &[LotRow], rows: &[MovementRow], as_of_ms: i64) {
+        // Per lot: (its points, what its refunded grant's members owe).
+        let mut by_lot: HashMap<i64, (i64, i64)> = HashMap::new();
+        for row in rows {
+            let slot = by_lot.entry(row.lot_id).or_default();
+            match row.kind.as_str() {
+                "owed" | "paid" => slot.1 -= row.points,
+                _ => slot.0 += row.points,
+            }
+        }
+        for lot in lots {
+            let (held, owed) = by_lot.get(&lot.id).copied().unwrap_or((0, 0));
+            if held == 0 && owed == 0 {
+                continue;
+            }
+            let points = held - owed;
+            let pending = if lot.available_at_ms > as_of_ms {
+                held
+            } else {
+                0
+            };
+            let (month, quarter) = expiry_keys(lot);
+            let keys = [
+                month,
+                quarter,
+                lot.point_type.clone(),
+                lot.campaign_code.clone(),
+            ];
+            for (group, key) in self.groups.iter_mut().zip(keys) {
+                let slot = group.entry(key.clone()).or_insert_with(|| Outstanding {
+                    key,
+                    ..Outstanding::default()
+                });
+                slot.points += points;
+                slot.pending += pending;
+                slot.owed += owed;
+            }
+            self.total.points += points;
+            self.total.pending += pending;
+            self.total.owed += owed;
+        }
+    }
+
+    fn finish(
+        self,
+        currency: &str,
+        point_cost: Option<Decimal>,
+        as_of: DateTime<Utc>,
+    ) -> Liability {
+        let priced = |mut o: Outstanding| {
+            o.amount = point_cost.map(|cost| money(cost, o.points));
+            o
+        };
+        let [by_month, by_quarter, by_type, by_campaign] = self
+            .groups
+            .map(|g| g.into_values().map(priced).collect::<Vec<_>>());
+        Liability {
+            as_of: rfc3339(as_of),
+            currency: currency.to_string(),
+            point_cost,
+            total: priced(Outstanding {
+                key: "total".to_string(),
+                ..self.total
+            }),
+            by_expiry_month: by_month,
+            by_expiry_quarter: by_quarter,
+            by_type,
+            by_campaign,
+        }
+    }
+}
+
+#[cfg(test)]
 fn liability_of(
     lots: &[LotRow],
     rows: &[MovementRow],
@@ -295,67 +433,9 @@ fn liability_of(
     point_cost: Option<Decimal>,
     as_of: DateTime<Utc>,
 ) -> Liability {
-    // Per lot: (its points, what its refunded grant's members owe).
-    let mut by_lot: HashMap<i64, (i64, i64)> = HashMap::new();
-    for row in rows {
-        let slot = by_lot.entry(row.lot_id).or_default();
-        match row.kind.as_str() {
-            "owed" | "paid" => slot.1 -= row.points,
-            _ => slot.0 += row.points,
-        }
-    }
-    let mut groups: [BTreeMap<String, Outstanding>; 4] = Default::default();
-    let mut total = Outstanding::default();
-    for lot in lots {
-        let (held, owed) = by_lot.get(&lot.id).copied().unwrap_or((0, 0));
-        if held == 0 && owed == 0 {
-            continue;
-        }
-        let points = held - owed;
-        let pending = if lot.available_at_ms > as_of_ms {
-            held
-        } else {
-            0
-        };
-        let (month, quarter) = expiry_keys(lot);
-        let keys = [
-            month,
-            quarter,
-            lot.point_type.clone(),
-            lot.campaign_code.clone(),
-        ];
-        for (group, key) in groups.iter_mut().zip(keys) {
-            let slot = group.entry(key.clone()).or_insert_with(|| Outstanding {
-                key,
-                ..Outstanding::default()
-            });
-            slot.points += points;
-            slot.pending += pending;
-            slot.owed += owed;
-        }
-        total.points += points;
-        total.pending += pending;
-        total.owed += owed;
-    }
-    let priced = |mut o: Outstanding| {
-        o.amount = point_cost.map(|cost| money(cost, o.points));
-        o
-    };
-    let [by_month, by_quarter, by_type, by_campaign] =
-        groups.map(|g| g.into_values().map(priced).collect::<Vec<_>>());
-    Liability {
-        as_of: rfc3339(as_of),
-        currency: currency.to_string(),
-        point_cost,
-        total: priced(Outstanding {
-            key: "total".to_string(),
-            ..total
-        }),
-        by_expiry_month: by_month,
-        by_expiry_quarter: by_quarter,
-        by_type,
-        by_campaign,
-    }
+    let mut sums = LiabilitySums::default();
+    sums.add(lots, rows, as_of_ms);
+    sums.finish(currency, point_cost, as_of)
 }
 
 /// How a report prices its points: the base currency, and the cost of a point if configured.
@@ -365,7 +445,8 @@ pub struct Pricing<'a> {
     pub point_cost: Option<Decimal>,
 }
 
-/// Movements over `[from, to)` (`to` at most `now`), grouped `by`, priced at `pricing`.
+/// Movements over `[from, to)` (`to` at most `now`), grouped `by`, priced at `pricing`. Read a
+/// batch of lots at a time, from one snapshot.
 pub fn movements(
     conn: &mut Conn,
     (from, to): (DateTime<Utc>, DateTime<Utc>),
@@ -374,21 +455,20 @@ pub fn movements(
     pricing: Pricing,
     now: DateTime<Utc>,
 ) -> Result<Movements, PostError> {
+    movements_in_batches(conn, (from, to, now), by, tz, pricing, LOTS_PER_BATCH)
+}
+
+/// `movements`, reading `lots_per_batch` lots at a time.
+pub fn movements_in_batches(
+    conn: &mut Conn,
+    (from, to, now): (DateTime<Utc>, DateTime<Utc>, DateTime<Utc>),
+    by: GroupBy,
+    tz: &ProgramTz,
+    pricing: Pricing,
+    lots_per_batch: i64,
+) -> Result<Movements, PostError> {
     assert!(from <= to && to <= now, "a period in the past");
-    let lots = repo::all_lots(conn, None)?;
-    let mut rows = movements_before(conn, &lots, ms(to), ms(now))?;
     let from_ms = ms(from);
-    // Write-offs move no balance: only the period's are listed.
-    rows.extend(
-        repo::write_offs_before(conn, ms(to))?
-            .into_iter()
-            .filter(|w| w.effective_at_ms >= from_ms),
-    );
-    let lot_by_id: HashMap<i64, &LotRow> = lots.iter().map(|l| (l.id, l)).collect();
-    let stores: HashMap<i64, String> = match by {
-        GroupBy::Store => repo::trade_stores(conn)?.into_iter().collect(),
-        _ => HashMap::new(),
-    };
     let mut opening = 0;
     let mut closing = 0;
     let mut totals = Moved {
@@ -396,36 +476,59 @@ pub fn movements(
         ..Moved::default()
     };
     let mut groups: BTreeMap<String, Moved> = BTreeMap::new();
-    for row in &rows {
-        if row.kind != "written_off" {
-            closing += row.points;
-        }
-        if row.effective_at_ms < from_ms {
-            opening += row.points;
-            continue;
-        }
-        let key = match by {
-            GroupBy::Day => DateTime::<Utc>::from_timestamp_millis(row.effective_at_ms)
-                .map(|at| tz.local_date(at).to_string())
-                .unwrap_or_default(),
-            GroupBy::Store => row
-                .trade_id
-                .and_then(|id| stores.get(&id).cloned())
-                .unwrap_or_default(),
-            GroupBy::Campaign => lot_by_id
-                .get(&row.lot_id)
-                .map(|l| l.campaign_code.clone())
-                .unwrap_or_default(),
-        };
-        groups
-            .entry(key.clone())
-            .or_insert_with(|| Moved {
-                key,
-                ..Moved::default()
-            })
-            .add(&row.kind, row.points);
-        totals.add(&row.kind, row.points);
-    }
+    for_each_batch(
+        conn,
+        lots_per_batch,
+        (ms(to), ms(now)),
+        Some(from_ms),
+        |conn, lots, rows| {
+            let lot_by_id: HashMap<i64, &LotRow> = lots.iter().map(|l| (l.id, l)).collect();
+            let stores: HashMap<i64, String> = match by {
+                GroupBy::Store => {
+                    let mut ids: Vec<i64> = rows.iter().filter_map(|r| r.trade_id).collect();
+                    ids.sort_unstable();
+                    ids.dedup();
+                    let mut stores = HashMap::new();
+                    for chunk in ids.chunks(1_000) {
+                        stores.extend(repo::trade_stores(conn, chunk)?);
+                    }
+                    stores
+                }
+                _ => HashMap::new(),
+            };
+            for row in &rows {
+                if row.kind != "written_off" {
+                    closing += row.points;
+                }
+                if row.effective_at_ms < from_ms {
+                    opening += row.points;
+                    continue;
+                }
+                let key = match by {
+                    GroupBy::Day => DateTime::<Utc>::from_timestamp_millis(row.effective_at_ms)
+                        .map(|at| tz.local_date(at).to_string())
+                        .unwrap_or_default(),
+                    GroupBy::Store => row
+                        .trade_id
+                        .and_then(|id| stores.get(&id).cloned())
+                        .unwrap_or_default(),
+                    GroupBy::Campaign => lot_by_id
+                        .get(&row.lot_id)
+                        .map(|l| l.campaign_code.clone())
+                        .unwrap_or_default(),
+                };
+                groups
+                    .entry(key.clone())
+                    .or_insert_with(|| Moved {
+                        key,
+                        ..Moved::default()
+                    })
+                    .add(&row.kind, row.points);
+                totals.add(&row.kind, row.points);
+            }
+            Ok(())
+        },
+    )?;
     let cost = pricing.point_cost;
     Ok(Movements {
         from: rfc3339(from),

@@ -131,6 +131,12 @@ fn the_audit_catches_each_kind_of_damage() {
         assert_eq!(status, 200);
         assert_eq!(body["data"]["consistent"], json!(false), "{damage}");
         assert_eq!(body["data"]["violations"], json!(violations), "{damage}");
+        // The same, read a member at a time.
+        let zone = point_engine::domain::ProgramTz::parse("+08:00").unwrap();
+        let one_by_one =
+            point_engine::ledger::audit::audit_in_batches(&mut app.conn(), &zone, 1).unwrap();
+        assert_eq!(one_by_one.violations, violations, "{damage}");
+        assert_eq!(one_by_one.entries, entries, "{damage}");
     }
 }
 

@@ -34,9 +34,79 @@ fn held(app: &TestApp, vip: &str) -> i64 {
     }
 }
 
+/// Reports read the ledger a batch of lots at a time: any batch size gives what reading the
+/// whole ledger at once (the reports' first form, kept as the reference) gives.
+fn assert_batches_change_nothing(app: &TestApp, step: usize) {
+    use point_engine::ledger::report::{self, GroupBy, Pricing};
+    let now = chrono::Utc::now();
+    let zone = point_engine::domain::ProgramTz::parse("+08:00").unwrap();
+    let pricing = Pricing {
+        currency: "HKD",
+        point_cost: Some(rust_decimal::Decimal::new(5, 3)),
+    };
+    let mut conn = app.conn();
+    let whole = i64::MAX;
+    let audit = |conn: &mut _, members_per_batch| {
+        point_engine::ledger::audit::audit_in_batches(conn, &zone, members_per_batch).unwrap()
+    };
+    let reference = audit(&mut conn, whole);
+    for members_per_batch in [1, 4] {
+        assert_eq!(
+            audit(&mut conn, members_per_batch),
+            reference,
+            "step {step}"
+        );
+    }
+    for as_of in [now, now - chrono::Duration::days(300)] {
+        let reference =
+            report::liability_in_batches(&mut conn, (as_of, now), "HKD", pricing.point_cost, whole)
+                .unwrap();
+        for lots_per_batch in [1, 3, 64] {
+            let batched = report::liability_in_batches(
+                &mut conn,
+                (as_of, now),
+                "HKD",
+                pricing.point_cost,
+                lots_per_batch,
+            )
+            .unwrap();
+            assert_eq!(
+                batched, reference,
+                "step {step}: {lots_per_batch} lots a batch"
+            );
+        }
+    }
+    for from in [
+        now - chrono::Duration::days(800),
+        now - chrono::Duration::days(200),
+    ] {
+        for by in [GroupBy::Day, GroupBy::Store, GroupBy::Campaign] {
+            let period = (from, now, now);
+            let reference =
+                report::movements_in_batches(&mut conn, period, by, &zone, pricing, whole).unwrap();
+            for lots_per_batch in [1, 3, 64] {
+                let batched = report::movements_in_batches(
+                    &mut conn,
+                    period,
+                    by,
+                    &zone,
+                    pricing,
+                    lots_per_batch,
+                )
+                .unwrap();
+                assert_eq!(
+                    batched, reference,
+                    "step {step}: {lots_per_batch} lots a batch"
+                );
+            }
+        }
+    }
+}
+
 /// The liability is what the balances hold (owed points negative), in every grouping; the
 /// movements since before anything happened roll forward to it, line by line.
 fn assert_reports_reconcile(app: &TestApp, step: usize) {
+    assert_batches_change_nothing(app, step);
     let held: i64 = (0..MEMBERS).map(|m| held(app, &format!("M{m}"))).sum();
     let (_, liability) = app.get("/v1/point-engine/reports/liability");
     let liability = &liability["data"];
