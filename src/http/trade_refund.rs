@@ -93,8 +93,23 @@ pub struct TradeRefundData {
     pub owed_point: i64,
     /// Burned points given back.
     pub returned_burn_point: i64,
+    /// Of those, what settled earlier refunds of the trades that earned them (points those
+    /// refunds could not take back when they were made); the rest is the member's again.
+    pub settled_point: i64,
     pub shortfall_policy: &'static str,
     pub detail: Vec<ReversalDetail>,
+    /// The earlier refunds the returned points settled, per grant.
+    pub settled: Vec<SettledDetail>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SettledDetail {
+    /// The trade whose earlier refund was settled.
+    pub out_trade_no: String,
+    #[serde(rename = "type")]
+    pub point_type: &'static str,
+    pub campaign_code: String,
+    pub point: i64,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -136,8 +151,19 @@ impl From<&Refunded> for TradeRefundData {
             shortfall_point: refunded.shortfall_points(),
             owed_point: refunded.lines.iter().map(|l| l.owed).sum(),
             returned_burn_point: refunded.burn_returned,
+            settled_point: refunded.settled.iter().map(|s| s.points).sum(),
             shortfall_policy: refunded.policy.as_str(),
             detail: refunded.lines.iter().map(ReversalDetail::from).collect(),
+            settled: refunded
+                .settled
+                .iter()
+                .map(|s| SettledDetail {
+                    out_trade_no: s.out_trade_no.clone(),
+                    point_type: s.grant.point_type.as_str(),
+                    campaign_code: s.grant.campaign_code_text().to_string(),
+                    point: s.points,
+                })
+                .collect(),
         }
     }
 }

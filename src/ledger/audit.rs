@@ -16,7 +16,7 @@
 //! - totals: by point type, the entries sum to the lots' remaining points.
 
 use super::connection::Conn;
-use super::models::{EntryRow, LotRow, RefundLineRow, RefundRow};
+use super::models::{DebtMovementRow, EntryRow, LotRow, RefundLineRow, RefundRow};
 use super::repo;
 use crate::domain::ProgramTz;
 use chrono::{DateTime, Utc};
@@ -50,8 +50,12 @@ struct Rows {
     entries: Vec<EntryRow>,
     refunds: Vec<RefundRow>,
     lines: Vec<RefundLineRow>,
-    /// (refund line, kind, points) of the debt movements of those lines.
-    debts: Vec<(i64, String, i64)>,
+    /// The debt movements of those lines.
+    debts: Vec<DebtMovementRow>,
+    /// (refund line, points, restored) of what other lots stood in with for those lines.
+    takes: Vec<(i64, i64, i64)>,
+    /// (refund line, points) of what returned burns settled of those lines.
+    settlements: Vec<(i64, i64)>,
 }
 
 fn read(conn: &mut Conn, members: (i64, i64)) -> Result<Rows, diesel::result::Error> {
@@ -62,6 +66,8 @@ fn read(conn: &mut Conn, members: (i64, i64)) -> Result<Rows, diesel::result::Er
         refunds: repo::member_refunds(conn, members)?,
         lines: repo::member_refund_lines(conn, members)?,
         debts: repo::member_debt_movements(conn, members)?,
+        takes: repo::member_refund_takes(conn, members)?,
+        settlements: repo::member_refund_settlements(conn, members)?,
     })
 }
 
@@ -174,6 +180,8 @@ fn check(rows: &Rows, zone: &ProgramTz, totals: &mut Totals) -> Vec<String> {
         refunds,
         lines,
         debts,
+        takes,
+        settlements,
     } = rows;
     let mut violations = Vec::new();
     // Per refund: (points its negative reverse entries took, points its positive ones gave).
@@ -270,11 +278,13 @@ fn check(rows: &Rows, zone: &ProgramTz, totals: &mut Totals) -> Vec<String> {
             ));
         }
     }
+    let extras = line_extras(lines, debts, takes, settlements, &mut violations);
     check_refunds(
         trades,
         lots,
         refunds,
         lines,
+        &extras,
         &reversed_by_refund,
         &mut violations,
     );
@@ -299,17 +309,76 @@ fn check(rows: &Rows, zone: &ProgramTz, totals: &mut Totals) -> Vec<String> {
     violations
 }
 
-/// Each refund line owes what its debt movements owed less what they paid.
-fn check_debts(
+/// What moved a refund line's points after its refund was made.
+#[derive(Default)]
+struct LineExtras {
+    /// Taken from other lots when the refund was made (allow_negative), and given back since.
+    taken_elsewhere: i64,
+    restored: i64,
+    /// Debt paid by later lots (not by burns returned to the grant's lot).
+    paid_by_later: i64,
+    /// Settled by burns returned to the grant's lot.
+    settled: i64,
+}
+
+/// Per refund line, what its takes, debt movements and settlements moved; and each line's
+/// takes and settlements within its points.
+fn line_extras(
     lines: &[RefundLineRow],
-    debts: &[(i64, String, i64)],
+    debts: &[DebtMovementRow],
+    takes: &[(i64, i64, i64)],
+    settlements: &[(i64, i64)],
     violations: &mut Vec<String>,
-) {
+) -> HashMap<i64, LineExtras> {
+    let lot_of_line: HashMap<i64, i64> = lines.iter().map(|l| (l.id, l.lot_id)).collect();
+    let mut extras: HashMap<i64, LineExtras> = HashMap::new();
+    for &(line, points, restored) in takes {
+        let slot = extras.entry(line).or_default();
+        slot.taken_elsewhere += points;
+        slot.restored += restored;
+    }
+    for debt in debts {
+        let slot = extras.entry(debt.refund_line_id).or_default();
+        slot.restored += debt.restored;
+        let by_later = debt.paid_by_lot_id != lot_of_line.get(&debt.refund_line_id).copied();
+        if debt.kind == "paid" && by_later {
+            slot.paid_by_later += debt.points;
+        }
+    }
+    for &(line, points) in settlements {
+        extras.entry(line).or_default().settled += points;
+    }
+    for line in lines {
+        let extra = extras.get(&line.id);
+        let (elsewhere, settled) = extra.map_or((0, 0), |e| (e.taken_elsewhere, e.settled));
+        if line.from_grant + elsewhere != line.points - line.shortfall {
+            violations.push(format!(
+                "refund line {}: took {} from its grant and {elsewhere} elsewhere, {} of {} due",
+                line.id,
+                line.from_grant,
+                line.points - line.shortfall,
+                line.points
+            ));
+        }
+        if settled > line.points - line.from_grant {
+            violations.push(format!(
+                "refund line {}: returned burns settled {settled}, more than the {} it did not \
+                 take from its grant",
+                line.id,
+                line.points - line.from_grant
+            ));
+        }
+    }
+    extras
+}
+
+/// Each refund line owes what its debt movements owed less what they paid.
+fn check_debts(lines: &[RefundLineRow], debts: &[DebtMovementRow], violations: &mut Vec<String>) {
     let mut by_line: BTreeMap<i64, i64> = BTreeMap::new();
-    for (line, kind, points) in debts {
-        *by_line.entry(*line).or_default() += match kind.as_str() {
-            "owed" => *points,
-            _ => -*points,
+    for debt in debts {
+        *by_line.entry(debt.refund_line_id).or_default() += match debt.kind.as_str() {
+            "owed" => debt.points,
+            _ => -debt.points,
         };
     }
     // (A movement always names a line: the foreign key holds it.)
@@ -329,6 +398,7 @@ fn check_refunds(
     lots: &[LotRow],
     refunds: &[RefundRow],
     lines: &[RefundLineRow],
+    extras: &HashMap<i64, LineExtras>,
     reversed_by_refund: &HashMap<i64, (i64, i64)>,
     violations: &mut Vec<String>,
 ) {
@@ -348,6 +418,7 @@ fn check_refunds(
         slot.1 += refund.burn_returned;
         let allow_negative = refund.shortfall_policy == "allow_negative";
         let mut taken = 0;
+        let mut given = refund.burn_returned;
         for line in lines_by_refund.remove(&refund.id).unwrap_or_default() {
             if line.shortfall < 0 || line.shortfall > line.points {
                 violations.push(format!(
@@ -361,19 +432,22 @@ fn check_refunds(
                     line.id, line.owed, line.shortfall, refund.shortfall_policy
                 ));
             }
+            // When the refund was made, then from later lots paying its debt, then from
+            // returned burns settling it; and given back to the lots that stood in.
             taken += line.points - line.shortfall;
-            if allow_negative {
-                taken += line.shortfall - line.owed;
+            if let Some(extra) = extras.get(&line.id) {
+                taken += extra.paid_by_later + extra.settled;
+                given += extra.restored;
             }
         }
         let (took, gave) = reversed_by_refund
             .get(&refund.id)
             .copied()
             .unwrap_or_default();
-        if took != taken || gave != refund.burn_returned {
+        if took != taken || gave != given {
             violations.push(format!(
                 "refund {}: reverse entries take {took} and give {gave}, its lines take {taken} \
-                 and it gave back {} burned points",
+                 and it gave back {given} points ({} of them burned)",
                 refund.id, refund.burn_returned
             ));
         }

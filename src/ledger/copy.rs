@@ -79,7 +79,7 @@ macro_rules! copy_table {
 
 /// The tables whose `id` a `BIGSERIAL` numbers on PostgreSQL: their sequences continue after
 /// the copied ids.
-const SERIAL_TABLES: [&str; 11] = [
+const SERIAL_TABLES: [&str; 13] = [
     "members",
     "trades",
     "trade_lines",
@@ -88,6 +88,8 @@ const SERIAL_TABLES: [&str; 11] = [
     "refunds",
     "refund_lines",
     "debt_movements",
+    "refund_takes",
+    "refund_settlements",
     "member_identities",
     "external_orders",
     "card_records",
@@ -143,9 +145,17 @@ fn copy_all(from: &mut SqliteConnection, to: &mut PgConnection) -> Result<Copied
     ]);
     copy_table!(from, to, copied, refund_lines by id: [
         id: i64, refund_id: i64, lot_id: i64, points: i64, shortfall: i64, owed: i64,
+        from_grant: i64,
+    ]);
+    copy_table!(from, to, copied, refund_takes by id: [
+        id: i64, refund_line_id: i64, lot_id: i64, points: i64, restored: i64,
     ]);
     copy_table!(from, to, copied, debt_movements by id: [
         id: i64, refund_line_id: i64, kind: String, points: i64, paid_by_lot_id: Option<i64>,
+        effective_at_ms: i64, created_at_ms: i64, restored: i64,
+    ]);
+    copy_table!(from, to, copied, refund_settlements by id: [
+        id: i64, refund_line_id: i64, returning_refund_id: i64, points: i64,
         effective_at_ms: i64, created_at_ms: i64,
     ]);
     copy_table!(from, to, copied, campaign_budgets whole: [campaign_code: String, used: i64]);
@@ -194,7 +204,9 @@ pub fn row_counts(conn: &mut Conn) -> Result<Vec<(&'static str, i64)>, diesel::r
         refunds,
         entries,
         refund_lines,
+        refund_takes,
         debt_movements,
+        refund_settlements,
         campaign_budgets,
         member_identities,
         member_profiles,

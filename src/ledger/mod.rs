@@ -337,7 +337,7 @@ pub fn post_trade(
             })
             .collect();
         repo::insert_entries(conn, &earns)?;
-        refund::pay_debts(conn, member_id, &new_lot_ids, now_ms)?;
+        refund::pay_debts(conn, member_id, &new_lot_ids, None, now_ms)?;
         if cfg!(debug_assertions) {
             let violations = audit::check_member(conn, member_id)?;
             assert!(

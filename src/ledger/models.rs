@@ -237,6 +237,20 @@ pub struct RefundLineRow {
     pub points: i64,
     pub shortfall: i64,
     pub owed: i64,
+    /// Of `points`, what was taken from the grant's own lot when the refund was made.
+    pub from_grant: i64,
+}
+
+/// A debt movement as the audit reads it.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable)]
+pub struct DebtMovementRow {
+    pub id: i64,
+    pub refund_line_id: i64,
+    pub kind: String,
+    pub points: i64,
+    pub paid_by_lot_id: Option<i64>,
+    /// Of a payment, what a settlement gave back to the paying lot.
+    pub restored: i64,
 }
 
 /// A movement of what a member owes: `owed` by a refund line, `paid` by a later lot.

@@ -48,6 +48,16 @@ pub struct RefundLine {
     pub owed: i64,
 }
 
+/// Returned burned points that settled an earlier refund of the trade they had been earned by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settlement {
+    /// The earlier refunded trade.
+    pub out_trade_no: String,
+    /// Its grant the points had been burned from.
+    pub grant: Grant,
+    pub points: i64,
+}
+
 /// What a refund did (or, for a replay, had done).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refunded {
@@ -60,6 +70,9 @@ pub struct Refunded {
     pub payment_amount: Amount,
     /// Burned points given back to the member.
     pub burn_returned: i64,
+    /// Of `burn_returned`, what settled earlier refunds of the trades the points were earned by
+    /// (what those refunds could not take when they were made); the rest is the member's again.
+    pub settled: Vec<Settlement>,
     pub policy: ShortfallPolicy,
     pub lines: Vec<RefundLine>,
     pub replayed: bool,
@@ -237,6 +250,27 @@ pub fn replay_refund(conn: &mut Conn, refund: &Refund) -> Result<Option<Refunded
             })
         })
         .collect::<Result<_, PostError>>()?;
+    let settled = repo::settlements_by_refund(conn, row.id)?;
+    let settled_lots: HashMap<i64, LotRow> = repo::lots_by_ids(
+        conn,
+        &settled.iter().map(|(_, lot, _)| *lot).collect::<Vec<_>>(),
+    )?
+    .into_iter()
+    .map(|l| (l.id, l))
+    .collect();
+    let settled = settled
+        .into_iter()
+        .map(|(out_trade_no, lot_id, points)| {
+            let lot = settled_lots
+                .get(&lot_id)
+                .ok_or_else(|| corrupt("settlement", row.id, "names no lot".to_string()))?;
+            Ok(Settlement {
+                out_trade_no,
+                grant: grant_of_lot(&lot.into())?,
+                points,
+            })
+        })
+        .collect::<Result<_, PostError>>()?;
     let amount = |minor| Amount::from_minor(minor).map_err(|e| corrupt("refund", row.id, e));
     Ok(Some(Refunded {
         out_refund_no: row.out_refund_no.clone(),
@@ -246,6 +280,7 @@ pub fn replay_refund(conn: &mut Conn, refund: &Refund) -> Result<Option<Refunded
         refunded_total: amount(refunded_total)?,
         payment_amount: amount(trade.payment_amount_minor)?,
         burn_returned: row.burn_returned,
+        settled,
         policy: ShortfallPolicy::parse(&row.shortfall_policy).map_err(PostError::Corrupt)?,
         lines,
         replayed: true,
@@ -286,6 +321,21 @@ fn reverse(
         },
     )?;
     Ok(())
+}
+
+/// What a refund takes back from one grant: `due` points, `from_grant` of them from the grant's
+/// own lot, and (allow_negative) `takes` from the member's other lots, as (lot, points).
+struct ClawBack {
+    grant: LotRow,
+    due: i64,
+    from_grant: i64,
+    takes: Vec<(i64, i64)>,
+}
+
+impl ClawBack {
+    fn taken(&self) -> i64 {
+        self.from_grant + self.takes.iter().map(|(_, points)| points).sum::<i64>()
+    }
 }
 
 fn is_expired(lot: &LotRow, now_ms: i64) -> bool {
@@ -377,7 +427,7 @@ pub fn post_refund(
             *due_before.entry(line.lot_id).or_default() += line.points;
         }
         let trade_lots = repo::lots_of_trade(conn, trade_id)?;
-        let mut lines: Vec<(LotRow, i64, i64)> = Vec::new(); // (grant, due, taken)
+        let mut lines: Vec<ClawBack> = Vec::new();
         for lot in &trade_lots {
             // A grant the net amount still earns is kept in proportion to what is left of the
             // payment (a fixed award too), and never above what the net amount earns.
@@ -398,30 +448,35 @@ pub fn post_refund(
                 continue;
             }
             // First from the grant itself, pending or not, unless it has expired.
-            let taken = if is_expired(lot, now_ms) {
+            let from_grant = if is_expired(lot, now_ms) {
                 0
             } else {
                 due.min(lot.remaining)
             };
-            if taken > 0 {
-                reverse(conn, lot, -taken, trade_id, refund_id, now_ms)?;
+            if from_grant > 0 {
+                reverse(conn, lot, -from_grant, trade_id, refund_id, now_ms)?;
             }
-            lines.push((lot.clone(), due, taken));
+            lines.push(ClawBack {
+                grant: lot.clone(),
+                due,
+                from_grant,
+                takes: Vec::new(),
+            });
         }
-        if policy == ShortfallPolicy::AllowNegative && lines.iter().any(|(_, d, t)| t < d) {
+        if policy == ShortfallPolicy::AllowNegative && lines.iter().any(|l| l.taken() < l.due) {
             // The rest from the member's other points: pending first, then soonest to expire.
             let mut others = repo::unexpired_lots(conn, member_id, now_ms)?;
             others.sort_by_key(|l| (l.available_at_ms <= now_ms, burn_order(l)));
             let mut others = others.into_iter();
             let mut current: Option<LotRow> = others.next();
-            for (_, due, taken) in lines.iter_mut() {
-                while *taken < *due {
+            for line in lines.iter_mut() {
+                while line.taken() < line.due {
                     let Some(lot) = current.as_mut() else { break };
-                    let take = (*due - *taken).min(lot.remaining);
+                    let take = (line.due - line.taken()).min(lot.remaining);
                     if take > 0 {
                         reverse(conn, lot, -take, trade_id, refund_id, now_ms)?;
                         lot.remaining -= take;
-                        *taken += take;
+                        line.takes.push((lot.id, take));
                     }
                     if lot.remaining == 0 {
                         current = others.next();
@@ -430,8 +485,8 @@ pub fn post_refund(
             }
         }
         let mut refund_lines = Vec::with_capacity(lines.len());
-        for (lot, due, taken) in lines {
-            let shortfall = due - taken;
+        for line in lines {
+            let shortfall = line.due - line.taken();
             let owed = match policy {
                 ShortfallPolicy::AllowNegative => shortfall,
                 ShortfallPolicy::RecordShortfall => 0,
@@ -441,12 +496,16 @@ pub fn post_refund(
                 &RefundLineRow {
                     id: 0,
                     refund_id,
-                    lot_id: lot.id,
-                    points: due,
+                    lot_id: line.grant.id,
+                    points: line.due,
                     shortfall,
                     owed,
+                    from_grant: line.from_grant,
                 },
             )?;
+            for &(lot_id, points) in &line.takes {
+                repo::insert_refund_take(conn, line_id, lot_id, points)?;
+            }
             if owed > 0 {
                 repo::insert_debt_movement(
                     conn,
@@ -461,14 +520,14 @@ pub fn post_refund(
                 )?;
             }
             refund_lines.push(RefundLine {
-                grant: grant_of_lot(&(&lot).into())?,
-                points: due,
+                grant: grant_of_lot(&(&line.grant).into())?,
+                points: line.due,
                 shortfall,
                 owed,
             });
         }
 
-        give_back_burn(conn, trade_id, refund_id, burn_returned, now_ms)?;
+        let settled = give_back_burn(conn, trade_id, refund_id, burn_returned, now_ms)?;
 
         if cfg!(debug_assertions) {
             let violations = super::audit::check_member(conn, member_id)?;
@@ -486,6 +545,7 @@ pub fn post_refund(
             refunded_total: total(refunded_after)?,
             payment_amount: refundable.trade.payment_amount,
             burn_returned,
+            settled,
             policy,
             lines: refund_lines,
             replayed: false,
@@ -494,40 +554,50 @@ pub fn post_refund(
 }
 
 /// Gives `points` of a trade's burn back to the lots it took them from, the last taken first.
-/// A lot that has expired since gets them back and loses them at once to an expiry effective
-/// now, so the return shows and the balance never counts expired points.
+/// A lot whose own trade was refunded meanwhile settles that refund first (`settle`): the
+/// returned points go where that refund could not take them from the lot, and only the rest
+/// stays. A lot that has expired since gets the rest back and loses it at once to an expiry
+/// effective now, so the return shows and the balance never counts expired points.
 fn give_back_burn(
     conn: &mut Conn,
     trade_id: i64,
     refund_id: i64,
     points: i64,
     now_ms: i64,
-) -> Result<(), PostError> {
+) -> Result<Vec<Settlement>, PostError> {
+    let mut settled = Vec::new();
     if points == 0 {
-        return Ok(());
+        return Ok(settled);
     }
     let entries = repo::entries_of_trade(conn, trade_id)?;
-    // Per lot the trade burned from: (last burn entry id, burned, already given back).
-    let mut burned: HashMap<i64, (i64, i64, i64)> = HashMap::new();
+    // Per lot the trade burned from: (last burn entry id, burned).
+    let mut burned: HashMap<i64, (i64, i64)> = HashMap::new();
     for entry in &entries {
         let EntryRow {
             id, lot_id, points, ..
         } = *entry;
-        match entry.kind.as_str() {
-            "burn" => {
-                let slot = burned.entry(lot_id).or_default();
-                slot.0 = slot.0.max(id);
-                slot.1 -= points;
-            }
-            "reverse" if points > 0 => burned.entry(lot_id).or_default().2 += points,
-            _ => {}
+        if entry.kind == "burn" {
+            let slot = burned.entry(lot_id).or_default();
+            slot.0 = slot.0.max(id);
+            slot.1 -= points;
         }
     }
+    // Earlier refunds gave back the same way, the last taken first: what each lot has had back
+    // is that order filled with what they gave (this refund's row is written already).
+    let mut earlier: i64 = repo::refunds(conn, Some(trade_id))?
+        .iter()
+        .map(|r| r.burn_returned)
+        .sum::<i64>()
+        - points;
     let mut order: Vec<(i64, i64, i64, i64)> = burned
         .into_iter()
-        .map(|(lot, (last, b, r))| (last, lot, b, r))
+        .map(|(lot, (last, b))| (last, lot, b, 0))
         .collect();
     order.sort_unstable_by(|a, b| b.cmp(a));
+    for (_, _, burned, returned) in order.iter_mut() {
+        *returned = earlier.min(*burned);
+        earlier -= *returned;
+    }
     let lot_ids: Vec<i64> = order.iter().map(|o| o.1).collect();
     let lots: HashMap<i64, LotRow> = repo::lots_by_ids(conn, &lot_ids)?
         .into_iter()
@@ -542,23 +612,138 @@ fn give_back_burn(
         if give <= 0 {
             continue;
         }
-        let lot = &lots[&lot_id];
-        reverse(conn, lot, give, trade_id, refund_id, now_ms)?;
-        if is_expired(lot, now_ms) && !expire_from_lot(conn, lot, give, now_ms, now_ms)? {
-            return Err(PostError::Corrupt(format!("lot {} lost points", lot.id)));
-        }
+        settled.extend(give_back(
+            conn,
+            &lots[&lot_id],
+            give,
+            (trade_id, refund_id),
+            now_ms,
+        )?);
         left -= give;
     }
     assert_eq!(left, 0, "a trade gives back no more than it burned");
-    Ok(())
+    Ok(settled)
 }
 
-/// Pays what a member owes from refunds (`allow_negative`) out of new lots, oldest debt first.
-/// Each payment is a reverse entry of the refund that left the debt.
+/// Gives `points` back to `lot` for refund `refund_id` of trade `trade_id` (a burn returned, or
+/// points that stood in for a grant): they first settle what refunds of the lot's own trade
+/// could not take from it, then what is left pays what the member owes, and stays. A lot that
+/// has expired since loses what is left at once to an expiry effective now, so the return
+/// shows and the balance never counts expired points. What was settled.
+fn give_back(
+    conn: &mut Conn,
+    lot: &LotRow,
+    points: i64,
+    (trade_id, refund_id): (i64, i64),
+    now_ms: i64,
+) -> Result<Vec<Settlement>, PostError> {
+    reverse(conn, lot, points, trade_id, refund_id, now_ms)?;
+    let (taken, settled) = settle(conn, lot, points, refund_id, now_ms)?;
+    let kept = points - taken;
+    if kept > 0 && is_expired(lot, now_ms) {
+        if !expire_from_lot(conn, lot, kept, now_ms, now_ms)? {
+            return Err(PostError::Corrupt(format!("lot {} lost points", lot.id)));
+        }
+    } else if kept > 0 {
+        pay_debts(conn, lot.member_id, &[lot.id], Some(kept), now_ms)?;
+    }
+    Ok(settled)
+}
+
+/// Burned points just given back to `lot` (`returned` of them, by refund `returning_refund_id`)
+/// first settle what refunds of the lot's own trade could not take from it: those refunds take
+/// them now, and in return pay the line's debt, give back what later lots paid of it, give
+/// back what other lots stood in with, and recover what was written off. So a refund finds the
+/// same points whichever of the trades is refunded first. The points taken from `lot`, and
+/// every settlement made (the lots that stood in may settle refunds of their own in turn).
+fn settle(
+    conn: &mut Conn,
+    lot: &LotRow,
+    returned: i64,
+    returning_refund_id: i64,
+    now_ms: i64,
+) -> Result<(i64, Vec<Settlement>), PostError> {
+    let mut settled = Vec::new();
+    let mut nested = Vec::new();
+    let mut settled_points = 0;
+    for (line, (refund_trade_id, out_trade_no), done) in repo::refund_lines_of_lot(conn, lot.id)? {
+        let open = line.points - line.from_grant - done;
+        let points = open.min(returned - settled_points);
+        if points <= 0 {
+            continue;
+        }
+        reverse(conn, lot, -points, refund_trade_id, line.refund_id, now_ms)?;
+        let mut left = points;
+        // Read again: a lot that stood in for an earlier line may have paid this one's debt.
+        let owed = repo::refund_line_owed(conn, line.id)?;
+        let pay = left.min(owed);
+        if pay > 0 {
+            if !repo::pay_owed(conn, line.id, pay)? {
+                return Err(PostError::Race);
+            }
+            repo::insert_debt_movement(
+                conn,
+                &NewDebtMovement {
+                    refund_line_id: line.id,
+                    kind: "paid",
+                    points: pay,
+                    paid_by_lot_id: Some(lot.id),
+                    effective_at_ms: now_ms,
+                    created_at_ms: now_ms,
+                },
+            )?;
+            left -= pay;
+        }
+        let (payments, takes) = repo::restorable_of_line(conn, &line)?;
+        for (is_payment, (row_id, lot_id, open)) in payments
+            .into_iter()
+            .map(|p| (true, p))
+            .chain(takes.into_iter().map(|t| (false, t)))
+        {
+            let give = left.min(open);
+            if give == 0 {
+                break;
+            }
+            let stood_in = repo::lots_by_ids(conn, &[lot_id])?
+                .pop()
+                .ok_or_else(|| PostError::Corrupt(format!("lot {lot_id} is missing")))?;
+            let marked = match is_payment {
+                true => repo::restore_debt_payment(conn, row_id, give)?,
+                false => repo::restore_take(conn, row_id, give)?,
+            };
+            if !marked {
+                return Err(PostError::Race);
+            }
+            // The lot that stood in gets them back as a returned burn would.
+            nested.extend(give_back(
+                conn,
+                &stood_in,
+                give,
+                (refund_trade_id, line.refund_id),
+                now_ms,
+            )?);
+            left -= give;
+        }
+        // What is left was written off (record_shortfall): recovered.
+        repo::insert_refund_settlement(conn, line.id, returning_refund_id, points, now_ms)?;
+        settled_points += points;
+        settled.push(Settlement {
+            out_trade_no,
+            grant: grant_of_lot(&lot.into())?,
+            points,
+        });
+    }
+    Ok((settled_points, settled.into_iter().chain(nested).collect()))
+}
+
+/// Pays what a member owes from refunds (`allow_negative`) out of new lots (or burned points
+/// just given back to a lot), oldest debt first, at most `points_max` of them. Each payment is
+/// a reverse entry of the refund that left the debt.
 pub(super) fn pay_debts(
     conn: &mut Conn,
     member_id: i64,
     new_lot_ids: &[i64],
+    points_max: Option<i64>,
     now_ms: i64,
 ) -> Result<(), PostError> {
     let debts = repo::owed_lines(conn, member_id)?;
@@ -568,13 +753,14 @@ pub(super) fn pay_debts(
     let mut lots = repo::lots_by_ids(conn, new_lot_ids)?;
     lots.sort_by_key(|l| l.id);
     let mut lots = lots.into_iter().peekable();
+    let mut left = points_max.unwrap_or(i64::MAX);
     for (line, refund_trade_id) in debts {
         let mut owed = line.owed;
-        while owed > 0 {
+        while owed > 0 && left > 0 {
             let Some(lot) = lots.peek_mut() else {
                 return Ok(());
             };
-            let take = owed.min(lot.remaining);
+            let take = owed.min(lot.remaining).min(left);
             if take > 0 {
                 reverse(conn, lot, -take, refund_trade_id, line.refund_id, now_ms)?;
                 if !repo::pay_owed(conn, line.id, take)? {
@@ -596,6 +782,7 @@ pub(super) fn pay_debts(
                 )?;
                 lot.remaining -= take;
                 owed -= take;
+                left -= take;
             }
             if lot.remaining == 0 {
                 lots.next();

@@ -2,13 +2,14 @@
 
 use super::connection::Conn;
 use super::models::{
-    EntryRow, LotRow, MovementRow, NewDebtMovement, NewEntry, NewLot, NewMember, NewRuleset,
-    NewTrade, OpenLot, RefundLineRow, RefundRow, TradeDetailRow, TradeLineRow, TradeRow,
+    DebtMovementRow, EntryRow, LotRow, MovementRow, NewDebtMovement, NewEntry, NewLot, NewMember,
+    NewRuleset, NewTrade, OpenLot, RefundLineRow, RefundRow, TradeDetailRow, TradeLineRow,
+    TradeRow,
 };
 use super::schema::{
     campaign_budgets, card_records, debt_movements, entries, external_orders, lots,
-    member_identities, member_profiles, members, refund_lines, refunds, request_nonces, rulesets,
-    trade_lines, trades,
+    member_identities, member_profiles, members, refund_lines, refund_settlements, refund_takes,
+    refunds, request_nonces, rulesets, trade_lines, trades,
 };
 use diesel::prelude::*;
 use diesel::result::Error;
@@ -456,6 +457,24 @@ pub fn insert_refund_line(conn: &mut Conn, line: &RefundLineRow) -> Result<i64, 
         .get_result(conn)
 }
 
+/// Records that a refund line took `points` from another lot of the member (allow_negative).
+pub fn insert_refund_take(
+    conn: &mut Conn,
+    refund_line_id: i64,
+    lot_id: i64,
+    points: i64,
+) -> Result<(), Error> {
+    diesel::insert_into(refund_takes::table)
+        .values((
+            refund_takes::refund_line_id.eq(refund_line_id),
+            refund_takes::lot_id.eq(lot_id),
+            refund_takes::points.eq(points),
+            refund_takes::restored.eq(0),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
 pub fn insert_debt_movement(conn: &mut Conn, movement: &NewDebtMovement) -> Result<(), Error> {
     diesel::insert_into(debt_movements::table)
         .values(movement)
@@ -534,17 +553,210 @@ pub fn lot_write_offs_before(
 pub fn member_debt_movements(
     conn: &mut Conn,
     (first, last): (i64, i64),
-) -> Result<Vec<(i64, String, i64)>, Error> {
+) -> Result<Vec<DebtMovementRow>, Error> {
     debt_movements::table
         .inner_join(refund_lines::table.inner_join(refunds::table))
         .filter(refunds::member_id.between(first, last))
         .order(debt_movements::id.asc())
         .select((
+            debt_movements::id,
             debt_movements::refund_line_id,
             debt_movements::kind,
             debt_movements::points,
+            debt_movements::paid_by_lot_id,
+            debt_movements::restored,
         ))
         .load(conn)
+}
+
+/// (refund line, points, restored) of the takes of the refunds of members `first..=last`.
+pub fn member_refund_takes(
+    conn: &mut Conn,
+    (first, last): (i64, i64),
+) -> Result<Vec<(i64, i64, i64)>, Error> {
+    refund_takes::table
+        .inner_join(refund_lines::table.inner_join(refunds::table))
+        .filter(refunds::member_id.between(first, last))
+        .order(refund_takes::id.asc())
+        .select((
+            refund_takes::refund_line_id,
+            refund_takes::points,
+            refund_takes::restored,
+        ))
+        .load(conn)
+}
+
+/// (refund line, points) of the settlements of the refunds of members `first..=last`.
+pub fn member_refund_settlements(
+    conn: &mut Conn,
+    (first, last): (i64, i64),
+) -> Result<Vec<(i64, i64)>, Error> {
+    refund_settlements::table
+        .inner_join(refund_lines::table.inner_join(refunds::table))
+        .filter(refunds::member_id.between(first, last))
+        .order(refund_settlements::id.asc())
+        .select((
+            refund_settlements::refund_line_id,
+            refund_settlements::points,
+        ))
+        .load(conn)
+}
+
+/// A refund line, its refund's trade (id, out_trade_no), and what returned burns settled of it.
+pub type LineOfLot = (RefundLineRow, (i64, String), i64);
+
+/// (row id, lot, points left to give back) of a debt payment or a take.
+pub type Restorable = (i64, i64, i64);
+
+/// The refund lines that took points from the grant of lot `lot_id`, oldest first, each with
+/// its refund's trade (id, out_trade_no) and what returned burns have settled of it so far.
+pub fn refund_lines_of_lot(
+    conn: &mut Conn,
+    lot_id: i64,
+) -> Result<Vec<LineOfLot>, Error> {
+    let lines: Vec<(RefundLineRow, (i64, String))> = refund_lines::table
+        .inner_join(refunds::table.inner_join(trades::table))
+        .filter(refund_lines::lot_id.eq(lot_id))
+        .order(refund_lines::id.asc())
+        .select((
+            RefundLineRow::as_select(),
+            (refunds::trade_id, trades::out_trade_no),
+        ))
+        .load(conn)?;
+    let ids: Vec<i64> = lines.iter().map(|(line, _)| line.id).collect();
+    let settled: Vec<(i64, i64)> = refund_settlements::table
+        .filter(refund_settlements::refund_line_id.eq_any(&ids))
+        .select((
+            refund_settlements::refund_line_id,
+            refund_settlements::points,
+        ))
+        .load(conn)?;
+    Ok(lines
+        .into_iter()
+        .map(|(line, trade_id)| {
+            let done = settled
+                .iter()
+                .filter(|(id, _)| *id == line.id)
+                .map(|(_, points)| points)
+                .sum();
+            (line, trade_id, done)
+        })
+        .collect())
+}
+
+/// What a refund line's settlement may give back: the debt payments of later lots (not the
+/// grant's own lot) and the takes from other lots, each as (row id, lot, points left to
+/// give back), the latest first.
+pub fn restorable_of_line(
+    conn: &mut Conn,
+    line: &RefundLineRow,
+) -> Result<(Vec<Restorable>, Vec<Restorable>), Error> {
+    let payments: Vec<(i64, Option<i64>, i64, i64)> = debt_movements::table
+        .filter(debt_movements::refund_line_id.eq(line.id))
+        .filter(debt_movements::kind.eq("paid"))
+        .order(debt_movements::id.desc())
+        .select((
+            debt_movements::id,
+            debt_movements::paid_by_lot_id,
+            debt_movements::points,
+            debt_movements::restored,
+        ))
+        .load(conn)?;
+    let takes: Vec<(i64, i64, i64, i64)> = refund_takes::table
+        .filter(refund_takes::refund_line_id.eq(line.id))
+        .order(refund_takes::id.desc())
+        .select((
+            refund_takes::id,
+            refund_takes::lot_id,
+            refund_takes::points,
+            refund_takes::restored,
+        ))
+        .load(conn)?;
+    Ok((
+        payments
+            .into_iter()
+            .filter_map(|(id, lot, points, restored)| match lot {
+                Some(lot) if lot != line.lot_id && points > restored => {
+                    Some((id, lot, points - restored))
+                }
+                _ => None,
+            })
+            .collect(),
+        takes
+            .into_iter()
+            .filter(|(_, _, points, restored)| points > restored)
+            .map(|(id, lot, points, restored)| (id, lot, points - restored))
+            .collect(),
+    ))
+}
+
+/// What a refund line owes now.
+pub fn refund_line_owed(conn: &mut Conn, line_id: i64) -> Result<i64, Error> {
+    refund_lines::table
+        .find(line_id)
+        .select(refund_lines::owed)
+        .get_result(conn)
+}
+
+/// Marks `points` more of a debt payment as given back to the lot that paid it.
+pub fn restore_debt_payment(conn: &mut Conn, movement_id: i64, points: i64) -> Result<bool, Error> {
+    let updated = diesel::update(
+        debt_movements::table
+            .filter(debt_movements::id.eq(movement_id))
+            .filter(debt_movements::restored.le(debt_movements::points - points)),
+    )
+    .set(debt_movements::restored.eq(debt_movements::restored + points))
+    .execute(conn)?;
+    Ok(updated == 1)
+}
+
+/// Marks `points` more of a take as given back to the lot it was taken from.
+pub fn restore_take(conn: &mut Conn, take_id: i64, points: i64) -> Result<bool, Error> {
+    let updated = diesel::update(
+        refund_takes::table
+            .filter(refund_takes::id.eq(take_id))
+            .filter(refund_takes::restored.le(refund_takes::points - points)),
+    )
+    .set(refund_takes::restored.eq(refund_takes::restored + points))
+    .execute(conn)?;
+    Ok(updated == 1)
+}
+
+/// (out_trade_no of the refunded trade, the grant's lot, points) of what a refund's returned
+/// burns settled, in order.
+pub fn settlements_by_refund(
+    conn: &mut Conn,
+    returning_refund_id: i64,
+) -> Result<Vec<(String, i64, i64)>, Error> {
+    refund_settlements::table
+        .inner_join(refund_lines::table.inner_join(refunds::table.inner_join(trades::table)))
+        .filter(refund_settlements::returning_refund_id.eq(returning_refund_id))
+        .order(refund_settlements::id.asc())
+        .select((
+            trades::out_trade_no,
+            refund_lines::lot_id,
+            refund_settlements::points,
+        ))
+        .load(conn)
+}
+
+pub fn insert_refund_settlement(
+    conn: &mut Conn,
+    refund_line_id: i64,
+    returning_refund_id: i64,
+    points: i64,
+    now_ms: i64,
+) -> Result<(), Error> {
+    diesel::insert_into(refund_settlements::table)
+        .values((
+            refund_settlements::refund_line_id.eq(refund_line_id),
+            refund_settlements::returning_refund_id.eq(returning_refund_id),
+            refund_settlements::points.eq(points),
+            refund_settlements::effective_at_ms.eq(now_ms),
+            refund_settlements::created_at_ms.eq(now_ms),
+        ))
+        .execute(conn)?;
+    Ok(())
 }
 
 /// The refunds of members `first..=last`, oldest first.
@@ -643,7 +855,6 @@ pub fn give_back_to_lot(conn: &mut Conn, lot_id: i64, points: i64) -> Result<boo
     Ok(updated == 1)
 }
 
-/// Entries effective before `before_ms`, for reports.
 /// The entries of lots `first..=last` effective before `before_ms`.
 pub fn lot_entries_before(
     conn: &mut Conn,

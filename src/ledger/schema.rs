@@ -101,6 +101,28 @@ diesel::table! {
         points -> BigInt,
         shortfall -> BigInt,
         owed -> BigInt,
+        from_grant -> BigInt,
+    }
+}
+
+diesel::table! {
+    refund_takes (id) {
+        id -> BigInt,
+        refund_line_id -> BigInt,
+        lot_id -> BigInt,
+        points -> BigInt,
+        restored -> BigInt,
+    }
+}
+
+diesel::table! {
+    refund_settlements (id) {
+        id -> BigInt,
+        refund_line_id -> BigInt,
+        returning_refund_id -> BigInt,
+        points -> BigInt,
+        effective_at_ms -> BigInt,
+        created_at_ms -> BigInt,
     }
 }
 
@@ -113,6 +135,7 @@ diesel::table! {
         paid_by_lot_id -> Nullable<BigInt>,
         effective_at_ms -> BigInt,
         created_at_ms -> BigInt,
+        restored -> BigInt,
     }
 }
 
@@ -205,12 +228,16 @@ diesel::joinable!(refunds -> trades (trade_id));
 diesel::joinable!(refund_lines -> refunds (refund_id));
 diesel::joinable!(refund_lines -> lots (lot_id));
 diesel::joinable!(debt_movements -> refund_lines (refund_line_id));
+diesel::joinable!(refund_takes -> refund_lines (refund_line_id));
+diesel::joinable!(refund_settlements -> refund_lines (refund_line_id));
 diesel::joinable!(lots -> members (member_id));
 diesel::joinable!(lots -> trades (trade_id));
 diesel::joinable!(entries -> lots (lot_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     debt_movements,
+    refund_takes,
+    refund_settlements,
     members,
     trades,
     lots,

@@ -198,15 +198,16 @@ fn the_audit_catches_damage_to_refunds() {
             "DELETE FROM entries WHERE kind = 'reverse' AND points < 0",
             &[
                 "lot 2: entries sum to 50, remaining is 25",
-                "refund 1: reverse entries take 0 and give 15, its lines take 25 and it gave back 15 burned points",
+                "refund 1: reverse entries take 0 and give 15, its lines take 25 and it gave back 15 points (15 of them burned)",
                 "totals by type: entries {\"E\": 235}, lots remaining {\"E\": 210}",
             ],
         ),
         (
             "UPDATE refund_lines SET shortfall = 5, owed = 5",
             &[
+                "refund line 1: took 25 from its grant and 0 elsewhere, 20 of 25 due",
                 "refund line 1: owes 5 of a shortfall of 5 under record_shortfall",
-                "refund 1: reverse entries take 25 and give 15, its lines take 20 and it gave back 15 burned points",
+                "refund 1: reverse entries take 25 and give 15, its lines take 20 and it gave back 15 points (15 of them burned)",
                 "refund line 1: owes 5, its debt movements leave 0",
             ],
         ),
@@ -217,7 +218,7 @@ fn the_audit_catches_damage_to_refunds() {
         (
             "UPDATE refunds SET refund_amount_minor = 60000, burn_returned = 40",
             &[
-                "refund 1: reverse entries take 25 and give 15, its lines take 25 and it gave back 40 burned points",
+                "refund 1: reverse entries take 25 and give 15, its lines take 25 and it gave back 40 points (40 of them burned)",
                 "trade 2: refunds take 60000 of a payment of 50000 and give back 40 of a burn of 30",
             ],
         ),

@@ -286,20 +286,20 @@ fn a_ledger_from_before_the_debt_movements_migrates_and_reconciles() {
             (status, body["data"]["owed_point"].clone()),
             (200, json!(99))
         );
-        // Back to the schema before the two migrations, as an older release left it.
+        // Back to the schema before the debt-movement and settlement migrations, as an older release left it.
         use diesel::connection::SimpleConnection;
         use diesel_migrations::MigrationHarness;
         match &mut *app.conn() {
             point_engine::ledger::Conn::Sqlite(c) => {
                 c.batch_execute("PRAGMA foreign_keys = OFF").unwrap();
-                for _ in 0..2 {
+                for _ in 0..3 {
                     c.revert_last_migration(point_engine::ledger::migrations::SQLITE)
                         .unwrap();
                 }
                 c.batch_execute("PRAGMA foreign_keys = ON").unwrap();
             }
             point_engine::ledger::Conn::Postgres(c) => {
-                for _ in 0..2 {
+                for _ in 0..3 {
                     c.revert_last_migration(point_engine::ledger::migrations::POSTGRES)
                         .unwrap();
                 }

@@ -397,6 +397,11 @@ pub fn spawn_app_with_settings(settings: Settings) -> TestApp {
     spawn_in(settings, None)
 }
 
+/// A server on `db`, which lives (and is dropped) with the server.
+pub fn spawn_app_in(settings: Settings, db: TestDb) -> TestApp {
+    spawn_in(settings, Some(db))
+}
+
 fn spawn_in(settings: Settings, db: Option<TestDb>) -> TestApp {
     let database = match &settings.database {
         DatabaseUrl::Sqlite(path) => path.display().to_string(),

@@ -20,6 +20,7 @@ mod metrics;
 mod openapi;
 mod rate_limit;
 mod refund;
+mod refund_order;
 mod report;
 mod rules;
 mod service;

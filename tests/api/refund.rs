@@ -73,9 +73,10 @@ fn partial_then_full_refund_reprice_the_trade_at_its_net_amount() {
         "out_refund_no": "R1", "trade_no": trade_no("T1"), "out_trade_no": "T1",
         "refund_amount": "300.00", "refunded_amount": "300.00", "payment_amount": "1000.00",
         "reversed_point": 140, "shortfall_point": 0, "owed_point": 0, "returned_burn_point": 0,
-        "shortfall_policy": "record_shortfall",
+        "settled_point": 0, "shortfall_policy": "record_shortfall",
         "detail": [line("E", "", 100, 30, 0, 0), line("A", "DOUBLE", 200, 60, 0, 0),
-                   line("A", "BIG", 50, 50, 0, 0)]
+                   line("A", "BIG", 50, 50, 0, 0)],
+        "settled": []
     }});
     assert_eq!(body, first);
     assert_eq!(available(&app, "M1"), (210, 0));

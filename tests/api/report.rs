@@ -123,6 +123,19 @@ fn generated_ledger(app: &TestApp) -> Model {
             model.by_campaign.get_mut(&code).unwrap()[2] +=
                 line["point"].as_i64().unwrap() - line["shortfall"].as_i64().unwrap();
         }
+        // Returned points that settled an earlier refund: that refund takes them now, from its
+        // own trade's grant.
+        for settled in data["settled"].as_array().unwrap() {
+            let points = settled["point"].as_i64().unwrap();
+            let (_, store, _) = recent
+                .iter()
+                .find(|(no, _, _)| no == settled["out_trade_no"].as_str().unwrap())
+                .expect("a refunded trade");
+            model.reversed += points;
+            model.by_store.get_mut(*store).unwrap()[3] += points;
+            let code = settled["campaign_code"].as_str().unwrap().to_string();
+            model.by_campaign.get_mut(&code).unwrap()[2] += points;
+        }
     }
     model
 }
