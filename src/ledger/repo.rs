@@ -610,10 +610,7 @@ pub type Restorable = (i64, i64, i64);
 
 /// The refund lines that took points from the grant of lot `lot_id`, oldest first, each with
 /// its refund's trade (id, out_trade_no) and what returned burns have settled of it so far.
-pub fn refund_lines_of_lot(
-    conn: &mut Conn,
-    lot_id: i64,
-) -> Result<Vec<LineOfLot>, Error> {
+pub fn refund_lines_of_lot(conn: &mut Conn, lot_id: i64) -> Result<Vec<LineOfLot>, Error> {
     let lines: Vec<(RefundLineRow, (i64, String))> = refund_lines::table
         .inner_join(refunds::table.inner_join(trades::table))
         .filter(refund_lines::lot_id.eq(lot_id))
@@ -688,6 +685,38 @@ pub fn restorable_of_line(
             .map(|(id, lot, points, restored)| (id, lot, points - restored))
             .collect(),
     ))
+}
+
+/// Written-off points of lots `first..=last` recovered (settled by a returned burn) before
+/// `before_ms`: against the grant's lot and its refunded trade. Points, not a movement of the
+/// balance.
+pub fn lot_recoveries_before(
+    conn: &mut Conn,
+    (first, last): (i64, i64),
+    before_ms: i64,
+) -> Result<Vec<MovementRow>, Error> {
+    let rows: Vec<(i64, i64, i64, i64)> = refund_settlements::table
+        .inner_join(refund_lines::table.inner_join(refunds::table))
+        .filter(refunds::shortfall_policy.eq("record_shortfall"))
+        .filter(refund_lines::lot_id.between(first, last))
+        .filter(refund_settlements::effective_at_ms.lt(before_ms))
+        .select((
+            refund_lines::lot_id,
+            refunds::trade_id,
+            refund_settlements::points,
+            refund_settlements::effective_at_ms,
+        ))
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(|(lot_id, trade_id, points, effective_at_ms)| MovementRow {
+            lot_id,
+            trade_id: Some(trade_id),
+            kind: "recovered".to_string(),
+            points,
+            effective_at_ms,
+        })
+        .collect())
 }
 
 /// What a refund line owes now.

@@ -99,6 +99,9 @@ pub struct Moved {
     /// Points a refund could not take back because they were already spent or expired, and
     /// wrote off (`record_shortfall`). Not in `net`: they had left the balance already.
     pub written_off: i64,
+    /// Written-off points recovered: a refund of the trade that had spent them gave them back
+    /// to the grant, and the refund that wrote them off took them then. Not in `net` either.
+    pub recovered: i64,
     /// Each line in money (`× point_cost`, exact; round when booking): `earned` is revenue
     /// deferred, `burned` and `expired` are revenue released. Absent without a point cost.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -117,11 +120,12 @@ pub struct MovedAmounts {
     pub debt_paid: Decimal,
     pub net: Decimal,
     pub written_off: Decimal,
+    pub recovered: Decimal,
 }
 
 impl Moved {
     /// The lines the report lists, in its order: (name, points).
-    fn lines(&self) -> [(&'static str, i64); 9] {
+    fn lines(&self) -> [(&'static str, i64); 10] {
         [
             ("earned", self.earned),
             ("burned", self.burned),
@@ -132,13 +136,14 @@ impl Moved {
             ("debt_paid", self.debt_paid),
             ("net", self.net),
             ("written_off", self.written_off),
+            ("recovered", self.recovered),
         ]
     }
 
     /// The same movements, with their amounts at `point_cost`.
     fn priced(self, point_cost: Option<Decimal>) -> Self {
         let amounts = point_cost.map(|cost| {
-            let [earned, burned, expired, reversed, returned, owed, debt_paid, net, written_off] =
+            let [earned, burned, expired, reversed, returned, owed, debt_paid, net, written_off, recovered] =
                 self.lines().map(|(_, points)| money(cost, points));
             MovedAmounts {
                 earned,
@@ -150,6 +155,7 @@ impl Moved {
                 debt_paid,
                 net,
                 written_off,
+                recovered,
             }
         });
         Self { amounts, ..self }
@@ -173,6 +179,10 @@ impl Moved {
             ("paid", _) => self.debt_paid += points,
             ("written_off", _) => {
                 self.written_off += points;
+                return;
+            }
+            ("recovered", _) => {
+                self.recovered += points;
                 return;
             }
             _ => unreachable!("entry kinds are checked by the database"),
@@ -258,6 +268,7 @@ fn for_each_batch(
                 rows.extend(
                     repo::lot_write_offs_before(conn, range, before_ms)?
                         .into_iter()
+                        .chain(repo::lot_recoveries_before(conn, range, before_ms)?)
                         .filter(|w| w.effective_at_ms >= from_ms),
                 );
             }
@@ -497,7 +508,7 @@ pub fn movements_in_batches(
                 _ => HashMap::new(),
             };
             for row in &rows {
-                if row.kind != "written_off" {
+                if row.kind != "written_off" && row.kind != "recovered" {
                     closing += row.points;
                 }
                 if row.effective_at_ms < from_ms {
@@ -603,14 +614,15 @@ impl Liability {
 
 impl Movements {
     /// `key,opening,earned,burned,expired,reversed,returned,owed,debt_paid,net,closing,
-    /// written_off`: a row per group, then `total` with the opening and closing balances. With a
-    /// point cost, each figure again in money after them (`opening_amount`, `earned_amount`, …).
+    /// written_off,recovered`: a row per group, then `total` with the opening and closing
+    /// balances. With a point cost, each figure again in money after them (`opening_amount`,
+    /// `earned_amount`, …).
     pub fn to_csv(&self) -> String {
         // The figures of a row in the header's order; `opening` and `closing` in `total` only.
         let line = |m: &Moved, ends: Option<(i64, i64)>| {
             let mut points = vec![ends.map(|e| e.0)];
             points.extend(m.lines()[..8].iter().map(|(_, p)| Some(*p)));
-            points.extend([ends.map(|e| e.1), Some(m.written_off)]);
+            points.extend([ends.map(|e| e.1), Some(m.written_off), Some(m.recovered)]);
             let mut row = vec![text_field(&m.key)];
             row.extend(
                 points
@@ -643,6 +655,7 @@ impl Movements {
             "net",
             "closing",
             "written_off",
+            "recovered",
         ];
         let mut header: Vec<String> = std::iter::once("key".to_string())
             .chain(names.iter().map(|n| n.to_string()))

@@ -162,6 +162,7 @@ fn assert_reports_reconcile(app: &TestApp, step: usize) {
             "owed",
             "debt_paid",
             "written_off",
+            "recovered",
         ] {
             let sum: i64 = data["rows"]
                 .as_array()

@@ -355,7 +355,7 @@ fn reports_on_a_generated_ledger_tie_out_with_the_tests_own_totals() {
         &format!("/v1/point-engine/reports/movements?from={from}&by=store&format=csv"),
     ));
     assert_eq!(
-        rows[0][..12],
+        rows[0][..13],
         [
             "key",
             "opening",
@@ -368,7 +368,8 @@ fn reports_on_a_generated_ledger_tie_out_with_the_tests_own_totals() {
             "debt_paid",
             "net",
             "closing",
-            "written_off"
+            "written_off",
+            "recovered"
         ]
     );
     let total = rows.last().unwrap();
@@ -376,8 +377,8 @@ fn reports_on_a_generated_ledger_tie_out_with_the_tests_own_totals() {
     assert_eq!(total[1], "0");
     assert_eq!(total[10], outstanding.to_string());
     // Then each figure in money at the point cost: the closing is the liability's amount.
-    assert_eq!(rows[0][12..14], ["opening_amount", "earned_amount"]);
-    assert_eq!(total[21], cost.normalize().to_string());
+    assert_eq!(rows[0][13..15], ["opening_amount", "earned_amount"]);
+    assert_eq!(total[22], cost.normalize().to_string());
     let csv_stores: BTreeMap<String, [i64; 5]> = rows[1..rows.len() - 1]
         .iter()
         .map(|r| {
@@ -456,6 +457,7 @@ fn the_cli_prints_the_same_reports() {
                 "net",
                 "closing",
                 "written_off",
+                "recovered",
                 "opening_amount",
                 "earned_amount",
                 "burned_amount",
@@ -467,26 +469,27 @@ fn the_cli_prints_the_same_reports() {
                 "net_amount",
                 "closing_amount",
                 "written_off_amount",
+                "recovered_amount",
             ]
             .to_vec(),
             [
-                "", "", "100", "0", "0", "30", "0", "0", "0", "70", "", "0", "", "0.5", "0", "0",
-                "0.15", "0", "0", "0", "0.35", "", "0",
+                "", "", "100", "0", "0", "30", "0", "0", "0", "70", "", "0", "0", "", "0.5", "0",
+                "0", "0.15", "0", "0", "0", "0.35", "", "0", "0",
             ]
             .to_vec(),
             [
-                "BIG", "", "50", "0", "0", "50", "0", "0", "0", "0", "", "0", "", "0.25", "0", "0",
-                "0.25", "0", "0", "0", "0", "", "0",
+                "BIG", "", "50", "0", "0", "50", "0", "0", "0", "0", "", "0", "0", "", "0.25", "0",
+                "0", "0.25", "0", "0", "0", "0", "", "0", "0",
             ]
             .to_vec(),
             [
-                "DOUBLE", "", "200", "0", "0", "60", "0", "0", "0", "140", "", "0", "", "1", "0",
-                "0", "0.3", "0", "0", "0", "0.7", "", "0",
+                "DOUBLE", "", "200", "0", "0", "60", "0", "0", "0", "140", "", "0", "0", "", "1",
+                "0", "0", "0.3", "0", "0", "0", "0.7", "", "0", "0",
             ]
             .to_vec(),
             [
-                "total", "0", "350", "0", "0", "140", "0", "0", "0", "210", "210", "0", "0",
-                "1.75", "0", "0", "0.7", "0", "0", "0", "1.05", "1.05", "0",
+                "total", "0", "350", "0", "0", "140", "0", "0", "0", "210", "210", "0", "0", "0",
+                "1.75", "0", "0", "0.7", "0", "0", "0", "1.05", "1.05", "0", "0",
             ]
             .to_vec(),
         ]
