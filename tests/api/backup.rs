@@ -2,17 +2,8 @@ use crate::helpers::*;
 use serde_json::{json, Value};
 
 fn backup_command(database: &str, to: &std::path::Path) -> (bool, String, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_point-engine"))
-        .args(["backup", "--database", database, "--to"])
-        .arg(to)
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8(out.stdout).unwrap(),
-        String::from_utf8(out.stderr).unwrap(),
-    )
+    let to = to.display().to_string();
+    point_engine_cli(&["backup", "--database", database, "--to", &to])
 }
 
 /// A backup taken while tills write is a consistent ledger: a server started on it answers the
@@ -78,16 +69,7 @@ fn a_backup_taken_under_writes_restores_to_a_consistent_ledger() {
 on_both_backends!(a_backup_taken_under_writes_restores_to_a_consistent_ledger,);
 
 fn migrate_to_command(database: &str, target: &str) -> (bool, String, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_point-engine"))
-        .args(["migrate-to", target, "--database", database])
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8(out.stdout).unwrap(),
-        String::from_utf8(out.stderr).unwrap(),
-    )
+    point_engine_cli(&["migrate-to", target, "--database", database])
 }
 
 /// What a client sees of a member: balance, identities' balance and entries.

@@ -7,19 +7,6 @@ use crate::helpers::*;
 use point_engine::domain::ShortfallPolicy;
 use serde_json::json;
 
-/// A small deterministic generator (64-bit LCG): the same sequence on every run.
-struct Lcg(u64);
-
-impl Lcg {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (self.0 >> 33) % n
-    }
-}
-
 const MEMBERS: u64 = 6;
 const STORES: [&str; 4] = ["D001", "D002", "Q001", "X001"];
 

@@ -720,3 +720,31 @@ pub fn trade_no(out_trade_no: &str) -> String {
 pub fn error_body(code: u32, msg: &str) -> Value {
     serde_json::json!({ "code": code, "msg": msg, "data": null })
 }
+
+/// A small deterministic generator (64-bit LCG): the same sequence on every run.
+pub struct Lcg(pub u64);
+
+impl Lcg {
+    /// The next number below `n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % n
+    }
+}
+
+/// The point-engine binary run with `args` (RUST_LOG=warn): (succeeded, stdout, stderr).
+pub fn point_engine_cli<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_point-engine"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}

@@ -1,25 +1,13 @@
 //! Refunds in any order end the same. Generated histories of one member (earns, burns of
 //! earlier points, several trades' partial and full refunds) are replayed once per order of
-//! their refunds, each on a fresh ledger, under each shortfall policy: the final balance, what
-//! is owed, and every lot's remaining points are the same whatever the order, and the audit is
-//! clean after each.
+//! their refunds, each on a fresh ledger, under each shortfall policy: whatever the order, the
+//! final balance and what is owed are the same, every lot's remaining points too under
+//! record_shortfall (under allow_negative, which of the member's lots stood in for a short grant
+//! can differ; the points they hold together do not), and the audit is clean after each.
 
 use crate::helpers::*;
 use point_engine::domain::ShortfallPolicy;
 use serde_json::{json, Value};
-
-/// A small deterministic generator (64-bit LCG): the same histories on every run.
-struct Lcg(u64);
-
-impl Lcg {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (self.0 >> 33) % n
-    }
-}
 
 /// One member's history: trades posted in order (each body), then refunds (out_trade_no,
 /// amount) whose order is permuted.

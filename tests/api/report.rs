@@ -2,19 +2,6 @@ use crate::helpers::*;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
-/// A small deterministic generator (64-bit LCG): the same ledger on every run.
-struct Lcg(u64);
-
-impl Lcg {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (self.0 >> 33) % n
-    }
-}
-
 /// What the test itself knows the ledger must hold, from the answers it was given.
 #[derive(Default, Debug)]
 struct Model {

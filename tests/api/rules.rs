@@ -442,18 +442,7 @@ fn a_backtest_replays_history_under_a_draft_and_writes_nothing() {
 }
 
 fn rules_check_and_explain_from_the_command_line() {
-    let run = |args: &[&std::ffi::OsStr]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_point-engine"))
-            .args(args)
-            .env("RUST_LOG", "warn")
-            .output()
-            .unwrap();
-        (
-            out.status.success(),
-            String::from_utf8(out.stdout).unwrap(),
-            String::from_utf8(out.stderr).unwrap(),
-        )
-    };
+    let run = |args: &[&std::ffi::OsStr]| point_engine_cli(args);
     let test = "\n[[test]]\nname = \"D earns double\"\ntrade = { store_code = \"D01\", payment_amount = \"1000\", sales_time = \"2026-11-24T12:00:00+08:00\" }\ntotal = 300\n";
     let good = rules_dir(&[
         ("program.toml", &program()),
