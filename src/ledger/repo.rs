@@ -270,7 +270,6 @@ pub fn member_lots(conn: &mut Conn, (first, last): (i64, i64)) -> Result<Vec<Lot
         .load(conn)
 }
 
-/// Every entry, or one member's.
 /// The entries of the lots of members `first..=last`, in id order.
 pub fn member_lot_entries(
     conn: &mut Conn,
