@@ -236,6 +236,7 @@ pub fn replay_refund(conn: &mut Conn, refund: &Refund) -> Result<Option<Refunded
         .into_iter()
         .map(|l| (l.id, l))
         .collect();
+    let policy = ShortfallPolicy::parse(&row.shortfall_policy).map_err(PostError::Corrupt)?;
     let lines = repo::refund_lines(conn, Some(&[row.id]))?
         .iter()
         .map(|line| {
@@ -246,7 +247,12 @@ pub fn replay_refund(conn: &mut Conn, refund: &Refund) -> Result<Option<Refunded
                 grant: grant_of_lot(&lot.into())?,
                 points: line.points,
                 shortfall: line.shortfall,
-                owed: line.owed,
+                // What the refund left owing when it was made (`line.owed` is what is still
+                // owed, after later lots paid some of it).
+                owed: match policy {
+                    ShortfallPolicy::AllowNegative => line.shortfall,
+                    ShortfallPolicy::RecordShortfall => 0,
+                },
             })
         })
         .collect::<Result<_, PostError>>()?;
@@ -281,7 +287,7 @@ pub fn replay_refund(conn: &mut Conn, refund: &Refund) -> Result<Option<Refunded
         payment_amount: amount(trade.payment_amount_minor)?,
         burn_returned: row.burn_returned,
         settled,
-        policy: ShortfallPolicy::parse(&row.shortfall_policy).map_err(PostError::Corrupt)?,
+        policy,
         lines,
         replayed: true,
     }))
@@ -617,6 +623,7 @@ fn give_back_burn(
             &lots[&lot_id],
             give,
             (trade_id, refund_id),
+            refund_id,
             now_ms,
         )?);
         left -= give;
@@ -629,16 +636,18 @@ fn give_back_burn(
 /// points that stood in for a grant): they first settle what refunds of the lot's own trade
 /// could not take from it, then what is left pays what the member owes, and stays. A lot that
 /// has expired since loses what is left at once to an expiry effective now, so the return
-/// shows and the balance never counts expired points. What was settled.
+/// shows and the balance never counts expired points. What was settled, each settlement
+/// recorded as made by `returning_refund_id` (the refund being posted, whose answer lists them).
 fn give_back(
     conn: &mut Conn,
     lot: &LotRow,
     points: i64,
     (trade_id, refund_id): (i64, i64),
+    returning_refund_id: i64,
     now_ms: i64,
 ) -> Result<Vec<Settlement>, PostError> {
     reverse(conn, lot, points, trade_id, refund_id, now_ms)?;
-    let (taken, settled) = settle(conn, lot, points, refund_id, now_ms)?;
+    let (taken, settled) = settle(conn, lot, points, returning_refund_id, now_ms)?;
     let kept = points - taken;
     if kept > 0 && is_expired(lot, now_ms) {
         if !expire_from_lot(conn, lot, kept, now_ms, now_ms)? {
@@ -663,8 +672,9 @@ fn settle(
     returning_refund_id: i64,
     now_ms: i64,
 ) -> Result<(i64, Vec<Settlement>), PostError> {
+    // In the order they are recorded (a nested one before the settlement that made it), so a
+    // replay's answer, read back in that order, lists them as the first answer did.
     let mut settled = Vec::new();
-    let mut nested = Vec::new();
     let mut settled_points = 0;
     for (line, (refund_trade_id, out_trade_no), done) in repo::refund_lines_of_lot(conn, lot.id)? {
         let open = line.points - line.from_grant - done;
@@ -715,11 +725,12 @@ fn settle(
                 return Err(PostError::Race);
             }
             // The lot that stood in gets them back as a returned burn would.
-            nested.extend(give_back(
+            settled.extend(give_back(
                 conn,
                 &stood_in,
                 give,
                 (refund_trade_id, line.refund_id),
+                returning_refund_id,
                 now_ms,
             )?);
             left -= give;
@@ -733,7 +744,7 @@ fn settle(
             points,
         });
     }
-    Ok((settled_points, settled.into_iter().chain(nested).collect()))
+    Ok((settled_points, settled))
 }
 
 /// Pays what a member owes from refunds (`allow_negative`) out of new lots (or burned points
