@@ -66,7 +66,10 @@ fn a_card_linked_to_a_member_earns_for_that_member() {
         crate::discount_card::send(&app, card, &completion("S-1")).0,
         204
     );
-    let (_, balance) = app.balance("M-ID", None);
+    // As of the moment it earned: the card's points may expire at a quarter's end that falls
+    // during the test.
+    let earned_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let (_, balance) = app.balance("M-ID", Some(&earned_at));
     assert_eq!(balance["data"]["available_point"], json!(120));
     let (_, by_card) = app.balance(&format!("CARD:{card}"), None);
     assert_eq!(by_card["data"]["vip_accountno"], json!("M-ID"));
