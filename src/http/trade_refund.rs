@@ -87,6 +87,8 @@ pub struct TradeRefundData {
     pub payment_amount: String,
     /// Points the trade's grants lost to this refund.
     pub reversed_point: i64,
+    /// Of those, what had expired before the refund: gone from the balance already.
+    pub expired_point: i64,
     /// Of those, what the member's points could not cover.
     pub shortfall_point: i64,
     /// Of the shortfall, what the member owes (allow_negative only).
@@ -121,6 +123,9 @@ pub struct ReversalDetail {
     pub granted_point: i64,
     /// What this refund took from it.
     pub point: i64,
+    /// Of `point`, what had expired before the refund.
+    pub expired: i64,
+    /// Of `point`, what the member's points could not cover.
     pub shortfall: i64,
     pub owed: i64,
 }
@@ -132,6 +137,7 @@ impl From<&RefundLine> for ReversalDetail {
             campaign_code: line.grant.campaign_code_text().to_string(),
             granted_point: line.grant.points.value(),
             point: line.points,
+            expired: line.expired,
             shortfall: line.shortfall,
             owed: line.owed,
         }
@@ -148,6 +154,7 @@ impl From<&Refunded> for TradeRefundData {
             refunded_amount: refunded.refunded_total.to_string(),
             payment_amount: refunded.payment_amount.to_string(),
             reversed_point: refunded.reversed_points(),
+            expired_point: refunded.lines.iter().map(|l| l.expired).sum(),
             shortfall_point: refunded.shortfall_points(),
             owed_point: refunded.lines.iter().map(|l| l.owed).sum(),
             returned_burn_point: refunded.burn_returned,

@@ -168,7 +168,9 @@ pub fn check_all(conn: &mut Conn) -> Result<Vec<String>, diesel::result::Error> 
 struct LotMovements {
     sum: i64,
     earns: Vec<(i64, Option<i64>)>,
+    /// Effective moments of its expire entries.
     expires: Vec<i64>,
+    expired_points: i64,
 }
 
 /// Checks one batch of members' rows, adding to `totals` what is compared across batches.
@@ -207,7 +209,10 @@ fn check(rows: &Rows, zone: &ProgramTz, totals: &mut Totals) -> Vec<String> {
         movements.sum += entry.points;
         match entry.kind.as_str() {
             "earn" => movements.earns.push((entry.points, entry.trade_id)),
-            "expire" => movements.expires.push(entry.effective_at_ms),
+            "expire" => {
+                movements.expires.push(entry.effective_at_ms);
+                movements.expired_points -= entry.points;
+            }
             "reverse" => {
                 let refund = entry.refund_id.unwrap_or_default();
                 let slot = reversed_by_refund.entry(refund).or_default();
@@ -231,6 +236,11 @@ fn check(rows: &Rows, zone: &ProgramTz, totals: &mut Totals) -> Vec<String> {
             .entry(lot.point_type.clone())
             .or_default() += entry.points;
     }
+    // Per lot, what refunds took from its expired points.
+    let mut from_expired: HashMap<i64, i64> = HashMap::new();
+    for line in lines {
+        *from_expired.entry(line.lot_id).or_default() += line.from_expired;
+    }
     for lot in lots {
         *totals
             .remaining_by_type
@@ -247,6 +257,13 @@ fn check(rows: &Rows, zone: &ProgramTz, totals: &mut Totals) -> Vec<String> {
             ));
         }
         let movements = by_lot.remove(&lot.id).unwrap_or_default();
+        let refunded_expired = from_expired.get(&lot.id).copied().unwrap_or(0);
+        if refunded_expired > movements.expired_points {
+            violations.push(format!(
+                "lot {}: refunds took {refunded_expired} of its expired points, it expired {}",
+                lot.id, movements.expired_points
+            ));
+        }
         if movements.sum != lot.remaining {
             violations.push(format!(
                 "lot {}: entries sum to {}, remaining is {}",
@@ -351,21 +368,23 @@ fn line_extras(
     for line in lines {
         let extra = extras.get(&line.id);
         let (elsewhere, settled) = extra.map_or((0, 0), |e| (e.taken_elsewhere, e.settled));
-        if line.from_grant + elsewhere != line.points - line.shortfall {
+        if line.from_grant + line.from_expired + elsewhere != line.points - line.shortfall {
             violations.push(format!(
-                "refund line {}: took {} from its grant and {elsewhere} elsewhere, {} of {} due",
+                "refund line {}: took {} from its grant, {} from what expired of it and \
+                 {elsewhere} elsewhere, {} of {} due",
                 line.id,
                 line.from_grant,
+                line.from_expired,
                 line.points - line.shortfall,
                 line.points
             ));
         }
-        if settled > line.points - line.from_grant {
+        let not_from_grant = line.points - line.from_grant - line.from_expired;
+        if settled > not_from_grant {
             violations.push(format!(
-                "refund line {}: returned burns settled {settled}, more than the {} it did not \
-                 take from its grant",
+                "refund line {}: returned burns settled {settled}, more than the \
+                 {not_from_grant} it did not take from its grant",
                 line.id,
-                line.points - line.from_grant
             ));
         }
     }
@@ -434,7 +453,7 @@ fn check_refunds(
             }
             // When the refund was made, then from later lots paying its debt, then from
             // returned burns settling it; and given back to the lots that stood in.
-            taken += line.points - line.shortfall;
+            taken += line.points - line.shortfall - line.from_expired;
             if let Some(extra) = extras.get(&line.id) {
                 taken += extra.paid_by_later + extra.settled;
                 given += extra.restored;

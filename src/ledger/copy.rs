@@ -145,7 +145,7 @@ fn copy_all(from: &mut SqliteConnection, to: &mut PgConnection) -> Result<Copied
     ]);
     copy_table!(from, to, copied, refund_lines by id: [
         id: i64, refund_id: i64, lot_id: i64, points: i64, shortfall: i64, owed: i64,
-        from_grant: i64,
+        from_grant: i64, from_expired: i64,
     ]);
     copy_table!(from, to, copied, refund_takes by id: [
         id: i64, refund_line_id: i64, lot_id: i64, points: i64, restored: i64,

@@ -239,6 +239,9 @@ pub struct RefundLineRow {
     pub owed: i64,
     /// Of `points`, what was taken from the grant's own lot when the refund was made.
     pub from_grant: i64,
+    /// Of `points`, what had expired from the grant's own lot before the refund was made: no
+    /// entry moves for it.
+    pub from_expired: i64,
 }
 
 /// A debt movement as the audit reads it.

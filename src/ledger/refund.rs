@@ -42,6 +42,9 @@ pub struct RefundLine {
     pub grant: Grant,
     /// Points the grant lost to this refund.
     pub points: i64,
+    /// Of those, what had expired from the grant before the refund was made: they had left the
+    /// balance already, so nothing more is taken for them.
+    pub expired: i64,
     /// Of those, what the member's points could not cover when the refund was made.
     pub shortfall: i64,
     /// Of the shortfall, what the member still owes (`allow_negative` only).
@@ -246,6 +249,7 @@ pub fn replay_refund(conn: &mut Conn, refund: &Refund) -> Result<Option<Refunded
             Ok(RefundLine {
                 grant: grant_of_lot(&lot.into())?,
                 points: line.points,
+                expired: line.from_expired,
                 shortfall: line.shortfall,
                 // What the refund left owing when it was made (`line.owed` is what is still
                 // owed, after later lots paid some of it).
@@ -330,17 +334,19 @@ fn reverse(
 }
 
 /// What a refund takes back from one grant: `due` points, `from_grant` of them from the grant's
-/// own lot, and (allow_negative) `takes` from the member's other lots, as (lot, points).
+/// own lot or `from_expired` from what expired of it, and (allow_negative) `takes` from the
+/// member's other lots, as (lot, points).
 struct ClawBack {
     grant: LotRow,
     due: i64,
     from_grant: i64,
+    from_expired: i64,
     takes: Vec<(i64, i64)>,
 }
 
 impl ClawBack {
     fn taken(&self) -> i64 {
-        self.from_grant + self.takes.iter().map(|(_, points)| points).sum::<i64>()
+        self.from_grant + self.from_expired + self.takes.iter().map(|(_, p)| p).sum::<i64>()
     }
 }
 
@@ -428,9 +434,12 @@ pub fn post_refund(
                 .or_default() += grant.points.value();
         }
         let prior_ids: Vec<i64> = prior.iter().map(|r| r.id).collect();
-        let mut due_before: HashMap<i64, i64> = HashMap::new();
+        // Per lot, what earlier refunds took: (due, of it from what had expired).
+        let mut before: HashMap<i64, (i64, i64)> = HashMap::new();
         for line in repo::refund_lines(conn, Some(&prior_ids))? {
-            *due_before.entry(line.lot_id).or_default() += line.points;
+            let slot = before.entry(line.lot_id).or_default();
+            slot.0 += line.points;
+            slot.1 += line.from_expired;
         }
         let trade_lots = repo::lots_of_trade(conn, trade_id)?;
         let mut lines: Vec<ClawBack> = Vec::new();
@@ -449,15 +458,27 @@ pub fn post_refund(
                 .copied()
                 .unwrap_or(0)
                 .min(i64::try_from(share).expect("at most the grant"));
-            let due = lot.points - kept - due_before.get(&lot.id).copied().unwrap_or(0);
+            let (due_before, expired_before) = before.get(&lot.id).copied().unwrap_or_default();
+            let due = lot.points - kept - due_before;
             if due <= 0 {
                 continue;
             }
-            // First from the grant itself, pending or not, unless it has expired.
-            let from_grant = if is_expired(lot, now_ms) {
-                0
+            // First from the grant itself, pending or not; once it has expired, from what
+            // expired of it (those points left the balance already, so they cover the due as
+            // they are), its expiry booked first, at its moment, if the task has not yet.
+            let (from_grant, from_expired) = if is_expired(lot, now_ms) {
+                if lot.remaining > 0 {
+                    let at = lot
+                        .expiry_effective_at_ms()
+                        .expect("an expired lot has an expiry");
+                    if !expire_from_lot(conn, lot, lot.remaining, at, now_ms)? {
+                        return Err(PostError::Race);
+                    }
+                }
+                let expired = repo::expired_points(conn, lot.id)? - expired_before;
+                (0, due.min(expired))
             } else {
-                due.min(lot.remaining)
+                (due.min(lot.remaining), 0)
             };
             if from_grant > 0 {
                 reverse(conn, lot, -from_grant, trade_id, refund_id, now_ms)?;
@@ -466,6 +487,7 @@ pub fn post_refund(
                 grant: lot.clone(),
                 due,
                 from_grant,
+                from_expired,
                 takes: Vec::new(),
             });
         }
@@ -507,6 +529,7 @@ pub fn post_refund(
                     shortfall,
                     owed,
                     from_grant: line.from_grant,
+                    from_expired: line.from_expired,
                 },
             )?;
             for &(lot_id, points) in &line.takes {
@@ -528,6 +551,7 @@ pub fn post_refund(
             refund_lines.push(RefundLine {
                 grant: grant_of_lot(&(&line.grant).into())?,
                 points: line.due,
+                expired: line.from_expired,
                 shortfall,
                 owed,
             });
@@ -677,7 +701,7 @@ fn settle(
     let mut settled = Vec::new();
     let mut settled_points = 0;
     for (line, (refund_trade_id, out_trade_no), done) in repo::refund_lines_of_lot(conn, lot.id)? {
-        let open = line.points - line.from_grant - done;
+        let open = line.points - line.from_grant - line.from_expired - done;
         let points = open.min(returned - settled_points);
         if points <= 0 {
             continue;

@@ -393,6 +393,16 @@ pub fn find_trade_detail(
         .optional()
 }
 
+/// The points a lot has lost to expiry (its `expire` entries).
+pub fn expired_points(conn: &mut Conn, lot_id: i64) -> Result<i64, Error> {
+    let points: Vec<i64> = entries::table
+        .filter(entries::lot_id.eq(lot_id))
+        .filter(entries::kind.eq("expire"))
+        .select(entries::points)
+        .load(conn)?;
+    Ok(-points.iter().sum::<i64>())
+}
+
 /// The entries that name a trade (its earns, its burns, and later movements of its lots).
 pub fn entries_of_trade(conn: &mut Conn, trade_id: i64) -> Result<Vec<EntryRow>, Error> {
     entries::table

@@ -102,6 +102,7 @@ diesel::table! {
         shortfall -> BigInt,
         owed -> BigInt,
         from_grant -> BigInt,
+        from_expired -> BigInt,
     }
 }
 

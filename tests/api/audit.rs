@@ -193,7 +193,7 @@ fn ledger_with_a_refund() -> TestApp {
 }
 
 fn the_audit_catches_damage_to_refunds() {
-    let cases: [(&str, &[&str]); 5] = [
+    let cases: [(&str, &[&str]); 6] = [
         (
             "DELETE FROM entries WHERE kind = 'reverse' AND points < 0",
             &[
@@ -205,7 +205,7 @@ fn the_audit_catches_damage_to_refunds() {
         (
             "UPDATE refund_lines SET shortfall = 5, owed = 5",
             &[
-                "refund line 1: took 25 from its grant and 0 elsewhere, 20 of 25 due",
+                "refund line 1: took 25 from its grant, 0 from what expired of it and 0 elsewhere, 20 of 25 due",
                 "refund line 1: owes 5 of a shortfall of 5 under record_shortfall",
                 "refund 1: reverse entries take 25 and give 15, its lines take 20 and it gave back 15 points (15 of them burned)",
                 "refund line 1: owes 5, its debt movements leave 0",
@@ -220,6 +220,14 @@ fn the_audit_catches_damage_to_refunds() {
             &[
                 "refund 1: reverse entries take 25 and give 15, its lines take 25 and it gave back 40 points (40 of them burned)",
                 "trade 2: refunds take 60000 of a payment of 50000 and give back 40 of a burn of 30",
+            ],
+        ),
+        (
+            // A refund line claims points of its grant had expired: the lot never expired.
+            "UPDATE refund_lines SET from_grant = 20, from_expired = 5",
+            &[
+                "lot 2: refunds took 5 of its expired points, it expired 0",
+                "refund 1: reverse entries take 25 and give 15, its lines take 20 and it gave back 15 points (15 of them burned)",
             ],
         ),
         (

@@ -50,11 +50,12 @@ fn line(
     code: &str,
     granted: i64,
     point: i64,
+    expired: i64,
     shortfall: i64,
     owed: i64,
 ) -> Value {
     json!({"type": point_type, "campaign_code": code, "granted_point": granted, "point": point,
-           "shortfall": shortfall, "owed": owed})
+           "expired": expired, "shortfall": shortfall, "owed": owed})
 }
 
 fn partial_then_full_refund_reprice_the_trade_at_its_net_amount() {
@@ -72,10 +73,11 @@ fn partial_then_full_refund_reprice_the_trade_at_its_net_amount() {
     let first = json!({"code": 0, "msg": "success", "data": {
         "out_refund_no": "R1", "trade_no": trade_no("T1"), "out_trade_no": "T1",
         "refund_amount": "300.00", "refunded_amount": "300.00", "payment_amount": "1000.00",
-        "reversed_point": 140, "shortfall_point": 0, "owed_point": 0, "returned_burn_point": 0,
+        "reversed_point": 140, "expired_point": 0, "shortfall_point": 0, "owed_point": 0,
+        "returned_burn_point": 0,
         "settled_point": 0, "shortfall_policy": "record_shortfall",
-        "detail": [line("E", "", 100, 30, 0, 0), line("A", "DOUBLE", 200, 60, 0, 0),
-                   line("A", "BIG", 50, 50, 0, 0)],
+        "detail": [line("E", "", 100, 30, 0, 0, 0), line("A", "DOUBLE", 200, 60, 0, 0, 0),
+                   line("A", "BIG", 50, 50, 0, 0, 0)],
         "settled": []
     }});
     assert_eq!(body, first);
@@ -88,8 +90,8 @@ fn partial_then_full_refund_reprice_the_trade_at_its_net_amount() {
     assert_eq!(
         body["data"]["detail"],
         json!([
-            line("E", "", 100, 70, 0, 0),
-            line("A", "DOUBLE", 200, 140, 0, 0)
+            line("E", "", 100, 70, 0, 0, 0),
+            line("A", "DOUBLE", 200, 140, 0, 0, 0)
         ])
     );
     assert_eq!(available(&app, "M1"), (0, 0));
@@ -347,19 +349,27 @@ fn after_a_burn_and_an_expiry_record_shortfall_writes_off_what_is_gone() {
     assert_eq!(
         body["data"]["detail"],
         json!([
-            line("E", "", 100, 100, 100, 0),
-            line("A", "QTR", 40, 40, 40, 0)
+            line("E", "", 100, 100, 0, 100, 0),
+            line("A", "QTR", 40, 40, 40, 0, 0)
         ])
     );
-    assert_eq!(body["data"]["shortfall_point"], json!(140));
-    assert_eq!(body["data"]["owed_point"], json!(0));
+    // The 40 QTR points had expired: they left the balance then, and are not written off.
+    assert_eq!(
+        (
+            body["data"]["expired_point"].clone(),
+            body["data"]["shortfall_point"].clone(),
+            body["data"]["owed_point"].clone()
+        ),
+        (json!(40), json!(100), json!(0))
+    );
     // Nothing was left to take: the balance is untouched and never negative.
     assert_eq!(available(&app, "M1"), (1, 0));
     assert_eq!(
         app.entries().iter().filter(|(k, _)| k == "reverse").count(),
         0
     );
-    // The reports list the 140 points written off, which had left the balance already.
+    // The reports list the 100 points written off (spent), which had left the balance already,
+    // and the 40 that expired, once.
     let totals = reports_reconcile(&app, &["M1"]);
     assert_eq!(
         (
@@ -368,7 +378,7 @@ fn after_a_burn_and_an_expiry_record_shortfall_writes_off_what_is_gone() {
             totals["expired"].clone(),
             totals["net"].clone()
         ),
-        (json!(140), json!(0), json!(40), json!(1))
+        (json!(100), json!(0), json!(40), json!(1))
     );
     app.assert_ledger_consistent();
 }
@@ -378,19 +388,20 @@ fn after_a_burn_and_an_expiry_allow_negative_takes_other_points_then_owes() {
     spent_and_expired(&app);
     let (status, body) = app.post_refund(&refund("R1", "TQ", "1000"));
     assert_eq!(status, 200, "{body}");
-    // E: the 1 point of the later trade is taken, 99 owed; QTR: all 40 owed.
+    // E: the 1 point of the later trade is taken, 99 owed. QTR: all 40 had expired, so nothing
+    // more is taken or owed for them.
     assert_eq!(
         body["data"]["detail"],
         json!([
-            line("E", "", 100, 100, 99, 99),
-            line("A", "QTR", 40, 40, 40, 40)
+            line("E", "", 100, 100, 0, 99, 99),
+            line("A", "QTR", 40, 40, 40, 0, 0)
         ])
     );
-    assert_eq!(available(&app, "M1"), (-139, 139));
+    assert_eq!(available(&app, "M1"), (-99, 99));
     let (status, body) = app.balance("M1", None);
     assert_eq!(status, 200);
     assert_eq!(body["data"]["lots"], json!([]));
-    // The liability is the balance: 139 owed, the program owes the member nothing.
+    // The liability is the balance: 99 owed, the program owes the member nothing.
     let totals = reports_reconcile(&app, &["M1"]);
     assert_eq!(
         (
@@ -398,7 +409,7 @@ fn after_a_burn_and_an_expiry_allow_negative_takes_other_points_then_owes() {
             totals["debt_paid"].clone(),
             totals["net"].clone()
         ),
-        (json!(139), json!(0), json!(-139))
+        (json!(99), json!(0), json!(-99))
     );
     let (_, liability) = app.get("/v1/point-engine/reports/liability");
     assert_eq!(
@@ -406,7 +417,7 @@ fn after_a_burn_and_an_expiry_allow_negative_takes_other_points_then_owes() {
             liability["data"]["total"]["points"].clone(),
             liability["data"]["total"]["owed"].clone()
         ),
-        (json!(-139), json!(139))
+        (json!(-99), json!(99))
     );
 
     // Nothing can be burned while the member owes.
@@ -417,10 +428,10 @@ fn after_a_burn_and_an_expiry_allow_negative_takes_other_points_then_owes() {
         app.post_trade(&burn),
         (
             422,
-            error_body(42200, "burn_point 1 is more than the -139 points available")
+            error_body(42200, "burn_point 1 is more than the -99 points available")
         )
     );
-    // The next earn pays the debt first: 200 E points, 139 of them to the debt.
+    // The next earn pays the debt first: 200 E points, 99 of them to the debt.
     let mut earn = trade("TN", "M1", &hours_ago(0));
     earn["store_code"] = json!("X001");
     earn["payment_amount"] = json!("2000");
@@ -430,7 +441,7 @@ fn after_a_burn_and_an_expiry_allow_negative_takes_other_points_then_owes() {
         (status, body["data"]["total_point"].clone()),
         (200, json!(200))
     );
-    assert_eq!(available(&app, "M1"), (61, 0));
+    assert_eq!(available(&app, "M1"), (101, 0));
     let totals = reports_reconcile(&app, &["M1"]);
     assert_eq!(
         (
@@ -438,7 +449,7 @@ fn after_a_burn_and_an_expiry_allow_negative_takes_other_points_then_owes() {
             totals["debt_paid"].clone(),
             totals["net"].clone()
         ),
-        (json!(139), json!(139), json!(61))
+        (json!(99), json!(99), json!(101))
     );
     app.assert_ledger_consistent();
 }
@@ -456,9 +467,9 @@ fn a_refund_reprices_under_the_ruleset_version_that_priced_the_trade() {
     assert_eq!(
         body["data"]["detail"],
         json!([
-            line("E", "", 100, 50, 0, 0),
-            line("A", "DOUBLE", 200, 100, 0, 0),
-            line("A", "BIG", 50, 50, 0, 0)
+            line("E", "", 100, 50, 0, 0, 0),
+            line("A", "DOUBLE", 200, 100, 0, 0, 0),
+            line("A", "BIG", 50, 50, 0, 0, 0)
         ])
     );
     // A new trade is priced by the new rules.
@@ -539,7 +550,7 @@ fn allow_negative_takes_pending_points_before_usable_ones() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(
         body["data"]["detail"],
-        json!([line("E", "", 100, 100, 0, 0)])
+        json!([line("E", "", 100, 100, 0, 0, 0)])
     );
     assert_eq!(
         lots(&app),

@@ -1,0 +1,1 @@
+ALTER TABLE refund_lines DROP COLUMN from_expired;
