@@ -47,11 +47,22 @@ fn history(rng: &mut Lcg, scratch: &TestApp, h: usize) -> History {
         trades.push(body);
         payments.push(amount);
     }
+    let refunds = refunds_of(rng, &payments, &format!("H{h}"));
+    History {
+        member: format!("MEMBER-{h}"),
+        trades,
+        refunds,
+    }
+}
+
+/// 3 or 4 refunds, full or partial, of different trades (of `payments`) or twice of one:
+/// (out_refund_no, "out_trade_no:amount"), the trades numbered `{prefix}-{index}`.
+fn refunds_of(rng: &mut Lcg, payments: &[i64], prefix: &str) -> Vec<(String, String)> {
     let refunds_count = 3 + rng.below(2) as usize;
-    let mut refunded = vec![0; trades_count];
+    let mut refunded = vec![0; payments.len()];
     let mut refunds = Vec::new();
     for r in 0..refunds_count {
-        let t = rng.below(trades_count as u64) as usize;
+        let t = rng.below(payments.len() as u64) as usize;
         let left = payments[t] - refunded[t];
         if left == 0 {
             continue;
@@ -61,13 +72,12 @@ fn history(rng: &mut Lcg, scratch: &TestApp, h: usize) -> History {
             _ => (left / 2 / 10 * 10).clamp(10, left),
         };
         refunded[t] += amount;
-        refunds.push((format!("H{h}-{t}-R{r}"), format!("H{h}-{t}:{amount}")));
+        refunds.push((
+            format!("{prefix}-{t}-R{r}"),
+            format!("{prefix}-{t}:{amount}"),
+        ));
     }
-    History {
-        member: format!("MEMBER-{h}"),
-        trades,
-        refunds,
-    }
+    refunds
 }
 
 /// Every order of `items`.
@@ -300,22 +310,7 @@ fn timed_history(
         trades.push((body, now));
         payments.push(amount);
     }
-    let refunds_count = 3 + rng.below(2) as usize;
-    let mut refunded = vec![0; trades_count];
-    let mut refunds = Vec::new();
-    for r in 0..refunds_count {
-        let t = rng.below(trades_count as u64) as usize;
-        let left = payments[t] - refunded[t];
-        if left == 0 {
-            continue;
-        }
-        let amount = match rng.below(3) {
-            0 => left,
-            _ => (left / 2 / 10 * 10).clamp(10, left),
-        };
-        refunded[t] += amount;
-        refunds.push((format!("TH{h}-{t}-R{r}"), format!("TH{h}-{t}:{amount}")));
-    }
+    let refunds = refunds_of(rng, &payments, &format!("TH{h}"));
     // Under allow_negative a refund takes stand-in points from the lots as they are when it is
     // made: before the quarter's end the quarter's own points (soonest to expire), after it
     // others, so which refunds come before an expiry changes what the member keeps. Its
