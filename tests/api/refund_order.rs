@@ -100,6 +100,20 @@ fn permutations<T: Clone>(items: &[T]) -> Vec<Vec<T>> {
 /// (available, pending, owed) and every lot's (type, points, remaining), in lot order.
 type Outcome = ((i64, i64, i64), Vec<(String, i64, i64)>);
 
+/// Two orders' outcomes end the same: wholly under record_shortfall. Under allow_negative the
+/// points that stood in for a grant its refund found short may come from other lots in
+/// another order: the balance, what is owed, and the points left in all lots are the same.
+fn assert_same_end(policy: ShortfallPolicy, outcome: &Outcome, first: &Outcome, differs: &str) {
+    match policy {
+        ShortfallPolicy::RecordShortfall => assert_eq!(outcome, first, "{differs}"),
+        ShortfallPolicy::AllowNegative => {
+            let total = |o: &Outcome| o.1.iter().map(|l| l.2).sum::<i64>();
+            assert_eq!(outcome.0, first.0, "{differs}");
+            assert_eq!(total(outcome), total(first), "{differs}");
+        }
+    }
+}
+
 fn spawn(policy: ShortfallPolicy) -> (TestApp, tempfile::TempDir) {
     let rules = refund_rules("2");
     let db = TestDb::new();
@@ -178,17 +192,7 @@ fn refunds_in_any_order_end_the_same(policy: ShortfallPolicy, seed: u64, histori
                 "history {h} under {policy:?}: {order:?} ends otherwise than {:?}",
                 orders[0]
             );
-            match policy {
-                ShortfallPolicy::RecordShortfall => assert_eq!(outcome, first, "{differs}"),
-                // The points that stood in for a grant its refund found short may come from
-                // other lots in another order: the balance, what is owed, and the points
-                // left in all lots are the same.
-                ShortfallPolicy::AllowNegative => {
-                    let total = |o: &Outcome| o.1.iter().map(|l| l.2).sum::<i64>();
-                    assert_eq!(outcome.0, first.0, "{differs}");
-                    assert_eq!(total(&outcome), total(&first), "{differs}");
-                }
-            }
+            assert_same_end(policy, &outcome, &first, &differs);
             settled += points;
         }
     }
@@ -401,14 +405,7 @@ fn refunds_across_an_expiry_end_the_same(policy: ShortfallPolicy, seed: u64, his
                  {order:?} ends otherwise than {:?}",
                 history.before, orders[0]
             );
-            match policy {
-                ShortfallPolicy::RecordShortfall => assert_eq!(outcome, first, "{differs}"),
-                ShortfallPolicy::AllowNegative => {
-                    let total = |o: &Outcome| o.1.iter().map(|l| l.2).sum::<i64>();
-                    assert_eq!(outcome.0, first.0, "{differs}");
-                    assert_eq!(total(&outcome), total(&first), "{differs}");
-                }
-            }
+            assert_same_end(policy, &outcome, &first, &differs);
         }
         expired_refunds += history.refunds.len() - history.before;
     }
