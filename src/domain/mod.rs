@@ -21,6 +21,6 @@ pub use ids::{
 pub use member::{Gender, Identity, IdentityKind, Profile};
 pub use money::{Amount, CurrencyCode};
 pub use points::Points;
-pub use pricing::{CampaignUse, ContextNeeds, EvaluateError, MemberContext, Priced};
+pub use pricing::{BudgetKey, CampaignUse, ContextNeeds, EvaluateError, MemberContext, Priced};
 pub use refund::{Refund, ShortfallPolicy};
 pub use trade::{ImageUrl, Trade, TradeLine};

@@ -2,7 +2,7 @@
 //! ledger reads a member's history (inside the trade's transaction, under the member's lock),
 //! the rules price the trade against it, and the ledger records the outcome.
 
-use super::{CampaignCode, CurrencyCode, Grant};
+use super::{CampaignCode, CurrencyCode, Gender, Grant};
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 
@@ -19,6 +19,8 @@ pub enum EvaluateError {
 pub struct ContextNeeds {
     /// Whether any candidate campaign asks about the member's first trade.
     pub trades_before: bool,
+    /// Whether any asks about the member's gender (their stored profile's).
+    pub gender: bool,
     pub campaigns: Vec<CampaignNeed>,
 }
 
@@ -26,18 +28,25 @@ pub struct ContextNeeds {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CampaignNeed {
     pub code: CampaignCode,
-    /// Count the member's trades sold in this window (`nth_trade`).
+    /// Count the member's trades sold in this window (`nth_trade`, `every_nth_trade`,
+    /// `from_nth_trade`).
     pub trades_in: Option<(DateTime<Utc>, DateTime<Utc>)>,
-    /// Sum the member's points from this campaign: over its life, on the trade's local day and
-    /// in its local month (each a window of sales times).
+    /// Sum the member's points from this campaign: over its life, on the trade's local day, in
+    /// its local week and in its local month (each a window of sales times).
     pub member_points: Option<MemberWindows>,
     /// Read what the campaign's budget has granted so far.
     pub budget: bool,
+    /// Read what its budget of this local day ("2026-12-02") of the sale has granted.
+    pub budget_day: Option<String>,
+    /// Read what its budget of this local month ("2026-12") of the sale has granted.
+    pub budget_month: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MemberWindows {
     pub day: (DateTime<Utc>, DateTime<Utc>),
+    /// Monday to Sunday.
+    pub week: (DateTime<Utc>, DateTime<Utc>),
     pub month: (DateTime<Utc>, DateTime<Utc>),
 }
 
@@ -46,6 +55,8 @@ pub struct MemberWindows {
 pub struct MemberContext {
     /// Trades the member made before this one (0: this is their first).
     pub trades_before: u64,
+    /// As the member's profile holds it; `None`: not given.
+    pub gender: Option<Gender>,
     pub campaigns: HashMap<CampaignCode, CampaignUse>,
     /// Pricing a trade again for a refund: the member conditions held when it was first priced
     /// (its grants prove it), and limits and budgets were already applied to what it got.
@@ -87,15 +98,35 @@ pub struct CampaignUse {
     pub trades_in_window: u64,
     pub points_total: i64,
     pub points_day: i64,
+    pub points_week: i64,
     pub points_month: i64,
     /// Points the campaign's budget has granted, to every member.
     pub budget_used: i64,
+    /// Points its budgets of the sale's local day and month have granted, to every member.
+    pub budget_day_used: i64,
+    pub budget_month_used: i64,
+}
+
+/// A budget a grant takes from: a campaign's whole budget, or its budget of one local day
+/// ("2026-12-02") or month ("2026-12") of the sale.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum BudgetKey {
+    Whole(CampaignCode),
+    Period(CampaignCode, String),
+}
+
+impl BudgetKey {
+    pub fn campaign(&self) -> &CampaignCode {
+        match self {
+            Self::Whole(code) | Self::Period(code, _) => code,
+        }
+    }
 }
 
 /// A priced trade: its grants, and what they take from campaign budgets.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Priced {
     pub grants: Vec<Grant>,
-    /// (campaign, its budget, points this trade takes from it).
-    pub budget_use: Vec<(CampaignCode, i64, i64)>,
+    /// (budget, its cap, points this trade takes from it).
+    pub budget_use: Vec<(BudgetKey, i64, i64)>,
 }

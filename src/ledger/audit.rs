@@ -45,7 +45,8 @@ pub const MEMBERS_PER_BATCH: i64 = 500;
 /// The rows an audit reads for members `first..=last`: their trades, lots, refunds (with their
 /// lines and debt movements) and the entries of their lots.
 struct Rows {
-    trades: Vec<(i64, i64, i64)>,
+    /// (id, burn_point, payment in minor units, sales instant in ms).
+    trades: Vec<(i64, i64, i64, i64)>,
     lots: Vec<LotRow>,
     entries: Vec<EntryRow>,
     refunds: Vec<RefundRow>,
@@ -71,6 +72,13 @@ fn read(conn: &mut Conn, members: (i64, i64)) -> Result<Rows, diesel::result::Er
     })
 }
 
+/// What every campaign budget has used: (campaign, used) of whole budgets and (campaign, period,
+/// used) of per-day and per-month ones.
+struct Budgets {
+    whole: Vec<(String, i64)>,
+    periods: Vec<(String, String, i64)>,
+}
+
 /// What the checks sum across batches, compared once every batch is read.
 #[derive(Default)]
 struct Totals {
@@ -81,13 +89,34 @@ struct Totals {
     entries_by_type: BTreeMap<String, i64>,
     remaining_by_type: BTreeMap<String, i64>,
     granted_by_campaign: HashMap<String, i64>,
+    /// By (campaign, local day or month of the sale): what per-period budgets are checked
+    /// against.
+    granted_by_campaign_period: HashMap<(String, String), i64>,
+    /// The campaigns with per-period budgets: only their lots are summed by period.
+    period_budgeted: std::collections::HashSet<String>,
 }
 
 impl Totals {
     /// The whole-ledger checks: the totals by type, and (given) each campaign budget against
     /// what its campaign's lots were granted.
-    fn violations(&self, budgets: Option<&[(String, i64)]>) -> Vec<String> {
+    fn violations(&self, budgets: Option<&Budgets>) -> Vec<String> {
         let mut violations = Vec::new();
+        let (budgets, periods) = match budgets {
+            Some(b) => (Some(&b.whole[..]), &b.periods[..]),
+            None => (None, &[][..]),
+        };
+        for (code, period, used) in periods {
+            let points = self
+                .granted_by_campaign_period
+                .get(&(code.clone(), period.clone()))
+                .copied()
+                .unwrap_or(0);
+            if *used != points {
+                violations.push(format!(
+                    "budget of campaign {code} for {period}: {used} used, its lots of sales then hold {points} granted points"
+                ));
+            }
+        }
         for (code, used) in budgets.unwrap_or_default() {
             let points = self
                 .granted_by_campaign
@@ -128,7 +157,14 @@ pub fn audit_in_batches(
     members_per_batch: i64,
 ) -> Result<Report, diesel::result::Error> {
     super::connection::read_snapshot(conn, |conn| {
-        let mut totals = Totals::default();
+        let budgets = Budgets {
+            whole: repo::all_budgets(conn)?,
+            periods: repo::all_budget_periods(conn)?,
+        };
+        let mut totals = Totals {
+            period_budgeted: budgets.periods.iter().map(|p| p.0.clone()).collect(),
+            ..Totals::default()
+        };
         let mut violations = Vec::new();
         let mut after_id = 0;
         loop {
@@ -139,7 +175,7 @@ pub fn audit_in_batches(
             after_id = last;
             violations.extend(check(&read(conn, (first, last))?, zone, &mut totals));
         }
-        violations.extend(totals.violations(Some(&repo::all_budgets(conn)?)));
+        violations.extend(totals.violations(Some(&budgets)));
         Ok(Report {
             trades: totals.trades,
             refunds: totals.refunds,
@@ -189,6 +225,7 @@ fn check(rows: &Rows, zone: &ProgramTz, totals: &mut Totals) -> Vec<String> {
     // Per refund: (points its negative reverse entries took, points its positive ones gave).
     let mut reversed_by_refund: HashMap<i64, (i64, i64)> = HashMap::new();
     let lot_by_id: HashMap<i64, &LotRow> = lots.iter().map(|l| (l.id, l)).collect();
+    let sold_at_of: HashMap<i64, i64> = trades.iter().map(|t| (t.0, t.3)).collect();
     let mut by_lot: BTreeMap<i64, LotMovements> = BTreeMap::new();
     let mut burns_by_trade: HashMap<i64, i64> = HashMap::new();
     for entry in entries {
@@ -250,6 +287,20 @@ fn check(rows: &Rows, zone: &ProgramTz, totals: &mut Totals) -> Vec<String> {
             .granted_by_campaign
             .entry(lot.campaign_code.clone())
             .or_default() += lot.points;
+        if totals.period_budgeted.contains(&lot.campaign_code) {
+            if let Some(sold_at) = sold_at_of
+                .get(&lot.trade_id)
+                .and_then(|&ms| chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms))
+            {
+                let day = zone.local_date(sold_at);
+                for period in [day.format("%Y-%m-%d"), day.format("%Y-%m")] {
+                    *totals
+                        .granted_by_campaign_period
+                        .entry((lot.campaign_code.clone(), period.to_string()))
+                        .or_default() += lot.points;
+                }
+            }
+        }
         if lot.remaining < 0 || lot.remaining > lot.points {
             violations.push(format!(
                 "lot {}: remaining {} outside 0..={}",
@@ -306,7 +357,7 @@ fn check(rows: &Rows, zone: &ProgramTz, totals: &mut Totals) -> Vec<String> {
         &mut violations,
     );
     check_debts(lines, debts, &mut violations);
-    for &(trade_id, burn_point, _) in trades {
+    for &(trade_id, burn_point, _, _) in trades {
         let burned = burns_by_trade.remove(&trade_id).unwrap_or(0);
         if burned != burn_point {
             violations.push(format!(
@@ -413,7 +464,7 @@ fn check_debts(lines: &[RefundLineRow], debts: &[DebtMovementRow], violations: &
 }
 
 fn check_refunds(
-    trades: &[(i64, i64, i64)],
+    trades: &[(i64, i64, i64, i64)],
     lots: &[LotRow],
     refunds: &[RefundRow],
     lines: &[RefundLineRow],
@@ -485,7 +536,7 @@ fn check_refunds(
             ));
         }
     }
-    for &(trade_id, burn_point, payment) in trades {
+    for &(trade_id, burn_point, payment, _) in trades {
         let (refunded, returned) = by_trade.get(&trade_id).copied().unwrap_or_default();
         if refunded > payment || returned > burn_point {
             violations.push(format!(

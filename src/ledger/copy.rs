@@ -159,6 +159,9 @@ fn copy_all(from: &mut SqliteConnection, to: &mut PgConnection) -> Result<Copied
         effective_at_ms: i64, created_at_ms: i64,
     ]);
     copy_table!(from, to, copied, campaign_budgets whole: [campaign_code: String, used: i64]);
+    copy_table!(from, to, copied, campaign_budget_periods whole: [
+        campaign_code: String, period: String, used: i64,
+    ]);
     copy_table!(from, to, copied, member_identities by id: [
         id: i64, member_id: i64, kind: String, value: String, created_at_ms: i64,
     ]);
@@ -208,6 +211,7 @@ pub fn row_counts(conn: &mut Conn) -> Result<Vec<(&'static str, i64)>, diesel::r
         debt_movements,
         refund_settlements,
         campaign_budgets,
+        campaign_budget_periods,
         member_identities,
         member_profiles,
         external_orders,

@@ -137,6 +137,8 @@ pub fn trade_detail(conn: &mut Conn, number: &str) -> Result<Option<TradeDetail>
 #[derive(Debug, Clone)]
 pub struct ReplayTrade {
     pub trade: crate::domain::Trade,
+    /// The member's gender as their profile holds it now.
+    pub gender: Option<crate::domain::Gender>,
     /// (campaign code, `""` for E; points) of each grant.
     pub live: Vec<(String, i64)>,
 }
@@ -182,6 +184,13 @@ pub fn trades_for_replay(
     for (trade_id, code, points) in repo::grants_of_trades(conn, &ids)? {
         live.entry(trade_id).or_default().push((code, points));
     }
+    let mut member_ids: Vec<i64> = rows.iter().map(|(t, _, _)| t.member_id).collect();
+    member_ids.sort_unstable();
+    member_ids.dedup();
+    let genders: HashMap<i64, crate::domain::Gender> = repo::genders_of_members(conn, &member_ids)?
+        .into_iter()
+        .filter_map(|(id, gender)| Some((id, crate::domain::Gender::parse(&gender?).ok()?)))
+        .collect();
     let cursor = rows.last().map(|(t, _, at)| (*at, t.id));
     let trades = rows
         .iter()
@@ -192,6 +201,7 @@ pub fn trades_for_replay(
                     vip,
                     lines.get(&row.id).map_or(&[][..], |l| &l[..]),
                 )?,
+                gender: genders.get(&row.member_id).copied(),
                 live: live.remove(&row.id).unwrap_or_default(),
             })
         })

@@ -39,8 +39,8 @@ impl Store {
 }
 
 use crate::domain::{
-    CampaignCode, CampaignUse, ContextNeeds, EvaluateError, ExpireType, Grant, MemberContext,
-    PointType, Points, Priced, Trade, TradeNo, VipAccountNo,
+    BudgetKey, CampaignCode, CampaignUse, ContextNeeds, EvaluateError, ExpireType, Grant,
+    MemberContext, PointType, Points, Priced, Trade, TradeNo, VipAccountNo,
 };
 use chrono::{DateTime, NaiveDate, Utc};
 use models::{LotRow, NewEntry, NewLot, NewMember, NewTrade, OpenLot};
@@ -163,6 +163,13 @@ fn member_context(
             ctx.trades_before = repo::count_member_trades(conn, member_id, None)? as u64;
         }
     }
+    if needs.gender {
+        if let Some(member_id) = member_id {
+            ctx.gender = repo::member_profile(conn, member_id)?
+                .and_then(|profile| profile.2)
+                .and_then(|gender| crate::domain::Gender::parse(&gender).ok());
+        }
+    }
     for need in &needs.campaigns {
         let mut used = CampaignUse::default();
         if let Some(member_id) = member_id {
@@ -181,6 +188,9 @@ fn member_context(
                     if within(sold_at, windows.day) {
                         used.points_day += points;
                     }
+                    if within(sold_at, windows.week) {
+                        used.points_week += points;
+                    }
                     if within(sold_at, windows.month) {
                         used.points_month += points;
                     }
@@ -189,6 +199,12 @@ fn member_context(
         }
         if need.budget {
             used.budget_used = repo::budget_used(conn, need.code.as_str())?;
+        }
+        if let Some(day) = &need.budget_day {
+            used.budget_day_used = repo::budget_period_used(conn, need.code.as_str(), day)?;
+        }
+        if let Some(month) = &need.budget_month {
+            used.budget_month_used = repo::budget_period_used(conn, need.code.as_str(), month)?;
         }
         ctx.campaigns.insert(need.code.clone(), used);
     }
@@ -233,9 +249,18 @@ pub fn post_trade(
             grants,
             mut budget_use,
         } = price(&ctx).map_err(PostError::Evaluate)?;
-        budget_use.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
-        for (code, cap, points) in &budget_use {
-            if !repo::take_from_budget(conn, code.as_str(), *cap, *points)? {
+        // In one order for every trade, so two trades never wait on each other's budgets.
+        budget_use.sort_by(|a, b| a.0.cmp(&b.0));
+        for (budget, cap, points) in &budget_use {
+            let taken = match budget {
+                BudgetKey::Whole(code) => {
+                    repo::take_from_budget(conn, code.as_str(), *cap, *points)?
+                }
+                BudgetKey::Period(code, period) => {
+                    repo::take_from_budget_period(conn, code.as_str(), period, *cap, *points)?
+                }
+            };
+            if !taken {
                 return Err(PostError::Race);
             }
         }

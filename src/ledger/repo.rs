@@ -7,9 +7,9 @@ use super::models::{
     TradeRow,
 };
 use super::schema::{
-    campaign_budgets, card_records, debt_movements, entries, external_orders, lots,
-    member_identities, member_profiles, members, refund_lines, refund_settlements, refund_takes,
-    refunds, request_nonces, rulesets, trade_lines, trades,
+    campaign_budget_periods, campaign_budgets, card_records, debt_movements, entries,
+    external_orders, lots, member_identities, member_profiles, members, refund_lines,
+    refund_settlements, refund_takes, refunds, request_nonces, rulesets, trade_lines, trades,
 };
 use diesel::prelude::*;
 use diesel::result::Error;
@@ -293,15 +293,20 @@ pub fn member_ids_after(conn: &mut Conn, after_id: i64, limit: i64) -> Result<Ve
         .load(conn)
 }
 
-/// (id, burn_point, payment_amount_minor) of the trades of members `first..=last`.
+/// (id, burn_point, payment_amount_minor, sales_at_ms) of the trades of members `first..=last`.
 pub fn trade_burns(
     conn: &mut Conn,
     (first, last): (i64, i64),
-) -> Result<Vec<(i64, i64, i64)>, Error> {
+) -> Result<Vec<(i64, i64, i64, i64)>, Error> {
     trades::table
         .filter(trades::member_id.between(first, last))
         .order(trades::id.asc())
-        .select((trades::id, trades::burn_point, trades::payment_amount_minor))
+        .select((
+            trades::id,
+            trades::burn_point,
+            trades::payment_amount_minor,
+            trades::sales_at_ms,
+        ))
         .load(conn)
 }
 
@@ -1028,6 +1033,65 @@ pub fn take_from_budget(
     })
 }
 
+/// Points a campaign's budget of one local day or month (`period`) has granted so far.
+pub fn budget_period_used(
+    conn: &mut Conn,
+    campaign_code: &str,
+    period: &str,
+) -> Result<i64, Error> {
+    on_backend!(conn, c => {
+        Ok(campaign_budget_periods::table
+            .filter(campaign_budget_periods::campaign_code.eq(campaign_code))
+            .filter(campaign_budget_periods::period.eq(period))
+            .select(campaign_budget_periods::used)
+            .get_result::<i64>(c)
+            .optional()?
+            .unwrap_or(0))
+    })
+}
+
+/// Takes `points` from a campaign's budget of `cap` for one period, guarded as
+/// `take_from_budget` is.
+pub fn take_from_budget_period(
+    conn: &mut Conn,
+    campaign_code: &str,
+    period: &str,
+    cap: i64,
+    points: i64,
+) -> Result<bool, Error> {
+    on_backend!(conn, c => {
+        let this_period = campaign_budget_periods::campaign_code
+            .eq(campaign_code)
+            .and(campaign_budget_periods::period.eq(period));
+        let updated = diesel::update(
+            campaign_budget_periods::table
+                .filter(this_period)
+                .filter(campaign_budget_periods::used.le(cap - points)),
+        )
+        .set(campaign_budget_periods::used.eq(campaign_budget_periods::used + points))
+        .execute(c)?;
+        if updated == 1 {
+            return Ok(true);
+        }
+        let exists = campaign_budget_periods::table
+            .filter(this_period)
+            .count()
+            .get_result::<i64>(c)?
+            > 0;
+        if exists || points > cap {
+            return Ok(false);
+        }
+        diesel::insert_into(campaign_budget_periods::table)
+            .values((
+                campaign_budget_periods::campaign_code.eq(campaign_code),
+                campaign_budget_periods::period.eq(period),
+                campaign_budget_periods::used.eq(points),
+            ))
+            .execute(c)?;
+        Ok(true)
+    })
+}
+
 /// Trades sold in `[from_ms, to_ms)` after the cursor `(sales_at_ms, id)`, in sales order, each
 /// with its member's account number and its sales instant.
 pub fn trades_sold_page(
@@ -1085,6 +1149,21 @@ pub fn all_budgets(conn: &mut Conn) -> Result<Vec<(String, i64)>, Error> {
     campaign_budgets::table
         .order(campaign_budgets::campaign_code.asc())
         .select((campaign_budgets::campaign_code, campaign_budgets::used))
+        .load(conn)
+}
+
+/// (campaign, period, points used) of every campaign's per-day and per-month budgets.
+pub fn all_budget_periods(conn: &mut Conn) -> Result<Vec<(String, String, i64)>, Error> {
+    campaign_budget_periods::table
+        .order((
+            campaign_budget_periods::campaign_code.asc(),
+            campaign_budget_periods::period.asc(),
+        ))
+        .select((
+            campaign_budget_periods::campaign_code,
+            campaign_budget_periods::period,
+            campaign_budget_periods::used,
+        ))
         .load(conn)
 }
 
@@ -1158,6 +1237,17 @@ pub fn member_profile(conn: &mut Conn, member_id: i64) -> Result<Option<ProfileR
         ))
         .first(conn)
         .optional()
+}
+
+/// (member id, gender) of those of these members that have a profile.
+pub fn genders_of_members(
+    conn: &mut Conn,
+    member_ids: &[i64],
+) -> Result<Vec<(i64, Option<String>)>, Error> {
+    member_profiles::table
+        .filter(member_profiles::member_id.eq_any(member_ids))
+        .select((member_profiles::member_id, member_profiles::gender))
+        .load(conn)
 }
 
 pub fn save_profile(

@@ -160,6 +160,14 @@ diesel::table! {
 }
 
 diesel::table! {
+    campaign_budget_periods (campaign_code, period) {
+        campaign_code -> Text,
+        period -> Text,
+        used -> BigInt,
+    }
+}
+
+diesel::table! {
     member_identities (id) {
         id -> BigInt,
         member_id -> BigInt,
@@ -248,6 +256,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     refund_lines,
     trade_lines,
     campaign_budgets,
+    campaign_budget_periods,
     member_identities,
     member_profiles,
     external_orders,

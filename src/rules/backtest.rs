@@ -3,7 +3,9 @@
 //! read per trade and nothing is written.
 
 use super::engine::Ruleset;
-use crate::domain::{CampaignCode, CampaignUse, EvaluateError, MemberContext, Trade};
+use crate::domain::{
+    BudgetKey, CampaignCode, CampaignUse, EvaluateError, Gender, MemberContext, Trade,
+};
 use chrono::{Datelike, NaiveDate};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
@@ -17,7 +19,7 @@ pub struct CampaignReplay {
     pub trades_matched: u64,
     /// Points the draft granted.
     pub points: i64,
-    /// Points the draft took from the campaign's budget.
+    /// Points the draft granted under the campaign's budgets (whole, per day, per month).
     pub budget_used: i64,
     /// Points the live rules actually granted to the same trades.
     pub live_points: i64,
@@ -30,6 +32,8 @@ struct MemberCampaign {
     trades_in_window: u64,
     total: i64,
     by_day: HashMap<NaiveDate, i64>,
+    /// By the Monday of the week.
+    by_week: HashMap<NaiveDate, i64>,
     by_month: HashMap<(i32, u32), i64>,
 }
 
@@ -44,7 +48,7 @@ struct MemberHistory {
 pub struct Backtest<'r> {
     rules: &'r Ruleset,
     members: HashMap<String, MemberHistory>,
-    budgets: HashMap<CampaignCode, i64>,
+    budgets: HashMap<BudgetKey, i64>,
     campaigns: BTreeMap<String, CampaignReplay>,
     pub trades: u64,
 }
@@ -60,37 +64,52 @@ impl<'r> Backtest<'r> {
         }
     }
 
-    /// Prices one trade under the draft against the history replayed so far, and records it
-    /// with what the live rules granted it: `(campaign code or "", points)`.
-    pub fn feed(&mut self, trade: &Trade, live: &[(String, i64)]) -> Result<(), EvaluateError> {
+    /// Prices one trade under the draft against the history replayed so far (and the member's
+    /// gender as their profile holds it), and records it with what the live rules granted it:
+    /// `(campaign code or "", points)`.
+    pub fn feed(
+        &mut self,
+        trade: &Trade,
+        gender: Option<Gender>,
+        live: &[(String, i64)],
+    ) -> Result<(), EvaluateError> {
         let rules = self.rules;
         let tz = &rules.program.time_zone;
         let sales_at = trade.sales_instant();
         let day = tz.local_date(sales_at);
         let month = (day.year(), day.month());
+        let week = day - chrono::Days::new(u64::from(day.weekday().num_days_from_monday()));
         let member = self
             .members
             .entry(trade.vip_accountno.to_string())
             .or_default();
         let mut ctx = MemberContext {
             trades_before: member.trades,
+            gender,
             ..MemberContext::default()
         };
         for need in rules.needs(trade)?.campaigns {
             let history = member.campaigns.get(&need.code);
+            let budget = |key: BudgetKey| self.budgets.get(&key).copied().unwrap_or(0);
+            let period = |period: Option<String>| {
+                period.map_or(0, |p| budget(BudgetKey::Period(need.code.clone(), p)))
+            };
             let used = CampaignUse {
                 trades_in_window: history.map_or(0, |h| h.trades_in_window),
                 points_total: history.map_or(0, |h| h.total),
                 points_day: history.map_or(0, |h| h.by_day.get(&day).copied().unwrap_or(0)),
+                points_week: history.map_or(0, |h| h.by_week.get(&week).copied().unwrap_or(0)),
                 points_month: history.map_or(0, |h| h.by_month.get(&month).copied().unwrap_or(0)),
-                budget_used: self.budgets.get(&need.code).copied().unwrap_or(0),
+                budget_used: budget(BudgetKey::Whole(need.code.clone())),
+                budget_day_used: period(need.budget_day.clone()),
+                budget_month_used: period(need.budget_month.clone()),
             };
             ctx.campaigns.insert(need.code, used);
         }
         let priced = rules.price(trade, &ctx)?;
 
         member.trades += 1;
-        for campaign in rules.campaigns.iter().filter(|c| c.nth_trade.is_some()) {
+        for campaign in rules.campaigns.iter().filter(|c| c.trade_count.is_some()) {
             if (campaign.starts_at..campaign.ends_at).contains(&sales_at) {
                 member
                     .campaigns
@@ -109,15 +128,21 @@ impl<'r> Backtest<'r> {
                 let history = member.campaigns.entry(code.clone()).or_default();
                 history.total += points;
                 *history.by_day.entry(day).or_default() += points;
+                *history.by_week.entry(week).or_default() += points;
                 *history.by_month.entry(month).or_default() += points;
             }
         }
-        for (code, _, points) in &priced.budget_use {
-            *self.budgets.entry(code.clone()).or_default() += points;
-            self.campaigns
-                .entry(code.to_string())
-                .or_default()
-                .budget_used += points;
+        // A grant takes from each of its campaign's budgets (next to each other): counted once.
+        let mut counted: Option<&CampaignCode> = None;
+        for (key, _, points) in &priced.budget_use {
+            *self.budgets.entry(key.clone()).or_default() += points;
+            if counted != Some(key.campaign()) {
+                counted = Some(key.campaign());
+                self.campaigns
+                    .entry(key.campaign().to_string())
+                    .or_default()
+                    .budget_used += points;
+            }
         }
         for (code, points) in live {
             self.campaigns.entry(code.clone()).or_default().live_points += points;

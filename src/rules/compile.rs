@@ -3,7 +3,7 @@
 
 use super::engine::{
     Award, Campaign, CampaignIndex, CampaignTest, EarnBase, Glob, MemberLimit, Objective, Program,
-    Rounding, RoundingScope, Ruleset, WEEKDAYS,
+    Rounding, RoundingScope, Ruleset, SpendBase, TradeCount, WEEKDAYS,
 };
 use super::raw::{
     DecimalText, RawAward, RawCampaign, RawFile, RawKdp, RawObjective, RawProgram, RawTest,
@@ -538,6 +538,18 @@ fn compile_test(
         report,
     );
     let burn_point = field("trade.burn_point", Points::new(t.burn_point), report);
+    let resource = field(
+        "trade.resource",
+        if t.resource.chars().count() > Trade::RESOURCE_LEN_MAX {
+            Err(format!(
+                "must be at most {} characters",
+                Trade::RESOURCE_LEN_MAX
+            ))
+        } else {
+            Ok(t.resource.clone())
+        },
+        report,
+    );
     let mut lines = Vec::new();
     for line in &t.lines {
         let sku = field("trade.lines.sku", Sku::parse(&line.sku), report);
@@ -560,6 +572,14 @@ fn compile_test(
         )
     };
     let trades_before = count("trades_before", raw.trades_before, report);
+    let gender = match &raw.gender {
+        None => Some(None),
+        Some(text) => field(
+            "gender",
+            crate::domain::Gender::parse(text).map(Some),
+            report,
+        ),
+    };
     let mut campaigns = std::collections::HashMap::new();
     for (code, history) in &raw.history {
         let Some(code) = field("history", CampaignCode::parse(code), report) else {
@@ -572,8 +592,11 @@ fn compile_test(
                 trades_in_window: trades_in_window.unwrap_or(0),
                 points_total: history.points_total,
                 points_day: history.points_day,
+                points_week: history.points_week,
                 points_month: history.points_month,
                 budget_used: history.budget_used,
+                budget_day_used: history.budget_day_used,
+                budget_month_used: history.budget_month_used,
             },
         );
     }
@@ -591,7 +614,7 @@ fn compile_test(
         submit_time: sales_time,
         approval_time: sales_time,
         burn_point: burn_point?,
-        resource: String::new(),
+        resource: resource?,
         remark: String::new(),
         receipt_image_urls: Vec::new(),
         payment_image_urls: Vec::new(),
@@ -605,6 +628,7 @@ fn compile_test(
         trade,
         context: crate::domain::MemberContext {
             trades_before: trades_before?,
+            gender: gender?,
             campaigns,
             repricing: false,
             only_campaigns: None,
@@ -946,7 +970,13 @@ fn compile_campaign(
         ("payment_methods", raw.payment_methods.len()),
         ("currencies", raw.currencies.len()),
         ("store_groups", raw.store_groups.len()),
+        ("excluded_stores", raw.excluded_stores.len()),
+        ("excluded_store_groups", raw.excluded_store_groups.len()),
+        ("channels", raw.channels.len()),
+        ("genders", raw.genders.len()),
         ("skus", raw.skus.len()),
+        ("excluded_skus", raw.excluded_skus.len()),
+        ("basket", raw.basket.len()),
         ("hours", raw.hours.len()),
         ("blackout_dates", raw.blackout_dates.len()),
     ] {
@@ -971,13 +1001,57 @@ fn compile_campaign(
             _ => {}
         }
     }
-    let skus = raw
-        .skus
+    let excluded_stores = raw
+        .excluded_stores
         .iter()
-        .map(|s| glob(s, "skus"))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(&mut *report)
-        .ok();
+        .map(|s| glob(s, "excluded_stores"))
+        .collect::<Result<Vec<_>, _>>();
+    let mut excluded_stores = excluded_stores.map_err(&mut *report).ok();
+    for group in &raw.excluded_store_groups {
+        match (program.store_groups.get(group), excluded_stores.as_mut()) {
+            (Some(patterns), Some(excluded)) => excluded.extend(patterns.iter().cloned()),
+            (None, _) => report(format!(
+                "excluded_store_groups: {group:?} is not in program.store_groups"
+            )),
+            _ => {}
+        }
+    }
+    let mut channels = Vec::new();
+    for channel in &raw.channels {
+        let channel = channel.trim();
+        if channel.is_empty() || channel.chars().count() > crate::domain::Trade::RESOURCE_LEN_MAX {
+            report(format!(
+                "channels: a channel is from 1 to {} characters",
+                crate::domain::Trade::RESOURCE_LEN_MAX
+            ));
+        } else {
+            channels.push(channel.to_uppercase());
+        }
+    }
+    let patterns = |name: &str, list: &[String], report: &mut dyn FnMut(String)| {
+        list.iter()
+            .map(|s| glob(s, name))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(report)
+            .ok()
+    };
+    let skus = patterns("skus", &raw.skus, report);
+    let excluded_skus = patterns("excluded_skus", &raw.excluded_skus, report);
+    let basket = patterns("basket", &raw.basket, report);
+    let spend_base = match raw.spend_base.as_deref() {
+        None | Some("receipt") => Some(SpendBase::Receipt),
+        Some("matching_lines") if raw.skus.is_empty() => {
+            report("spend_base: \"matching_lines\" needs the campaign's skus".into());
+            None
+        }
+        Some("matching_lines") => Some(SpendBase::MatchingLines),
+        Some(other) => {
+            report(format!(
+                "spend_base: must be \"receipt\" or \"matching_lines\", got {other:?}"
+            ));
+            None
+        }
+    };
     let mut days_of_week = 0u8;
     for day in &raw.days_of_week {
         match WEEKDAYS
@@ -1023,11 +1097,38 @@ fn compile_campaign(
             None
         }
     };
-    let nth_trade = match raw.nth_trade {
-        None => Some(None),
-        Some(n) if (1..=1_000_000).contains(&n) => Some(Some(n as u64)),
-        Some(n) => {
-            report(format!("nth_trade: must be from 1 to 1000000, got {n}"));
+    let mut genders = Vec::new();
+    for raw_gender in &raw.genders {
+        match raw_gender.trim().to_ascii_lowercase().as_str() {
+            "male" => genders.push(crate::domain::Gender::Male),
+            "female" => genders.push(crate::domain::Gender::Female),
+            "unknown" => genders.push(crate::domain::Gender::Unknown),
+            other => report(format!(
+                "genders: must be \"male\", \"female\" or \"unknown\", got {other:?}"
+            )),
+        }
+    }
+    let counts = [
+        (
+            "nth_trade",
+            raw.nth_trade,
+            TradeCount::Nth as fn(u64) -> TradeCount,
+        ),
+        ("every_nth_trade", raw.every_nth_trade, TradeCount::EveryNth),
+        ("from_nth_trade", raw.from_nth_trade, TradeCount::FromNth),
+    ];
+    let given: Vec<_> = counts.iter().filter(|(_, n, _)| n.is_some()).collect();
+    let trade_count = match given.as_slice() {
+        [] => Some(None),
+        [(_, Some(n), count)] if (1..=1_000_000).contains(n) => Some(Some(count(*n as u64))),
+        [(name, Some(n), _)] => {
+            report(format!("{name}: must be from 1 to 1000000, got {n}"));
+            None
+        }
+        [(name, ..), ..] => {
+            report(format!(
+                "{name}: give one of nth_trade, every_nth_trade and from_nth_trade"
+            ));
             None
         }
     };
@@ -1047,21 +1148,31 @@ fn compile_campaign(
     let max_points_per_trade =
         points_field("max_points_per_trade", raw.max_points_per_trade, report);
     let budget = points_field("budget", raw.budget, report);
+    let budget_per_day = points_field("budget_per_day", raw.budget_per_day, report);
+    let budget_per_month = points_field("budget_per_month", raw.budget_per_month, report);
     let member_limit = match &raw.member_limit {
         None => Some(None),
         Some(limit) => {
             let total = points_field("member_limit.total", limit.total, report);
             let per_day = points_field("member_limit.per_day", limit.per_day, report);
+            let per_week = points_field("member_limit.per_week", limit.per_week, report);
             let per_month = points_field("member_limit.per_month", limit.per_month, report);
-            if limit.total.is_none() && limit.per_day.is_none() && limit.per_month.is_none() {
-                report("member_limit: give total, per_day or per_month".into());
+            if limit.total.is_none()
+                && limit.per_day.is_none()
+                && limit.per_week.is_none()
+                && limit.per_month.is_none()
+            {
+                report("member_limit: give total, per_day, per_week or per_month".into());
             }
-            match (total, per_day, per_month) {
-                (Some(total), Some(per_day), Some(per_month)) => Some(Some(MemberLimit {
-                    total,
-                    per_day,
-                    per_month,
-                })),
+            match (total, per_day, per_week, per_month) {
+                (Some(total), Some(per_day), Some(per_week), Some(per_month)) => {
+                    Some(Some(MemberLimit {
+                        total,
+                        per_day,
+                        per_week,
+                        per_month,
+                    }))
+                }
                 _ => None,
             }
         }
@@ -1122,6 +1233,8 @@ fn compile_campaign(
         starts_at: starts_at?.to_utc(),
         ends_at: ends_at?.to_utc(),
         stores: stores?,
+        excluded_stores: excluded_stores?,
+        channels,
         payment_methods,
         currencies,
         days_of_week,
@@ -1131,8 +1244,12 @@ fn compile_campaign(
         max_spend: max_spend?,
         skus: skus?,
         min_quantity: min_quantity?,
+        excluded_skus: excluded_skus?,
+        basket: basket?,
+        spend_base: spend_base?,
         first_trade: raw.first_trade,
-        nth_trade: nth_trade?,
+        trade_count: trade_count?,
+        genders,
         priority: raw.priority,
         exclusive: raw.exclusive,
         group: group?,
@@ -1142,6 +1259,8 @@ fn compile_campaign(
         max_points_per_trade: max_points_per_trade?,
         member_limit: member_limit?,
         budget: budget?,
+        budget_per_day: budget_per_day?,
+        budget_per_month: budget_per_month?,
     })
 }
 

@@ -3,8 +3,8 @@
 use crate::domain::expiry::{quarter_end, KdpPolicy};
 use crate::domain::pricing::{CampaignNeed, MemberWindows};
 use crate::domain::{
-    CampaignCode, ContextNeeds, CurrencyCode, ExpireType, Grant, MemberContext, ObjectiveId,
-    PointType, Points, Priced, ProgramTz, Trade,
+    BudgetKey, CampaignCode, ContextNeeds, CurrencyCode, ExpireType, Gender, Grant, MemberContext,
+    ObjectiveId, PointType, Points, Priced, ProgramTz, Trade,
 };
 use chrono::{DateTime, Datelike, NaiveDate, Timelike, Utc};
 use rust_decimal::prelude::ToPrimitive;
@@ -108,6 +108,76 @@ pub struct Program {
     pub store_groups: BTreeMap<String, Vec<Glob>>,
     /// Named lists of local dates campaigns black out.
     pub holidays: BTreeMap<String, Vec<NaiveDate>>,
+}
+
+impl Program {
+    /// The E points an amount of base currency earns, rounded as the program rounds; `None`
+    /// when they do not fit in `Points`.
+    fn e_points_of(&self, base_amount: Decimal) -> Option<Points> {
+        per(
+            base_amount,
+            self.earn_points,
+            self.earn_per_amount,
+            self.earn_ratio,
+        )
+        .and_then(|v| self.rounding.to_points(v))
+    }
+}
+
+/// What a campaign counts as the trade's spend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpendBase {
+    /// The receipt's earning base, after the program's exclusions (and the campaign's own
+    /// excluded SKUs).
+    Receipt,
+    /// The amount of the lines matching the campaign's `skus`.
+    MatchingLines,
+}
+
+/// Which of the member's trades in a campaign's window it applies to; `n` counts from 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TradeCount {
+    /// Only the nth.
+    Nth(u64),
+    /// The nth, the 2nth, the 3nth…
+    EveryNth(u64),
+    /// The nth and every one after it.
+    FromNth(u64),
+}
+
+impl TradeCount {
+    pub fn holds(self, number: u64) -> bool {
+        match self {
+            Self::Nth(n) => number == n,
+            Self::EveryNth(n) => number.is_multiple_of(n),
+            Self::FromNth(n) => number >= n,
+        }
+    }
+
+    /// Whether a member's first trade ever (the first in any window) can be one it takes.
+    pub fn takes_a_first_trade(self) -> bool {
+        self.holds(1)
+    }
+
+    fn describe(self) -> String {
+        match self {
+            Self::Nth(n) => format!("it takes number {n} only"),
+            Self::EveryNth(n) => format!("it takes every {}", ordinal(n)),
+            Self::FromNth(n) => format!("it takes number {n} and later"),
+        }
+    }
+}
+
+/// 1st, 2nd, 3rd, 4th… 11th, 12th, 13th… 21st.
+fn ordinal(n: u64) -> String {
+    let suffix = match (n % 10, n % 100) {
+        (_, 11..=13) => "th",
+        (1, _) => "st",
+        (2, _) => "nd",
+        (3, _) => "rd",
+        _ => "th",
+    };
+    format!("{n}{suffix}")
 }
 
 /// Where E points are rounded.
@@ -241,6 +311,8 @@ impl Glob {
 pub struct MemberLimit {
     pub total: Option<i64>,
     pub per_day: Option<i64>,
+    /// The local week of the sale, Monday to Sunday.
+    pub per_week: Option<i64>,
     pub per_month: Option<i64>,
 }
 
@@ -256,6 +328,11 @@ pub struct Campaign {
     pub ends_at: DateTime<Utc>,
     /// Its own patterns and its store groups' patterns. Empty: every store.
     pub stores: Vec<Glob>,
+    /// Stores it never applies at (its own patterns and its excluded groups').
+    pub excluded_stores: Vec<Glob>,
+    /// Upper-cased `resource` values (channels); compared without regard to case. Empty:
+    /// every channel.
+    pub channels: Vec<String>,
     /// Upper-cased; compared without regard to case. Empty: every payment method.
     pub payment_methods: Vec<String>,
     /// Empty: every currency the program accepts.
@@ -273,8 +350,15 @@ pub struct Campaign {
     /// Empty: no line condition.
     pub skus: Vec<Glob>,
     pub min_quantity: u32,
+    /// Lines that count for nothing in this campaign (beyond the program's excluded SKUs).
+    pub excluded_skus: Vec<Glob>,
+    /// The receipt needs a line matching each of these.
+    pub basket: Vec<Glob>,
+    pub spend_base: SpendBase,
     pub first_trade: bool,
-    pub nth_trade: Option<u64>,
+    pub trade_count: Option<TradeCount>,
+    /// The member's gender (a member without one is "unknown"). Empty: any.
+    pub genders: Vec<Gender>,
     pub priority: i64,
     pub exclusive: bool,
     pub group: Option<String>,
@@ -284,6 +368,17 @@ pub struct Campaign {
     pub max_points_per_trade: Option<i64>,
     pub member_limit: Option<MemberLimit>,
     pub budget: Option<i64>,
+    /// Budgets of each local day and month of sale, every member together.
+    pub budget_per_day: Option<i64>,
+    pub budget_per_month: Option<i64>,
+}
+
+/// Which of a campaign's budgets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BudgetKind {
+    Whole,
+    Day,
+    Month,
 }
 
 /// An objective the discount-card contract reports completions of.
@@ -362,6 +457,8 @@ struct Facts<'t> {
     weekday: u32,
     minute: u32,
     spend_base: Decimal,
+    /// Base currency per unit of the trade's currency.
+    rate: Decimal,
     e_points: Points,
     /// Each line's SKU as characters.
     skus: Vec<Vec<char>>,
@@ -383,6 +480,8 @@ impl Facts<'_> {
 pub enum Miss {
     Window,
     Store,
+    ExcludedStore,
+    Channel,
     PaymentMethod,
     Currency,
     /// The day (Monday = 0) the trade's time counts for: its own, or the day an overnight
@@ -394,12 +493,17 @@ pub enum Miss {
     MaxSpend,
     /// Units of the campaign's SKUs on the receipt.
     Units(u64),
+    /// The first of its basket's patterns no line matches.
+    Basket(u32),
     /// Trades the member made before.
     NotFirst(u64),
+    /// The member's gender.
+    Gender(Gender),
     /// The trade's number in the campaign's window.
     Nth(u64),
-    /// Its budget is used up: it matches nothing more, so an exclusive one blocks no other.
-    BudgetSpent(i64),
+    /// A budget is used up (the points it has granted): it matches nothing more, so an
+    /// exclusive one blocks no other.
+    BudgetSpent(BudgetKind, i64),
     /// Re-pricing for the audit: it did not grant the trade when it was first priced.
     NotGranted,
 }
@@ -420,6 +524,19 @@ impl Miss {
                 trade.store_code,
                 campaign.stores.iter().map(Glob::text).collect::<Vec<_>>()
             ),
+            Self::ExcludedStore => format!(
+                "store {} matches its excluded_stores {:?}",
+                trade.store_code,
+                campaign
+                    .excluded_stores
+                    .iter()
+                    .map(Glob::text)
+                    .collect::<Vec<_>>()
+            ),
+            Self::Channel => format!(
+                "resource {:?} is not one of its channels {:?}",
+                trade.resource, campaign.channels
+            ),
             Self::PaymentMethod => format!(
                 "payment_method {} is not one of {:?}",
                 trade.payment_method.as_str(),
@@ -435,11 +552,12 @@ impl Miss {
             ),
             Self::MinSpend => format!(
                 "spend {} is below min_spend {}",
-                facts.spend_base, campaign.min_spend
+                campaign.spend(facts).normalize(),
+                campaign.min_spend
             ),
             Self::MaxSpend => format!(
                 "spend {} is above max_spend {}",
-                facts.spend_base,
+                campaign.spend(facts).normalize(),
                 campaign.max_spend.unwrap_or_default()
             ),
             Self::Units(units) => format!(
@@ -447,15 +565,42 @@ impl Miss {
                 campaign.skus.iter().map(Glob::text).collect::<Vec<_>>(),
                 campaign.min_quantity
             ),
+            Self::Basket(missing) => format!(
+                "no line of its basket's {:?}",
+                campaign
+                    .basket
+                    .get(missing as usize)
+                    .map(Glob::text)
+                    .unwrap_or_default()
+            ),
             Self::NotFirst(before) => format!("not the member's first trade ({before} before)"),
+            Self::Gender(gender) => format!(
+                "the member's gender is {}, not one of {:?}",
+                gender.as_str(),
+                campaign
+                    .genders
+                    .iter()
+                    .map(|g| g.as_str())
+                    .collect::<Vec<_>>()
+            ),
             Self::Nth(nth) => format!(
-                "the member's trade number {nth} in its window, not {}",
-                campaign.nth_trade.unwrap_or_default()
+                "the member's trade number {nth} in its window: {}",
+                campaign
+                    .trade_count
+                    .map(TradeCount::describe)
+                    .unwrap_or_default()
             ),
-            Self::BudgetSpent(used) => format!(
-                "budget spent ({used} of {} used)",
-                campaign.budget.unwrap_or_default()
-            ),
+            Self::BudgetSpent(kind, used) => {
+                let (which, budget) = match kind {
+                    BudgetKind::Whole => ("budget", campaign.budget),
+                    BudgetKind::Day => ("budget_per_day", campaign.budget_per_day),
+                    BudgetKind::Month => ("budget_per_month", campaign.budget_per_month),
+                };
+                format!(
+                    "{which} spent ({used} of {} used)",
+                    budget.unwrap_or_default()
+                )
+            }
             Self::NotGranted => "it did not grant the trade when it was priced".to_string(),
         }
     }
@@ -488,6 +633,22 @@ impl Campaign {
         {
             return Err(Miss::Store);
         }
+        if !self.excluded_stores.is_empty()
+            && self
+                .excluded_stores
+                .iter()
+                .any(|p| p.matches(facts.store_chars()))
+        {
+            return Err(Miss::ExcludedStore);
+        }
+        if !self.channels.is_empty()
+            && !self
+                .channels
+                .iter()
+                .any(|c| c.eq_ignore_ascii_case(&facts.trade.resource))
+        {
+            return Err(Miss::Channel);
+        }
         if !known.payment_method && !self.payment_methods.is_empty() {
             let method = facts.trade.payment_method.as_str();
             if !self
@@ -507,11 +668,15 @@ impl Campaign {
         {
             return Err(Miss::Blackout);
         }
-        if facts.spend_base < self.min_spend {
+        let spend = self.spend(facts);
+        if spend < self.min_spend {
             return Err(Miss::MinSpend);
         }
-        if self.max_spend.is_some_and(|max| facts.spend_base > max) {
+        if self.max_spend.is_some_and(|max| spend > max) {
             return Err(Miss::MaxSpend);
+        }
+        if let Some(missing) = self.basket_missing(facts) {
+            return Err(Miss::Basket(missing));
         }
         if !self.skus.is_empty() {
             let (_, units) = self.matching_lines(facts);
@@ -564,51 +729,151 @@ impl Campaign {
         if self.first_trade && ctx.trades_before > 0 {
             return Err(Miss::NotFirst(ctx.trades_before));
         }
-        if let Some(n) = self.nth_trade {
+        if !self.genders.is_empty() {
+            let gender = ctx.gender.unwrap_or(Gender::Unknown);
+            if !self.genders.contains(&gender) {
+                return Err(Miss::Gender(gender));
+            }
+        }
+        if let Some(count) = self.trade_count {
             let nth = ctx.campaign(&self.code).trades_in_window + 1;
-            if nth != n {
+            if !count.holds(nth) {
                 return Err(Miss::Nth(nth));
             }
         }
-        if let Some(budget) = self.budget {
-            let used = ctx.campaign(&self.code).budget_used;
-            if used >= budget {
-                return Err(Miss::BudgetSpent(used));
+        let used = ctx.campaign(&self.code);
+        for (kind, budget, used) in [
+            (BudgetKind::Whole, self.budget, used.budget_used),
+            (BudgetKind::Day, self.budget_per_day, used.budget_day_used),
+            (
+                BudgetKind::Month,
+                self.budget_per_month,
+                used.budget_month_used,
+            ),
+        ] {
+            if budget.is_some_and(|budget| used >= budget) {
+                return Err(Miss::BudgetSpent(kind, used));
             }
         }
         Ok(())
     }
 
-    /// (lines, units) of the trade matching the campaign's SKUs.
-    fn matching_lines(&self, facts: &Facts) -> (u64, u64) {
-        let mut lines = 0;
-        let mut units = 0;
-        let receipt = facts
+    /// The trade's lines that count for this campaign: neither the program nor the campaign
+    /// excludes their SKU. Each with its SKU as characters.
+    fn counted_lines<'f>(
+        &'f self,
+        facts: &'f Facts,
+    ) -> impl Iterator<Item = (&'f crate::domain::TradeLine, &'f [char])> + 'f {
+        facts
             .trade
             .lines
             .iter()
             .zip(&facts.skus)
-            .zip(&facts.excluded);
-        for ((line, sku), excluded) in receipt {
-            if !excluded && self.skus.iter().any(|p| p.matches(sku)) {
-                lines += 1;
-                units += u64::from(line.quantity);
+            .zip(&facts.excluded)
+            .filter(move |((_, sku), excluded)| {
+                !**excluded && !self.excluded_skus.iter().any(|p| p.matches(sku))
+            })
+            .map(|((line, sku), _)| (line, sku.as_slice()))
+    }
+
+    /// The counted lines matching the campaign's SKUs.
+    fn sku_lines<'f>(
+        &'f self,
+        facts: &'f Facts,
+    ) -> impl Iterator<Item = &'f crate::domain::TradeLine> + 'f {
+        self.counted_lines(facts)
+            .filter(|(_, sku)| self.skus.iter().any(|p| p.matches(sku)))
+            .map(|(line, _)| line)
+    }
+
+    fn has_budget(&self) -> bool {
+        self.budget.is_some() || self.budget_per_day.is_some() || self.budget_per_month.is_some()
+    }
+
+    /// (lines, units) of the trade matching the campaign's SKUs.
+    fn matching_lines(&self, facts: &Facts) -> (u64, u64) {
+        self.sku_lines(facts).fold((0, 0), |(lines, units), line| {
+            (lines + 1, units + u64::from(line.quantity))
+        })
+    }
+
+    /// Whether the campaign's spend is the receipt's earning base as it is.
+    fn spends_the_receipt(&self) -> bool {
+        self.spend_base == SpendBase::Receipt && self.excluded_skus.is_empty()
+    }
+
+    /// What the campaign counts as spend, in base currency: the earning base less the lines it
+    /// excludes, or the amount of the lines matching its SKUs.
+    fn spend(&self, facts: &Facts) -> Decimal {
+        match self.spend_base {
+            _ if self.spends_the_receipt() => facts.spend_base,
+            SpendBase::MatchingLines => {
+                let amount: Decimal = self.sku_lines(facts).map(|l| l.amount.value()).sum();
+                amount * facts.rate
+            }
+            SpendBase::Receipt => {
+                let excluded: Decimal = facts
+                    .trade
+                    .lines
+                    .iter()
+                    .zip(&facts.skus)
+                    .zip(&facts.excluded)
+                    .filter(|((_, sku), program_excluded)| {
+                        !**program_excluded && self.excluded_skus.iter().any(|p| p.matches(sku))
+                    })
+                    .map(|((line, _), _)| line.amount.value())
+                    .sum();
+                (facts.spend_base - excluded * facts.rate).max(Decimal::ZERO)
             }
         }
-        (lines, units)
+    }
+
+    /// The E points of what the campaign counts as spend: the trade's own unless the campaign
+    /// counts less (line by line when the program rounds lines).
+    fn e_points(&self, facts: &Facts, program: &Program) -> Option<Points> {
+        if self.spends_the_receipt() {
+            return Some(facts.e_points);
+        }
+        if program.rounding_scope == RoundingScope::Line && !facts.trade.lines.is_empty() {
+            let mut total = 0i64;
+            let lines: Box<dyn Iterator<Item = &crate::domain::TradeLine>> = match self.spend_base {
+                SpendBase::MatchingLines => Box::new(self.sku_lines(facts)),
+                SpendBase::Receipt => Box::new(self.counted_lines(facts).map(|(line, _)| line)),
+            };
+            for line in lines {
+                let base = line.amount.value().checked_mul(facts.rate)?;
+                total = total.checked_add(program.e_points_of(base)?.value())?;
+            }
+            return Points::new(total).ok();
+        }
+        program.e_points_of(self.spend(facts))
+    }
+
+    /// The index of the first basket pattern no counted line matches.
+    fn basket_missing(&self, facts: &Facts) -> Option<u32> {
+        if self.basket.is_empty() {
+            return None;
+        }
+        let position = self.basket.iter().position(|pattern| {
+            !self
+                .counted_lines(facts)
+                .any(|(_, sku)| pattern.matches(sku))
+        })?;
+        Some(position as u32)
     }
 
     fn award_points(&self, facts: &Facts, program: &Program) -> Result<Points, EvaluateError> {
         match &self.award {
-            Award::MultiplierOfE(factor) => Decimal::from(facts.e_points.value())
-                .checked_mul(*factor)
+            Award::MultiplierOfE(factor) => self
+                .e_points(facts, program)
+                .and_then(|e| Decimal::from(e.value()).checked_mul(*factor))
                 .and_then(|v| program.rounding.to_points(v)),
             Award::PerAmount {
                 points,
                 per_amount,
                 rounding,
                 ratio,
-            } => per(facts.spend_base, *points, *per_amount, *ratio)
+            } => per(self.spend(facts), *points, *per_amount, *ratio)
                 .and_then(|v| rounding.to_points(v)),
             Award::Fixed(points) => Some(*points),
             Award::PerLine(points) | Award::PerUnit(points) => {
@@ -631,7 +896,7 @@ impl Campaign {
     fn capped(&self, points: i64, ctx: &MemberContext) -> (i64, Option<String>) {
         let uncapped = self.max_points_per_trade.is_none()
             && self.member_limit.is_none()
-            && self.budget.is_none();
+            && !self.has_budget();
         if ctx.repricing || uncapped {
             return (points, None);
         }
@@ -644,6 +909,7 @@ impl Campaign {
             for (cap, used, name) in [
                 (limit.total, used.points_total, "total"),
                 (limit.per_day, used.points_day, "per_day"),
+                (limit.per_week, used.points_week, "per_week"),
                 (limit.per_month, used.points_month, "per_month"),
             ] {
                 if let Some(cap) = cap {
@@ -654,11 +920,18 @@ impl Campaign {
                 }
             }
         }
-        if let Some(budget) = self.budget {
-            caps.push((
-                budget - used.budget_used,
-                format!("budget {budget} ({} used)", used.budget_used),
-            ));
+        for (budget, used, name) in [
+            (self.budget, used.budget_used, "budget"),
+            (self.budget_per_day, used.budget_day_used, "budget_per_day"),
+            (
+                self.budget_per_month,
+                used.budget_month_used,
+                "budget_per_month",
+            ),
+        ] {
+            if let Some(budget) = budget {
+                caps.push((budget - used, format!("{name} {budget} ({used} used)")));
+            }
         }
         let mut result = (points, None);
         for (cap, why) in caps {
@@ -672,6 +945,16 @@ impl Campaign {
 }
 
 pub const WEEKDAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+
+/// The period of a per-day budget: the local date of the sale, "2026-12-02".
+pub fn day_key(local: NaiveDate) -> String {
+    local.format("%Y-%m-%d").to_string()
+}
+
+/// The period of a per-month budget: the local month of the sale, "2026-12".
+pub fn month_key(local: NaiveDate) -> String {
+    local.format("%Y-%m").to_string()
+}
 
 /// What happened to one campaign when a trade was priced: `explain`'s answer.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -827,7 +1110,11 @@ impl CampaignIndex {
                 && campaign.hours.is_empty()
                 && campaign.blackout_dates.is_empty()
                 && campaign.max_spend.is_none()
-                && campaign.skus.is_empty();
+                && campaign.skus.is_empty()
+                && campaign.excluded_stores.is_empty()
+                && campaign.channels.is_empty()
+                && campaign.basket.is_empty()
+                && campaign.spends_the_receipt();
             let method_known = method_known || campaign.payment_methods.is_empty();
             let entry = |known_store: bool| Entry {
                 position: position as u32,
@@ -835,7 +1122,11 @@ impl CampaignIndex {
                     | if method_known { KNOWN_METHOD } else { 0 }
                     | if window_known { KNOWN_WINDOW } else { 0 }
                     | if rest_known { KNOWN_REST } else { 0 },
-                min_spend: campaign.min_spend,
+                // Lines may add up to more than the receipt's base: checked exactly later.
+                min_spend: match campaign.spend_base {
+                    SpendBase::Receipt => campaign.min_spend,
+                    SpendBase::MatchingLines => Decimal::ZERO,
+                },
                 methods,
                 starts_us: micros(campaign.starts_at, false),
                 ends_us: micros(campaign.ends_at, true),
@@ -1044,21 +1335,25 @@ impl Ruleset {
         for (position, _) in found {
             let campaign = &self.campaigns[position as usize];
             let asks = campaign.first_trade
-                || campaign.nth_trade.is_some()
+                || campaign.trade_count.is_some()
+                || !campaign.genders.is_empty()
                 || campaign.member_limit.is_some()
-                || campaign.budget.is_some();
+                || campaign.has_budget();
             if !asks || campaign.check_trade(&facts, Known::default()).is_err() {
                 continue;
             }
             needs.trades_before |= campaign.first_trade;
+            needs.gender |= !campaign.genders.is_empty();
             let local = self.program.time_zone.local_date(facts.sales_at);
             needs.campaigns.push(CampaignNeed {
                 code: campaign.code.clone(),
                 trades_in: campaign
-                    .nth_trade
+                    .trade_count
                     .map(|_| (campaign.starts_at, campaign.ends_at)),
                 member_points: campaign.member_limit.map(|_| self.member_windows(local)),
                 budget: campaign.budget.is_some(),
+                budget_day: campaign.budget_per_day.map(|_| day_key(local)),
+                budget_month: campaign.budget_per_month.map(|_| month_key(local)),
             });
         }
         Ok(needs)
@@ -1067,6 +1362,7 @@ impl Ruleset {
     fn member_windows(&self, local: NaiveDate) -> MemberWindows {
         let tz = &self.program.time_zone;
         let month_start = local.with_day(1).expect("day 1 exists");
+        let monday = local - chrono::Days::new(u64::from(local.weekday().num_days_from_monday()));
         let next_month = crate::domain::expiry::month_end(local, 0)
             .succ_opt()
             .expect("dates go on");
@@ -1074,6 +1370,10 @@ impl Ruleset {
             day: (
                 tz.start_of_day(local),
                 tz.start_of_day(local.succ_opt().expect("dates go on")),
+            ),
+            week: (
+                tz.start_of_day(monday),
+                tz.start_of_day(monday + chrono::Days::new(7)),
             ),
             month: (tz.start_of_day(month_start), tz.start_of_day(next_month)),
         }
@@ -1115,16 +1415,7 @@ impl Ruleset {
             }
         }
         let spend_base = base(spend.max(Decimal::ZERO))?;
-        let e_of = |amount: Decimal| -> Result<Points, EvaluateError> {
-            per(
-                amount,
-                program.earn_points,
-                program.earn_per_amount,
-                program.earn_ratio,
-            )
-            .and_then(|v| program.rounding.to_points(v))
-            .ok_or_else(overflow)
-        };
+        let e_of = |amount: Decimal| program.e_points_of(amount).ok_or_else(overflow);
         let e_points = if program.rounding_scope == RoundingScope::Line && !trade.lines.is_empty() {
             let mut total = 0i64;
             for (line, sku) in trade.lines.iter().zip(&skus) {
@@ -1149,6 +1440,7 @@ impl Ruleset {
             weekday: local.weekday().num_days_from_monday(),
             minute: local.hour() * 60 + local.minute(),
             spend_base,
+            rate,
             e_points,
             skus,
         })
@@ -1275,11 +1567,21 @@ impl Ruleset {
                 &campaign.remark,
                 Some(&campaign.code),
             ));
-            if let Some(budget) = campaign.budget {
-                if !ctx.repricing {
+            if !ctx.repricing && campaign.has_budget() {
+                let code = || campaign.code.clone();
+                let points = points.value();
+                if let Some(cap) = campaign.budget {
                     priced
                         .budget_use
-                        .push((campaign.code.clone(), budget, points.value()));
+                        .push((BudgetKey::Whole(code()), cap, points));
+                }
+                if let Some(cap) = campaign.budget_per_day {
+                    let day = BudgetKey::Period(code(), day_key(facts.earned_on));
+                    priced.budget_use.push((day, cap, points));
+                }
+                if let Some(cap) = campaign.budget_per_month {
+                    let month = BudgetKey::Period(code(), month_key(facts.earned_on));
+                    priced.budget_use.push((month, cap, points));
                 }
             }
         }
@@ -1375,6 +1677,20 @@ mod tests {
         assert!(m("A*B*C", "AxxBxxBxC"));
         assert!(!m("A*B*C", "AxxBxxBx"));
         assert!(m("HK-MALL", "HK-MALL"));
+    }
+
+    #[test]
+    fn ordinals() {
+        let all: Vec<String> = [1, 2, 3, 4, 11, 12, 13, 21, 22, 101, 111]
+            .map(ordinal)
+            .into();
+        assert_eq!(
+            all,
+            [
+                "1st", "2nd", "3rd", "4th", "11th", "12th", "13th", "21st", "22nd", "101st",
+                "111th"
+            ]
+        );
     }
 
     #[test]

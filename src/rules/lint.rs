@@ -1,6 +1,6 @@
 //! Warnings for `rules check`: campaigns that load but cannot do what their author meant.
 
-use super::engine::{Award, Campaign, Ruleset};
+use super::engine::{Award, Campaign, Glob, Ruleset};
 use chrono::{DateTime, Utc};
 
 impl Campaign {
@@ -10,11 +10,29 @@ impl Campaign {
             && self.currencies.is_empty()
             && self.days_of_week == 0
             && self.hours.is_empty()
+            && self.blackout_dates.is_empty()
             && self.min_spend.is_zero()
             && self.max_spend.is_none()
             && self.skus.is_empty()
+            && self.basket.is_empty()
+            && self.excluded_stores.is_empty()
+            && self.channels.is_empty()
+            && self.genders.is_empty()
             && !self.first_trade
-            && self.nth_trade.is_none()
+            && self.trade_count.is_none()
+    }
+
+    /// Its excluded stores take in every store it names (or every store, when it names none).
+    fn excludes_all_its_stores(&self) -> bool {
+        let every_store = [Glob::new("*")];
+        let stores = match self.stores.is_empty() {
+            true => &every_store[..],
+            false => &self.stores[..],
+        };
+        !self.excluded_stores.is_empty()
+            && stores
+                .iter()
+                .all(|p| self.excluded_stores.iter().any(|q| q.covers(p)))
     }
 
     /// Every store `other` can match, this campaign matches too.
@@ -59,9 +77,19 @@ impl Ruleset {
                     self.program.time_zone.readable(campaign.ends_at)
                 )));
             }
-            if campaign.first_trade && campaign.nth_trade.is_some_and(|n| n > 1) {
+            if campaign.first_trade
+                && campaign
+                    .trade_count
+                    .is_some_and(|count| !count.takes_a_first_trade())
+            {
                 warnings.push(say(
-                    "first_trade and nth_trade > 1 can never both hold".to_string()
+                    "first_trade and a trade count that skips the first trade can never both hold"
+                        .to_string(),
+                ));
+            }
+            if campaign.excludes_all_its_stores() {
+                warnings.push(say(
+                    "can never apply: its excluded_stores take in every store it names".to_string(),
                 ));
             }
             if let (Some(budget), Award::Fixed(points)) = (campaign.budget, &campaign.award) {
@@ -165,6 +193,15 @@ ends_at = "2027-04-01T00:00:00+08:00"
 stores = ["SH-01*", "KL-01"]
 expiry = "KDP"
 award = { fixed = 1 }
+
+[[campaign]]
+code = "NOWHERE"
+starts_at = "2027-01-01T00:00:00+08:00"
+ends_at = "2028-01-01T00:00:00+08:00"
+stores = ["KL-02"]
+excluded_stores = ["KL-*"]
+expiry = "KDP"
+award = { fixed = 1 }
 "#;
         let rules = from_sources(&[Source {
             name: "r.toml".into(),
@@ -177,8 +214,9 @@ award = { fixed = 1 }
         assert_eq!(
             rules.lint(now),
             vec![
-                "r.toml:27: campaign \"NEVER\": first_trade and nth_trade > 1 can never both hold",
+                "r.toml:27: campaign \"NEVER\": first_trade and a trade count that skips the first trade can never both hold",
                 "r.toml:27: campaign \"NEVER\": can never apply: exclusive campaign \"ALL-MINE\" (r.toml:18) comes first and matches every trade it could",
+                "r.toml:63: campaign \"NOWHERE\": can never apply: its excluded_stores take in every store it names",
                 "r.toml:11: campaign \"OLD\": its window ended at 2021-01-01 00:00:00 +08:00",
                 "r.toml:47: campaign \"SH-01\": can never apply: exclusive campaign \"SH-ALL\" (r.toml:37) comes first and matches every trade it could",
             ]

@@ -91,6 +91,18 @@ pub struct RawCampaign {
     pub currencies: Vec<String>,
     #[serde(default)]
     pub store_groups: Vec<String>,
+    /// Stores it never applies at, though `stores` or `store_groups` name them.
+    #[serde(default)]
+    pub excluded_stores: Vec<String>,
+    /// Names of `program.store_groups` whose stores it never applies at.
+    #[serde(default)]
+    pub excluded_store_groups: Vec<String>,
+    /// `resource` values (the channel a trade came through) it applies to, in any case.
+    #[serde(default)]
+    pub channels: Vec<String>,
+    /// The member's gender as their profile holds it: "male", "female" or "unknown".
+    #[serde(default)]
+    pub genders: Vec<String>,
     /// "mon" … "sun", in the program time zone.
     #[serde(default)]
     pub days_of_week: Vec<String>,
@@ -108,11 +120,25 @@ pub struct RawCampaign {
     pub skus: Vec<String>,
     /// With `skus`: the matching lines' quantities must add up to at least this (default 1).
     pub min_quantity: Option<i64>,
+    /// Lines whose SKU matches one of these count for nothing in this campaign: not for
+    /// `skus` or `basket`, not in its spend.
+    #[serde(default)]
+    pub excluded_skus: Vec<String>,
+    /// The receipt must hold a line of each of these patterns (bought X and Y together).
+    #[serde(default)]
+    pub basket: Vec<String>,
+    /// What the campaign counts as spend (`min_spend`, `max_spend`, its award): "receipt" (the
+    /// earning base, default) or "matching_lines" (the amount of the lines matching `skus`).
+    pub spend_base: Option<String>,
     /// Only the member's first trade ever.
     #[serde(default)]
     pub first_trade: bool,
     /// Only the member's nth trade sold in the campaign's window.
     pub nth_trade: Option<i64>,
+    /// Every nth trade of the member's in the campaign's window (the nth, the 2nth…).
+    pub every_nth_trade: Option<i64>,
+    /// The member's nth trade in the campaign's window and every one after it.
+    pub from_nth_trade: Option<i64>,
     #[serde(default)]
     pub priority: i64,
     #[serde(default)]
@@ -127,6 +153,10 @@ pub struct RawCampaign {
     pub member_limit: Option<RawMemberLimit>,
     /// Points the campaign may grant in all, to every member together.
     pub budget: Option<i64>,
+    /// Points it may grant each local day of sale (program time), to every member together.
+    pub budget_per_day: Option<i64>,
+    /// Points it may grant each local month of sale.
+    pub budget_per_month: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -134,6 +164,8 @@ pub struct RawCampaign {
 pub struct RawMemberLimit {
     pub total: Option<i64>,
     pub per_day: Option<i64>,
+    /// In the local week of the sale, Monday to Sunday.
+    pub per_week: Option<i64>,
     pub per_month: Option<i64>,
 }
 
@@ -165,6 +197,8 @@ pub struct RawTest {
     /// The member's trades before this one (default 0: this is their first).
     #[serde(default)]
     pub trades_before: i64,
+    /// The member's gender as their profile holds it (default: not given).
+    pub gender: Option<String>,
     /// What the member (and the budget) already got from campaigns, by campaign code.
     #[serde(default)]
     pub history: BTreeMap<String, RawHistory>,
@@ -184,9 +218,15 @@ pub struct RawHistory {
     #[serde(default)]
     pub points_day: i64,
     #[serde(default)]
+    pub points_week: i64,
+    #[serde(default)]
     pub points_month: i64,
     #[serde(default)]
     pub budget_used: i64,
+    #[serde(default)]
+    pub budget_day_used: i64,
+    #[serde(default)]
+    pub budget_month_used: i64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -201,6 +241,9 @@ pub struct RawTestTrade {
     pub sales_time: String,
     #[serde(default)]
     pub burn_point: i64,
+    /// The channel the trade came through (`resource`).
+    #[serde(default)]
+    pub resource: String,
     pub post_fee: Option<DecimalText>,
     pub discount: Option<DecimalText>,
     #[serde(default)]

@@ -318,9 +318,9 @@ fn the_shipped_rules_load_without_the_examples() {
     let mut sources = crate::rules::read_dir(&folder).unwrap();
     sources.extend(crate::rules::read_dir(&folder.join("examples")).unwrap());
     let with_examples = from_sources(&sources).unwrap();
-    assert_eq!(with_examples.campaigns.len(), 10);
+    assert_eq!(with_examples.campaigns.len(), 14);
     assert_eq!(with_examples.objectives.len(), 1);
-    assert_eq!(with_examples.tests.len(), 8);
+    assert_eq!(with_examples.tests.len(), 14);
     assert_eq!(with_examples.run_tests(), Vec::<String>::new());
 }
 
@@ -416,7 +416,7 @@ fn loader_errors_name_file_line_and_what_is_wrong() {
         (PROGRAM.into(), ONE.replace("expiry", "currencies = [\"EUR\"]\nexpiry"),
          "c.toml:6:1: campaign \"ONE\": currencies: EUR has no rate in program.currencies"),
         (PROGRAM.into(), ONE.replace("starts_at", "start_at"),
-         "c.toml:4:1: unknown field `start_at`, expected one of `code`, `enabled`, `name`, `remark`, `starts_at`, `ends_at`, `stores`, `payment_methods`, `currencies`, `store_groups`, `days_of_week`, `hours`, `blackout_dates`, `min_spend`, `max_spend`, `skus`, `min_quantity`, `first_trade`, `nth_trade`, `priority`, `exclusive`, `group`, `expiry`, `quarters_ahead`, `award`, `max_points_per_trade`, `member_limit`, `budget`"),
+         "c.toml:4:1: unknown field `start_at`, expected one of `code`, `enabled`, `name`, `remark`, `starts_at`, `ends_at`, `stores`, `payment_methods`, `currencies`, `store_groups`, `excluded_stores`, `excluded_store_groups`, `channels`, `genders`, `days_of_week`, `hours`, `blackout_dates`, `min_spend`, `max_spend`, `skus`, `min_quantity`, `excluded_skus`, `basket`, `spend_base`, `first_trade`, `nth_trade`, `every_nth_trade`, `from_nth_trade`, `priority`, `exclusive`, `group`, `expiry`, `quarters_ahead`, `award`, `max_points_per_trade`, `member_limit`, `budget`, `budget_per_day`, `budget_per_month`"),
         (PROGRAM.into(), ONE.replace("expiry", "days_of_week = [\"sat\", \"caturday\"]\nexpiry"),
          "c.toml:6:1: campaign \"ONE\": days_of_week: \"caturday\" is not one of mon, tue, wed, thu, fri, sat, sun"),
         (PROGRAM.into(), ONE.replace("expiry", "hours = [\"14:00-14:00\"]\nexpiry"),
@@ -438,7 +438,29 @@ fn loader_errors_name_file_line_and_what_is_wrong() {
         (PROGRAM.into(), ONE.replace("expiry", "budget = -1\nexpiry"),
          "c.toml:6:1: campaign \"ONE\": budget: must be from 0 to 1000000000000, got -1"),
         (PROGRAM.into(), ONE.replace("expiry", "member_limit = {}\nexpiry"),
-         "c.toml:6:1: campaign \"ONE\": member_limit: give total, per_day or per_month"),
+         "c.toml:6:1: campaign \"ONE\": member_limit: give total, per_day, per_week or per_month"),
+        (PROGRAM.into(), ONE.replace("expiry", "member_limit = { per_week = -5 }\nexpiry"),
+         "c.toml:6:1: campaign \"ONE\": member_limit.per_week: must be from 0 to 1000000000000, got -5"),
+        (PROGRAM.into(), ONE.replace("expiry", "excluded_store_groups = [\"moon\"]\nexpiry"),
+         "c.toml:6:1: campaign \"ONE\": excluded_store_groups: \"moon\" is not in program.store_groups"),
+        (PROGRAM.into(), ONE.replace("expiry", "excluded_stores = [\" \"]\nexpiry"),
+         "c.toml:6:1: campaign \"ONE\": excluded_stores: a pattern must not be empty"),
+        (PROGRAM.into(), ONE.replace("expiry", "channels = [\"\"]\nexpiry"),
+         "c.toml:6:1: campaign \"ONE\": channels: a channel is from 1 to 64 characters"),
+        (PROGRAM.into(), ONE.replace("expiry", "genders = [\"other\"]\nexpiry"),
+         "c.toml:6:1: campaign \"ONE\": genders: must be \"male\", \"female\" or \"unknown\", got \"other\""),
+        (PROGRAM.into(), ONE.replace("expiry", "basket = [\"\"]\nexpiry"),
+         "c.toml:6:1: campaign \"ONE\": basket: a pattern must not be empty"),
+        (PROGRAM.into(), ONE.replace("expiry", "excluded_skus = [\"\"]\nexpiry"),
+         "c.toml:6:1: campaign \"ONE\": excluded_skus: a pattern must not be empty"),
+        (PROGRAM.into(), ONE.replace("expiry", "spend_base = \"matching_lines\"\nexpiry"),
+         "c.toml:6:1: campaign \"ONE\": spend_base: \"matching_lines\" needs the campaign's skus"),
+        (PROGRAM.into(), ONE.replace("expiry", "spend_base = \"lines\"\nexpiry"),
+         "c.toml:6:1: campaign \"ONE\": spend_base: must be \"receipt\" or \"matching_lines\", got \"lines\""),
+        (PROGRAM.into(), ONE.replace("expiry", "every_nth_trade = 0\nexpiry"),
+         "c.toml:6:1: campaign \"ONE\": every_nth_trade: must be from 1 to 1000000, got 0"),
+        (PROGRAM.into(), ONE.replace("expiry", "nth_trade = 2\nfrom_nth_trade = 3\nexpiry"),
+         "c.toml:6:1: campaign \"ONE\": nth_trade: give one of nth_trade, every_nth_trade and from_nth_trade"),
         (PROGRAM.into(), ONE.replace("expiry", "nth_trade = 0\nexpiry"),
          "c.toml:6:1: campaign \"ONE\": nth_trade: must be from 1 to 1000000, got 0"),
         (PROGRAM.into(), format!("{ONE}\n[[objective]]\nid = \"7\"\ncode = \"ONE\"\npoints = 5\nexpiry = \"KDP\"\n"),
@@ -487,8 +509,13 @@ fn the_campaign_language_table() {
             include_str!("testdata/payment_base.toml"),
             2,
         ),
-        ("budgets.toml", include_str!("testdata/budgets.toml"), 2),
+        ("budgets.toml", include_str!("testdata/budgets.toml"), 6),
         ("windows.toml", include_str!("testdata/windows.toml"), 8),
+        (
+            "selection.toml",
+            include_str!("testdata/selection.toml"),
+            27,
+        ),
     ] {
         let rules = testdata(name, text);
         assert_eq!(rules.tests.len(), count, "{name}");
@@ -524,6 +551,75 @@ fn explain_says_which_night_and_which_blackout() {
         "NO-XMAS".to_string(),
         "2026-12-25 is one of its blackout dates".to_string()
     )));
+}
+
+#[test]
+fn explain_says_which_store_channel_member_line_and_trade_count_missed() {
+    let rules = testdata("selection.toml", include_str!("testdata/selection.toml"));
+    let reason = |name: &str, code: &str| {
+        let test = rules.tests.iter().find(|t| t.name == name).unwrap();
+        let explained = rules.explain(&test.trade, &test.context).unwrap().1;
+        explained
+            .campaigns
+            .into_iter()
+            .find(|o| o.campaign_code == code)
+            .map(|o| o.reason)
+            .unwrap()
+    };
+    for (test, code, want) in [
+        (
+            "an excluded store",
+            "HK-NOT-AIRPORT",
+            "store HK-AIR-3 matches its excluded_stores [\"HK-AIR*\", \"HK-OUT-*\"]",
+        ),
+        (
+            "no channel",
+            "APP-ONLY",
+            "resource \"\" is not one of its channels [\"APP\", \"WECHAT\"]",
+        ),
+        (
+            "a male member",
+            "LADIES-NIGHT",
+            "the member's gender is male, not one of [\"female\"]",
+        ),
+        (
+            "a member whose gender is not known",
+            "LADIES-NIGHT",
+            "the member's gender is unknown, not one of [\"female\"]",
+        ),
+        (
+            "min_spend counts the dairy lines, not the receipt",
+            "DAIRY-2X",
+            "spend 15 is below min_spend 20",
+        ),
+        (
+            "tobacco leaves the campaign's spend: below its min_spend",
+            "NO-TOBACCO",
+            "spend 40 is below min_spend 50",
+        ),
+        (
+            "coffee and an excluded bagel",
+            "BREAKFAST",
+            "no line of its basket's \"BAGEL-*\"",
+        ),
+        (
+            "the 4th trade",
+            "EVERY-3RD",
+            "the member's trade number 4 in its window: it takes every 3rd",
+        ),
+        (
+            "the 4th trade is before the 5th",
+            "FROM-5TH",
+            "the member's trade number 4 in its window: it takes number 5 and later",
+        ),
+        (
+            "a week's limit cuts the award",
+            "WEEKLY",
+            "capped by member_limit.per_week 150 (100 used)",
+        ),
+    ] {
+        assert_eq!(reason(test, code), want, "{test}");
+    }
 }
 
 #[test]
@@ -663,6 +759,10 @@ mod index_against_every_campaign {
         exclusive: bool,
         group: Option<u8>,
         award: u8,
+        /// Patterns of `excluded_stores`.
+        excluded: Vec<usize>,
+        /// `spend_base = "matching_lines"` on the lines of SKU `L*`.
+        on_lines: bool,
     }
 
     fn spec() -> impl Strategy<Value = Spec> {
@@ -676,6 +776,8 @@ mod index_against_every_campaign {
             proptest::bool::weighted(0.1),
             proptest::option::weighted(0.2, 0..2u8),
             0..3u8,
+            proptest::collection::vec(0..PATTERNS.len(), 0..2),
+            proptest::bool::weighted(0.2),
         )
             .prop_map(
                 |(
@@ -688,6 +790,8 @@ mod index_against_every_campaign {
                     exclusive,
                     group,
                     award,
+                    excluded,
+                    on_lines,
                 )| {
                     Spec {
                         stores,
@@ -699,6 +803,8 @@ mod index_against_every_campaign {
                         exclusive,
                         group,
                         award,
+                        excluded,
+                        on_lines,
                     }
                 },
             )
@@ -738,6 +844,13 @@ mod index_against_every_campaign {
             if let Some(g) = s.group {
                 text += &format!("group = \"G{g}\"\n");
             }
+            if !s.excluded.is_empty() {
+                let excluded = quoted(s.excluded.iter().map(|p| PATTERNS[*p]).collect());
+                text += &format!("excluded_stores = [{excluded}]\n");
+            }
+            if s.on_lines {
+                text += "skus = [\"L*\"]\nspend_base = \"matching_lines\"\n";
+            }
             text += "\n";
         }
         from_sources(&[
@@ -753,7 +866,7 @@ mod index_against_every_campaign {
         .expect("the generated campaigns load")
     }
 
-    fn trade(store: usize, method: usize, time: usize, amount: u32) -> Trade {
+    fn trade(store: usize, method: usize, time: usize, amount: u32, line: u32) -> Trade {
         let mut trade = sample_trade();
         trade.store_code = StoreCode::parse(STORES[store]).unwrap();
         trade.payment_method = PaymentMethod::parse(METHODS[method]).unwrap();
@@ -764,6 +877,12 @@ mod index_against_every_campaign {
         let amount = Amount::parse(&amount.to_string()).unwrap();
         trade.total_amount = amount;
         trade.payment_amount = amount;
+        // A line that may add up to more than the payment (a discounted receipt).
+        if line > 0 {
+            let sku = crate::domain::Sku::parse("L1").unwrap();
+            let amount = Amount::parse(&line.to_string()).unwrap();
+            trade.lines = vec![crate::domain::TradeLine::new(sku, "", 1, amount).unwrap()];
+        }
         trade
     }
 
@@ -773,11 +892,12 @@ mod index_against_every_campaign {
         fn grants_agree(
             specs in proptest::collection::vec(spec(), 1..24),
             trades in proptest::collection::vec(
-                (0..STORES.len(), 0..METHODS.len(), 0..TIMES.len(), 0..2000u32), 1..16),
+                (0..STORES.len(), 0..METHODS.len(), 0..TIMES.len(), 0..2000u32, 0..2000u32),
+                1..16),
         ) {
             let rules = ruleset(&specs);
-            for (store, method, time, amount) in trades {
-                let trade = trade(store, method, time, amount);
+            for (store, method, time, amount, line) in trades {
+                let trade = trade(store, method, time, amount, line);
                 let ctx = MemberContext::default();
                 let indexed = rules.price(&trade, &ctx).unwrap();
                 let (reference, _) = rules.explain(&trade, &ctx).unwrap();

@@ -505,7 +505,7 @@ pub fn backtest(
         let (batch, next) =
             ledger::history::trades_for_replay(&mut conn, from, to, cursor, BACKTEST_BATCH)?;
         for item in &batch {
-            replay.feed(&item.trade, &item.live)?;
+            replay.feed(&item.trade, item.gender, &item.live)?;
         }
         progress(replay.trades, total);
         if (batch.len() as i64) < BACKTEST_BATCH {

@@ -43,7 +43,7 @@ fn metrics_count_requests_trades_and_points() {
         format!("point_engine_points_total{{movement=\"granted\"}} {}", granted + second),
         "point_engine_points_total{movement=\"burned\"} 30".to_string(),
         format!("point_engine_points_total{{movement=\"reversed\"}} {granted}"),
-        "point_engine_rules_campaigns 10".to_string(),
+        "point_engine_rules_campaigns 14".to_string(),
         "point_engine_rules_last_reload_failed 0".to_string(),
         "point_engine_db_pool_max_connections 8".to_string(),
         "# TYPE point_engine_http_request_duration_seconds histogram".to_string(),

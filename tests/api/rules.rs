@@ -387,6 +387,40 @@ fn backtest_history(app: &TestApp) -> Vec<(String, i64)> {
     sent
 }
 
+/// The backtest report of the app's whole ledger under the rules in `folder`.
+fn backtest_report(app: &TestApp, folder: &std::path::Path) -> Value {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_point-engine"))
+        .args([
+            "rules",
+            "backtest",
+            "--from",
+            "2000-01-01T00:00:00Z",
+            "--rules",
+        ])
+        .arg(folder)
+        .arg("--database")
+        .arg(&app.database)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Replayed under the rules that priced it, the ledger earns the same, campaign by campaign.
+fn assert_backtest_agrees(app: &TestApp, folder: &std::path::Path) {
+    let report = backtest_report(app, folder);
+    let campaigns = report["campaigns"].as_array().unwrap();
+    assert!(campaigns.len() > 1, "{report}");
+    for campaign in campaigns {
+        assert_eq!(campaign["difference"], json!(0), "{report}");
+    }
+}
+
 fn a_backtest_replays_history_under_a_draft_and_writes_nothing() {
     let live = rules_dir(&[("program.toml", &program()), ("c.toml", &double("2"))]);
     let app = spawn_app_with_rules(live.path());
@@ -551,8 +585,279 @@ award = {{ fixed = 50 }}
     app.assert_ledger_consistent();
 }
 
+/// Campaigns that pick their stores, channels, members, lines and trades (each at its own
+/// stores, the POS ones at the POS clients' stores).
+const SELECTION_CAMPAIGNS: &str = r#"
+[[campaign]]
+code = "NOT-AIRPORT"
+starts_at = "2020-01-01T00:00:00+08:00"
+ends_at = "2100-01-01T00:00:00+08:00"
+stores = ["HK-*"]
+excluded_stores = ["HK-AIR*"]
+expiry = "KDP"
+award = { fixed = 10 }
+
+[[campaign]]
+code = "APP-ONLY"
+starts_at = "2020-01-01T00:00:00+08:00"
+ends_at = "2100-01-01T00:00:00+08:00"
+stores = ["CH-*"]
+channels = ["app"]
+expiry = "KDP"
+award = { fixed = 5 }
+
+[[campaign]]
+code = "LADIES"
+starts_at = "2020-01-01T00:00:00+08:00"
+ends_at = "2100-01-01T00:00:00+08:00"
+stores = ["POS-001", "GD-*"]
+genders = ["female"]
+expiry = "KDP"
+award = { fixed = 7 }
+
+[[campaign]]
+code = "EVERY-2ND"
+starts_at = "2020-01-01T00:00:00+08:00"
+ends_at = "2100-01-01T00:00:00+08:00"
+stores = ["EV-*"]
+every_nth_trade = 2
+expiry = "KDP"
+award = { fixed = 20 }
+
+[[campaign]]
+code = "FROM-3RD"
+starts_at = "2020-01-01T00:00:00+08:00"
+ends_at = "2100-01-01T00:00:00+08:00"
+stores = ["FR-*"]
+from_nth_trade = 3
+expiry = "KDP"
+award = { fixed = 30 }
+
+[[campaign]]
+code = "WEEKLY"
+starts_at = "2020-01-01T00:00:00+08:00"
+ends_at = "2100-01-01T00:00:00+08:00"
+stores = ["WK-*"]
+member_limit = { per_week = 150 }
+expiry = "KDP"
+award = { fixed = 100 }
+
+[[campaign]]
+code = "DISH-2"
+starts_at = "2020-01-01T00:00:00+08:00"
+ends_at = "2100-01-01T00:00:00+08:00"
+stores = ["POS-002"]
+skus = ["2"]
+spend_base = "matching_lines"
+expiry = "KDP"
+award = { points = 1, per_amount = "2" }
+
+[[campaign]]
+code = "SET-MEAL"
+starts_at = "2020-01-01T00:00:00+08:00"
+ends_at = "2100-01-01T00:00:00+08:00"
+stores = ["POS-002"]
+basket = ["1", "2"]
+expiry = "KDP"
+award = { fixed = 3 }
+"#;
+
+/// Store exclusions, channels, the member's stored gender, every nth and from the nth trade,
+/// a weekly limit, spend on matching lines and a basket, through trade-create and the POS.
+fn selection_conditions_price_through_the_endpoints() {
+    use crate::transaction_sync::{seed, sync};
+    let rules = rules_dir(&[
+        ("program.toml", &program()),
+        ("c.toml", SELECTION_CAMPAIGNS),
+    ]);
+    let app = spawn_app_with_rules(rules.path());
+    let e = || vec![("".to_string(), 100)];
+    let post = |body: &Value| {
+        let (status, answer) = app.post_trade(body);
+        assert_eq!(status, 200, "{answer}");
+        grants(&answer)
+    };
+    assert_eq!(
+        post(&at_store("HK1", "M-HK", "HK-01")),
+        e_and("NOT-AIRPORT", 10)
+    );
+    assert_eq!(post(&at_store("HK2", "M-HK", "HK-AIR-2")), e());
+    let mut app_trade = at_store("CH1", "M-CH", "CH-1");
+    app_trade["resource"] = json!("APP");
+    assert_eq!(post(&app_trade), e_and("APP-ONLY", 5));
+    assert_eq!(post(&at_store("CH2", "M-CH", "CH-1")), e());
+    let every: Vec<_> = (1..=4)
+        .map(|i| post(&at_store(&format!("EV{i}"), "M-EV", "EV-1")))
+        .collect();
+    assert_eq!(
+        every,
+        [e(), e_and("EVERY-2ND", 20), e(), e_and("EVERY-2ND", 20)]
+    );
+    let from: Vec<_> = (1..=4)
+        .map(|i| post(&at_store(&format!("FR{i}"), "M-FR", "FR-1")))
+        .collect();
+    assert_eq!(
+        from,
+        [e(), e(), e_and("FROM-3RD", 30), e_and("FROM-3RD", 30)]
+    );
+    // One sales time for all three, so they fall in one week whenever the test runs.
+    let sold_at = hours_ago(1);
+    let weekly: Vec<_> = (1..=3)
+        .map(|i| {
+            let mut body = trade(&format!("WK{i}"), "M-WK", &sold_at);
+            body["store_code"] = json!("WK-1");
+            post(&body)
+        })
+        .collect();
+    assert_eq!(weekly, [e_and("WEEKLY", 100), e_and("WEEKLY", 50), e()]);
+
+    // The POS delivers the customer's gender; their profile keeps it for later trades.
+    let purchase_time = (chrono::Utc::now() - chrono::Duration::hours(1))
+        .with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).unwrap())
+        .format("%Y-%m-%d %H:%M:%S")
+        .to_string();
+    let pos_grants = |token: &str, id: &str, phone: &str, gender: i64, goods: Option<Value>| {
+        let mut body = seed();
+        body["transaction_id"] = json!(id);
+        body["customer_identifier"] = json!(phone);
+        body["gender"] = json!(gender);
+        body["purchase_time"] = json!(purchase_time);
+        if let Some(goods) = goods {
+            body["goods_list"] = goods;
+        }
+        let (status, answer) = sync(&app, Some(token), &body.to_string());
+        assert_eq!(status, 200, "{answer}");
+        let client = if token == "pos-token" {
+            "test_POS"
+        } else {
+            "other_POS"
+        };
+        let (_, view) = app.get(&format!("/v1/point-engine/trades/TS-{client}-{id}"));
+        view["data"]["grants"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{view}"))
+            .iter()
+            .map(|g| {
+                (
+                    g["campaign_code"].as_str().unwrap().to_string(),
+                    g["point"].as_i64().unwrap(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let grant = |code: &str, points: i64| (code.to_string(), points);
+    assert_eq!(
+        pos_grants("pos-token", "L1", "13500000001", 2, None),
+        [grant("", 1), grant("LADIES", 7)]
+    );
+    assert_eq!(
+        pos_grants("pos-token", "L2", "13500000002", 1, None),
+        [grant("", 1)]
+    );
+    assert_eq!(
+        post(&at_store("GD1", "TEL:13500000001", "GD-1")),
+        e_and("LADIES", 7)
+    );
+    assert_eq!(post(&at_store("GD2", "TEL:13500000002", "GD-1")), e());
+    // Line "2" is 2 × 12.00: 12 points on its 24.00; lines "1" and "2" make the set meal.
+    assert_eq!(
+        pos_grants("other-pos-token", "S1", "13500000003", 0, None),
+        [grant("", 1), grant("DISH-2", 12), grant("SET-MEAL", 3)]
+    );
+    let dish_2_only =
+        json!([{"goods_id": 2, "goods_name": "豆腐", "quantity": 1, "unit_price": 14.1}]);
+    assert_eq!(
+        pos_grants("other-pos-token", "S2", "13500000003", 0, Some(dish_2_only)),
+        [grant("", 1), grant("DISH-2", 7)]
+    );
+    app.assert_ledger_consistent();
+    // The backtest knows every condition: the live rules replayed grant what they granted.
+    assert_backtest_agrees(&app, rules.path());
+}
+
+/// Budgets per day and per month of sale: concurrent trades never overspend the day's, the
+/// month's stops the days after it is spent, and the audit ties each period to its grants.
+fn budgets_per_day_and_month_hold_under_concurrent_trades() {
+    let campaigns = r#"
+[[campaign]]
+code = "FLASH"
+starts_at = "2020-01-01T00:00:00+08:00"
+ends_at = "2100-01-01T00:00:00+08:00"
+stores = ["Q*"]
+budget_per_day = 300
+budget_per_month = 1000
+expiry = "KDP"
+award = { fixed = 100 }
+"#;
+    let rules = rules_dir(&[("program.toml", &program()), ("c.toml", campaigns)]);
+    let app = std::sync::Arc::new(spawn_app_with_rules(rules.path()));
+    let sold = |no: String, vip: String, day: u32| {
+        let mut body = trade(&no, &vip, &format!("2026-11-{day:02}T12:00:00+08:00"));
+        body["store_code"] = json!("Q01");
+        body
+    };
+    // 20 trades at once on 2 November, by 10 members: 3 get their 100 from the day's 300.
+    let answers: Vec<(u16, Value)> = (0..20)
+        .map(|i| {
+            let (app, body) = (
+                app.clone(),
+                sold(format!("Q{i}"), format!("MQ{}", i / 2), 2),
+            );
+            std::thread::spawn(move || app.post_trade(&body))
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|h| h.join().unwrap())
+        .collect();
+    assert!(answers.iter().all(|a| a.0 == 200), "{answers:?}");
+    let flash = |answers: &[(u16, Value)]| -> Vec<i64> {
+        answers
+            .iter()
+            .flat_map(|a| grants(&a.1))
+            .filter(|(code, _)| code == "FLASH")
+            .map(|(_, p)| p)
+            .collect()
+    };
+    assert_eq!(flash(&answers), [100, 100, 100]);
+    // One a day from the 3rd: 7 more days of 100 fill the month's 1,000; then nothing.
+    let later: Vec<(u16, Value)> = (3..=12)
+        .map(|day| app.post_trade(&sold(format!("QD{day}"), "MQ-LATE".into(), day)))
+        .collect();
+    assert_eq!(flash(&later), [100; 7]);
+    assert_backtest_agrees(&app, rules.path());
+    let periods: Vec<(String, i64)> = {
+        use diesel::prelude::*;
+        use point_engine::ledger::schema::campaign_budget_periods as p;
+        p::table
+            .filter(p::period.eq_any(["2026-11", "2026-11-02", "2026-11-09", "2026-11-10"]))
+            .order(p::period.asc())
+            .select((p::period, p::used))
+            .load(&mut app.conn())
+            .unwrap()
+    };
+    assert_eq!(
+        periods,
+        [
+            ("2026-11".to_string(), 1000),
+            ("2026-11-02".to_string(), 300),
+            ("2026-11-09".to_string(), 100)
+        ]
+    );
+    app.assert_ledger_consistent();
+    use diesel::connection::SimpleConnection;
+    app.conn()
+        .batch_execute("UPDATE campaign_budget_periods SET used = 200 WHERE period = '2026-11-02'")
+        .unwrap();
+    assert_eq!(
+        point_engine::service::audit(&app.store()).unwrap().violations,
+        vec!["budget of campaign FLASH for 2026-11-02: 200 used, its lots of sales then hold 300 granted points"]
+    );
+}
+
 on_both_backends!(
     overnight_windows_and_blackout_dates_price_through_trade_create,
+    budgets_per_day_and_month_hold_under_concurrent_trades,
+    selection_conditions_price_through_the_endpoints,
     member_conditions_read_the_members_real_history,
     a_budget_is_never_overspent_under_concurrent_trades,
     simulate_explains_and_writes_nothing,
