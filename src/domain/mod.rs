@@ -21,6 +21,8 @@ pub use ids::{
 pub use member::{Gender, Identity, IdentityKind, Profile};
 pub use money::{Amount, CurrencyCode};
 pub use points::Points;
-pub use pricing::{BudgetKey, CampaignUse, ContextNeeds, EvaluateError, MemberContext, Priced};
+pub use pricing::{
+    BudgetKey, CampaignUse, ContextNeeds, EvaluateError, MemberContext, Priced, TierBasis, TierNeed,
+};
 pub use refund::{Refund, ShortfallPolicy};
 pub use trade::{ImageUrl, Trade, TradeLine};

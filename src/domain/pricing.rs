@@ -21,7 +21,29 @@ pub struct ContextNeeds {
     pub trades_before: bool,
     /// Whether any asks about the member's gender (their stored profile's).
     pub gender: bool,
+    /// What the member's tier is worked out from, when the program has tiers.
+    pub tier: Option<TierNeed>,
     pub campaigns: Vec<CampaignNeed>,
+}
+
+/// What qualifies a member for a tier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TierBasis {
+    /// The points granted (E and A), less what refunds took back of them.
+    Points,
+    /// The money paid, in base currency, less what was refunded.
+    Spend,
+}
+
+/// The member's qualifying points (or spend) in two windows of sales times: the one up to the
+/// sale, and the one the last review looked at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TierNeed {
+    pub basis: TierBasis,
+    pub current: (DateTime<Utc>, DateTime<Utc>),
+    pub review: (DateTime<Utc>, DateTime<Utc>),
+    /// Base currency per unit of each currency the program accepts (for `Spend`).
+    pub rates: std::collections::BTreeMap<CurrencyCode, rust_decimal::Decimal>,
 }
 
 /// One campaign's questions about the member (and, for a budget, about everyone).
@@ -57,6 +79,11 @@ pub struct MemberContext {
     pub trades_before: u64,
     /// As the member's profile holds it; `None`: not given.
     pub gender: Option<Gender>,
+    /// What qualified the member for a tier: in the current window and in the last review's.
+    pub qualifying: Option<[rust_decimal::Decimal; 2]>,
+    /// The member's tier, when it is known as such: the one a trade was priced at (a refund
+    /// and the audit price it again at it), or a rule test's.
+    pub tier: Option<String>,
     pub campaigns: HashMap<CampaignCode, CampaignUse>,
     /// Pricing a trade again for a refund: the member conditions held when it was first priced
     /// (its grants prove it), and limits and budgets were already applied to what it got.
@@ -129,4 +156,6 @@ pub struct Priced {
     pub grants: Vec<Grant>,
     /// (budget, its cap, points this trade takes from it).
     pub budget_use: Vec<(BudgetKey, i64, i64)>,
+    /// The member's tier the trade was priced at (`None`: the program has no tiers).
+    pub tier: Option<String>,
 }

@@ -10,6 +10,7 @@ use crate::service::{self, ServiceError};
 use crate::state::AppState;
 use actix_web::{web, HttpResponse, ResponseError};
 use chrono::Utc;
+use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Deserialize)]
@@ -28,6 +29,34 @@ pub struct BalanceData {
     pub pending_lots: Vec<LotDetail>,
     /// Points owed from refunds under the allow_negative policy; later earns pay them off.
     pub owed_point: i64,
+    /// The member's tier, when the program has tiers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tier: Option<TierData>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TierData {
+    pub name: String,
+    /// What qualifies the member now: points (or spend, in base currency) in the current window.
+    pub qualifying: String,
+    /// The next tier up ("" at the top) and what it still needs.
+    pub next_tier: String,
+    pub to_next_tier: String,
+}
+
+impl From<&service::MemberTier> for TierData {
+    fn from(tier: &service::MemberTier) -> Self {
+        let (next_tier, to_next_tier) = match &tier.next {
+            Some((name, from)) => (name.clone(), (*from - tier.qualifying).max(Decimal::ZERO)),
+            None => (String::new(), Decimal::ZERO),
+        };
+        Self {
+            name: tier.name.clone(),
+            qualifying: tier.qualifying.normalize().to_string(),
+            next_tier,
+            to_next_tier: to_next_tier.normalize().to_string(),
+        }
+    }
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -67,6 +96,7 @@ impl From<&Balance> for BalanceData {
             pending_point: balance.pending.value(),
             pending_lots: balance.pending_lots.iter().map(LotDetail::from).collect(),
             owed_point: balance.owed.value(),
+            tier: None,
         }
     }
 }
@@ -122,8 +152,17 @@ pub async fn balance(
         None => Utc::now(),
     };
     let lookup = vip.clone();
-    let balance = web::block(move || service::member_balance(&state.store, &lookup, as_of))
-        .await??
-        .ok_or(BalanceError::NotFound(vip))?;
-    Ok(success(BalanceData::from(&balance)))
+    let found = web::block(move || {
+        let Some(balance) = service::member_balance(&state.store, &lookup, as_of)? else {
+            return Ok(None);
+        };
+        let rules = state.rules.current();
+        let tier = service::member_tier(&state.store, &rules, &lookup, as_of)?;
+        Ok::<_, ServiceError>(Some((balance, tier)))
+    })
+    .await??;
+    let (balance, tier) = found.ok_or(BalanceError::NotFound(vip))?;
+    let mut data = BalanceData::from(&balance);
+    data.tier = tier.as_ref().map(TierData::from);
+    Ok(success(data))
 }

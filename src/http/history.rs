@@ -99,6 +99,9 @@ pub struct TradeData {
     pub burn_point: i64,
     pub total_point: i64,
     pub ruleset_version: String,
+    /// The member's tier the trade was priced at, when a campaign asked about it.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub tier: String,
     pub grants: Vec<GrantData>,
     pub entries: Vec<MovementData>,
     pub refunds: Vec<RefundData>,
@@ -132,6 +135,7 @@ impl TryFrom<&TradeDetail> for TradeData {
             burn_point: t.burn_point,
             total_point: detail.grants.iter().map(|(g, _)| g.points.value()).sum(),
             ruleset_version: t.ruleset_version.clone(),
+            tier: t.tier.clone(),
             grants: detail
                 .grants
                 .iter()

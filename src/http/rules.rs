@@ -56,9 +56,18 @@ pub struct ObjectiveData {
     pub every: u64,
 }
 
-fn award_text(award: &Award) -> String {
+fn award_text(award: &Award, tiers: Option<&crate::rules::engine::Tiers>) -> String {
     match award {
         Award::MultiplierOfE(m) => format!("{m} x E"),
+        Award::MultiplierOfEByTier(factors) => factors
+            .iter()
+            .enumerate()
+            .filter_map(|(level, factor)| {
+                let name = tiers.map_or("", |t| t.name(level));
+                factor.map(|f| format!("{f} x E at {name}"))
+            })
+            .collect::<Vec<_>>()
+            .join(", "),
         Award::PerAmount {
             points, per_amount, ..
         } => format!("{points} per {per_amount}"),
@@ -105,7 +114,7 @@ pub async fn rules(state: web::Data<AppState>) -> HttpResponse {
                 exclusive: c.exclusive,
                 group: c.group.clone(),
                 expire_type: c.expire_type.as_str(),
-                award: award_text(&c.award),
+                award: award_text(&c.award, rules.program.tiers.as_ref()),
                 budget: c.budget,
             })
             .collect(),

@@ -122,7 +122,7 @@ fn copy_all(from: &mut SqliteConnection, to: &mut PgConnection) -> Result<Copied
         sales_time: String, sales_at_ms: i64, submit_time: String, approval_time: String,
         burn_point: i64, resource: String, remark: String, receipt_image_urls: String,
         payment_image_urls: String, ruleset_version: String, created_at_ms: i64,
-        post_fee_minor: i64, discount_minor: i64,
+        post_fee_minor: i64, discount_minor: i64, tier: String,
     ]);
     copy_table!(from, to, copied, trade_lines by id: [
         id: i64, trade_id: i64, line_no: i64, sku: String, name: String, quantity: i64,

@@ -40,7 +40,7 @@ impl Store {
 
 use crate::domain::{
     BudgetKey, CampaignCode, CampaignUse, ContextNeeds, EvaluateError, ExpireType, Grant,
-    MemberContext, PointType, Points, Priced, Trade, TradeNo, VipAccountNo,
+    MemberContext, PointType, Points, Priced, TierBasis, TierNeed, Trade, TradeNo, VipAccountNo,
 };
 use chrono::{DateTime, NaiveDate, Utc};
 use models::{LotRow, NewEntry, NewLot, NewMember, NewTrade, OpenLot};
@@ -146,7 +146,7 @@ pub fn read_member_context(
     vip: &VipAccountNo,
     needs: &ContextNeeds,
 ) -> Result<MemberContext, PostError> {
-    let member_id = repo::find_member_id(conn, vip.as_str())?;
+    let member_id = find_member(conn, vip)?;
     member_context(conn, member_id, needs)
 }
 
@@ -162,6 +162,12 @@ fn member_context(
         if let Some(member_id) = member_id {
             ctx.trades_before = repo::count_member_trades(conn, member_id, None)? as u64;
         }
+    }
+    if let Some(need) = &needs.tier {
+        ctx.qualifying = Some(match member_id {
+            Some(member_id) => qualifying(conn, member_id, need)?,
+            None => [rust_decimal::Decimal::ZERO; 2],
+        });
     }
     if needs.gender {
         if let Some(member_id) = member_id {
@@ -211,6 +217,54 @@ fn member_context(
     Ok(ctx)
 }
 
+/// What qualifies a member for a tier in the need's two windows (current, review): points
+/// granted less what refunds took back, or money paid in base currency less refunds.
+fn qualifying(
+    conn: &mut Conn,
+    member_id: i64,
+    need: &TierNeed,
+) -> Result<[rust_decimal::Decimal; 2], PostError> {
+    use rust_decimal::Decimal;
+    let windows = [need.current, need.review];
+    let from_ms = ms(need.current.0.min(need.review.0));
+    let mut sums = [Decimal::ZERO; 2];
+    let mut add = |at: i64, amount: Decimal| {
+        for (sum, (from, to)) in sums.iter_mut().zip(windows) {
+            if (ms(from)..ms(to)).contains(&at) {
+                *sum += amount;
+            }
+        }
+    };
+    match need.basis {
+        TierBasis::Points => {
+            let (granted, refunded) = repo::member_points_since(conn, member_id, from_ms)?;
+            for (at, points) in granted {
+                add(at, Decimal::from(points));
+            }
+            for (at, points) in refunded {
+                add(at, -Decimal::from(points));
+            }
+        }
+        TierBasis::Spend => {
+            let (paid, refunded) = repo::member_spend_since(conn, member_id, from_ms)?;
+            let base = |currency: &str, minor: i64| {
+                let rate = crate::domain::CurrencyCode::parse(currency)
+                    .ok()
+                    .and_then(|c| need.rates.get(&c).copied())
+                    .unwrap_or(Decimal::ZERO);
+                Decimal::new(minor, 2) * rate
+            };
+            for (at, currency, minor) in paid {
+                add(at, base(&currency, minor));
+            }
+            for (at, currency, minor) in refunded {
+                add(at, -base(&currency, minor));
+            }
+        }
+    }
+    Ok(sums.map(|sum| sum.max(Decimal::ZERO)))
+}
+
 /// Records a trade, its burn and its grants in one write transaction. The same trade again
 /// (same fingerprint) answers what the first one did and writes nothing; the same
 /// `out_trade_no` with another fingerprint is a `Conflict`. Otherwise the member's history is
@@ -248,6 +302,7 @@ pub fn post_trade(
         let Priced {
             grants,
             mut budget_use,
+            tier,
         } = price(&ctx).map_err(PostError::Evaluate)?;
         // In one order for every trade, so two trades never wait on each other's budgets.
         budget_use.sort_by(|a, b| a.0.cmp(&b.0));
@@ -295,6 +350,7 @@ pub fn post_trade(
                 created_at_ms: now_ms,
                 post_fee_minor: trade.post_fee.to_minor(),
                 discount_minor: trade.discount.to_minor(),
+                tier: tier.as_deref().unwrap_or(""),
             },
         )?;
         let lines: Vec<models::TradeLineRow> = trade

@@ -40,6 +40,7 @@ pub struct TradeDetailRow {
     pub member_id: i64,
     pub post_fee_minor: i64,
     pub discount_minor: i64,
+    pub tier: String,
 }
 
 #[derive(Debug, Insertable)]
@@ -75,6 +76,7 @@ pub struct NewTrade<'a> {
     pub created_at_ms: i64,
     pub post_fee_minor: i64,
     pub discount_minor: i64,
+    pub tier: &'a str,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable)]

@@ -25,9 +25,22 @@ pub struct RefundableTrade {
     pub trade: Trade,
     pub ruleset_version: String,
     pub refunded: Amount,
+    /// The member's tier it was priced at ("" when no campaign asked).
+    pub tier: String,
+    /// The campaigns that granted it: only they may grant it when it is priced again.
+    pub granted_campaigns: std::collections::HashSet<crate::domain::CampaignCode>,
 }
 
 impl RefundableTrade {
+    /// The context it is priced again in: as the audit does, only its own campaigns, at the
+    /// tier it was priced at.
+    pub fn repricing_context(&self) -> crate::domain::MemberContext {
+        crate::domain::MemberContext {
+            tier: (!self.tier.is_empty()).then(|| self.tier.clone()),
+            ..crate::domain::MemberContext::audit(self.granted_campaigns.clone())
+        }
+    }
+
     /// What is left of the payment to refund.
     pub fn refundable(&self) -> Amount {
         Amount::from_minor(self.trade.payment_amount.to_minor() - self.refunded.to_minor())
@@ -151,6 +164,8 @@ pub struct GrantedTrade {
     pub out_trade_no: String,
     pub resource: String,
     pub ruleset_version: String,
+    /// The member's tier it was priced at ("" when no campaign asked).
+    pub tier: String,
     /// The trade as it was priced (or why its rows do not make one).
     pub trade: Result<Trade, PostError>,
     /// Points granted per (point type, campaign code; "" for E).
@@ -185,6 +200,7 @@ pub fn granted_trades_after(
             out_trade_no: row.out_trade_no.clone(),
             resource: row.resource.clone(),
             ruleset_version: row.ruleset_version.clone(),
+            tier: row.tier.clone(),
             trade: trade_of_row(row, vip, lines.get(&row.id).map_or(&[], Vec::as_slice)),
             granted: granted.remove(&row.id).unwrap_or_default(),
         })
@@ -205,7 +221,13 @@ pub fn refundable_trade(
         .iter()
         .map(|r| r.refund_amount_minor)
         .sum();
+    let granted_campaigns = repo::lots_of_trade(conn, row.id)?
+        .into_iter()
+        .filter_map(|lot| crate::domain::CampaignCode::parse(&lot.campaign_code).ok())
+        .collect();
     Ok(Some(RefundableTrade {
+        tier: row.tier.clone(),
+        granted_campaigns,
         id: row.id,
         trade_no: TradeNo::parse(&row.trade_no).map_err(PostError::Corrupt)?,
         trade: trade_of_row(&row, &vip, &lines)?,

@@ -983,6 +983,65 @@ pub fn member_campaign_grants(
     })
 }
 
+/// What qualifies a member for a tier, of trades sold from `from_ms` on: (sales_at_ms, points)
+/// of each lot granted, and (sales_at_ms, points) of what each refund line took back.
+pub type PointsEarned = (Vec<(i64, i64)>, Vec<(i64, i64)>);
+
+pub fn member_points_since(
+    conn: &mut Conn,
+    member_id: i64,
+    from_ms: i64,
+) -> Result<PointsEarned, Error> {
+    on_backend!(conn, c => {
+        let granted = lots::table
+            .inner_join(trades::table)
+            .filter(lots::member_id.eq(member_id))
+            .filter(trades::sales_at_ms.ge(from_ms))
+            .select((trades::sales_at_ms, lots::points))
+            .load(c)?;
+        let refunded = refund_lines::table
+            .inner_join(lots::table.inner_join(trades::table))
+            .filter(lots::member_id.eq(member_id))
+            .filter(trades::sales_at_ms.ge(from_ms))
+            .select((trades::sales_at_ms, refund_lines::points))
+            .load(c)?;
+        Ok((granted, refunded))
+    })
+}
+
+/// (sales_at_ms, currency, minor units) of each payment of a member's trades sold from
+/// `from_ms` on, and of each refund of them.
+pub type MoneySpent = (Vec<(i64, String, i64)>, Vec<(i64, String, i64)>);
+
+pub fn member_spend_since(
+    conn: &mut Conn,
+    member_id: i64,
+    from_ms: i64,
+) -> Result<MoneySpent, Error> {
+    on_backend!(conn, c => {
+        let paid = trades::table
+            .filter(trades::member_id.eq(member_id))
+            .filter(trades::sales_at_ms.ge(from_ms))
+            .select((
+                trades::sales_at_ms,
+                trades::currency,
+                trades::payment_amount_minor,
+            ))
+            .load(c)?;
+        let refunded = refunds::table
+            .inner_join(trades::table)
+            .filter(refunds::member_id.eq(member_id))
+            .filter(trades::sales_at_ms.ge(from_ms))
+            .select((
+                trades::sales_at_ms,
+                trades::currency,
+                refunds::refund_amount_minor,
+            ))
+            .load(c)?;
+        Ok((paid, refunded))
+    })
+}
+
 /// Points a campaign's budget has granted so far.
 pub fn budget_used(conn: &mut Conn, campaign_code: &str) -> Result<i64, Error> {
     on_backend!(conn, c => {

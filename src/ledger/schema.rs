@@ -34,6 +34,7 @@ diesel::table! {
         created_at_ms -> BigInt,
         post_fee_minor -> BigInt,
         discount_minor -> BigInt,
+        tier -> Text,
     }
 }
 

@@ -4,7 +4,7 @@
 
 use super::engine::Ruleset;
 use crate::domain::{
-    BudgetKey, CampaignCode, CampaignUse, EvaluateError, Gender, MemberContext, Trade,
+    BudgetKey, CampaignCode, CampaignUse, EvaluateError, Gender, MemberContext, TierBasis, Trade,
 };
 use chrono::{Datelike, NaiveDate};
 use serde::Serialize;
@@ -40,6 +40,9 @@ struct MemberCampaign {
 #[derive(Debug, Default)]
 struct MemberHistory {
     trades: u64,
+    /// (sales instant, points granted, payment in base currency) of each trade replayed: what
+    /// tiers qualify on.
+    earned: Vec<(chrono::DateTime<chrono::Utc>, i64, rust_decimal::Decimal)>,
     campaigns: HashMap<CampaignCode, MemberCampaign>,
 }
 
@@ -88,7 +91,23 @@ impl<'r> Backtest<'r> {
             gender,
             ..MemberContext::default()
         };
-        for need in rules.needs(trade)?.campaigns {
+        let needs = rules.needs(trade)?;
+        if let Some(tier) = &needs.tier {
+            let mut sums = [rust_decimal::Decimal::ZERO; 2];
+            for (at, points, spend) in &member.earned {
+                let amount = match tier.basis {
+                    TierBasis::Points => rust_decimal::Decimal::from(*points),
+                    TierBasis::Spend => *spend,
+                };
+                for (sum, (from, to)) in sums.iter_mut().zip([tier.current, tier.review]) {
+                    if (from..to).contains(at) {
+                        *sum += amount;
+                    }
+                }
+            }
+            ctx.qualifying = Some(sums);
+        }
+        for need in needs.campaigns {
             let history = member.campaigns.get(&need.code);
             let budget = |key: BudgetKey| self.budgets.get(&key).copied().unwrap_or(0);
             let period = |period: Option<String>| {
@@ -109,6 +128,17 @@ impl<'r> Backtest<'r> {
         let priced = rules.price(trade, &ctx)?;
 
         member.trades += 1;
+        let rate = rules
+            .program
+            .currency_rates
+            .get(&trade.currency)
+            .copied()
+            .unwrap_or_default();
+        member.earned.push((
+            sales_at,
+            priced.grants.iter().map(|g| g.points.value()).sum(),
+            trade.payment_amount.value() * rate,
+        ));
         for campaign in rules.campaigns.iter().filter(|c| c.trade_count.is_some()) {
             if (campaign.starts_at..campaign.ends_at).contains(&sales_at) {
                 member

@@ -3,10 +3,11 @@
 
 use super::engine::{
     Award, Campaign, CampaignIndex, CampaignTest, EarnBase, Glob, MemberLimit, Objective, Program,
-    Rounding, RoundingScope, Ruleset, SpendBase, TradeCount, WEEKDAYS,
+    Rounding, RoundingScope, Ruleset, SpendBase, TierPeriod, Tiers, TradeCount, WEEKDAYS,
 };
 use super::raw::{
     DecimalText, RawAward, RawCampaign, RawFile, RawKdp, RawObjective, RawProgram, RawTest,
+    RawTiers,
 };
 use super::Source;
 use crate::domain::expiry::KdpPolicy;
@@ -34,6 +35,7 @@ pub const TESTS_MAX: usize = 10_000;
 pub const STORE_GROUPS_MAX: usize = 10_000;
 /// The largest point figure a rule may name (a limit, a budget, an award).
 pub const RULE_POINTS_MAX: i64 = 1_000_000_000_000;
+pub const TIERS_MAX: usize = 20;
 
 /// One thing wrong in a rule file, with where it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -158,14 +160,23 @@ fn key_named_by(message: &str) -> Option<&str> {
 }
 
 /// The byte offset of `key = …` among the lines of the table whose header is at
-/// `table_offset`, before the next table's header.
+/// `table_offset`, or of its sub-table `[….key]`, before the next table's header (its other
+/// sub-tables, `[program.earn]`, are passed over).
 fn key_offset(text: &str, table_offset: usize, key: &str) -> Option<usize> {
     let body_start = table_offset + text.get(table_offset..)?.find('\n')? + 1;
     let mut offset = body_start;
     for line in text.get(body_start..)?.split_inclusive('\n') {
         let trimmed = line.trim_start();
-        if trimmed.starts_with('[') {
-            return None;
+        if let Some(header) = trimmed.strip_prefix('[') {
+            let header = header.split('#').next().unwrap_or_default().trim_end();
+            if header.starts_with('[') || !header.contains('.') {
+                return None;
+            }
+            if header.strip_suffix(']')?.rsplit('.').next() == Some(key) {
+                return Some(offset + line.len() - trimmed.len());
+            }
+            offset += line.len();
+            continue;
         }
         let indent = line.len() - trimmed.len();
         let is_key = trimmed
@@ -393,9 +404,9 @@ pub fn compile(sources: &[Source], version: String) -> Result<Ruleset, LoadError
         };
         let offset = raw.span().start;
         let origin = at.origin(offset);
-        if let Some(test) =
-            compile_test(raw.get_ref(), index, origin, &mut |m| at.at_key(offset, m))
-        {
+        if let Some(test) = compile_test(raw.get_ref(), &program, index, origin, &mut |m| {
+            at.at_key(offset, m)
+        }) {
             tests.push(test);
         }
     }
@@ -502,6 +513,7 @@ fn compile_objective(raw: &RawObjective, report: &mut dyn FnMut(String)) -> Opti
 
 fn compile_test(
     raw: &RawTest,
+    program: &Program,
     index: usize,
     origin: String,
     report: &mut dyn FnMut(String),
@@ -572,6 +584,16 @@ fn compile_test(
         )
     };
     let trades_before = count("trades_before", raw.trades_before, report);
+    let tier = match (&raw.tier, &program.tiers) {
+        (None, _) => Some(None),
+        (Some(name), Some(tiers)) if tiers.position(name.trim()).is_some() => {
+            Some(Some(name.trim().to_string()))
+        }
+        (Some(name), _) => {
+            report(format!("tier: {name:?} is not a level of program.tiers"));
+            None
+        }
+    };
     let gender = match &raw.gender {
         None => Some(None),
         Some(text) => field(
@@ -629,6 +651,8 @@ fn compile_test(
         context: crate::domain::MemberContext {
             trades_before: trades_before?,
             gender: gender?,
+            qualifying: None,
+            tier: tier?,
             campaigns,
             repricing: false,
             only_campaigns: None,
@@ -824,6 +848,10 @@ fn compile_program(raw: &RawProgram, report: &mut dyn FnMut(String)) -> Option<P
             Some(_) => {}
         }
     }
+    let tiers = match &raw.tiers {
+        None => Some(None),
+        Some(tiers) => field("program.tiers", compile_tiers(tiers), report).map(Some),
+    };
     let (earn_points, earn_per_amount) = (earn_points?, earn_per_amount?);
     Some(Program {
         name: name?,
@@ -845,6 +873,72 @@ fn compile_program(raw: &RawProgram, report: &mut dyn FnMut(String)) -> Option<P
         rounding_scope: rounding_scope?,
         store_groups,
         holidays,
+        tiers: tiers?,
+    })
+}
+
+fn compile_tiers(raw: &RawTiers) -> Result<Tiers, String> {
+    let basis = match raw.qualify_on.as_str() {
+        "points" => crate::domain::TierBasis::Points,
+        "spend" => crate::domain::TierBasis::Spend,
+        other => {
+            return Err(format!(
+                "qualify_on must be \"points\" or \"spend\", got {other:?}"
+            ))
+        }
+    };
+    let period = match raw.period.as_str() {
+        "calendar_year" => TierPeriod::CalendarYear,
+        "rolling_12_months" => TierPeriod::Rolling12Months,
+        other => {
+            return Err(format!(
+                "period must be \"calendar_year\" or \"rolling_12_months\", got {other:?}"
+            ))
+        }
+    };
+    if raw.levels.is_empty() || raw.levels.len() > TIERS_MAX {
+        return Err(format!(
+            "levels: from 1 to {TIERS_MAX} tiers, got {}",
+            raw.levels.len()
+        ));
+    }
+    let mut levels: Vec<(String, Decimal)> = Vec::with_capacity(raw.levels.len());
+    for level in &raw.levels {
+        let name = level.name.trim();
+        if name.is_empty() || name.chars().count() > crate::domain::CampaignCode::LEN_MAX {
+            return Err(format!(
+                "levels: a name is from 1 to {} characters",
+                crate::domain::CampaignCode::LEN_MAX
+            ));
+        }
+        if levels.iter().any(|(n, _)| n.eq_ignore_ascii_case(name)) {
+            return Err(format!("levels: {name:?} is named twice"));
+        }
+        let from = parse_decimal(&level.from).map_err(|e| format!("levels: {name}: from {e}"))?;
+        match levels.last() {
+            None if !from.is_zero() => {
+                return Err(format!(
+                    "levels: the first, {name}, is every member's: its from must be 0, got {from}"
+                ))
+            }
+            Some((below, below_from)) if from <= *below_from => {
+                return Err(format!(
+                    "levels: {name} from {from} is not above {below} from {below_from}"
+                ))
+            }
+            _ if from > Decimal::from(RULE_POINTS_MAX) => {
+                return Err(format!(
+                    "levels: {name}: from must be at most {RULE_POINTS_MAX}"
+                ))
+            }
+            _ => {}
+        }
+        levels.push((name.to_string(), from));
+    }
+    Ok(Tiers {
+        basis,
+        period,
+        levels,
     })
 }
 
@@ -886,6 +980,7 @@ fn compile_kdp(raw: &RawKdp) -> Result<KdpPolicy, String> {
 fn compile_award(raw: &RawAward, program: &Program, has_skus: bool) -> Result<Award, String> {
     let forms = [
         raw.multiplier_of_e.is_some(),
+        raw.multiplier_of_e_by_tier.is_some(),
         raw.points.is_some() || raw.per_amount.is_some(),
         raw.fixed.is_some(),
         raw.points_per_line.is_some(),
@@ -893,8 +988,8 @@ fn compile_award(raw: &RawAward, program: &Program, has_skus: bool) -> Result<Aw
     ];
     if forms.iter().filter(|f| **f).count() != 1 {
         return Err(
-            "give exactly one of multiplier_of_e, points with per_amount, fixed, \
-                    points_per_line or points_per_unit"
+            "give exactly one of multiplier_of_e, multiplier_of_e_by_tier, points with \
+                    per_amount, fixed, points_per_line or points_per_unit"
                 .into(),
         );
     }
@@ -916,6 +1011,25 @@ fn compile_award(raw: &RawAward, program: &Program, has_skus: bool) -> Result<Aw
     }
     if let Some(factor) = &raw.multiplier_of_e {
         return positive_decimal(factor, MULTIPLIER_MAX).map(Award::MultiplierOfE);
+    }
+    if let Some(by_tier) = &raw.multiplier_of_e_by_tier {
+        let Some(tiers) = &program.tiers else {
+            return Err("multiplier_of_e_by_tier: the program has no tiers (program.tiers)".into());
+        };
+        if by_tier.is_empty() {
+            return Err("multiplier_of_e_by_tier: give a multiplier for at least one tier".into());
+        }
+        let mut factors = vec![None; tiers.levels.len()];
+        for (name, factor) in by_tier {
+            let level = tiers.position(name).ok_or_else(|| {
+                format!("multiplier_of_e_by_tier: {name:?} is not a level of program.tiers")
+            })?;
+            factors[level] = Some(
+                positive_decimal(factor, MULTIPLIER_MAX)
+                    .map_err(|e| format!("multiplier_of_e_by_tier: {name}: {e}"))?,
+            );
+        }
+        return Ok(Award::MultiplierOfEByTier(factors));
     }
     if let Some(fixed) = raw.fixed {
         return match Points::new(fixed) {
@@ -974,6 +1088,7 @@ fn compile_campaign(
         ("excluded_store_groups", raw.excluded_store_groups.len()),
         ("channels", raw.channels.len()),
         ("genders", raw.genders.len()),
+        ("tiers", raw.tiers.len()),
         ("skus", raw.skus.len()),
         ("excluded_skus", raw.excluded_skus.len()),
         ("basket", raw.basket.len()),
@@ -1108,6 +1223,16 @@ fn compile_campaign(
             )),
         }
     }
+    let mut tiers = Vec::new();
+    for name in &raw.tiers {
+        match program.tiers.as_ref().map(|t| t.position(name.trim())) {
+            Some(Some(level)) => tiers.push(level),
+            Some(None) => report(format!("tiers: {name:?} is not a level of program.tiers")),
+            None => report("tiers: the program has no tiers (program.tiers)".into()),
+        }
+    }
+    tiers.sort_unstable();
+    tiers.dedup();
     let counts = [
         (
             "nth_trade",
@@ -1250,6 +1375,7 @@ fn compile_campaign(
         first_trade: raw.first_trade,
         trade_count: trade_count?,
         genders,
+        tiers,
         priority: raw.priority,
         exclusive: raw.exclusive,
         group: group?,
@@ -1324,6 +1450,14 @@ mod key_tests {
             Some(text.find("budget").unwrap())
         );
         assert_eq!(key_offset(text, 0, "code"), Some(13));
+        // A sub-table is found by its header, past the table's other sub-tables.
+        let program =
+            "[program]\nname = \"P\"\n[program.earn]\npoints = 1\n[program.tiers]\nx = 1\n";
+        assert_eq!(
+            key_offset(program, 0, "tiers"),
+            Some(program.find("[program.tiers]").unwrap())
+        );
+        assert_eq!(key_offset(program, 0, "kdp"), None);
         // Not in the first table (it is in the next one), not a prefix of another key.
         assert_eq!(key_offset(text, 0, "nth_trade"), None);
         assert_eq!(key_offset(text, 0, "bud"), None);

@@ -1,7 +1,7 @@
 //! The compiled ruleset and the evaluation of a trade: a pure function of (trade, ruleset).
 
 use crate::domain::expiry::{quarter_end, KdpPolicy};
-use crate::domain::pricing::{CampaignNeed, MemberWindows};
+use crate::domain::pricing::{CampaignNeed, MemberWindows, TierBasis, TierNeed};
 use crate::domain::{
     BudgetKey, CampaignCode, ContextNeeds, CurrencyCode, ExpireType, Gender, Grant, MemberContext,
     ObjectiveId, PointType, Points, Priced, ProgramTz, Trade,
@@ -108,6 +108,53 @@ pub struct Program {
     pub store_groups: BTreeMap<String, Vec<Glob>>,
     /// Named lists of local dates campaigns black out.
     pub holidays: BTreeMap<String, Vec<NaiveDate>>,
+    pub tiers: Option<Tiers>,
+}
+
+/// Over what a tier is qualified for, and when it is reviewed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TierPeriod {
+    /// The calendar year of the sale so far (local time); reviewed each 1 January: the tier a
+    /// year qualified for is kept through the next year.
+    CalendarYear,
+    /// The 12 months up to the sale; reviewed at the start of each local month: the tier the
+    /// 12 months before the review qualified for is kept through that month.
+    Rolling12Months,
+}
+
+/// Member tiers: a member is at the highest level whose `from` what qualifies them reaches,
+/// now or at the last review, whichever is higher. Moving up is at once; down, at a review.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tiers {
+    pub basis: TierBasis,
+    pub period: TierPeriod,
+    /// (name, from), lowest first; the first from 0.
+    pub levels: Vec<(String, Decimal)>,
+}
+
+impl Tiers {
+    /// The level `qualifying` reaches.
+    pub fn level_of(&self, qualifying: Decimal) -> usize {
+        self.levels
+            .iter()
+            .rposition(|(_, from)| qualifying >= *from)
+            .unwrap_or(0)
+    }
+
+    pub fn position(&self, name: &str) -> Option<usize> {
+        self.levels
+            .iter()
+            .position(|(n, _)| n.eq_ignore_ascii_case(name))
+    }
+
+    pub fn name(&self, level: usize) -> &str {
+        self.levels.get(level).map_or("", |(name, _)| name.as_str())
+    }
+
+    /// The member's level from what qualified them now and at the last review.
+    pub fn level(&self, [current, review]: [Decimal; 2]) -> usize {
+        self.level_of(current).max(self.level_of(review))
+    }
 }
 
 impl Program {
@@ -194,6 +241,8 @@ pub enum RoundingScope {
 pub enum Award {
     /// A multiple of the trade's E points, e.g. 2 → twice the E points.
     MultiplierOfE(Decimal),
+    /// A multiple of the E points by the member's tier (by level; `None`: nothing).
+    MultiplierOfEByTier(Vec<Option<Decimal>>),
     /// `points` for every `per_amount` of base currency spent, rounded as named.
     PerAmount {
         points: Decimal,
@@ -359,6 +408,8 @@ pub struct Campaign {
     pub trade_count: Option<TradeCount>,
     /// The member's gender (a member without one is "unknown"). Empty: any.
     pub genders: Vec<Gender>,
+    /// Levels of `program.tiers` the member must be at. Empty: any.
+    pub tiers: Vec<usize>,
     pub priority: i64,
     pub exclusive: bool,
     pub group: Option<String>,
@@ -499,6 +550,8 @@ pub enum Miss {
     NotFirst(u64),
     /// The member's gender.
     Gender(Gender),
+    /// The member's tier (level).
+    Tier(usize),
     /// The trade's number in the campaign's window.
     Nth(u64),
     /// A budget is used up (the points it has granted): it matches nothing more, so an
@@ -510,7 +563,8 @@ pub enum Miss {
 
 impl Miss {
     /// What `explain` says.
-    fn reason(self, campaign: &Campaign, facts: &Facts, zone: &ProgramTz) -> String {
+    fn reason(self, campaign: &Campaign, facts: &Facts, program: &Program) -> String {
+        let zone = &program.time_zone;
         let trade = facts.trade;
         match self {
             Self::Window => format!(
@@ -574,6 +628,15 @@ impl Miss {
                     .unwrap_or_default()
             ),
             Self::NotFirst(before) => format!("not the member's first trade ({before} before)"),
+            Self::Tier(level) => {
+                let tiers = program.tiers.as_ref();
+                let name = |level: usize| tiers.map_or("", |t| t.name(level)).to_string();
+                format!(
+                    "the member's tier is {}, not one of {:?}",
+                    name(level),
+                    campaign.tiers.iter().map(|l| name(*l)).collect::<Vec<_>>()
+                )
+            }
             Self::Gender(gender) => format!(
                 "the member's gender is {}, not one of {:?}",
                 gender.as_str(),
@@ -717,7 +780,7 @@ impl Campaign {
     }
 
     /// The conditions on the member's history.
-    fn check_member(&self, ctx: &MemberContext) -> Result<(), Miss> {
+    fn check_member(&self, ctx: &MemberContext, tier: Option<usize>) -> Result<(), Miss> {
         if let Some(granted) = &ctx.only_campaigns {
             if !granted.contains(&self.code) {
                 return Err(Miss::NotGranted);
@@ -728,6 +791,12 @@ impl Campaign {
         }
         if self.first_trade && ctx.trades_before > 0 {
             return Err(Miss::NotFirst(ctx.trades_before));
+        }
+        if !self.tiers.is_empty() {
+            let level = tier.unwrap_or(0);
+            if !self.tiers.contains(&level) {
+                return Err(Miss::Tier(level));
+            }
         }
         if !self.genders.is_empty() {
             let gender = ctx.gender.unwrap_or(Gender::Unknown);
@@ -862,8 +931,27 @@ impl Campaign {
         Some(position as u32)
     }
 
-    fn award_points(&self, facts: &Facts, program: &Program) -> Result<Points, EvaluateError> {
+    /// Whether pricing it needs the member's tier.
+    fn asks_for_tier(&self) -> bool {
+        !self.tiers.is_empty() || matches!(self.award, Award::MultiplierOfEByTier(_))
+    }
+
+    fn award_points(
+        &self,
+        facts: &Facts,
+        program: &Program,
+        tier: Option<usize>,
+    ) -> Result<Points, EvaluateError> {
         match &self.award {
+            Award::MultiplierOfEByTier(factors) => {
+                match factors.get(tier.unwrap_or(0)).copied().flatten() {
+                    None => Some(Points::ZERO),
+                    Some(factor) => self
+                        .e_points(facts, program)
+                        .and_then(|e| Decimal::from(e.value()).checked_mul(factor))
+                        .and_then(|v| program.rounding.to_points(v)),
+                }
+            }
             Award::MultiplierOfE(factor) => self
                 .e_points(facts, program)
                 .and_then(|e| Decimal::from(e.value()).checked_mul(*factor))
@@ -972,6 +1060,9 @@ pub struct CampaignOutcome {
 pub struct Explanation {
     pub e_points: i64,
     pub spend_base: String,
+    /// The member's tier the trade is priced at (when the program has tiers).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tier: Option<String>,
     pub campaigns: Vec<CampaignOutcome>,
 }
 
@@ -1315,11 +1406,17 @@ impl Ruleset {
         let facts = self.facts(trade)?;
         let all = self.campaigns.iter().map(|c| (c, Known::default()));
         let (priced, campaigns) = self.run(&facts, ctx, all, true)?;
+        let tier = self
+            .program
+            .tiers
+            .as_ref()
+            .map(|tiers| tiers.name(self.member_tier(ctx).unwrap_or(0)).to_string());
         Ok((
             priced,
             Explanation {
                 e_points: facts.e_points.value(),
                 spend_base: facts.spend_base.normalize().to_string(),
+                tier,
                 campaigns,
             },
         ))
@@ -1337,6 +1434,7 @@ impl Ruleset {
             let asks = campaign.first_trade
                 || campaign.trade_count.is_some()
                 || !campaign.genders.is_empty()
+                || campaign.asks_for_tier()
                 || campaign.member_limit.is_some()
                 || campaign.has_budget();
             if !asks || campaign.check_trade(&facts, Known::default()).is_err() {
@@ -1344,6 +1442,9 @@ impl Ruleset {
             }
             needs.trades_before |= campaign.first_trade;
             needs.gender |= !campaign.genders.is_empty();
+            if campaign.asks_for_tier() && needs.tier.is_none() {
+                needs.tier = self.tier_need(facts.sales_at);
+            }
             let local = self.program.time_zone.local_date(facts.sales_at);
             needs.campaigns.push(CampaignNeed {
                 code: campaign.code.clone(),
@@ -1357,6 +1458,50 @@ impl Ruleset {
             });
         }
         Ok(needs)
+    }
+
+    /// The member's tier level for this context: the one it names, or the one what qualified
+    /// them reaches. `None` when the program has no tiers.
+    pub fn member_tier(&self, ctx: &MemberContext) -> Option<usize> {
+        let tiers = self.program.tiers.as_ref()?;
+        Some(match (&ctx.tier, ctx.qualifying) {
+            (Some(name), _) => tiers.position(name).unwrap_or(0),
+            (None, Some(qualifying)) => tiers.level(qualifying),
+            (None, None) => 0,
+        })
+    }
+
+    /// The windows of sales times whose points (or spend) qualify a member for a tier at
+    /// `at`: the current one, up to `at`, and the last review's.
+    pub fn tier_need(&self, at: DateTime<Utc>) -> Option<TierNeed> {
+        let tiers = self.program.tiers.as_ref()?;
+        let tz = &self.program.time_zone;
+        let local = tz.local_date(at);
+        let (current, review) = match tiers.period {
+            TierPeriod::CalendarYear => {
+                let year = |y: i32| {
+                    tz.start_of_day(NaiveDate::from_ymd_opt(y, 1, 1).expect("1 January exists"))
+                };
+                let this_year = year(local.year());
+                ((this_year, at), (year(local.year() - 1), this_year))
+            }
+            TierPeriod::Rolling12Months => {
+                let year_before = |d: NaiveDate| {
+                    tz.start_of_day(d.checked_sub_months(chrono::Months::new(12)).unwrap_or(d))
+                };
+                let month_start = local.with_day(1).expect("day 1 exists");
+                (
+                    (year_before(local), at),
+                    (year_before(month_start), tz.start_of_day(month_start)),
+                )
+            }
+        };
+        Some(TierNeed {
+            basis: tiers.basis,
+            current,
+            review,
+            rates: self.program.currency_rates.clone(),
+        })
     }
 
     fn member_windows(&self, local: NaiveDate) -> MemberWindows {
@@ -1461,6 +1606,7 @@ impl Ruleset {
             points,
             reason,
         };
+        let tier = self.member_tier(ctx);
         // (campaign, points, outcome index) of each campaign that grants, before groups.
         let mut winners: Vec<(&Campaign, i64, usize)> = Vec::new();
         let mut stopped_by: Option<&CampaignCode> = None;
@@ -1479,15 +1625,15 @@ impl Ruleset {
             }
             let matched = campaign
                 .check_trade(facts, known)
-                .and_then(|()| campaign.check_member(ctx));
+                .and_then(|()| campaign.check_member(ctx, tier));
             if let Err(miss) = matched {
                 if trace {
-                    let reason = miss.reason(campaign, facts, &self.program.time_zone);
+                    let reason = miss.reason(campaign, facts, &self.program);
                     outcomes.push(outcome(campaign, "not_matched", 0, reason));
                 }
                 continue;
             }
-            let points = campaign.award_points(facts, &self.program)?.value();
+            let points = campaign.award_points(facts, &self.program, tier)?.value();
             let (points, cap) = campaign.capped(points, ctx);
             if trace {
                 let (kind, reason) = match cap {
@@ -1513,7 +1659,18 @@ impl Ruleset {
                 }
             }
         }
-        let mut priced = Priced::default();
+        let mut priced = Priced {
+            // Recorded when the member's tier was read (or given): a refund prices at it again.
+            tier: match ctx.qualifying.is_some() || ctx.tier.is_some() {
+                true => self
+                    .program
+                    .tiers
+                    .as_ref()
+                    .map(|tiers| tiers.name(tier.unwrap_or(0)).to_string()),
+                false => None,
+            },
+            ..Priced::default()
+        };
         priced.grants.reserve(winners.len() + 1);
         // Expiries by (type, quarters ahead), worked out once a trade: most grants share one.
         type Expiry = (Option<NaiveDate>, Option<DateTime<Utc>>);

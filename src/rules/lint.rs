@@ -18,6 +18,7 @@ impl Campaign {
             && self.excluded_stores.is_empty()
             && self.channels.is_empty()
             && self.genders.is_empty()
+            && self.tiers.is_empty()
             && !self.first_trade
             && self.trade_count.is_none()
     }

@@ -36,6 +36,26 @@ pub struct RawProgram {
     /// Named lists of local dates ("YYYY-MM-DD") that campaigns black out by name.
     #[serde(default)]
     pub holidays: BTreeMap<String, Vec<String>>,
+    /// Member tiers, qualified by points or spend over a period.
+    pub tiers: Option<RawTiers>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTiers {
+    /// "points" (E and A granted, less refunds) or "spend" (paid, in base currency, less refunds).
+    pub qualify_on: String,
+    /// "calendar_year" or "rolling_12_months".
+    pub period: String,
+    /// Lowest first; the first from 0.
+    pub levels: Vec<RawTierLevel>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTierLevel {
+    pub name: String,
+    pub from: DecimalText,
 }
 
 #[derive(Debug, Deserialize)]
@@ -103,6 +123,9 @@ pub struct RawCampaign {
     /// The member's gender as their profile holds it: "male", "female" or "unknown".
     #[serde(default)]
     pub genders: Vec<String>,
+    /// Names of `program.tiers` levels the member must be at.
+    #[serde(default)]
+    pub tiers: Vec<String>,
     /// "mon" … "sun", in the program time zone.
     #[serde(default)]
     pub days_of_week: Vec<String>,
@@ -199,6 +222,8 @@ pub struct RawTest {
     pub trades_before: i64,
     /// The member's gender as their profile holds it (default: not given).
     pub gender: Option<String>,
+    /// The member's tier (default: the lowest).
+    pub tier: Option<String>,
     /// What the member (and the budget) already got from campaigns, by campaign code.
     #[serde(default)]
     pub history: BTreeMap<String, RawHistory>,
@@ -278,6 +303,8 @@ pub struct RawTestGrant {
 #[serde(deny_unknown_fields)]
 pub struct RawAward {
     pub multiplier_of_e: Option<DecimalText>,
+    /// A multiple of the E points for each tier named; other tiers get nothing.
+    pub multiplier_of_e_by_tier: Option<BTreeMap<String, DecimalText>>,
     pub points: Option<i64>,
     pub per_amount: Option<DecimalText>,
     pub rounding: Option<String>,

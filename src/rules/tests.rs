@@ -392,11 +392,18 @@ expiry = "QUARTER"
 award = { fixed = 5 }
 "#;
 
+const TIERS: &str = r#"
+[program.tiers]
+qualify_on = "points"
+period = "calendar_year"
+levels = [{ name = "Silver", from = 0 }, { name = "Gold", from = 5000 }]
+"#;
+
 #[test]
 fn loader_errors_name_file_line_and_what_is_wrong() {
     let cases: Vec<(String, String, &str)> = vec![
         (PROGRAM.replace("rounding = \"floor\"", "rounding = \"floor\"\ncolour = \"red\""), ONE.into(),
-         "p.toml:7:1: unknown field `colour`, expected one of `name`, `time_zone`, `base_currency`, `rounding`, `pending_days`, `earn`, `kdp`, `currencies`, `store_groups`, `holidays`"),
+         "p.toml:7:1: unknown field `colour`, expected one of `name`, `time_zone`, `base_currency`, `rounding`, `pending_days`, `earn`, `kdp`, `currencies`, `store_groups`, `holidays`, `tiers`"),
         (PROGRAM.replace("\"+08:00\"", "\"Mars/Base\""), ONE.into(),
          "p.toml:4:1: program.time_zone: must be an offset such as \"+08:00\" or a zone such as \"Asia/Hong_Kong\", got \"Mars/Base\""),
         (PROGRAM.replace("USD = \"7.8\"", "USD = 7.8"), ONE.into(),
@@ -410,13 +417,13 @@ fn loader_errors_name_file_line_and_what_is_wrong() {
         (PROGRAM.into(), format!("{ONE}{ONE}"),
          "c.toml:9:1: campaign code \"ONE\" is used twice: also in c.toml"),
         (PROGRAM.into(), ONE.replace("{ fixed = 5 }", "{ fixed = 5, multiplier_of_e = \"2\" }"),
-         "c.toml:7:1: campaign \"ONE\": award: give exactly one of multiplier_of_e, points with per_amount, fixed, points_per_line or points_per_unit"),
+         "c.toml:7:1: campaign \"ONE\": award: give exactly one of multiplier_of_e, multiplier_of_e_by_tier, points with per_amount, fixed, points_per_line or points_per_unit"),
         (PROGRAM.into(), ONE.replace("QUARTER", "MONTH"),
          "c.toml:6:1: campaign \"ONE\": expiry: must be \"KDP\" or \"QUARTER\", got \"MONTH\""),
         (PROGRAM.into(), ONE.replace("expiry", "currencies = [\"EUR\"]\nexpiry"),
          "c.toml:6:1: campaign \"ONE\": currencies: EUR has no rate in program.currencies"),
         (PROGRAM.into(), ONE.replace("starts_at", "start_at"),
-         "c.toml:4:1: unknown field `start_at`, expected one of `code`, `enabled`, `name`, `remark`, `starts_at`, `ends_at`, `stores`, `payment_methods`, `currencies`, `store_groups`, `excluded_stores`, `excluded_store_groups`, `channels`, `genders`, `days_of_week`, `hours`, `blackout_dates`, `min_spend`, `max_spend`, `skus`, `min_quantity`, `excluded_skus`, `basket`, `spend_base`, `first_trade`, `nth_trade`, `every_nth_trade`, `from_nth_trade`, `priority`, `exclusive`, `group`, `expiry`, `quarters_ahead`, `award`, `max_points_per_trade`, `member_limit`, `budget`, `budget_per_day`, `budget_per_month`"),
+         "c.toml:4:1: unknown field `start_at`, expected one of `code`, `enabled`, `name`, `remark`, `starts_at`, `ends_at`, `stores`, `payment_methods`, `currencies`, `store_groups`, `excluded_stores`, `excluded_store_groups`, `channels`, `genders`, `tiers`, `days_of_week`, `hours`, `blackout_dates`, `min_spend`, `max_spend`, `skus`, `min_quantity`, `excluded_skus`, `basket`, `spend_base`, `first_trade`, `nth_trade`, `every_nth_trade`, `from_nth_trade`, `priority`, `exclusive`, `group`, `expiry`, `quarters_ahead`, `award`, `max_points_per_trade`, `member_limit`, `budget`, `budget_per_day`, `budget_per_month`"),
         (PROGRAM.into(), ONE.replace("expiry", "days_of_week = [\"sat\", \"caturday\"]\nexpiry"),
          "c.toml:6:1: campaign \"ONE\": days_of_week: \"caturday\" is not one of mon, tue, wed, thu, fri, sat, sun"),
         (PROGRAM.into(), ONE.replace("expiry", "hours = [\"14:00-14:00\"]\nexpiry"),
@@ -457,6 +464,20 @@ fn loader_errors_name_file_line_and_what_is_wrong() {
          "c.toml:6:1: campaign \"ONE\": spend_base: \"matching_lines\" needs the campaign's skus"),
         (PROGRAM.into(), ONE.replace("expiry", "spend_base = \"lines\"\nexpiry"),
          "c.toml:6:1: campaign \"ONE\": spend_base: must be \"receipt\" or \"matching_lines\", got \"lines\""),
+        (PROGRAM.into(), ONE.replace("expiry", "tiers = [\"Gold\"]\nexpiry"),
+         "c.toml:6:1: campaign \"ONE\": tiers: the program has no tiers (program.tiers)"),
+        (format!("{PROGRAM}{TIERS}"), ONE.replace("expiry", "tiers = [\"Bronze\"]\nexpiry"),
+         "c.toml:6:1: campaign \"ONE\": tiers: \"Bronze\" is not a level of program.tiers"),
+        (format!("{PROGRAM}{TIERS}"), ONE.replace("{ fixed = 5 }", "{ multiplier_of_e_by_tier = { Gold = \"0\" } }"),
+         "c.toml:7:1: campaign \"ONE\": award: multiplier_of_e_by_tier: Gold: must be above 0 and at most 1000, got 0"),
+        (PROGRAM.into(), ONE.replace("{ fixed = 5 }", "{ multiplier_of_e_by_tier = { Gold = \"2\" } }"),
+         "c.toml:7:1: campaign \"ONE\": award: multiplier_of_e_by_tier: the program has no tiers (program.tiers)"),
+        (format!("{PROGRAM}{}", TIERS.replace("from = 0", "from = 10")), ONE.into(),
+         "p.toml:11:1: program.tiers: levels: the first, Silver, is every member's: its from must be 0, got 10"),
+        (format!("{PROGRAM}{}", TIERS.replace("from = 5000", "from = 0")), ONE.into(),
+         "p.toml:11:1: program.tiers: levels: Gold from 0 is not above Silver from 0"),
+        (format!("{PROGRAM}{}", TIERS.replace("\"points\"", "\"visits\"")), ONE.into(),
+         "p.toml:11:1: program.tiers: qualify_on must be \"points\" or \"spend\", got \"visits\""),
         (PROGRAM.into(), ONE.replace("expiry", "every_nth_trade = 0\nexpiry"),
          "c.toml:6:1: campaign \"ONE\": every_nth_trade: must be from 1 to 1000000, got 0"),
         (PROGRAM.into(), ONE.replace("expiry", "nth_trade = 2\nfrom_nth_trade = 3\nexpiry"),
@@ -510,6 +531,7 @@ fn the_campaign_language_table() {
             2,
         ),
         ("budgets.toml", include_str!("testdata/budgets.toml"), 6),
+        ("tiers.toml", include_str!("testdata/tiers.toml"), 3),
         ("windows.toml", include_str!("testdata/windows.toml"), 8),
         (
             "selection.toml",
@@ -905,4 +927,83 @@ mod index_against_every_campaign {
             }
         }
     }
+}
+
+#[test]
+fn a_tier_is_qualified_in_its_period_and_kept_until_the_next_review() {
+    let at = |text: &str| crate::domain::trade::parse_rfc3339(text).unwrap().to_utc();
+    let text = include_str!("testdata/tiers.toml");
+    let sale = at("2026-12-02T12:00:00+08:00");
+    let yearly = testdata("tiers.toml", text);
+    let need = yearly.tier_need(sale).unwrap();
+    assert_eq!(need.current, (at("2026-01-01T00:00:00+08:00"), sale));
+    assert_eq!(
+        need.review,
+        (
+            at("2025-01-01T00:00:00+08:00"),
+            at("2026-01-01T00:00:00+08:00")
+        )
+    );
+    let rolling = testdata(
+        "tiers.toml",
+        &text.replace("calendar_year", "rolling_12_months"),
+    );
+    let need = rolling.tier_need(sale).unwrap();
+    assert_eq!(need.current, (at("2025-12-02T00:00:00+08:00"), sale));
+    assert_eq!(
+        need.review,
+        (
+            at("2025-12-01T00:00:00+08:00"),
+            at("2026-12-01T00:00:00+08:00")
+        )
+    );
+    // Gold (5,000) at the last review, 100 since: still Gold. Platinum reached now: at once.
+    let tier = |current: i64, review: i64| {
+        let ctx = MemberContext {
+            qualifying: Some([current.into(), review.into()]),
+            ..MemberContext::default()
+        };
+        let level = yearly.member_tier(&ctx).unwrap();
+        yearly
+            .program
+            .tiers
+            .as_ref()
+            .unwrap()
+            .name(level)
+            .to_string()
+    };
+    assert_eq!(tier(100, 6000), "Gold");
+    assert_eq!(tier(25_000, 6000), "Platinum");
+    assert_eq!(tier(4999, 0), "Silver");
+    assert_eq!(tier(5000, 0), "Gold");
+    // Priced at Gold by what qualified the member, the trade records it.
+    let trade = &yearly.tests[0].trade;
+    let ctx = MemberContext {
+        qualifying: Some([5000.into(), 0.into()]),
+        ..MemberContext::default()
+    };
+    let priced = yearly.price(trade, &ctx).unwrap();
+    assert_eq!(priced.tier.as_deref(), Some("Gold"));
+    assert_eq!(
+        priced.grants.iter().map(|g| g.points.value()).sum::<i64>(),
+        40
+    );
+    // Without tiers asked about, nothing is recorded.
+    assert_eq!(yearly.evaluate(trade).unwrap().len(), 1);
+    assert_eq!(
+        yearly.price(trade, &MemberContext::default()).unwrap().tier,
+        None
+    );
+}
+
+#[test]
+fn the_tiered_example_program_loads_and_its_tests_pass() {
+    let folder = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/examples/tiers");
+    let rules = load_dir(&folder).unwrap();
+    let tiers = rules.program.tiers.as_ref().unwrap();
+    let names: Vec<&str> = tiers.levels.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["Classic", "Silver", "Gold", "Black"]);
+    assert_eq!(rules.campaigns.len(), 3);
+    assert_eq!(rules.tests.len(), 5);
+    assert_eq!(rules.run_tests(), Vec::<String>::new());
 }

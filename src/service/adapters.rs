@@ -415,7 +415,7 @@ fn objective_record(
     };
     let priced = crate::domain::Priced {
         grants,
-        budget_use: Vec::new(),
+        ..crate::domain::Priced::default()
     };
     let price = |_: &crate::domain::MemberContext| Ok(priced.clone());
     let needs = crate::domain::ContextNeeds::default();

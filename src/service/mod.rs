@@ -196,7 +196,7 @@ pub(super) fn refund_in(
     } else {
         let pricing = ruleset_of_version(conn, rules, &refundable.ruleset_version)?;
         let net = refundable.trade.net_of_refunds(refunded_after);
-        pricing.price(&net, &MemberContext::repricing())?.grants
+        pricing.price(&net, &refundable.repricing_context())?.grants
     };
     Ok(ledger::refund::post_refund(
         conn,
@@ -339,6 +339,7 @@ fn repricing_violations(conn: &mut Conn) -> Result<Vec<String>, ServiceError> {
                 out_trade_no,
                 resource,
                 ruleset_version: version,
+                tier,
                 trade,
                 granted,
             } = granted_trade;
@@ -366,10 +367,13 @@ fn repricing_violations(conn: &mut Conn) -> Result<Vec<String>, ServiceError> {
                 .keys()
                 .filter_map(|(_, code)| crate::domain::CampaignCode::parse(code).ok())
                 .collect();
-            let most = match trade
-                .map_err(ServiceError::from)
-                .and_then(|trade| Ok(ruleset.price(&trade, &MemberContext::audit(codes))?))
-            {
+            let most = match trade.map_err(ServiceError::from).and_then(|trade| {
+                let ctx = MemberContext {
+                    tier: (!tier.is_empty()).then_some(tier),
+                    ..MemberContext::audit(codes)
+                };
+                Ok(ruleset.price(&trade, &ctx)?)
+            }) {
                 Ok(priced) => priced.grants,
                 Err(e) => {
                     violations.push(format!(
@@ -410,6 +414,41 @@ pub fn member_balance(
 ) -> Result<Option<Balance>, ServiceError> {
     let mut conn = store.pool.get()?;
     Ok(ledger::balance(&mut conn, vip, as_of)?)
+}
+
+/// A member's tier at a moment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberTier {
+    pub name: String,
+    /// What qualifies them (points, or spend in base currency) in the current window.
+    pub qualifying: rust_decimal::Decimal,
+    /// The next tier up and what it needs, at the top `None`.
+    pub next: Option<(String, rust_decimal::Decimal)>,
+}
+
+/// A member's tier at `at`, from the ledger; `None` when the program has no tiers.
+pub fn member_tier(
+    store: &Store,
+    rules: &Ruleset,
+    vip: &VipAccountNo,
+    at: DateTime<Utc>,
+) -> Result<Option<MemberTier>, ServiceError> {
+    let (Some(tiers), Some(need)) = (&rules.program.tiers, rules.tier_need(at)) else {
+        return Ok(None);
+    };
+    let needs = crate::domain::ContextNeeds {
+        tier: Some(need),
+        ..Default::default()
+    };
+    let mut conn = store.pool.get()?;
+    let ctx = ledger::read_member_context(&mut conn, vip, &needs)?;
+    let qualifying = ctx.qualifying.unwrap_or_default();
+    let level = tiers.level(qualifying);
+    Ok(Some(MemberTier {
+        name: tiers.name(level).to_string(),
+        qualifying: qualifying[0],
+        next: tiers.levels.get(level + 1).cloned(),
+    }))
 }
 
 pub fn member_history(

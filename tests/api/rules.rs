@@ -854,8 +854,104 @@ award = { fixed = 100 }
     );
 }
 
+/// Tiers on points earned in the calendar year, and the campaigns that ask about them.
+const TIERS: &str = r#"
+[program.tiers]
+qualify_on = "points"
+period = "calendar_year"
+levels = [
+  { name = "Silver", from = 0 },
+  { name = "Gold", from = 300 },
+  { name = "Platinum", from = 1000 },
+]
+"#;
+
+const TIER_CAMPAIGNS: &str = r#"
+[[campaign]]
+code = "TIER-X"
+starts_at = "2020-01-01T00:00:00+08:00"
+ends_at = "2100-01-01T00:00:00+08:00"
+stores = ["T*"]
+expiry = "KDP"
+award = { multiplier_of_e_by_tier = { Gold = "1", Platinum = "2" } }
+
+[[campaign]]
+code = "GOLD-ONLY"
+starts_at = "2020-01-01T00:00:00+08:00"
+ends_at = "2100-01-01T00:00:00+08:00"
+stores = ["T*"]
+tiers = ["Gold"]
+expiry = "KDP"
+award = { fixed = 7 }
+"#;
+
+/// A member's tier comes from the points their trades earned, less refunds: a trade that
+/// crosses a threshold earns at the tier before it, the next at the new one; a refund prices
+/// the trade again at the tier it was priced at, and one that takes the member back below a
+/// threshold takes the tier back too. The balance shows the tier, the trade the tier it was
+/// priced at.
+fn tiers_come_from_the_ledger_and_move_with_trades_and_refunds() {
+    let program = format!("{}{TIERS}", program());
+    let rules = rules_dir(&[("program.toml", &program), ("c.toml", TIER_CAMPAIGNS)]);
+    let app = spawn_app_with_rules(rules.path());
+    let sold = |no: &str, day: u32| {
+        let mut body = trade(no, "M-TIER", &format!("2026-11-{day:02}T12:00:00+08:00"));
+        body["store_code"] = json!("T01");
+        let (status, answer) = app.post_trade(&body);
+        assert_eq!(status, 200, "{answer}");
+        grants(&answer)
+    };
+    let e = || vec![("".to_string(), 100)];
+    // 100 E points a trade: Silver until 300 have been earned.
+    assert_eq!(
+        [sold("T1", 2), sold("T2", 3), sold("T3", 4)],
+        [e(), e(), e()]
+    );
+    let gold = vec![
+        ("".to_string(), 100),
+        ("GOLD-ONLY".to_string(), 7),
+        ("TIER-X".to_string(), 100),
+    ];
+    assert_eq!(sold("T4", 5), gold);
+    let tier = |as_of: &str| {
+        let (status, balance) = app.balance("M-TIER", Some(as_of));
+        assert_eq!(status, 200, "{balance}");
+        balance["data"]["tier"].clone()
+    };
+    assert_eq!(
+        tier("2026-11-30T12:00:00+08:00"),
+        json!({"name": "Gold", "qualifying": "507", "next_tier": "Platinum", "to_next_tier": "493"})
+    );
+    // Kept through the next year; gone the year after.
+    assert_eq!(tier("2027-06-30T12:00:00+08:00")["name"], json!("Gold"));
+    assert_eq!(tier("2028-01-01T12:00:00+08:00")["name"], json!("Silver"));
+    let (_, view) = app.get("/v1/point-engine/trades/T4");
+    assert_eq!(view["data"]["tier"], json!("Gold"), "{view}");
+    let (_, view) = app.get("/v1/point-engine/trades/T1");
+    assert_eq!(view["data"]["tier"], json!("Silver"), "{view}");
+    // A backtest (which replays trades, not refunds) works the tiers out the same.
+    assert_backtest_agrees(&app, rules.path());
+
+    // Half of T4 refunded: priced again at Gold, it gives back E 50, TIER-X 50 (unpriced at
+    // Gold, all 100) and 4 of GOLD-ONLY's 7 (a fixed award goes back in proportion).
+    let (status, answer) = app.post_refund(&refund("TR4", "T4", "500.00"));
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["data"]["reversed_point"], json!(104), "{answer}");
+    // 403 earned; refunding T2 and T3 takes it to 203: Silver again, and T5 earns E alone.
+    for (no, of) in [("TR2", "T2"), ("TR3", "T3")] {
+        assert_eq!(app.post_refund(&refund(no, of, "1000.00")).0, 200);
+    }
+    assert_eq!(
+        tier("2026-11-30T12:00:00+08:00")["qualifying"],
+        json!("203")
+    );
+    assert_eq!(sold("T5", 6), e());
+    app.assert_ledger_consistent();
+}
+
 on_both_backends!(
     overnight_windows_and_blackout_dates_price_through_trade_create,
+    tiers_come_from_the_ledger_and_move_with_trades_and_refunds,
     budgets_per_day_and_month_hold_under_concurrent_trades,
     selection_conditions_price_through_the_endpoints,
     member_conditions_read_the_members_real_history,
