@@ -786,7 +786,7 @@ fn compile_program(raw: &RawProgram, report: &mut dyn FnMut(String)) -> Option<P
             raw.store_groups.len()
         ));
     }
-    let mut store_groups = BTreeMap::new();
+    let mut store_groups: BTreeMap<String, Vec<Glob>> = BTreeMap::new();
     for (name, patterns) in &raw.store_groups {
         let entry = format!("program.store_groups.{name}");
         if patterns.is_empty() || patterns.len() > PATTERNS_PER_CAMPAIGN_MAX {
@@ -848,6 +848,16 @@ fn compile_program(raw: &RawProgram, report: &mut dyn FnMut(String)) -> Option<P
             Some(_) => {}
         }
     }
+    let mut store_zones = Vec::new();
+    for (group, zone) in &raw.store_time_zones {
+        let entry = format!("program.store_time_zones.{group}");
+        let zone = field(&entry, ProgramTz::parse(zone), report);
+        match (raw.store_groups.contains_key(group), store_groups.get(group), zone) {
+            (false, _, _) => report(format!("{entry}: {group:?} is not in program.store_groups")),
+            (true, Some(patterns), Some(zone)) => store_zones.push((patterns.clone(), zone)),
+            _ => {}
+        }
+    }
     let tiers = match &raw.tiers {
         None => Some(None),
         Some(tiers) => field("program.tiers", compile_tiers(tiers), report).map(Some),
@@ -874,6 +884,7 @@ fn compile_program(raw: &RawProgram, report: &mut dyn FnMut(String)) -> Option<P
         store_groups,
         holidays,
         tiers: tiers?,
+        store_zones,
     })
 }
 

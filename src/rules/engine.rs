@@ -109,6 +109,9 @@ pub struct Program {
     /// Named lists of local dates campaigns black out.
     pub holidays: BTreeMap<String, Vec<NaiveDate>>,
     pub tiers: Option<Tiers>,
+    /// The stores of these groups are in these zones (the first group a store is in, by name,
+    /// counts); every other store is in `time_zone`.
+    pub store_zones: Vec<(Vec<Glob>, ProgramTz)>,
 }
 
 /// Over what a tier is qualified for, and when it is reviewed.
@@ -158,6 +161,24 @@ impl Tiers {
 }
 
 impl Program {
+    /// The index in `store_zones` of the zone a store is in (`None`: the program's).
+    fn store_zone(&self, store: &str) -> Option<usize> {
+        if self.store_zones.is_empty() {
+            return None;
+        }
+        let chars: Vec<char> = store.chars().collect();
+        self.store_zones
+            .iter()
+            .position(|(patterns, _)| patterns.iter().any(|p| p.matches(&chars)))
+    }
+
+    /// A store's time zone, by its index from `store_zone`.
+    pub fn zone(&self, index: Option<usize>) -> &ProgramTz {
+        index
+            .and_then(|i| self.store_zones.get(i))
+            .map_or(&self.time_zone, |(_, zone)| zone)
+    }
+
     /// The E points an amount of base currency earns, rounded as the program rounds; `None`
     /// when they do not fit in `Points`.
     fn e_points_of(&self, base_amount: Decimal) -> Option<Points> {
@@ -502,8 +523,12 @@ struct Facts<'t> {
     /// made when first needed.
     store: std::cell::OnceCell<Vec<char>>,
     sales_at: DateTime<Utc>,
-    /// The local date of the sale: grants' expiries count from it.
+    /// The local date of the sale, in its store's zone: grants' expiries count from it.
     earned_on: NaiveDate,
+    /// The store's zone (`Program::zone`): of `earned_on`, `weekday` and `minute`.
+    zone: Option<usize>,
+    /// The date of the sale in the program's own zone: budgets' days and months.
+    program_day: NaiveDate,
     /// Local weekday (Monday = 0) and minute of the day.
     weekday: u32,
     minute: u32,
@@ -1575,12 +1600,18 @@ impl Ruleset {
             e_of(spend_base)?
         };
         let sales_at = trade.sales_instant();
-        let local = program.time_zone.local_time(sales_at);
+        let zone = program.store_zone(trade.store_code.as_str());
+        let local = program.zone(zone).local_time(sales_at);
         Ok(Facts {
             trade,
             store: std::cell::OnceCell::new(),
             sales_at,
             earned_on: local.date(),
+            zone,
+            program_day: match zone {
+                None => local.date(),
+                Some(_) => program.time_zone.local_date(sales_at),
+            },
             excluded: skus.iter().map(|sku| excluded(sku)).collect(),
             weekday: local.weekday().num_days_from_monday(),
             minute: local.hour() * 60 + local.minute(),
@@ -1681,7 +1712,7 @@ impl Ruleset {
             let (date, at) = match known {
                 Some((_, found)) => *found,
                 None => {
-                    let found = self.expiry(expire_type, ahead, facts.earned_on);
+                    let found = self.expiry(expire_type, ahead, facts.earned_on, facts.zone);
                     if let Some(free) = expiries.iter_mut().find(|slot| slot.is_none()) {
                         *free = Some((key, found));
                     }
@@ -1733,11 +1764,11 @@ impl Ruleset {
                         .push((BudgetKey::Whole(code()), cap, points));
                 }
                 if let Some(cap) = campaign.budget_per_day {
-                    let day = BudgetKey::Period(code(), day_key(facts.earned_on));
+                    let day = BudgetKey::Period(code(), day_key(facts.program_day));
                     priced.budget_use.push((day, cap, points));
                 }
                 if let Some(cap) = campaign.budget_per_month {
-                    let month = BudgetKey::Period(code(), month_key(facts.earned_on));
+                    let month = BudgetKey::Period(code(), month_key(facts.program_day));
                     priced.budget_use.push((month, cap, points));
                 }
             }
@@ -1759,7 +1790,12 @@ impl Ruleset {
             return None;
         }
         let earned_on = self.program.time_zone.local_date(completed_at);
-        let (date, at) = self.expiry(objective.expire_type, objective.quarters_ahead, earned_on);
+        let (date, at) = self.expiry(
+            objective.expire_type,
+            objective.quarters_ahead,
+            earned_on,
+            None,
+        );
         Some(self.grant(
             PointType::A,
             objective.points,
@@ -1770,12 +1806,14 @@ impl Ruleset {
         ))
     }
 
-    /// The last usable day and the end instant of points earned on `earned_on`.
+    /// The last usable day and the end instant of points earned on `earned_on`, in the zone
+    /// `zone` names (`Program::zone`).
     fn expiry(
         &self,
         expire_type: ExpireType,
         quarters_ahead: u32,
         earned_on: NaiveDate,
+        zone: Option<usize>,
     ) -> (Option<NaiveDate>, Option<DateTime<Utc>>) {
         let expire_date = match expire_type {
             ExpireType::Kdp => self.program.kdp.expiry_date(earned_on),
@@ -1783,7 +1821,7 @@ impl Ruleset {
         };
         (
             expire_date,
-            expire_date.map(|d| self.program.time_zone.end_of_date(d)),
+            expire_date.map(|d| self.program.zone(zone).end_of_date(d)),
         )
     }
 

@@ -38,6 +38,9 @@ pub struct RawProgram {
     pub holidays: BTreeMap<String, Vec<String>>,
     /// Member tiers, qualified by points or spend over a period.
     pub tiers: Option<RawTiers>,
+    /// Store group → the time zone its stores are in, when not the program's.
+    #[serde(default)]
+    pub store_time_zones: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Deserialize)]

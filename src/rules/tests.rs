@@ -403,7 +403,7 @@ levels = [{ name = "Silver", from = 0 }, { name = "Gold", from = 5000 }]
 fn loader_errors_name_file_line_and_what_is_wrong() {
     let cases: Vec<(String, String, &str)> = vec![
         (PROGRAM.replace("rounding = \"floor\"", "rounding = \"floor\"\ncolour = \"red\""), ONE.into(),
-         "p.toml:7:1: unknown field `colour`, expected one of `name`, `time_zone`, `base_currency`, `rounding`, `pending_days`, `earn`, `kdp`, `currencies`, `store_groups`, `holidays`, `tiers`"),
+         "p.toml:7:1: unknown field `colour`, expected one of `name`, `time_zone`, `base_currency`, `rounding`, `pending_days`, `earn`, `kdp`, `currencies`, `store_groups`, `holidays`, `tiers`, `store_time_zones`"),
         (PROGRAM.replace("\"+08:00\"", "\"Mars/Base\""), ONE.into(),
          "p.toml:4:1: program.time_zone: must be an offset such as \"+08:00\" or a zone such as \"Asia/Hong_Kong\", got \"Mars/Base\""),
         (PROGRAM.replace("USD = \"7.8\"", "USD = 7.8"), ONE.into(),
@@ -1006,4 +1006,76 @@ fn the_tiered_example_program_loads_and_its_tests_pass() {
     assert_eq!(rules.campaigns.len(), 3);
     assert_eq!(rules.tests.len(), 5);
     assert_eq!(rules.run_tests(), Vec::<String>::new());
+}
+
+#[test]
+fn a_store_groups_time_zone_places_its_hours_days_and_quarter_ends() {
+    let text = r#"
+[program]
+name = "Zones"
+time_zone = "+08:00"
+base_currency = "HKD"
+rounding = "floor"
+earn = { base = "payment_amount", points = 1, per_amount = "10" }
+kdp = { policy = "end_of_nth_month", months = 0 }
+currencies = { HKD = "1" }
+store_groups = { london = ["UK-*"], tokyo = ["JP-*"] }
+store_time_zones = { london = "Europe/London", tokyo = "+09:00" }
+
+[[campaign]]
+code = "EVENING"
+starts_at = "2020-01-01T00:00:00+08:00"
+ends_at = "2100-01-01T00:00:00+08:00"
+hours = ["18:00-20:00"]
+expiry = "QUARTER"
+award = { fixed = 10 }
+"#;
+    let rules = testdata("zones.toml", text);
+    let at = |text: &str| crate::domain::trade::parse_rfc3339(text).unwrap();
+    let priced = |store: &str, sold: &str| {
+        let mut trade = sample_trade();
+        trade.store_code = StoreCode::parse(store).unwrap();
+        trade.sales_time = at(sold);
+        rules.evaluate(&trade).unwrap()
+    };
+    // 18:30 in Hong Kong is 10:30 in London and 19:30 in Tokyo.
+    assert_eq!(priced("HK-1", "2026-12-02T18:30:00+08:00").len(), 2);
+    assert_eq!(priced("UK-1", "2026-12-02T18:30:00+08:00").len(), 1);
+    assert_eq!(priced("JP-1", "2026-12-02T18:30:00+08:00").len(), 2);
+    assert_eq!(priced("UK-1", "2026-12-03T02:30:00+08:00").len(), 2);
+    // New Year's morning in Hong Kong is still 31 December in London: its quarter ends at
+    // London's midnight; its KDP points, earned in December, at the end of December there.
+    let london = priced("UK-1", "2026-01-01T02:30:00+08:00");
+    let expiries: Vec<_> = london
+        .iter()
+        .map(|g| (g.expire_date.unwrap().to_string(), g.expires_at.unwrap()))
+        .collect();
+    let london_midnight = at("2026-01-01T00:00:00+00:00").to_utc();
+    assert_eq!(
+        expiries,
+        [
+            ("2025-12-31".to_string(), london_midnight),
+            ("2025-12-31".to_string(), london_midnight)
+        ]
+    );
+    let hong_kong = priced("HK-1", "2026-01-01T02:30:00+08:00");
+    assert_eq!(hong_kong[0].expire_date.unwrap().to_string(), "2026-01-31");
+    // A zone needs a group, and a zone that is one.
+    let problem = |find: &str, replace: &str| match from_sources(&[Source {
+        name: "z.toml".into(),
+        text: text.replace(find, replace),
+    }]) {
+        Err(LoadError::Invalid { problems }) => problems[0].to_string(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        problem("tokyo = \"+09:00\"", "osaka = \"+09:00\""),
+        "z.toml:11:1: program.store_time_zones.osaka: \"osaka\" is not in program.store_groups"
+    );
+    assert!(
+        problem("\"Europe/London\"", "\"Europe/Gondor\"")
+            .starts_with("z.toml:11:1: program.store_time_zones.london: must be an offset"),
+        "{}",
+        problem("\"Europe/London\"", "\"Europe/Gondor\"")
+    );
 }

@@ -949,8 +949,59 @@ fn tiers_come_from_the_ledger_and_move_with_trades_and_refunds() {
     app.assert_ledger_consistent();
 }
 
+/// A chain across zones: a London store's evening and quarter end are London's.
+fn a_store_groups_time_zone_prices_through_trade_create() {
+    let program = program().replace(
+        "[program.store_groups]\n",
+        "[program.store_groups]\nlondon = [\"UK-*\"]\n",
+    ) + "\n[program.store_time_zones]\nlondon = \"Europe/London\"\n";
+    let campaigns = r#"
+[[campaign]]
+code = "EVENING"
+starts_at = "2020-01-01T00:00:00+08:00"
+ends_at = "2100-01-01T00:00:00+08:00"
+hours = ["18:00-20:00"]
+expiry = "QUARTER"
+award = { fixed = 10 }
+"#;
+    let rules = rules_dir(&[("program.toml", &program), ("c.toml", campaigns)]);
+    let app = spawn_app_with_rules(rules.path());
+    let sold = |no: &str, store: &str, at: &str| {
+        let mut body = trade(no, "M-ZONE", at);
+        body["store_code"] = json!(store);
+        let (status, answer) = app.post_trade(&body);
+        assert_eq!(status, 200, "{answer}");
+        answer["data"]["detail"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| {
+                (
+                    g["campaign_code"].as_str().unwrap().to_string(),
+                    g["expire_time"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let e = ("".to_string(), "".to_string());
+    let evening = |date: &str| ("EVENING".to_string(), date.to_string());
+    // 02:30 on 1 January in Hong Kong is 18:30 on 31 December in London: the London store's
+    // evening, in London's last quarter of 2025; Hong Kong's store is asleep.
+    assert_eq!(
+        sold("Z1", "UK-01", "2026-01-01T02:30:00+08:00"),
+        [e.clone(), evening("2025-12-31")]
+    );
+    assert_eq!(sold("Z2", "DP01", "2026-01-01T02:30:00+08:00"), [e.clone()]);
+    assert_eq!(
+        sold("Z3", "DP01", "2026-01-01T18:30:00+08:00"),
+        [e, evening("2026-03-31")]
+    );
+    app.assert_ledger_consistent();
+}
+
 on_both_backends!(
     overnight_windows_and_blackout_dates_price_through_trade_create,
+    a_store_groups_time_zone_prices_through_trade_create,
     tiers_come_from_the_ledger_and_move_with_trades_and_refunds,
     budgets_per_day_and_month_hold_under_concurrent_trades,
     selection_conditions_price_through_the_endpoints,
