@@ -185,6 +185,52 @@ impl Profile {
     }
 }
 
+/// A member's birthday: a month and day, with the year when it is known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Birthday {
+    pub year: Option<i32>,
+    pub month: u32,
+    pub day: u32,
+}
+
+impl Birthday {
+    /// "YYYY-MM-DD" (a real date, not in the future of year 9999) or "MM-DD" (29 February
+    /// allowed).
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let text = raw.trim();
+        let bad = || format!("must be a date such as \"1990-12-05\" or \"12-05\", got {raw:?}");
+        let parts: Vec<&str> = text.split('-').collect();
+        let number = |part: &str, digits: usize| -> Option<u32> {
+            (part.len() == digits && part.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| part.parse().ok())
+                .flatten()
+        };
+        let (year, month, day) = match parts.as_slice() {
+            [y, m, d] => (
+                Some(number(y, 4).ok_or_else(bad)? as i32),
+                number(m, 2),
+                number(d, 2),
+            ),
+            [m, d] => (None, number(m, 2), number(d, 2)),
+            _ => return Err(bad()),
+        };
+        let (month, day) = (month.ok_or_else(bad)?, day.ok_or_else(bad)?);
+        // Any year for a date with one; a leap year for 29 February without.
+        let exists = chrono::NaiveDate::from_ymd_opt(year.unwrap_or(2000), month, day).is_some();
+        if !exists || year.is_some_and(|y| y < 1900) {
+            return Err(bad());
+        }
+        Ok(Self { year, month, day })
+    }
+
+    pub fn text(&self) -> String {
+        match self.year {
+            Some(year) => format!("{year:04}-{:02}-{:02}", self.month, self.day),
+            None => format!("{:02}-{:02}", self.month, self.day),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -286,5 +332,30 @@ mod tests {
         assert_eq!(Profile::field(" 中国").unwrap(), Some("中国".to_string()));
         assert_eq!(Profile::field("").unwrap(), None);
         assert!(Profile::field(&"x".repeat(129)).is_err());
+    }
+
+    #[test]
+    fn a_birthday_is_a_date_with_or_without_its_year() {
+        use super::Birthday;
+        let ok = |raw: &str| Birthday::parse(raw).unwrap().text();
+        assert_eq!(ok("1990-12-05"), "1990-12-05");
+        assert_eq!(ok(" 12-05 "), "12-05");
+        assert_eq!(ok("02-29"), "02-29");
+        assert_eq!(Birthday::parse("1990-12-05").unwrap().month, 12);
+        for bad in [
+            "",
+            "1990-02-29",
+            "13-01",
+            "00-10",
+            "12-32",
+            "1990/12/05",
+            "90-12-05",
+            "12-5",
+            "1850-01-01",
+            "1990-12-05-01",
+            "１２-０５",
+        ] {
+            assert!(Birthday::parse(bad).is_err(), "{bad:?}");
+        }
     }
 }

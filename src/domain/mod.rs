@@ -18,7 +18,7 @@ pub use ids::{
     CampaignCode, InvoiceId, ObjectiveId, OutRefundNo, OutTradeNo, PaymentMethod, Sku, StoreCode,
     TradeNo, VipAccountNo,
 };
-pub use member::{Gender, Identity, IdentityKind, Profile};
+pub use member::{Birthday, Gender, Identity, IdentityKind, Profile};
 pub use money::{Amount, CurrencyCode};
 pub use points::Points;
 pub use pricing::{

@@ -21,6 +21,8 @@ pub struct ContextNeeds {
     pub trades_before: bool,
     /// Whether any asks about the member's gender (their stored profile's).
     pub gender: bool,
+    /// Whether any asks about the member's birthday.
+    pub birthday: bool,
     /// What the member's tier is worked out from, when the program has tiers.
     pub tier: Option<TierNeed>,
     pub campaigns: Vec<CampaignNeed>,
@@ -79,6 +81,8 @@ pub struct MemberContext {
     pub trades_before: u64,
     /// As the member's profile holds it; `None`: not given.
     pub gender: Option<Gender>,
+    /// As the member's profile holds it; `None`: not given.
+    pub birthday: Option<super::Birthday>,
     /// What qualified the member for a tier: in the current window and in the last review's.
     pub qualifying: Option<[rust_decimal::Decimal; 2]>,
     /// The member's tier, when it is known as such: the one a trade was priced at (a refund

@@ -12,6 +12,7 @@ pub mod health;
 pub mod history;
 pub mod identities;
 pub mod openapi;
+pub mod profile;
 pub mod rate_limit;
 pub mod report;
 pub mod rules;
@@ -104,6 +105,12 @@ pub fn routes(cfg: &mut web::ServiceConfig, body_bytes_max: usize) {
                     "/members/{vip_accountno}/identities",
                     web::post().to(identities::link_identity),
                     "POST",
+                    &[Store],
+                ))
+                .service(native(
+                    "/members/{vip_accountno}/profile",
+                    web::put().to(profile::set_profile),
+                    "PUT",
                     &[Store],
                 ))
                 .service(native(

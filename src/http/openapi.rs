@@ -3,7 +3,7 @@
 //! with the seeds' examples and the security schemes of each contract.
 
 use super::{audit, balance, cblink, discount_card, health, history, identities, report, rules};
-use super::{trade_create, trade_refund, transaction_sync};
+use super::{profile, trade_create, trade_refund, transaction_sync};
 use actix_web::HttpResponse;
 use serde_json::Value;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -38,6 +38,7 @@ pub struct NativeError {
         rules::rules,
         balance::balance,
         identities::link_identity,
+        profile::set_profile,
         history::member_entries,
         history::trade,
         audit::audit,
@@ -52,7 +53,7 @@ pub struct NativeError {
     components(schemas(NativeError)),
     modifiers(&Contracts),
     tags(
-        (name = "native", description = "Scopes: store (trade-create, trade-refund, trade-simulate, balance, identities), marketer (rules, trade-simulate), finance (reports, entries, trades, audit), admin (all)"),
+        (name = "native", description = "Scopes: store (trade-create, trade-refund, trade-simulate, balance, identities, profile), marketer (rules, trade-simulate), finance (reports, entries, trades, audit), admin (all)"),
         (name = "pos", description = "Real-time transaction sync"),
         (name = "cblink", description = "cblink order receipt"),
         (name = "discount-card", description = "WeChat Pay discount-card user records"),

@@ -168,7 +168,7 @@ fn copy_all(from: &mut SqliteConnection, to: &mut PgConnection) -> Result<Copied
     copy_table!(from, to, copied, member_profiles by member_id: [
         member_id: i64, name: Option<String>, nick_name: Option<String>, gender: Option<String>,
         country: Option<String>, province: Option<String>, city: Option<String>,
-        updated_at_ms: i64,
+        updated_at_ms: i64, birthday: Option<String>,
     ]);
     copy_table!(from, to, copied, external_orders by id: [
         id: i64, source: String, external_id: String, trade_id: Option<i64>, status: String,

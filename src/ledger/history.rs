@@ -137,8 +137,9 @@ pub fn trade_detail(conn: &mut Conn, number: &str) -> Result<Option<TradeDetail>
 #[derive(Debug, Clone)]
 pub struct ReplayTrade {
     pub trade: crate::domain::Trade,
-    /// The member's gender as their profile holds it now.
+    /// The member's gender and birthday as their profile holds them now.
     pub gender: Option<crate::domain::Gender>,
+    pub birthday: Option<crate::domain::Birthday>,
     /// (campaign code, `""` for E; points) of each grant.
     pub live: Vec<(String, i64)>,
 }
@@ -187,10 +188,11 @@ pub fn trades_for_replay(
     let mut member_ids: Vec<i64> = rows.iter().map(|(t, _, _)| t.member_id).collect();
     member_ids.sort_unstable();
     member_ids.dedup();
-    let genders: HashMap<i64, crate::domain::Gender> = repo::genders_of_members(conn, &member_ids)?
-        .into_iter()
-        .filter_map(|(id, gender)| Some((id, crate::domain::Gender::parse(&gender?).ok()?)))
-        .collect();
+    let profiles: HashMap<i64, (Option<String>, Option<String>)> =
+        repo::genders_and_birthdays_of(conn, &member_ids)?
+            .into_iter()
+            .map(|(id, gender, birthday)| (id, (gender, birthday)))
+            .collect();
     let cursor = rows.last().map(|(t, _, at)| (*at, t.id));
     let trades = rows
         .iter()
@@ -201,7 +203,12 @@ pub fn trades_for_replay(
                     vip,
                     lines.get(&row.id).map_or(&[][..], |l| &l[..]),
                 )?,
-                gender: genders.get(&row.member_id).copied(),
+                gender: profiles
+                    .get(&row.member_id)
+                    .and_then(|(g, _)| crate::domain::Gender::parse(g.as_deref()?).ok()),
+                birthday: profiles
+                    .get(&row.member_id)
+                    .and_then(|(_, b)| crate::domain::Birthday::parse(b.as_deref()?).ok()),
                 live: live.remove(&row.id).unwrap_or_default(),
             })
         })

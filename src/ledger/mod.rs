@@ -169,6 +169,12 @@ fn member_context(
             None => [rust_decimal::Decimal::ZERO; 2],
         });
     }
+    if needs.birthday {
+        if let Some(member_id) = member_id {
+            ctx.birthday = repo::member_birthday(conn, member_id)?
+                .and_then(|text| crate::domain::Birthday::parse(&text).ok());
+        }
+    }
     if needs.gender {
         if let Some(member_id) = member_id {
             ctx.gender = repo::member_profile(conn, member_id)?
@@ -645,6 +651,39 @@ pub fn resolve_member(
             repo::save_profile(conn, member_id, &merged, now_ms)?;
         }
         VipAccountNo::parse(&repo::member_account(conn, member_id)?).map_err(PostError::Corrupt)
+    })
+}
+
+/// A member's profile as `set_profile` left it: account number, birthday, gender.
+pub type StoredProfile = (String, Option<String>, Option<String>);
+
+/// Sets what is given of a member's birthday and gender, in one transaction; `None` when no
+/// member has that account number or identity.
+pub fn set_profile(
+    conn: &mut Conn,
+    vip: &VipAccountNo,
+    birthday: Option<crate::domain::Birthday>,
+    gender: Option<crate::domain::Gender>,
+    now: DateTime<Utc>,
+) -> Result<Option<StoredProfile>, PostError> {
+    connection::write_transaction(conn, |conn| {
+        let Some(member_id) = find_member(conn, vip)? else {
+            return Ok(None);
+        };
+        repo::lock_member(conn, member_id)?;
+        let mut profile = repo::member_profile(conn, member_id)?.unwrap_or_default();
+        if let Some(gender) = gender {
+            profile.2 = Some(gender.as_str().to_string());
+        }
+        repo::save_profile(conn, member_id, &profile, ms(now))?;
+        if let Some(birthday) = birthday {
+            repo::save_birthday(conn, member_id, &birthday.text())?;
+        }
+        Ok(Some((
+            repo::member_account(conn, member_id)?,
+            repo::member_birthday(conn, member_id)?,
+            profile.2,
+        )))
     })
 }
 

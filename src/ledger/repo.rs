@@ -1298,15 +1298,40 @@ pub fn member_profile(conn: &mut Conn, member_id: i64) -> Result<Option<ProfileR
         .optional()
 }
 
-/// (member id, gender) of those of these members that have a profile.
-pub fn genders_of_members(
+/// (member id, gender, birthday) of a member's profile.
+pub type GenderAndBirthday = (i64, Option<String>, Option<String>);
+
+/// The gender and birthday of those of these members that have a profile.
+pub fn genders_and_birthdays_of(
     conn: &mut Conn,
     member_ids: &[i64],
-) -> Result<Vec<(i64, Option<String>)>, Error> {
+) -> Result<Vec<GenderAndBirthday>, Error> {
     member_profiles::table
         .filter(member_profiles::member_id.eq_any(member_ids))
-        .select((member_profiles::member_id, member_profiles::gender))
+        .select((
+            member_profiles::member_id,
+            member_profiles::gender,
+            member_profiles::birthday,
+        ))
         .load(conn)
+}
+
+/// A member's birthday as stored ("YYYY-MM-DD" or "MM-DD").
+pub fn member_birthday(conn: &mut Conn, member_id: i64) -> Result<Option<String>, Error> {
+    Ok(member_profiles::table
+        .filter(member_profiles::member_id.eq(member_id))
+        .select(member_profiles::birthday)
+        .first::<Option<String>>(conn)
+        .optional()?
+        .flatten())
+}
+
+/// Sets a member's birthday (after `save_profile` made sure the row exists).
+pub fn save_birthday(conn: &mut Conn, member_id: i64, birthday: &str) -> Result<(), Error> {
+    diesel::update(member_profiles::table.filter(member_profiles::member_id.eq(member_id)))
+        .set(member_profiles::birthday.eq(birthday))
+        .execute(conn)?;
+    Ok(())
 }
 
 pub fn save_profile(

@@ -188,6 +188,7 @@ diesel::table! {
         province -> Nullable<Text>,
         city -> Nullable<Text>,
         updated_at_ms -> BigInt,
+        birthday -> Nullable<Text>,
     }
 }
 

@@ -4,7 +4,8 @@
 
 use super::engine::Ruleset;
 use crate::domain::{
-    BudgetKey, CampaignCode, CampaignUse, EvaluateError, Gender, MemberContext, TierBasis, Trade,
+    Birthday, BudgetKey, CampaignCode, CampaignUse, EvaluateError, Gender, MemberContext,
+    TierBasis, Trade,
 };
 use chrono::{Datelike, NaiveDate};
 use serde::Serialize;
@@ -68,12 +69,12 @@ impl<'r> Backtest<'r> {
     }
 
     /// Prices one trade under the draft against the history replayed so far (and the member's
-    /// gender as their profile holds it), and records it with what the live rules granted it:
+    /// gender and birthday as their profile holds them), and records it with what the live rules granted it:
     /// `(campaign code or "", points)`.
     pub fn feed(
         &mut self,
         trade: &Trade,
-        gender: Option<Gender>,
+        (gender, birthday): (Option<Gender>, Option<Birthday>),
         live: &[(String, i64)],
     ) -> Result<(), EvaluateError> {
         let rules = self.rules;
@@ -89,6 +90,7 @@ impl<'r> Backtest<'r> {
         let mut ctx = MemberContext {
             trades_before: member.trades,
             gender,
+            birthday,
             ..MemberContext::default()
         };
         let needs = rules.needs(trade)?;

@@ -584,6 +584,14 @@ fn compile_test(
         )
     };
     let trades_before = count("trades_before", raw.trades_before, report);
+    let birthday = match &raw.birthday {
+        None => Some(None),
+        Some(text) => field(
+            "birthday",
+            crate::domain::Birthday::parse(text).map(Some),
+            report,
+        ),
+    };
     let tier = match (&raw.tier, &program.tiers) {
         (None, _) => Some(None),
         (Some(name), Some(tiers)) if tiers.position(name.trim()).is_some() => {
@@ -653,6 +661,7 @@ fn compile_test(
             gender: gender?,
             qualifying: None,
             tier: tier?,
+            birthday: birthday?,
             campaigns,
             repricing: false,
             only_campaigns: None,
@@ -852,7 +861,11 @@ fn compile_program(raw: &RawProgram, report: &mut dyn FnMut(String)) -> Option<P
     for (group, zone) in &raw.store_time_zones {
         let entry = format!("program.store_time_zones.{group}");
         let zone = field(&entry, ProgramTz::parse(zone), report);
-        match (raw.store_groups.contains_key(group), store_groups.get(group), zone) {
+        match (
+            raw.store_groups.contains_key(group),
+            store_groups.get(group),
+            zone,
+        ) {
             (false, _, _) => report(format!("{entry}: {group:?} is not in program.store_groups")),
             (true, Some(patterns), Some(zone)) => store_zones.push((patterns.clone(), zone)),
             _ => {}
@@ -1387,6 +1400,7 @@ fn compile_campaign(
         trade_count: trade_count?,
         genders,
         tiers,
+        birthday_month: raw.birthday_month,
         priority: raw.priority,
         exclusive: raw.exclusive,
         group: group?,

@@ -431,6 +431,8 @@ pub struct Campaign {
     pub genders: Vec<Gender>,
     /// Levels of `program.tiers` the member must be at. Empty: any.
     pub tiers: Vec<usize>,
+    /// Only in the member's birthday month: the local month of the sale (store's zone).
+    pub birthday_month: bool,
     pub priority: i64,
     pub exclusive: bool,
     pub group: Option<String>,
@@ -577,6 +579,8 @@ pub enum Miss {
     Gender(Gender),
     /// The member's tier (level).
     Tier(usize),
+    /// The member's birth month (0: not known).
+    BirthMonth(u32),
     /// The trade's number in the campaign's window.
     Nth(u64),
     /// A budget is used up (the points it has granted): it matches nothing more, so an
@@ -653,6 +657,11 @@ impl Miss {
                     .unwrap_or_default()
             ),
             Self::NotFirst(before) => format!("not the member's first trade ({before} before)"),
+            Self::BirthMonth(0) => "the member's birthday is not known".to_string(),
+            Self::BirthMonth(month) => format!(
+                "the member's birthday is in month {month}, the sale in month {}",
+                facts.earned_on.month()
+            ),
             Self::Tier(level) => {
                 let tiers = program.tiers.as_ref();
                 let name = |level: usize| tiers.map_or("", |t| t.name(level)).to_string();
@@ -805,7 +814,12 @@ impl Campaign {
     }
 
     /// The conditions on the member's history.
-    fn check_member(&self, ctx: &MemberContext, tier: Option<usize>) -> Result<(), Miss> {
+    fn check_member(
+        &self,
+        ctx: &MemberContext,
+        tier: Option<usize>,
+        sale_month: u32,
+    ) -> Result<(), Miss> {
         if let Some(granted) = &ctx.only_campaigns {
             if !granted.contains(&self.code) {
                 return Err(Miss::NotGranted);
@@ -816,6 +830,12 @@ impl Campaign {
         }
         if self.first_trade && ctx.trades_before > 0 {
             return Err(Miss::NotFirst(ctx.trades_before));
+        }
+        if self.birthday_month {
+            let month = ctx.birthday.map_or(0, |b| b.month);
+            if month != sale_month {
+                return Err(Miss::BirthMonth(month));
+            }
         }
         if !self.tiers.is_empty() {
             let level = tier.unwrap_or(0);
@@ -1460,6 +1480,7 @@ impl Ruleset {
                 || campaign.trade_count.is_some()
                 || !campaign.genders.is_empty()
                 || campaign.asks_for_tier()
+                || campaign.birthday_month
                 || campaign.member_limit.is_some()
                 || campaign.has_budget();
             if !asks || campaign.check_trade(&facts, Known::default()).is_err() {
@@ -1467,6 +1488,7 @@ impl Ruleset {
             }
             needs.trades_before |= campaign.first_trade;
             needs.gender |= !campaign.genders.is_empty();
+            needs.birthday |= campaign.birthday_month;
             if campaign.asks_for_tier() && needs.tier.is_none() {
                 needs.tier = self.tier_need(facts.sales_at);
             }
@@ -1656,7 +1678,7 @@ impl Ruleset {
             }
             let matched = campaign
                 .check_trade(facts, known)
-                .and_then(|()| campaign.check_member(ctx, tier));
+                .and_then(|()| campaign.check_member(ctx, tier, facts.earned_on.month()));
             if let Err(miss) = matched {
                 if trace {
                     let reason = miss.reason(campaign, facts, &self.program);

@@ -19,6 +19,7 @@ impl Campaign {
             && self.channels.is_empty()
             && self.genders.is_empty()
             && self.tiers.is_empty()
+            && !self.birthday_month
             && !self.first_trade
             && self.trade_count.is_none()
     }

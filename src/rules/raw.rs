@@ -129,6 +129,9 @@ pub struct RawCampaign {
     /// Names of `program.tiers` levels the member must be at.
     #[serde(default)]
     pub tiers: Vec<String>,
+    /// Only in the member's birthday month (local month of the sale).
+    #[serde(default)]
+    pub birthday_month: bool,
     /// "mon" … "sun", in the program time zone.
     #[serde(default)]
     pub days_of_week: Vec<String>,
@@ -227,6 +230,8 @@ pub struct RawTest {
     pub gender: Option<String>,
     /// The member's tier (default: the lowest).
     pub tier: Option<String>,
+    /// The member's birthday, "YYYY-MM-DD" or "MM-DD" (default: not given).
+    pub birthday: Option<String>,
     /// What the member (and the budget) already got from campaigns, by campaign code.
     #[serde(default)]
     pub history: BTreeMap<String, RawHistory>,

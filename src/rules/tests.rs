@@ -423,7 +423,7 @@ fn loader_errors_name_file_line_and_what_is_wrong() {
         (PROGRAM.into(), ONE.replace("expiry", "currencies = [\"EUR\"]\nexpiry"),
          "c.toml:6:1: campaign \"ONE\": currencies: EUR has no rate in program.currencies"),
         (PROGRAM.into(), ONE.replace("starts_at", "start_at"),
-         "c.toml:4:1: unknown field `start_at`, expected one of `code`, `enabled`, `name`, `remark`, `starts_at`, `ends_at`, `stores`, `payment_methods`, `currencies`, `store_groups`, `excluded_stores`, `excluded_store_groups`, `channels`, `genders`, `tiers`, `days_of_week`, `hours`, `blackout_dates`, `min_spend`, `max_spend`, `skus`, `min_quantity`, `excluded_skus`, `basket`, `spend_base`, `first_trade`, `nth_trade`, `every_nth_trade`, `from_nth_trade`, `priority`, `exclusive`, `group`, `expiry`, `quarters_ahead`, `award`, `max_points_per_trade`, `member_limit`, `budget`, `budget_per_day`, `budget_per_month`"),
+         "c.toml:4:1: unknown field `start_at`, expected one of `code`, `enabled`, `name`, `remark`, `starts_at`, `ends_at`, `stores`, `payment_methods`, `currencies`, `store_groups`, `excluded_stores`, `excluded_store_groups`, `channels`, `genders`, `tiers`, `birthday_month`, `days_of_week`, `hours`, `blackout_dates`, `min_spend`, `max_spend`, `skus`, `min_quantity`, `excluded_skus`, `basket`, `spend_base`, `first_trade`, `nth_trade`, `every_nth_trade`, `from_nth_trade`, `priority`, `exclusive`, `group`, `expiry`, `quarters_ahead`, `award`, `max_points_per_trade`, `member_limit`, `budget`, `budget_per_day`, `budget_per_month`"),
         (PROGRAM.into(), ONE.replace("expiry", "days_of_week = [\"sat\", \"caturday\"]\nexpiry"),
          "c.toml:6:1: campaign \"ONE\": days_of_week: \"caturday\" is not one of mon, tue, wed, thu, fri, sat, sun"),
         (PROGRAM.into(), ONE.replace("expiry", "hours = [\"14:00-14:00\"]\nexpiry"),
@@ -536,7 +536,7 @@ fn the_campaign_language_table() {
         (
             "selection.toml",
             include_str!("testdata/selection.toml"),
-            27,
+            31,
         ),
     ] {
         let rules = testdata(name, text);

@@ -257,6 +257,19 @@ pub fn link_identity(
         .write(move |conn| Ok(ledger::link_identity(conn, &vip, &identity, now)?))
 }
 
+/// Sets a member's birthday and gender (what is given of them).
+pub fn set_profile(
+    store: &Store,
+    vip: VipAccountNo,
+    birthday: Option<crate::domain::Birthday>,
+    gender: Option<crate::domain::Gender>,
+    now: DateTime<Utc>,
+) -> Result<Option<ledger::StoredProfile>, ServiceError> {
+    store
+        .writer
+        .write(move |conn| Ok(ledger::set_profile(conn, &vip, birthday, gender, now)?))
+}
+
 /// Prices a trade as trade-create would, against the member's real history, and explains
 /// every campaign. Writes nothing.
 pub fn simulate_trade(
@@ -544,7 +557,7 @@ pub fn backtest(
         let (batch, next) =
             ledger::history::trades_for_replay(&mut conn, from, to, cursor, BACKTEST_BATCH)?;
         for item in &batch {
-            replay.feed(&item.trade, item.gender, &item.live)?;
+            replay.feed(&item.trade, (item.gender, item.birthday), &item.live)?;
         }
         progress(replay.trades, total);
         if (batch.len() as i64) < BACKTEST_BATCH {

@@ -983,24 +983,110 @@ award = { fixed = 10 }
             })
             .collect::<Vec<_>>()
     };
-    let e = ("".to_string(), "".to_string());
+    let e = || ("".to_string(), "".to_string());
     let evening = |date: &str| ("EVENING".to_string(), date.to_string());
     // 02:30 on 1 January in Hong Kong is 18:30 on 31 December in London: the London store's
     // evening, in London's last quarter of 2025; Hong Kong's store is asleep.
     assert_eq!(
         sold("Z1", "UK-01", "2026-01-01T02:30:00+08:00"),
-        [e.clone(), evening("2025-12-31")]
+        [e(), evening("2025-12-31")]
     );
-    assert_eq!(sold("Z2", "DP01", "2026-01-01T02:30:00+08:00"), [e.clone()]);
+    assert_eq!(sold("Z2", "DP01", "2026-01-01T02:30:00+08:00"), [e()]);
     assert_eq!(
         sold("Z3", "DP01", "2026-01-01T18:30:00+08:00"),
-        [e, evening("2026-03-31")]
+        [e(), evening("2026-03-31")]
     );
     app.assert_ledger_consistent();
 }
 
+/// A member app sets a member's birthday; birthday campaigns then ask the ledger for it.
+fn a_members_profile_sets_the_birthday_campaigns_ask_about() {
+    let campaigns = r#"
+[[campaign]]
+code = "BIRTHDAY"
+starts_at = "2020-01-01T00:00:00+08:00"
+ends_at = "2100-01-01T00:00:00+08:00"
+stores = ["BD*"]
+birthday_month = true
+expiry = "KDP"
+award = { fixed = 88 }
+"#;
+    let rules = rules_dir(&[("program.toml", &program()), ("c.toml", campaigns)]);
+    let app = spawn_app_with_rules(rules.path());
+    let sold_at = hours_ago(1);
+    let sale = |no: &str| {
+        let mut body = trade(no, "M-BD", &sold_at);
+        body["store_code"] = json!("BD01");
+        let (status, answer) = app.post_trade(&body);
+        assert_eq!(status, 200, "{answer}");
+        grants(&answer)
+    };
+    assert_eq!(sale("BD1"), [("".to_string(), 100)]);
+    let month = &sold_at[5..7];
+    let profile = |vip: &str, body: Value| {
+        let path = format!("/v1/point-engine/members/{vip}/profile");
+        app.call_as(&bearer(STORE_KEY), "PUT", &path, Some(&body))
+    };
+    let birthday = format!("{month}-15");
+    assert_eq!(
+        profile("M-BD", json!({"birthday": birthday, "gender": 2})),
+        (
+            200,
+            json!({"code": 0, "msg": "success", "data":
+                {"vip_accountno": "M-BD", "birthday": birthday, "gender": "female"}})
+        )
+    );
+    assert_eq!(
+        sale("BD2"),
+        [("".to_string(), 100), ("BIRTHDAY".to_string(), 88)]
+    );
+    // A gender alone leaves the birthday as it was; bad bodies and unknown members write nothing.
+    assert_eq!(
+        profile("M-BD", json!({"gender": "male"})).1["data"],
+        json!({"vip_accountno": "M-BD", "birthday": birthday, "gender": "male"})
+    );
+    for (body, msg) in [
+        (json!({}), "birthday or gender is required"),
+        (
+            json!({"birthday": "1990-02-30"}),
+            "birthday must be a date such as \"1990-12-05\" or \"12-05\", got \"1990-02-30\"",
+        ),
+        (
+            json!({"birthday": 19901205}),
+            "birthday must be a date such as \"1990-12-05\" or \"12-05\", got \"19901205\"",
+        ),
+        (
+            json!({"gender": "robot"}),
+            "gender must be \"male\", \"female\", 1 or 2, got \"robot\"",
+        ),
+        (
+            json!({"birthday": ["12-05"]}),
+            "birthday must be a string, got an array",
+        ),
+    ] {
+        assert_eq!(profile("M-BD", body), (400, error_body(40001, msg)));
+    }
+    assert_eq!(
+        profile("M-NOBODY", json!({"birthday": "12-05"})),
+        (404, error_body(40400, "member M-NOBODY not found"))
+    );
+    assert_eq!(
+        profile("M-BD", json!({"gender": "male"})).1["data"]["birthday"],
+        json!(birthday)
+    );
+    app.assert_ledger_consistent();
+    // A backtest reads members' profiles as they are now: the birthday counts for BD1 too.
+    let report = backtest_report(&app, rules.path());
+    assert_eq!(
+        report["campaigns"][1],
+        json!({"campaign_code": "BIRTHDAY", "trades_matched": 2, "points": 176,
+               "budget_used": 0, "live_points": 88, "difference": 88})
+    );
+}
+
 on_both_backends!(
     overnight_windows_and_blackout_dates_price_through_trade_create,
+    a_members_profile_sets_the_birthday_campaigns_ask_about,
     a_store_groups_time_zone_prices_through_trade_create,
     tiers_come_from_the_ledger_and_move_with_trades_and_refunds,
     budgets_per_day_and_month_hold_under_concurrent_trades,

@@ -1,0 +1,1 @@
+ALTER TABLE member_profiles DROP COLUMN birthday;
