@@ -408,6 +408,8 @@ fn backtest_report(app: &TestApp, folder: &std::path::Path) -> Value {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // Progress is drawn on a terminal only: a script reads the report alone.
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("backtest ["));
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
@@ -434,22 +436,7 @@ fn a_backtest_replays_history_under_a_draft_and_writes_nothing() {
         double("3")
     );
     let draft = rules_dir(&[("program.toml", &program()), ("c.toml", &draft_campaigns)]);
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_point-engine"))
-        .args(["rules", "backtest", "--rules"])
-        .arg(draft.path())
-        .arg("--database")
-        .arg(&app.database)
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    // Progress is drawn on a terminal only: a script reads the report alone.
-    assert!(!String::from_utf8_lossy(&out.stderr).contains("backtest ["));
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report = backtest_report(&app, draft.path());
 
     // The right answer, from the amounts alone.
     let e = |amount: i64| amount / 10;
