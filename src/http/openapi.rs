@@ -153,7 +153,10 @@ impl Modify for Contracts {
         ];
         for (path, item) in doc.paths.paths.iter_mut() {
             let native = path.starts_with("/v1/point-engine/");
-            for operation in [&mut item.get, &mut item.post].into_iter().flatten() {
+            for operation in [&mut item.get, &mut item.post, &mut item.put]
+                .into_iter()
+                .flatten()
+            {
                 if let Some((_, text)) = examples.iter().find(|(p, _)| p == path) {
                     if let Some(body) = operation.request_body.as_mut() {
                         if let Some(content) = body.content.get_mut("application/json") {

@@ -113,6 +113,8 @@ fn the_document_is_valid_and_its_examples_go_through_the_handlers() {
         "/v1/point-engine/rules",
         "/v1/point-engine/members/{vip_accountno}/balance",
         "/v1/point-engine/members/{vip_accountno}/entries",
+        "/v1/point-engine/members/{vip_accountno}/identities",
+        "/v1/point-engine/members/{vip_accountno}/profile",
         "/v1/point-engine/trades/{number}",
         "/v1/point-engine/audit",
         "/v1/point-engine/reports/liability",
@@ -193,6 +195,23 @@ fn the_document_is_valid_and_its_examples_go_through_the_handlers() {
         assert_eq!(status, 200, "{url}: {answer}");
         conforms(&doc, answer_schema(&doc, path, "get", 200), &answer, path).unwrap();
     }
+    // The profile of the member the examples made, and an unknown member's, as documented.
+    let profile = |vip: &str| {
+        let path = format!("/v1/point-engine/members/{vip}/profile");
+        app.call_as(
+            &bearer(STORE_KEY),
+            "PUT",
+            &path,
+            Some(&json!({"birthday": "12-05"})),
+        )
+    };
+    let path = "/v1/point-engine/members/{vip_accountno}/profile";
+    let (status, answer) = profile("040xxxx");
+    assert_eq!(status, 200, "{answer}");
+    conforms(&doc, answer_schema(&doc, path, "put", 200), &answer, path).unwrap();
+    let (status, answer) = profile("NOBODY");
+    assert_eq!(status, 404, "{answer}");
+    conforms(&doc, answer_schema(&doc, path, "put", 404), &answer, path).unwrap();
     // A refusal, in the documented error shape.
     let (status, refused) = app.call_as("none", "GET", "/v1/point-engine/audit", None);
     assert_eq!(status, 401);

@@ -640,6 +640,16 @@ expiry = "KDP"
 award = { points = 1, per_amount = "2" }
 
 [[campaign]]
+code = "PER-DISH"
+starts_at = "2020-01-01T00:00:00+08:00"
+ends_at = "2100-01-01T00:00:00+08:00"
+stores = ["POS-002"]
+skus = ["*"]
+excluded_skus = ["1"]
+expiry = "KDP"
+award = { points_per_line = 5 }
+
+[[campaign]]
 code = "SET-MEAL"
 starts_at = "2020-01-01T00:00:00+08:00"
 ends_at = "2100-01-01T00:00:00+08:00"
@@ -746,16 +756,22 @@ fn selection_conditions_price_through_the_endpoints() {
         e_and("LADIES", 7)
     );
     assert_eq!(post(&at_store("GD2", "TEL:13500000002", "GD-1")), e());
-    // Line "2" is 2 × 12.00: 12 points on its 24.00; lines "1" and "2" make the set meal.
+    // Line "2" is 2 × 12.00: 12 points on its 24.00; lines "1" and "2" make the set meal;
+    // PER-DISH leaves line "1" out.
     assert_eq!(
         pos_grants("other-pos-token", "S1", "13500000003", 0, None),
-        [grant("", 1), grant("DISH-2", 12), grant("SET-MEAL", 3)]
+        [
+            grant("", 1),
+            grant("DISH-2", 12),
+            grant("PER-DISH", 5),
+            grant("SET-MEAL", 3)
+        ]
     );
     let dish_2_only =
         json!([{"goods_id": 2, "goods_name": "豆腐", "quantity": 1, "unit_price": 14.1}]);
     assert_eq!(
         pos_grants("other-pos-token", "S2", "13500000003", 0, Some(dish_2_only)),
-        [grant("", 1), grant("DISH-2", 7)]
+        [grant("", 1), grant("DISH-2", 7), grant("PER-DISH", 5)]
     );
     app.assert_ledger_consistent();
     // The backtest knows every condition: the live rules replayed grant what they granted.
