@@ -9,7 +9,7 @@ use crate::ledger::history::{History, Movement, TradeDetail, PAGE_SIZE_MAX};
 use crate::service::{self, ServiceError};
 use crate::state::AppState;
 use actix_web::{web, HttpResponse, ResponseError};
-use chrono::SecondsFormat;
+use chrono::{SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
 pub const PAGE_SIZE_DEFAULT: i64 = 50;
@@ -57,6 +57,9 @@ pub struct HistoryData {
     pub page: i64,
     pub page_size: i64,
     pub total: i64,
+    /// The member's tier now, when the program has tiers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tier: Option<super::balance::TierData>,
     pub entries: Vec<MovementData>,
 }
 
@@ -67,6 +70,7 @@ impl HistoryData {
             page,
             page_size,
             total: history.total,
+            tier: None,
             entries: history.movements.iter().map(MovementData::from).collect(),
         }
     }
@@ -241,11 +245,19 @@ pub async fn member_entries(
         PAGE_SIZE_MAX,
     )?;
     let lookup = vip.clone();
-    let history =
-        web::block(move || service::member_history(&state.store, &lookup, page, page_size))
-            .await??
-            .ok_or_else(|| HistoryError::NotFound(format!("member {vip}")))?;
-    Ok(success(HistoryData::new(&vip, page, page_size, &history)))
+    let found = web::block(move || {
+        let Some(history) = service::member_history(&state.store, &lookup, page, page_size)? else {
+            return Ok(None);
+        };
+        let rules = state.rules.current();
+        let tier = service::member_tier(&state.store, &rules, &lookup, Utc::now())?;
+        Ok::<_, ServiceError>(Some((history, tier)))
+    })
+    .await??;
+    let (history, tier) = found.ok_or_else(|| HistoryError::NotFound(format!("member {vip}")))?;
+    let mut data = HistoryData::new(&vip, page, page_size, &history);
+    data.tier = tier.as_ref().map(super::balance::TierData::from);
+    Ok(success(data))
 }
 
 #[utoipa::path(

@@ -925,6 +925,18 @@ fn tiers_come_from_the_ledger_and_move_with_trades_and_refunds() {
         tier("2026-11-30T12:00:00+08:00"),
         json!({"name": "Gold", "qualifying": "507", "next_tier": "Platinum", "to_next_tier": "493"})
     );
+    // The member's history shows the tier now (the sales were in November 2026: Gold through
+    // 2027).
+    let (_, history) = app.get("/v1/point-engine/members/M-TIER/entries");
+    let now_gold = chrono::Utc::now()
+        < "2028-01-01T00:00:00+08:00"
+            .parse::<chrono::DateTime<chrono::Utc>>()
+            .unwrap();
+    assert_eq!(
+        history["data"]["tier"]["name"],
+        json!(if now_gold { "Gold" } else { "Silver" }),
+        "{history}"
+    );
     // Kept through the next year; gone the year after.
     assert_eq!(tier("2027-06-30T12:00:00+08:00")["name"], json!("Gold"));
     assert_eq!(tier("2028-01-01T12:00:00+08:00")["name"], json!("Silver"));
