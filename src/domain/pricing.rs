@@ -99,16 +99,8 @@ pub struct MemberContext {
 }
 
 impl MemberContext {
-    /// The context of a refund's re-pricing.
-    pub fn repricing() -> Self {
-        Self {
-            repricing: true,
-            ..Self::default()
-        }
-    }
-
-    /// The context of the audit's re-pricing of a trade that these campaigns granted: the most
-    /// it can have earned (no limits or budgets applied).
+    /// The context of a refund's or the audit's re-pricing of a trade that these campaigns
+    /// granted: the most it can have earned (no limits or budgets applied).
     pub fn audit(granted: std::collections::HashSet<CampaignCode>) -> Self {
         Self {
             repricing: true,

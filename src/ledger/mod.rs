@@ -169,17 +169,14 @@ fn member_context(
             None => [rust_decimal::Decimal::ZERO; 2],
         });
     }
-    if needs.birthday {
-        if let Some(member_id) = member_id {
-            ctx.birthday = repo::member_birthday(conn, member_id)?
-                .and_then(|text| crate::domain::Birthday::parse(&text).ok());
-        }
-    }
-    if needs.gender {
-        if let Some(member_id) = member_id {
-            ctx.gender = repo::member_profile(conn, member_id)?
-                .and_then(|profile| profile.2)
-                .and_then(|gender| crate::domain::Gender::parse(&gender).ok());
+    if let (true, Some(member_id)) = (needs.gender || needs.birthday, member_id) {
+        // One read of the profile for both.
+        if let Some((_, gender, birthday)) = repo::genders_and_birthdays_of(conn, &[member_id])?
+            .into_iter()
+            .next()
+        {
+            ctx.gender = gender.and_then(|g| crate::domain::Gender::parse(&g).ok());
+            ctx.birthday = birthday.and_then(|b| crate::domain::Birthday::parse(&b).ok());
         }
     }
     for need in &needs.campaigns {

@@ -1492,7 +1492,7 @@ impl Ruleset {
             if campaign.asks_for_tier() && needs.tier.is_none() {
                 needs.tier = self.tier_need(facts.sales_at);
             }
-            let local = self.program.time_zone.local_date(facts.sales_at);
+            let local = facts.program_day;
             needs.campaigns.push(CampaignNeed {
                 code: campaign.code.clone(),
                 trades_in: campaign
