@@ -445,8 +445,9 @@ pub struct ServeArgs {
 #[derive(Debug, Clone, Args)]
 pub struct FinanceArgs {
     /// What a refund does with points the member no longer holds: record_shortfall (take back
-    /// what is left of the grant, write the rest off) or allow_negative (take the rest from the
-    /// member's other points, pending first; the balance may go negative).
+    /// what is left of the grant, write the rest off) or allow_negative (take back what is left
+    /// of the grant, the member owes the rest: it comes off the balance, which may go negative,
+    /// and later earns pay it).
     #[arg(long, env = "POINT_ENGINE_REFUND_SHORTFALL_POLICY", default_value = "record_shortfall", value_parser = ShortfallPolicy::parse)]
     pub refund_shortfall_policy: ShortfallPolicy,
     /// What one point costs in the program's base currency (a decimal such as 0.005): turns

@@ -59,8 +59,8 @@ pub enum ShortfallPolicy {
     /// Take back only what is left of the grant; record the rest as a shortfall, written off.
     #[default]
     RecordShortfall,
-    /// Take the rest from the member's other points (pending first); what they cannot cover is
-    /// owed: the balance goes negative and later earns pay it off.
+    /// The member owes the rest: it comes off the balance (which may go negative), no other
+    /// lot stands in for it, and later earns pay it off.
     AllowNegative,
 }
 

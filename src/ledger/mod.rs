@@ -421,7 +421,7 @@ pub fn post_trade(
             })
             .collect();
         repo::insert_entries(conn, &earns)?;
-        refund::pay_debts(conn, member_id, &new_lot_ids, None, now_ms)?;
+        refund::pay_debts(conn, member_id, &new_lot_ids, now_ms)?;
         if cfg!(debug_assertions) {
             let violations = audit::check_member(conn, member_id)?;
             assert!(
@@ -521,13 +521,8 @@ fn burn_oldest_first(
     Ok(())
 }
 
-/// The order burns take lots in: soonest to expire first, lots that never expire last, ties by
-/// age. The balance lists usable lots in the same order.
-pub(crate) fn burn_order(lot: &LotRow) -> (bool, Option<i64>, i64) {
-    burn_order_of(lot.expires_at_ms, lot.id)
-}
-
-/// `burn_order` of a lot's expiry instant and id.
+/// The order burns take lots in, by a lot's expiry instant and id: soonest to expire first,
+/// lots that never expire last, ties by age. The balance lists usable lots in the same order.
 pub(crate) fn burn_order_of(expires_at_ms: Option<i64>, id: i64) -> (bool, Option<i64>, i64) {
     (expires_at_ms.is_none(), expires_at_ms, id)
 }

@@ -8,7 +8,7 @@ use super::models::{
     EntryRow, LotRow, NewDebtMovement, NewEntry, RefundLineRow, RefundRow, TradeDetailRow,
     TradeLineRow,
 };
-use super::{burn_order, connection, expire_from_lot, grant_of_lot, ms, repo, Conn, PostError};
+use super::{connection, expire_from_lot, grant_of_lot, ms, repo, Conn, PostError};
 use crate::domain::trade::{parse_free_text, parse_rfc3339};
 use crate::domain::{
     Amount, CurrencyCode, Grant, ImageUrl, InvoiceId, OutTradeNo, PaymentMethod, Points, Refund,
@@ -356,19 +356,20 @@ fn reverse(
 }
 
 /// What a refund takes back from one grant: `due` points, `from_grant` of them from the grant's
-/// own lot or `from_expired` from what expired of it, and (allow_negative) `takes` from the
-/// member's other lots, as (lot, points).
+/// own lot or `from_expired` from what expired of it. The rest is the shortfall: written off, or
+/// owed under allow_negative. No other lot stands in for it, so what a refund takes never
+/// depends on what else the member holds when it is made, and refunds end the same in any
+/// order, before or after an expiry.
 struct ClawBack {
     grant: LotRow,
     due: i64,
     from_grant: i64,
     from_expired: i64,
-    takes: Vec<(i64, i64)>,
 }
 
 impl ClawBack {
     fn taken(&self) -> i64 {
-        self.from_grant + self.from_expired + self.takes.iter().map(|(_, p)| p).sum::<i64>()
+        self.from_grant + self.from_expired
     }
 }
 
@@ -510,29 +511,7 @@ pub fn post_refund(
                 due,
                 from_grant,
                 from_expired,
-                takes: Vec::new(),
             });
-        }
-        if policy == ShortfallPolicy::AllowNegative && lines.iter().any(|l| l.taken() < l.due) {
-            // The rest from the member's other points: pending first, then soonest to expire.
-            let mut others = repo::unexpired_lots(conn, member_id, now_ms)?;
-            others.sort_by_key(|l| (l.available_at_ms <= now_ms, burn_order(l)));
-            let mut others = others.into_iter();
-            let mut current: Option<LotRow> = others.next();
-            for line in lines.iter_mut() {
-                while line.taken() < line.due {
-                    let Some(lot) = current.as_mut() else { break };
-                    let take = (line.due - line.taken()).min(lot.remaining);
-                    if take > 0 {
-                        reverse(conn, lot, -take, trade_id, refund_id, now_ms)?;
-                        lot.remaining -= take;
-                        line.takes.push((lot.id, take));
-                    }
-                    if lot.remaining == 0 {
-                        current = others.next();
-                    }
-                }
-            }
         }
         let mut refund_lines = Vec::with_capacity(lines.len());
         for line in lines {
@@ -554,9 +533,6 @@ pub fn post_refund(
                     from_expired: line.from_expired,
                 },
             )?;
-            for &(lot_id, points) in &line.takes {
-                repo::insert_refund_take(conn, line_id, lot_id, points)?;
-            }
             if owed > 0 {
                 repo::insert_debt_movement(
                     conn,
@@ -678,9 +654,10 @@ fn give_back_burn(
     Ok(settled)
 }
 
-/// Gives `points` back to `lot` for refund `refund_id` of trade `trade_id` (a burn returned, or
-/// points that stood in for a grant): they first settle what refunds of the lot's own trade
-/// could not take from it, then what is left pays what the member owes, and stays. A lot that
+/// Gives `points` back to `lot` for refund `refund_id` of trade `trade_id` (a burn returned, a
+/// debt payment given back, or points that stood in for a grant under an older release): they
+/// first settle what refunds of the lot's own trade could not take from it, and what is left
+/// stays (it pays no other debt: that would depend on whether the debt came first). A lot that
 /// has expired since loses what is left at once to an expiry effective now, so the return
 /// shows and the balance never counts expired points. What was settled, each settlement
 /// recorded as made by `returning_refund_id` (the refund being posted, whose answer lists them).
@@ -699,8 +676,6 @@ fn give_back(
         if !expire_from_lot(conn, lot, kept, now_ms, now_ms)? {
             return Err(PostError::Corrupt(format!("lot {} lost points", lot.id)));
         }
-    } else if kept > 0 {
-        pay_debts(conn, lot.member_id, &[lot.id], Some(kept), now_ms)?;
     }
     Ok(settled)
 }
@@ -708,7 +683,8 @@ fn give_back(
 /// Burned points just given back to `lot` (`returned` of them, by refund `returning_refund_id`)
 /// first settle what refunds of the lot's own trade could not take from it: those refunds take
 /// them now, and in return pay the line's debt, give back what later lots paid of it, give
-/// back what other lots stood in with, and recover what was written off. So a refund finds the
+/// back what other lots stood in with (refunds of older releases), and recover what was written
+/// off. So a refund finds the
 /// same points whichever of the trades is refunded first. The points taken from `lot`, and
 /// every settlement made (the lots that stood in may settle refunds of their own in turn).
 fn settle(
@@ -793,14 +769,12 @@ fn settle(
     Ok((settled_points, settled))
 }
 
-/// Pays what a member owes from refunds (`allow_negative`) out of new lots (or burned points
-/// just given back to a lot), oldest debt first, at most `points_max` of them. Each payment is
-/// a reverse entry of the refund that left the debt.
+/// Pays what a member owes from refunds (`allow_negative`) out of new lots, oldest debt first.
+/// Each payment is a reverse entry of the refund that left the debt.
 pub(super) fn pay_debts(
     conn: &mut Conn,
     member_id: i64,
     new_lot_ids: &[i64],
-    points_max: Option<i64>,
     now_ms: i64,
 ) -> Result<(), PostError> {
     let debts = repo::owed_lines(conn, member_id)?;
@@ -810,14 +784,13 @@ pub(super) fn pay_debts(
     let mut lots = repo::lots_by_ids(conn, new_lot_ids)?;
     lots.sort_by_key(|l| l.id);
     let mut lots = lots.into_iter().peekable();
-    let mut left = points_max.unwrap_or(i64::MAX);
     for (line, refund_trade_id) in debts {
         let mut owed = line.owed;
-        while owed > 0 && left > 0 {
+        while owed > 0 {
             let Some(lot) = lots.peek_mut() else {
                 return Ok(());
             };
-            let take = owed.min(lot.remaining).min(left);
+            let take = owed.min(lot.remaining);
             if take > 0 {
                 reverse(conn, lot, -take, refund_trade_id, line.refund_id, now_ms)?;
                 if !repo::pay_owed(conn, line.id, take)? {
@@ -839,7 +812,6 @@ pub(super) fn pay_debts(
                 )?;
                 lot.remaining -= take;
                 owed -= take;
-                left -= take;
             }
             if lot.remaining == 0 {
                 lots.next();

@@ -214,27 +214,6 @@ pub fn open_lots(conn: &mut Conn, member_id: i64, as_of_ms: i64) -> Result<Vec<O
     })
 }
 
-/// A member's lots with points left that have not expired at `as_of_ms` (usable or still
-/// pending), in no set order.
-pub fn unexpired_lots(
-    conn: &mut Conn,
-    member_id: i64,
-    as_of_ms: i64,
-) -> Result<Vec<LotRow>, Error> {
-    on_backend!(conn, c => {
-        lots::table
-            .filter(lots::member_id.eq(member_id))
-            .filter(lots::remaining.gt(Zero))
-            .filter(
-                lots::expires_at_ms
-                    .is_null()
-                    .or(lots::expires_at_ms.gt(as_of_ms)),
-            )
-            .select(LotRow::as_select())
-            .load(c)
-    })
-}
-
 /// Takes `points` from a lot's remaining points. Guarded: it changes nothing (and answers
 /// `false`) if the lot does not have that many left, so a lot can never go negative.
 pub fn take_from_lot(conn: &mut Conn, lot_id: i64, points: i64) -> Result<bool, Error> {
@@ -469,24 +448,6 @@ pub fn insert_refund_line(conn: &mut Conn, line: &RefundLineRow) -> Result<i64, 
         .values(line)
         .returning(refund_lines::id)
         .get_result(conn)
-}
-
-/// Records that a refund line took `points` from another lot of the member (allow_negative).
-pub fn insert_refund_take(
-    conn: &mut Conn,
-    refund_line_id: i64,
-    lot_id: i64,
-    points: i64,
-) -> Result<(), Error> {
-    diesel::insert_into(refund_takes::table)
-        .values((
-            refund_takes::refund_line_id.eq(refund_line_id),
-            refund_takes::lot_id.eq(lot_id),
-            refund_takes::points.eq(points),
-            refund_takes::restored.eq(0),
-        ))
-        .execute(conn)?;
-    Ok(())
 }
 
 pub fn insert_debt_movement(conn: &mut Conn, movement: &NewDebtMovement) -> Result<(), Error> {

@@ -85,8 +85,8 @@ pub struct Moved {
     pub earned: i64,
     pub burned: i64,
     pub expired: i64,
-    /// Taken back by refunds: from the refunded grants, from other points under
-    /// `allow_negative`, and from new points paying a debt off.
+    /// Taken back by refunds: from the refunded grants, and from new points paying a debt off
+    /// (and, for `allow_negative` refunds of older releases, from the member's other points).
     pub reversed: i64,
     /// Burned points given back by refunds.
     pub returned: i64,

@@ -268,11 +268,12 @@ fn a_ledger_from_before_the_debt_movements_migrates_and_reconciles() {
         spend["payment_amount"] = json!("10");
         spend["burn_point"] = json!(100);
         assert_eq!(app.post_trade(&spend).0, 200);
-        // N1 refunded in full: 1 point is left to take, 99 are owed.
+        // N1 refunded in full: its 100 points were spent, so 100 are owed (N2's 1 point is
+        // the member's: the balance is 1 less 100).
         let (status, body) = app.post_refund(&refund("NR1", "N1", "1000"));
         assert_eq!(
             (status, body["data"]["owed_point"].clone()),
-            (200, json!(99))
+            (200, json!(100))
         );
         // Back to the schema before the debt-movement and settlement migrations, as an older release left it.
         use diesel::connection::SimpleConnection;
@@ -303,7 +304,7 @@ fn a_ledger_from_before_the_debt_movements_migrates_and_reconciles() {
             liability["data"]["total"]["points"].clone(),
             liability["data"]["total"]["owed"].clone()
         ),
-        (json!(-99), json!(99))
+        (json!(-99), json!(100))
     );
     let from = hours_ago(24).replace('+', "%2B");
     let (_, movements) = app.get(&format!("/v1/point-engine/reports/movements?from={from}"));
@@ -314,7 +315,7 @@ fn a_ledger_from_before_the_debt_movements_migrates_and_reconciles() {
             data["closing"].clone(),
             data["ties_out"].clone()
         ),
-        (json!(99), json!(-99), json!(true))
+        (json!(100), json!(-99), json!(true))
     );
     // A later earn pays the debt off, through the new movements.
     let mut earn = trade("N3", "NEG", &hours_ago(0));

@@ -383,25 +383,33 @@ fn after_a_burn_and_an_expiry_record_shortfall_writes_off_what_is_gone() {
     app.assert_ledger_consistent();
 }
 
-fn after_a_burn_and_an_expiry_allow_negative_takes_other_points_then_owes() {
+fn after_a_burn_and_an_expiry_allow_negative_owes_what_is_gone() {
     let app = spawn_refund_app(ShortfallPolicy::AllowNegative);
     spent_and_expired(&app);
     let (status, body) = app.post_refund(&refund("R1", "TQ", "1000"));
     assert_eq!(status, 200, "{body}");
-    // E: the 1 point of the later trade is taken, 99 owed. QTR: all 40 had expired, so nothing
-    // more is taken or owed for them.
+    // E: all 100 were spent, so all 100 are owed; the later trade's 1 point is not touched (no
+    // other lot stands in). QTR: all 40 had expired, so nothing more is taken or owed for them.
     assert_eq!(
         body["data"]["detail"],
         json!([
-            line("E", "", 100, 100, 0, 99, 99),
+            line("E", "", 100, 100, 0, 100, 100),
             line("A", "QTR", 40, 40, 40, 0, 0)
         ])
     );
-    assert_eq!(available(&app, "M1"), (-99, 99));
+    assert_eq!(available(&app, "M1"), (-99, 100));
     let (status, body) = app.balance("M1", None);
     assert_eq!(status, 200);
-    assert_eq!(body["data"]["lots"], json!([]));
-    // The liability is the balance: 99 owed, the program owes the member nothing.
+    assert_eq!(
+        body["data"]["lots"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["point"].clone())
+            .collect::<Vec<_>>(),
+        [json!(1)]
+    );
+    // The liability is the balance: 1 point held less 100 owed.
     let totals = reports_reconcile(&app, &["M1"]);
     assert_eq!(
         (
@@ -409,7 +417,7 @@ fn after_a_burn_and_an_expiry_allow_negative_takes_other_points_then_owes() {
             totals["debt_paid"].clone(),
             totals["net"].clone()
         ),
-        (json!(99), json!(0), json!(-99))
+        (json!(100), json!(0), json!(-99))
     );
     let (_, liability) = app.get("/v1/point-engine/reports/liability");
     assert_eq!(
@@ -417,7 +425,7 @@ fn after_a_burn_and_an_expiry_allow_negative_takes_other_points_then_owes() {
             liability["data"]["total"]["points"].clone(),
             liability["data"]["total"]["owed"].clone()
         ),
-        (json!(-99), json!(99))
+        (json!(-99), json!(100))
     );
 
     // Nothing can be burned while the member owes.
@@ -431,7 +439,7 @@ fn after_a_burn_and_an_expiry_allow_negative_takes_other_points_then_owes() {
             error_body(42200, "burn_point 1 is more than the -99 points available")
         )
     );
-    // The next earn pays the debt first: 200 E points, 99 of them to the debt.
+    // The next earn pays the debt first: 200 E points, 100 of them to the debt.
     let mut earn = trade("TN", "M1", &hours_ago(0));
     earn["store_code"] = json!("X001");
     earn["payment_amount"] = json!("2000");
@@ -449,7 +457,7 @@ fn after_a_burn_and_an_expiry_allow_negative_takes_other_points_then_owes() {
             totals["debt_paid"].clone(),
             totals["net"].clone()
         ),
-        (json!(99), json!(99), json!(101))
+        (json!(100), json!(100), json!(101))
     );
     app.assert_ledger_consistent();
 }
@@ -522,7 +530,7 @@ fn concurrent_refunds_never_exceed_the_payment_and_duplicates_refund_once() {
     app.assert_ledger_consistent();
 }
 
-fn allow_negative_takes_pending_points_before_usable_ones() {
+fn allow_negative_owes_what_the_grant_cannot_cover_and_leaves_other_lots_alone() {
     let program = std::fs::read_to_string(shipped_rules().join("program.toml"))
         .unwrap()
         .replace("pending_days = 0", "pending_days = 14");
@@ -540,21 +548,29 @@ fn allow_negative_takes_pending_points_before_usable_ones() {
     spend["payment_amount"] = json!("500");
     spend["burn_point"] = json!(100);
     assert_eq!(app.post_trade(&spend).0, 200);
-    assert_eq!(
-        lots(&app),
-        [("E", 100, 0), ("E", 100, 100), ("E", 50, 50)].map(|(t, p, r)| (t.to_string(), p, r))
-    );
+    let before = [("E", 100, 0), ("E", 100, 100), ("E", 50, 50)];
+    assert_eq!(lots(&app), before.map(|(t, p, r)| (t.to_string(), p, r)));
 
-    // TB refunded: its 100 points are gone, so 50 come from TC's pending lot, then 50 from TA.
+    // TB refunded: its 100 points are gone, so all 100 are owed. TA's and TC's lots keep their
+    // points (what a refund takes never depends on what else the member holds), but the debt
+    // comes off what can be spent: 100 usable less 100 owed.
     let (status, body) = app.post_refund(&refund("R1", "TB", "1000"));
     assert_eq!(status, 200, "{body}");
     assert_eq!(
         body["data"]["detail"],
-        json!([line("E", "", 100, 100, 0, 0, 0)])
+        json!([line("E", "", 100, 100, 0, 100, 100)])
     );
+    assert_eq!(lots(&app), before.map(|(t, p, r)| (t.to_string(), p, r)));
+    assert_eq!(available(&app, "M1"), (0, 100));
+    let mut burn = trade("TD", "M1", &hours_ago(0));
+    burn["store_code"] = json!("X001");
+    burn["burn_point"] = json!(1);
     assert_eq!(
-        lots(&app),
-        [("E", 100, 0), ("E", 100, 50), ("E", 50, 0)].map(|(t, p, r)| (t.to_string(), p, r))
+        app.post_trade(&burn),
+        (
+            422,
+            error_body(42200, "burn_point 1 is more than the 0 points available")
+        )
     );
     app.assert_ledger_consistent();
 }
@@ -565,8 +581,8 @@ on_both_backends!(
     a_refund_number_reused_with_another_body_is_a_conflict_and_over_refunds_write_nothing,
     a_refund_gives_a_burn_back_in_proportion,
     after_a_burn_and_an_expiry_record_shortfall_writes_off_what_is_gone,
-    after_a_burn_and_an_expiry_allow_negative_takes_other_points_then_owes,
+    after_a_burn_and_an_expiry_allow_negative_owes_what_is_gone,
     a_refund_reprices_under_the_ruleset_version_that_priced_the_trade,
     concurrent_refunds_never_exceed_the_payment_and_duplicates_refund_once,
-    allow_negative_takes_pending_points_before_usable_ones,
+    allow_negative_owes_what_the_grant_cannot_cover_and_leaves_other_lots_alone,
 );

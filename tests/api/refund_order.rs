@@ -1,9 +1,8 @@
 //! Refunds in any order end the same. Generated histories of one member (earns, burns of
 //! earlier points, several trades' partial and full refunds) are replayed once per order of
 //! their refunds, each on a fresh ledger, under each shortfall policy: whatever the order, the
-//! final balance and what is owed are the same, every lot's remaining points too under
-//! record_shortfall (under allow_negative, which of the member's lots stood in for a short grant
-//! can differ; the points they hold together do not), and the audit is clean after each.
+//! final balance, what is owed and every lot's remaining points are the same, also when an
+//! expiry falls between the refunds, and the audit is clean after each.
 
 use crate::helpers::*;
 use chrono::{DateTime, Utc};
@@ -100,18 +99,10 @@ fn permutations<T: Clone>(items: &[T]) -> Vec<Vec<T>> {
 /// (available, pending, owed) and every lot's (type, points, remaining), in lot order.
 type Outcome = ((i64, i64, i64), Vec<(String, i64, i64)>);
 
-/// Two orders' outcomes end the same: wholly under record_shortfall. Under allow_negative the
-/// points that stood in for a grant its refund found short may come from other lots in
-/// another order: the balance, what is owed, and the points left in all lots are the same.
-fn assert_same_end(policy: ShortfallPolicy, outcome: &Outcome, first: &Outcome, differs: &str) {
-    match policy {
-        ShortfallPolicy::RecordShortfall => assert_eq!(outcome, first, "{differs}"),
-        ShortfallPolicy::AllowNegative => {
-            let total = |o: &Outcome| o.1.iter().map(|l| l.2).sum::<i64>();
-            assert_eq!(outcome.0, first.0, "{differs}");
-            assert_eq!(total(outcome), total(first), "{differs}");
-        }
-    }
+/// Two orders' outcomes end the same: the balance, what is owed and every lot, under either
+/// policy.
+fn assert_same_end(outcome: &Outcome, first: &Outcome, differs: &str) {
+    assert_eq!(outcome, first, "{differs}");
 }
 
 fn spawn(policy: ShortfallPolicy) -> (TestApp, tempfile::TempDir) {
@@ -192,7 +183,7 @@ fn refunds_in_any_order_end_the_same(policy: ShortfallPolicy, seed: u64, histori
                 "history {h} under {policy:?}: {order:?} ends otherwise than {:?}",
                 orders[0]
             );
-            assert_same_end(policy, &outcome, &first, &differs);
+            assert_same_end(&outcome, &first, &differs);
             settled += points;
         }
     }
@@ -288,12 +279,7 @@ impl Ledger {
     }
 }
 
-fn timed_history(
-    rng: &mut Lcg,
-    scratch: &Ledger,
-    h: usize,
-    policy: ShortfallPolicy,
-) -> TimedHistory {
+fn timed_history(rng: &mut Lcg, scratch: &Ledger, h: usize) -> TimedHistory {
     let member = format!("TIMED-{h}");
     let trades_count = 3 + rng.below(2) as usize;
     let mut trades = Vec::new();
@@ -315,14 +301,7 @@ fn timed_history(
         payments.push(amount);
     }
     let refunds = refunds_of(rng, &payments, &format!("TH{h}"));
-    // Under allow_negative a refund takes stand-in points from the lots as they are when it is
-    // made: before the quarter's end the quarter's own points (soonest to expire), after it
-    // others, so which refunds come before an expiry changes what the member keeps. Its
-    // histories put the expiry before or after all their refunds.
-    let before = match policy {
-        ShortfallPolicy::RecordShortfall => rng.below(refunds.len() as u64 + 1) as usize,
-        ShortfallPolicy::AllowNegative => refunds.len() * rng.below(2) as usize,
-    };
+    let before = rng.below(refunds.len() as u64 + 1) as usize;
     TimedHistory {
         member: VipAccountNo::parse(&member).unwrap(),
         trades,
@@ -334,13 +313,14 @@ fn timed_history(
 /// The timed history with its refunds in `order` on a fresh ledger, the quarter's points
 /// expiring after the first `before` of them: booked by the expiry task between them if
 /// `expiry_task`, else by the first refund that finds them expired. The outcome as of a day
-/// after the quarter's end, every refund replayed as first answered, and the audit clean.
+/// after the quarter's end, every refund replayed as first answered, and the audit clean; and
+/// the points its refunds left owing or wrote off.
 fn replay_timed(
     history: &TimedHistory,
     order: &[(String, String)],
     policy: ShortfallPolicy,
     expiry_task: bool,
-) -> Outcome {
+) -> (Outcome, i64) {
     let ledger = ledger(policy);
     for (body, now) in &history.trades {
         ledger.post_trade(body, *now);
@@ -379,38 +359,48 @@ fn replay_timed(
             "{order:?}: {out_refund_no} replays otherwise"
         );
     }
+    let shortfall = answers
+        .iter()
+        .map(|(_, _, _, refunded)| refunded.shortfall_points())
+        .sum();
     (
-        ledger.balance(&history.member, end),
-        ledger
-            .app
-            .lots()
-            .into_iter()
-            .map(|(point_type, points, remaining, _)| (point_type, points, remaining))
-            .collect(),
+        (
+            ledger.balance(&history.member, end),
+            ledger
+                .app
+                .lots()
+                .into_iter()
+                .map(|(point_type, points, remaining, _)| (point_type, points, remaining))
+                .collect(),
+        ),
+        shortfall,
     )
 }
 
 fn refunds_across_an_expiry_end_the_same(policy: ShortfallPolicy, seed: u64, histories: usize) {
     let mut rng = Lcg(seed);
     let scratch = ledger(policy);
-    let mut expired_refunds = 0;
+    let (mut expired_refunds, mut shortfall) = (0, 0);
     for h in 0..histories {
-        let history = timed_history(&mut rng, &scratch, h, policy);
+        let history = timed_history(&mut rng, &scratch, h);
         let orders = permutations(&history.refunds);
-        let first = replay_timed(&history, &orders[0], policy, true);
+        let (first, _) = replay_timed(&history, &orders[0], policy, true);
         for (i, order) in orders.iter().enumerate() {
-            let outcome = replay_timed(&history, order, policy, i % 2 == 1);
+            let (outcome, points) = replay_timed(&history, order, policy, i % 2 == 1);
+            shortfall += points;
             let differs = format!(
                 "timed history {h} under {policy:?}, {} refunds before the quarter's end: \
                  {order:?} ends otherwise than {:?}",
                 history.before, orders[0]
             );
-            assert_same_end(policy, &outcome, &first, &differs);
+            assert_same_end(&outcome, &first, &differs);
         }
         expired_refunds += history.refunds.len() - history.before;
     }
-    // Some refunds came after the quarter's points had expired.
+    // Some refunds came after the quarter's points had expired, and some found their grants'
+    // points spent (owed under allow_negative, while the member held other points).
     assert!(expired_refunds > 0);
+    assert!(shortfall > 0);
 }
 
 fn refunds_across_an_expiry_end_the_same_under_record_shortfall() {
