@@ -672,10 +672,8 @@ fn give_back(
     reverse(conn, lot, points, trade_id, refund_id, now_ms)?;
     let (taken, settled) = settle(conn, lot, points, returning_refund_id, now_ms)?;
     let kept = points - taken;
-    if kept > 0 && is_expired(lot, now_ms) {
-        if !expire_from_lot(conn, lot, kept, now_ms, now_ms)? {
-            return Err(PostError::Corrupt(format!("lot {} lost points", lot.id)));
-        }
+    if kept > 0 && is_expired(lot, now_ms) && !expire_from_lot(conn, lot, kept, now_ms, now_ms)? {
+        return Err(PostError::Corrupt(format!("lot {} lost points", lot.id)));
     }
     Ok(settled)
 }
