@@ -9,6 +9,7 @@ pub mod domain;
 pub mod error;
 pub mod http;
 pub mod ledger;
+pub mod priority;
 pub mod rules;
 pub mod service;
 pub mod startup;

@@ -257,21 +257,10 @@ impl Writer {
 /// balance reads went from 2,800/s to 3,700/s). Needs CAP_SYS_NICE (root has it); without it
 /// the writer runs at the normal priority.
 fn raise_priority() {
-    #[cfg(target_os = "linux")]
-    {
-        const NICE: libc::c_int = -10;
-        // SAFETY: gettid and setpriority take and return plain integers; setpriority changes
-        // only this thread's nice value.
-        let done = unsafe {
-            let tid = libc::gettid();
-            libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, NICE)
-        };
-        if done != 0 {
-            log::info!(
-                "the ledger writer runs at the normal priority (raising it needs CAP_SYS_NICE): {}",
-                std::io::Error::last_os_error()
-            );
-        }
+    if let Err(e) = crate::priority::set_this_threads_nice(-10) {
+        log::info!(
+            "the ledger writer runs at the normal priority (raising it needs CAP_SYS_NICE): {e}"
+        );
     }
 }
 
