@@ -193,10 +193,10 @@ fn key_offset(text: &str, table_offset: usize, key: &str) -> Option<usize> {
 /// A file's line table and its parse.
 type Parsed<'a> = (Located<'a>, Result<RawFile, toml::de::Error>);
 
-/// Parses every file (and finds its lines), on as many threads as the machine has cores (at most 8): the files are
-/// independent, and parsing is most of the time a large program takes to load. The threads run
-/// at a lower priority (nice 10, Linux), so a hot reload takes the cores the trades leave idle
-/// and never holds them up; at start nothing else runs.
+/// Parses every file (and finds its lines), on as many threads as the machine has cores (at
+/// most 8): the files are independent, and parsing is most of the time a large program takes
+/// to load. The threads run at a lower priority (nice 10, Linux), so a hot reload takes the
+/// cores the trades leave idle and never holds them up; at start nothing else runs.
 fn parse_all(sources: &[Source]) -> Vec<Parsed<'_>> {
     let parse = |s| (Located::new(s), toml::from_str(&s.text));
     let threads = std::thread::available_parallelism()

@@ -1079,3 +1079,40 @@ award = { fixed = 10 }
         problem("\"Europe/London\"", "\"Europe/Gondor\"")
     );
 }
+
+#[test]
+fn campaigns_are_tried_by_priority_then_code_from_any_number_of_files() {
+    // 3,000 campaigns over 5 files, priorities and codes in a scrambled order (some priorities
+    // shared, so the code decides), and ordered as a plain sort of (priority desc, code) would.
+    let mut sources = vec![Source {
+        name: "program.toml".into(),
+        text: PROGRAM.into(),
+    }];
+    let mut expected: Vec<(i64, String)> = Vec::new();
+    for file in 0..5 {
+        let mut text = String::new();
+        for k in 0..600 {
+            let n = (file * 600 + k) * 7_919 % 3_000;
+            let (priority, code) = ((n % 37) as i64 - 18, format!("C{n:04}"));
+            text += &format!(
+                "[[campaign]]\ncode = \"{code}\"\npriority = {priority}\n\
+                 starts_at = \"2026-01-01T00:00:00+08:00\"\n\
+                 ends_at = \"2027-01-01T00:00:00+08:00\"\nexpiry = \"QUARTER\"\n\
+                 award = {{ fixed = 1 }}\n\n"
+            );
+            expected.push((priority, code));
+        }
+        sources.push(Source {
+            name: format!("campaigns-{file}.toml"),
+            text,
+        });
+    }
+    expected.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+    let ruleset = from_sources(&sources).unwrap();
+    let got: Vec<(i64, String)> = ruleset
+        .campaigns
+        .iter()
+        .map(|c| (c.priority, c.code.as_str().to_string()))
+        .collect();
+    assert_eq!(got, expected);
+}
