@@ -1116,3 +1116,36 @@ fn campaigns_are_tried_by_priority_then_code_from_any_number_of_files() {
         .collect();
     assert_eq!(got, expected);
 }
+
+#[test]
+fn problems_of_campaigns_compiled_on_several_threads_come_in_file_order() {
+    // 2,100 campaigns (three chunks of work), three of them with a zero fixed award: each is
+    // reported at its own line, in the order they are written.
+    let bad = [5, 1_500, 2_099];
+    let mut text = String::new();
+    for n in 0..2_100 {
+        let points = if bad.contains(&n) { 0 } else { 1 };
+        text += &format!(
+            "[[campaign]]\ncode = \"C{n:04}\"\nstarts_at = \"2026-01-01T00:00:00+08:00\"\n\
+             ends_at = \"2027-01-01T00:00:00+08:00\"\nexpiry = \"QUARTER\"\n\
+             award = {{ fixed = {points} }}\n\n"
+        );
+    }
+    let error = from_sources(&[
+        Source {
+            name: "program.toml".into(),
+            text: PROGRAM.into(),
+        },
+        Source {
+            name: "campaigns.toml".into(),
+            text,
+        },
+    ])
+    .unwrap_err();
+    let LoadError::Invalid { problems } = error else {
+        panic!("{error}")
+    };
+    // Each campaign takes 7 lines; its award is the sixth.
+    let lines: Vec<usize> = problems.iter().map(|p| p.line).collect();
+    assert_eq!(lines, bad.map(|n| n * 7 + 6), "{problems:?}");
+}
