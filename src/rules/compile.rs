@@ -193,81 +193,44 @@ fn key_offset(text: &str, table_offset: usize, key: &str) -> Option<usize> {
 /// A file's line table and its parse.
 type Parsed<'a> = (Located<'a>, Result<RawFile, toml::de::Error>);
 
-/// Parses every file and finds its lines: the files are independent, and parsing is most of the
-/// time a large program takes to load.
+/// Parses every file (and finds its lines), on as many threads as the machine has cores (at
+/// most 8): the files are independent, and parsing is most of the time a large program takes
+/// to load. The threads run at a lower priority (nice 10, Linux), so a hot reload takes the
+/// cores the trades leave idle and never holds them up; at start nothing else runs.
 fn parse_all(sources: &[Source]) -> Vec<Parsed<'_>> {
-    on_threads(sources, |s| (Located::new(s), toml::from_str(&s.text)))
-}
-
-/// `work` on every item, on as many threads as the machine has cores (at most 8); the results
-/// in the items' order. The threads run at a lower priority (nice 10, Linux), so a hot reload
-/// takes the cores the trades leave idle and never holds them up; at start nothing else runs.
-fn on_threads<'a, T: Sync, R: Send>(items: &'a [T], work: impl Fn(&'a T) -> R + Sync) -> Vec<R> {
+    let parse = |s| (Located::new(s), toml::from_str(&s.text));
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .clamp(1, 8)
-        .min(items.len());
+        .min(sources.len());
     if threads <= 1 {
-        return items.iter().map(work).collect();
+        return sources.iter().map(parse).collect();
     }
-    let work = &work;
-    // Items dealt out in turn, so large and small ones spread over the threads.
-    let done: Vec<Vec<(usize, R)>> = std::thread::scope(|scope| {
+    // Files dealt out in turn, so large and small ones spread over the threads.
+    let parsed: Vec<Vec<(usize, Parsed)>> = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..threads)
             .map(|t| {
                 scope.spawn(move || {
-                    // Without it the work runs at the normal priority: still correct.
+                    // Without it the parse runs at the normal priority: still correct.
                     let _ = crate::priority::set_this_threads_nice(10);
-                    items
+                    sources
                         .iter()
                         .enumerate()
                         .skip(t)
                         .step_by(threads)
-                        .map(|(i, item)| (i, work(item)))
+                        .map(|(i, s)| (i, parse(s)))
                         .collect()
                 })
             })
             .collect();
         workers
             .into_iter()
-            .map(|w| w.join().expect("compiling rules does not panic"))
+            .map(|w| w.join().expect("parsing does not panic"))
             .collect()
     });
-    let mut all: Vec<(usize, R)> = done.into_iter().flatten().collect();
+    let mut all: Vec<_> = parsed.into_iter().flatten().collect();
     all.sort_by_key(|(i, _)| *i);
-    all.into_iter().map(|(_, result)| result).collect()
-}
-
-/// Campaigns compiled together on one thread (a few thousand microseconds of work).
-const CAMPAIGNS_PER_CHUNK: usize = 1_024;
-
-/// Compiles every raw campaign, on every core: each with the problems it has, in order (not
-/// collected: a campaign is a large value, moved once more into the ruleset).
-fn compile_campaigns(
-    raws: &[(&Located, &toml::Spanned<RawCampaign>)],
-    program: &Program,
-) -> impl Iterator<Item = (Option<Campaign>, Vec<Problem>)> {
-    let chunks: Vec<_> = raws.chunks(CAMPAIGNS_PER_CHUNK).collect();
-    on_threads(&chunks, |chunk| {
-        chunk
-            .iter()
-            .map(|&(file, raw)| {
-                let mut problems = Vec::new();
-                let mut at = FileProblems {
-                    file,
-                    problems: &mut problems,
-                };
-                let offset = raw.span().start;
-                let origin = at.origin(offset);
-                let compiled = compile_campaign(raw.get_ref(), program, origin, &mut |m| {
-                    at.at_key(offset, m)
-                });
-                (compiled, problems)
-            })
-            .collect::<Vec<_>>()
-    })
-    .into_iter()
-    .flatten()
+    all.into_iter().map(|(_, parsed)| parsed).collect()
 }
 
 pub fn compile(sources: &[Source], version: String) -> Result<Ruleset, LoadError> {
@@ -392,18 +355,19 @@ pub fn compile(sources: &[Source], version: String) -> Result<Ruleset, LoadError
     // Each code and the file it is first written in.
     let mut seen: HashMap<String, &str> =
         HashMap::with_capacity(raw_campaigns.len() + raw_objectives.len());
-    let compiled = compile_campaigns(&raw_campaigns, &program);
-    for (&(file, raw), (campaign, campaign_problems)) in raw_campaigns.iter().zip(compiled) {
-        problems.extend(campaign_problems);
-        let Some(campaign) = campaign else {
-            continue;
-        };
+    for &(file, raw) in &raw_campaigns {
         let source = file.source;
         let mut at = FileProblems {
             file,
             problems: &mut problems,
         };
         let offset = raw.span().start;
+        let origin = at.origin(offset);
+        let Some(campaign) = compile_campaign(raw.get_ref(), &program, origin, &mut |m| {
+            at.at_key(offset, m)
+        }) else {
+            continue;
+        };
         if let Some(first) = seen.insert(campaign.code.as_str().to_string(), &source.name) {
             at.at(
                 offset,
