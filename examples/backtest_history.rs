@@ -82,6 +82,7 @@ fn main() {
         ledger::post_trade(
             &mut conn,
             &trade,
+            &trade.fingerprint(),
             &needs,
             |ctx| rules.price(&trade, ctx),
             &rules.version,

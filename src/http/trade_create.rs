@@ -302,6 +302,8 @@ pub async fn trade_create(
         let rules = state.rules.current();
         web::block(move || service::create_trade(&state.store, rules, trade, now))
             .await?
+            .outcome()
+            .await
             .map_err(TradeCreateError::from)
     }
     .await;

@@ -277,14 +277,14 @@ fn qualifying(
 pub fn post_trade(
     conn: &mut Conn,
     trade: &Trade,
+    fingerprint: &str,
     needs: &ContextNeeds,
     price: impl FnOnce(&MemberContext) -> Result<Priced, EvaluateError>,
     ruleset_version: &str,
     now: DateTime<Utc>,
 ) -> Result<Posted, PostError> {
-    let fingerprint = trade.fingerprint();
     connection::write_transaction(conn, |conn| {
-        if let Some(posted) = find_posted(conn, trade, &fingerprint)? {
+        if let Some(posted) = find_posted(conn, trade, fingerprint)? {
             return Ok(posted);
         }
         let now_ms = ms(now);
@@ -332,7 +332,7 @@ pub fn post_trade(
             &NewTrade {
                 trade_no: trade_no.as_str(),
                 out_trade_no: trade.out_trade_no.as_str(),
-                request_fingerprint: &fingerprint,
+                request_fingerprint: fingerprint,
                 member_id,
                 store_code: trade.store_code.as_str(),
                 invoice_id: trade.invoice_id.as_str(),
@@ -438,10 +438,15 @@ pub fn post_trade(
     })
 }
 
-/// What the ledger already answered for this trade, if it was posted: `None` if it never was,
-/// `Conflict` if its `out_trade_no` was posted with another request.
-pub fn replay(conn: &mut Conn, trade: &Trade) -> Result<Option<Posted>, PostError> {
-    find_posted(conn, trade, &trade.fingerprint())
+/// What the ledger already answered for this trade (`fingerprint`: `Trade::fingerprint`, worked
+/// out once per request), if it was posted: `None` if it never was, `Conflict` if its
+/// `out_trade_no` was posted with another request.
+pub fn replay(
+    conn: &mut Conn,
+    trade: &Trade,
+    fingerprint: &str,
+) -> Result<Option<Posted>, PostError> {
+    find_posted(conn, trade, fingerprint)
 }
 
 fn find_posted(

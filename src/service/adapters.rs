@@ -46,7 +46,7 @@ pub fn post_for_identities(
     store.writer.write(move |conn| {
         let mut trade = trade.clone();
         trade.vip_accountno = resolve_member(conn, &identities, &profile, now)?;
-        let posted = create_trade_in(conn, &rules, &trade, now)?;
+        let posted = create_trade_in(conn, &rules, &trade, &trade.fingerprint(), now)?;
         ledger::external::save(
             conn,
             order.source,
@@ -145,7 +145,7 @@ fn cblink_order_in(
     let mut trade_id = existing.as_ref().and_then(|e| e.trade_id);
     let mut outcome = CblinkOutcome::Recorded;
     if app.earning_statuses.contains(&order.status) && trade_id.is_none() {
-        trade_id = Some(create_trade_in(conn, rules, &trade, now)?.trade_id);
+        trade_id = Some(create_trade_in(conn, rules, &trade, &trade.fingerprint(), now)?.trade_id);
         outcome = CblinkOutcome::Granted;
     }
     if app.reversing_statuses.contains(&order.status) && trade_id.is_some() {
@@ -419,6 +419,15 @@ fn objective_record(
     };
     let price = |_: &crate::domain::MemberContext| Ok(priced.clone());
     let needs = crate::domain::ContextNeeds::default();
-    let posted = ledger::post_trade(conn, &trade, &needs, price, &rules.version, now)?;
+    let fingerprint = trade.fingerprint();
+    let posted = ledger::post_trade(
+        conn,
+        &trade,
+        &fingerprint,
+        &needs,
+        price,
+        &rules.version,
+        now,
+    )?;
     Ok(Some(posted.trade_id))
 }

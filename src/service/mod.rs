@@ -6,7 +6,7 @@ use crate::domain::{
     Amount, MemberContext, ProgramTz, Refund, ShortfallPolicy, Trade, VipAccountNo,
 };
 use crate::ledger::refund::Refunded;
-use crate::ledger::writer::{Busy, WriteError, WriteFailure};
+use crate::ledger::writer::{Answer, Busy, WriteError, WriteFailure};
 use crate::ledger::{self, Balance, Conn, PostError, Posted, Store};
 use crate::rules::{self, EvaluateError, Ruleset, Source};
 use chrono::{DateTime, Utc};
@@ -211,18 +211,28 @@ pub(super) fn refund_in(
 /// Prices a trade under the ruleset and records it. A trade already recorded is answered as it
 /// was (from a read, without waiting for the writer), even if today's rules would no longer
 /// price it; the same `out_trade_no` with another request is a `Conflict`.
+///
+/// Blocking for the read (call from `web::block`); the write is awaited
+/// (`Answer::outcome`), so the thread is free while the trade waits for its group's commit.
 pub fn create_trade(
     store: &Store,
     rules: Arc<Ruleset>,
     trade: Trade,
     now: DateTime<Utc>,
-) -> Result<Posted, ServiceError> {
-    if let Some(posted) = ledger::replay(&mut *store.pool.get()?, &trade)? {
-        return Ok(posted);
+) -> Answer<Posted, ServiceError> {
+    let fingerprint = trade.fingerprint();
+    let replayed = store
+        .pool
+        .get()
+        .map_err(ServiceError::from)
+        .and_then(|mut conn| Ok(ledger::replay(&mut conn, &trade, &fingerprint)?));
+    match replayed {
+        Ok(None) => store
+            .writer
+            .submit(move |conn| create_trade_in(conn, &rules, &trade, &fingerprint, now)),
+        Ok(Some(posted)) => Answer::Ready(Ok(posted)),
+        Err(error) => Answer::Ready(Err(error)),
     }
-    store
-        .writer
-        .write(move |conn| create_trade_in(conn, &rules, &trade, now))
 }
 
 /// `create_trade` inside a write. A concurrent duplicate (from another process, on PostgreSQL)
@@ -232,14 +242,17 @@ pub(super) fn create_trade_in(
     conn: &mut Conn,
     rules: &Ruleset,
     trade: &Trade,
+    fingerprint: &str,
     now: DateTime<Utc>,
 ) -> Result<Posted, ServiceError> {
     let needs = match rules.needs(trade) {
         Ok(needs) => needs,
-        Err(error) => return ledger::replay(conn, trade)?.ok_or(ServiceError::Evaluate(error)),
+        Err(error) => {
+            return ledger::replay(conn, trade, fingerprint)?.ok_or(ServiceError::Evaluate(error))
+        }
     };
     let price = |ctx: &MemberContext| rules.price(trade, ctx);
-    match ledger::post_trade(conn, trade, &needs, price, &rules.version, now) {
+    match ledger::post_trade(conn, trade, fingerprint, &needs, price, &rules.version, now) {
         Err(PostError::Evaluate(error)) => Err(ServiceError::Evaluate(error)),
         other => Ok(other?),
     }

@@ -20,6 +20,7 @@ fn a_replay_is_answered_even_when_todays_rules_would_refuse_the_trade() {
     let trade = parsed.into_trade(chrono::Utc::now(), 300).unwrap();
     let posted =
         point_engine::service::create_trade(&store, rules.clone(), trade, chrono::Utc::now())
+            .wait()
             .unwrap();
     assert!(posted.replayed);
     assert_eq!(
@@ -38,6 +39,7 @@ fn a_replay_is_answered_even_when_todays_rules_would_refuse_the_trade() {
     let trade = parsed.into_trade(chrono::Utc::now(), 300).unwrap();
     let error =
         point_engine::service::create_trade(&store, rules.clone(), trade, chrono::Utc::now())
+            .wait()
             .unwrap_err();
     assert_eq!(
         error.to_string(),

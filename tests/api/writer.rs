@@ -52,6 +52,7 @@ fn create_all(store: &Store, rules: &Arc<Ruleset>, trades: Vec<Trade>) -> Vec<Re
             let (store, rules) = (store.clone(), rules.clone());
             std::thread::spawn(move || {
                 service::create_trade(&store, rules, t, chrono::Utc::now())
+                    .wait()
                     .map(|p| p.grants.iter().map(|g| g.points.value()).sum())
                     .map_err(|e| match e {
                         ServiceError::Post(PostError::InsufficientPoints { .. }) => {
@@ -156,7 +157,7 @@ fn a_full_write_queue_refuses_at_once() {
             let (store, rules) = (store.clone(), rules.clone());
             std::thread::spawn(move || {
                 let sent = Instant::now();
-                let result = service::create_trade(&store, rules, t, chrono::Utc::now());
+                let result = service::create_trade(&store, rules, t, chrono::Utc::now()).wait();
                 (result, sent.elapsed())
             })
         })
