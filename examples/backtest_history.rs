@@ -82,7 +82,7 @@ fn main() {
         ledger::post_trade(
             &mut conn,
             &trade,
-            &trade.fingerprint(),
+            ledger::Replay::unknown(&trade.fingerprint()),
             &needs,
             |ctx| rules.price(&trade, ctx),
             &rules.version,

@@ -268,6 +268,27 @@ fn qualifying(
     Ok(sums.map(|sum| sum.max(Decimal::ZERO)))
 }
 
+/// What is known of a trade's earlier posting when `post_trade` runs.
+#[derive(Debug, Clone, Copy)]
+pub struct Replay<'a> {
+    /// `Trade::fingerprint`, worked out once per request.
+    pub fingerprint: &'a str,
+    /// A read just found no trade under the trade's `out_trade_no`, so `post_trade` does not
+    /// look again: one posted since (a concurrent duplicate) is caught by the unique
+    /// `out_trade_no` as a `Race`, and the write runs again, looking (`known_new: false`).
+    pub known_new: bool,
+}
+
+impl<'a> Replay<'a> {
+    /// Nothing known: `post_trade` looks for the trade first.
+    pub fn unknown(fingerprint: &'a str) -> Self {
+        Self {
+            fingerprint,
+            known_new: false,
+        }
+    }
+}
+
 /// Records a trade, its burn and its grants in one write transaction. The same trade again
 /// (same fingerprint) answers what the first one did and writes nothing; the same
 /// `out_trade_no` with another fingerprint is a `Conflict`. Otherwise the member's history is
@@ -277,15 +298,17 @@ fn qualifying(
 pub fn post_trade(
     conn: &mut Conn,
     trade: &Trade,
-    fingerprint: &str,
+    replay: Replay,
     needs: &ContextNeeds,
     price: impl FnOnce(&MemberContext) -> Result<Priced, EvaluateError>,
     ruleset_version: &str,
     now: DateTime<Utc>,
 ) -> Result<Posted, PostError> {
     connection::write_transaction(conn, |conn| {
-        if let Some(posted) = find_posted(conn, trade, fingerprint)? {
-            return Ok(posted);
+        if !replay.known_new {
+            if let Some(posted) = find_posted(conn, trade, replay.fingerprint)? {
+                return Ok(posted);
+            }
         }
         let now_ms = ms(now);
         // One lock order for every write: the member's row first (a new member's row is
@@ -332,7 +355,7 @@ pub fn post_trade(
             &NewTrade {
                 trade_no: trade_no.as_str(),
                 out_trade_no: trade.out_trade_no.as_str(),
-                request_fingerprint: fingerprint,
+                request_fingerprint: replay.fingerprint,
                 member_id,
                 store_code: trade.store_code.as_str(),
                 invoice_id: trade.invoice_id.as_str(),

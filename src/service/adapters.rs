@@ -4,6 +4,7 @@
 
 use super::{create_trade_in, refund_in, ServiceError};
 use crate::domain::{Amount, Refund, ShortfallPolicy, Trade, VipAccountNo};
+use crate::ledger::Replay;
 use crate::ledger::{self, Conn, PostError, Posted, Store};
 use crate::rules::Ruleset;
 use chrono::{DateTime, Utc};
@@ -46,7 +47,13 @@ pub fn post_for_identities(
     store.writer.write(move |conn| {
         let mut trade = trade.clone();
         trade.vip_accountno = resolve_member(conn, &identities, &profile, now)?;
-        let posted = create_trade_in(conn, &rules, &trade, &trade.fingerprint(), now)?;
+        let posted = create_trade_in(
+            conn,
+            &rules,
+            &trade,
+            Replay::unknown(&trade.fingerprint()),
+            now,
+        )?;
         ledger::external::save(
             conn,
             order.source,
@@ -145,7 +152,16 @@ fn cblink_order_in(
     let mut trade_id = existing.as_ref().and_then(|e| e.trade_id);
     let mut outcome = CblinkOutcome::Recorded;
     if app.earning_statuses.contains(&order.status) && trade_id.is_none() {
-        trade_id = Some(create_trade_in(conn, rules, &trade, &trade.fingerprint(), now)?.trade_id);
+        trade_id = Some(
+            create_trade_in(
+                conn,
+                rules,
+                &trade,
+                Replay::unknown(&trade.fingerprint()),
+                now,
+            )?
+            .trade_id,
+        );
         outcome = CblinkOutcome::Granted;
     }
     if app.reversing_statuses.contains(&order.status) && trade_id.is_some() {
@@ -423,7 +439,7 @@ fn objective_record(
     let posted = ledger::post_trade(
         conn,
         &trade,
-        &fingerprint,
+        Replay::unknown(&fingerprint),
         &needs,
         price,
         &rules.version,

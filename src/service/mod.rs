@@ -7,7 +7,7 @@ use crate::domain::{
 };
 use crate::ledger::refund::Refunded;
 use crate::ledger::writer::{Answer, Busy, WriteError, WriteFailure};
-use crate::ledger::{self, Balance, Conn, PostError, Posted, Store};
+use crate::ledger::{self, Balance, Conn, PostError, Posted, Replay, Store};
 use crate::rules::{self, EvaluateError, Ruleset, Source};
 use chrono::{DateTime, Utc};
 use std::borrow::Cow;
@@ -227,9 +227,17 @@ pub fn create_trade(
         .map_err(ServiceError::from)
         .and_then(|mut conn| Ok(ledger::replay(&mut conn, &trade, &fingerprint)?));
     match replayed {
-        Ok(None) => store
-            .writer
-            .submit(move |conn| create_trade_in(conn, &rules, &trade, &fingerprint, now)),
+        Ok(None) => {
+            // Known new on its first run only: a run again (after a `Race`) looks.
+            let mut known_new = true;
+            store.writer.submit(move |conn| {
+                let replay = Replay {
+                    fingerprint: &fingerprint,
+                    known_new: std::mem::take(&mut known_new),
+                };
+                create_trade_in(conn, &rules, &trade, replay, now)
+            })
+        }
         Ok(Some(posted)) => Answer::Ready(Ok(posted)),
         Err(error) => Answer::Ready(Err(error)),
     }
@@ -242,17 +250,18 @@ pub(super) fn create_trade_in(
     conn: &mut Conn,
     rules: &Ruleset,
     trade: &Trade,
-    fingerprint: &str,
+    replay: Replay,
     now: DateTime<Utc>,
 ) -> Result<Posted, ServiceError> {
     let needs = match rules.needs(trade) {
         Ok(needs) => needs,
         Err(error) => {
-            return ledger::replay(conn, trade, fingerprint)?.ok_or(ServiceError::Evaluate(error))
+            return ledger::replay(conn, trade, replay.fingerprint)?
+                .ok_or(ServiceError::Evaluate(error))
         }
     };
     let price = |ctx: &MemberContext| rules.price(trade, ctx);
-    match ledger::post_trade(conn, trade, fingerprint, &needs, price, &rules.version, now) {
+    match ledger::post_trade(conn, trade, replay, &needs, price, &rules.version, now) {
         Err(PostError::Evaluate(error)) => Err(ServiceError::Evaluate(error)),
         other => Ok(other?),
     }

@@ -130,6 +130,67 @@ fn a_group_of_writes_sees_each_write_and_fails_each_alone() {
     app.assert_ledger_consistent();
 }
 
+/// The same receipt sent several times while the writer is busy (a till retrying) lands in
+/// one group: it is granted once and every copy is answered with that grant, and the same
+/// `out_trade_no` with another body in the same group is a conflict. Each copy passed the
+/// replay read before the first one was recorded, so the writer finds the duplicates itself.
+fn duplicates_in_one_group_are_granted_once() {
+    let app = spawn_app();
+    let store = app.store();
+    let rules = Arc::new(rules::load_dir(&shipped_rules()).unwrap());
+    let groups_before = store
+        .writer
+        .stats()
+        .map(|s| s.groups.load(Ordering::Relaxed));
+    let body = trade("D1", "M-D", &hours_ago(1));
+    let mut other_body = body.clone();
+    other_body["invoice_id"] = json!("another invoice");
+
+    let blocker = hold_writer(&store, Duration::from_millis(600));
+    // One after another, so that they queue in this order behind the blocker.
+    let sent: Vec<_> = [&body, &body, &other_body, &body]
+        .into_iter()
+        .map(|b| {
+            let (store, rules, t) = (store.clone(), rules.clone(), parse_trade(b));
+            let handle = std::thread::spawn(move || {
+                service::create_trade(&store, rules, t, chrono::Utc::now())
+                    .wait()
+                    .map(|p| {
+                        let points: i64 = p.grants.iter().map(|g| g.points.value()).sum();
+                        (p.trade_no.to_string(), points, p.replayed)
+                    })
+            });
+            std::thread::sleep(Duration::from_millis(40));
+            handle
+        })
+        .collect();
+    blocker.join().unwrap();
+    let outcomes: Vec<_> = sent.into_iter().map(|h| h.join().unwrap()).collect();
+
+    let (trade_no, points, replayed) = outcomes[0].as_ref().unwrap().clone();
+    assert_eq!((points, replayed), (100, false), "{outcomes:?}");
+    for copy in [&outcomes[1], &outcomes[3]] {
+        assert_eq!(copy.as_ref().unwrap(), &(trade_no.clone(), 100, true));
+    }
+    match &outcomes[2] {
+        Err(ServiceError::Post(PostError::Conflict { trade_no: first })) => {
+            assert_eq!(first, &trade_no)
+        }
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    if let (Some(before), Some(stats)) = (groups_before, store.writer.stats()) {
+        // The blocker's group, then one group for the four copies.
+        assert_eq!(stats.groups.load(Ordering::Relaxed) - before, 2);
+    }
+    assert_eq!(
+        app.balance("M-D", None).1["data"]["available_point"],
+        json!(100)
+    );
+    let (trades, lots, entries, members) = app.counts();
+    assert_eq!((trades, lots, entries, members), (1, 1, 1, 1));
+    app.assert_ledger_consistent();
+}
+
 /// A writer whose queue is full refuses at once with `QueueFull`, and what it accepted lands.
 fn a_full_write_queue_refuses_at_once() {
     if backend() == Backend::Postgres {
@@ -299,6 +360,7 @@ fn acknowledged_trades_survive_kill_9() {
 
 on_both_backends!(
     a_group_of_writes_sees_each_write_and_fails_each_alone,
+    duplicates_in_one_group_are_granted_once,
     a_full_write_queue_refuses_at_once,
     a_full_write_queue_answers_503_with_retry_after,
     acknowledged_trades_survive_kill_9,
