@@ -847,16 +847,22 @@ pub fn refund_lines(
 /// A member's refund lines that still owe points (`allow_negative`), oldest first, each with
 /// its refund's trade.
 pub fn owed_lines(conn: &mut Conn, member_id: i64) -> Result<Vec<(RefundLineRow, i64)>, Error> {
-    on_backend!(conn, c => {
+    on_backend!(conn, c => owed_lines_query!(member_id).load(c))
+}
+
+/// The query of `owed_lines`, also planned by the tests. Every trade and every balance runs it:
+/// it must find the member's refunds by `refunds_member`, never scan the ledger's refund lines.
+macro_rules! owed_lines_query {
+    ($member_id:expr) => {
         refund_lines::table
             .inner_join(refunds::table)
-            .filter(refunds::member_id.eq(member_id))
+            .filter(refunds::member_id.eq($member_id))
             .filter(refund_lines::owed.gt(Zero))
             .order(refund_lines::id.asc())
             .select((RefundLineRow::as_select(), refunds::trade_id))
-            .load(c)
-    })
+    };
 }
+use owed_lines_query;
 
 /// Pays `points` off a refund line's owed points. Guarded like `take_from_lot`.
 pub fn pay_owed(conn: &mut Conn, line_id: i64, points: i64) -> Result<bool, Error> {
@@ -1523,4 +1529,52 @@ pub fn objective_records(
             card_records::trade_id,
         ))
         .load(conn)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use diesel::sqlite::Sqlite;
+
+    #[derive(QueryableByName)]
+    struct PlanStep {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        detail: String,
+    }
+
+    /// SQLite's plan of a query on the migrated schema, one step a line.
+    fn plan(conn: &mut Conn, sql: &str) -> Vec<String> {
+        diesel::sql_query(format!("EXPLAIN QUERY PLAN {sql}"))
+            .load::<PlanStep>(conn)
+            .unwrap()
+            .into_iter()
+            .map(|step| step.detail)
+            .collect()
+    }
+
+    fn migrated() -> (tempfile::TempDir, Conn) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = crate::ledger::DatabaseUrl::Sqlite(dir.path().join("plan.db"));
+        // Migrated by the pool; planned on a connection of its own.
+        crate::ledger::connection::connect(&url, 1).unwrap();
+        let manager = crate::ledger::connection::Manager::new(url);
+        (
+            dir,
+            diesel::r2d2::ManageConnection::connect(&manager).unwrap(),
+        )
+    }
+
+    #[test]
+    fn what_a_member_owes_is_found_by_the_member_not_by_scanning_refund_lines() {
+        let (_dir, mut conn) = migrated();
+        let query = owed_lines_query!(7_i64);
+        let sql = diesel::debug_query::<Sqlite, _>(&query).to_string();
+        let sql = sql.split(" -- binds").next().unwrap();
+        let steps = plan(&mut conn, sql);
+        assert!(
+            steps.iter().all(|step| !step.starts_with("SCAN")),
+            "{steps:?}"
+        );
+        assert!(steps[0].contains("USING INDEX refunds_member"), "{steps:?}");
+    }
 }
