@@ -140,6 +140,23 @@ pub fn find_member(conn: &mut Conn, vip: &VipAccountNo) -> Result<Option<i64>, P
     }
 }
 
+/// The member `vip` names (an account number, or an identity of a member) and the member's own
+/// account number: one read when `vip` is the account number itself.
+fn find_member_account(
+    conn: &mut Conn,
+    vip: &VipAccountNo,
+) -> Result<Option<(i64, VipAccountNo)>, PostError> {
+    if let Some(id) = repo::find_member_id(conn, vip.as_str())? {
+        return Ok(Some((id, vip.clone())));
+    }
+    let Some(id) = find_member(conn, vip)? else {
+        return Ok(None);
+    };
+    let account =
+        VipAccountNo::parse(&repo::member_account(conn, id)?).map_err(PostError::Corrupt)?;
+    Ok(Some((id, account)))
+}
+
 /// What pricing needs to know about a member, read outside any write (a simulation).
 pub fn read_member_context(
     conn: &mut Conn,
@@ -890,12 +907,10 @@ pub fn balance(
     vip: &VipAccountNo,
     as_of: DateTime<Utc>,
 ) -> Result<Option<Balance>, PostError> {
-    let Some(member_id) = find_member(conn, vip)? else {
+    let Some((member_id, vip)) = find_member_account(conn, vip)? else {
         return Ok(None);
     };
-    // The member's own account number, whichever identity named it.
-    let vip = &VipAccountNo::parse(&repo::member_account(conn, member_id)?)
-        .map_err(PostError::Corrupt)?;
+    let vip = &vip;
     let as_of_ms = ms(as_of);
     let (mut usable, mut pending): (Vec<OpenLot>, Vec<OpenLot>) =
         repo::open_lots(conn, member_id, as_of_ms)?
