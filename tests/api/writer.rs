@@ -45,6 +45,14 @@ fn hold_writer(store: &Store, hold: Duration) -> std::thread::JoinHandle<()> {
     handle
 }
 
+/// Groups the grouped writer has committed so far (`None` on PostgreSQL).
+fn groups_so_far(store: &Store) -> Option<usize> {
+    store
+        .writer
+        .stats()
+        .map(|s| s.groups.load(Ordering::Relaxed))
+}
+
 fn create_all(store: &Store, rules: &Arc<Ruleset>, trades: Vec<Trade>) -> Vec<Result<i64, String>> {
     let handles: Vec<_> = trades
         .into_iter()
@@ -75,10 +83,7 @@ fn a_group_of_writes_sees_each_write_and_fails_each_alone() {
     assert_eq!(app.post_trade(&trade("G0", "M-G", &hours_ago(2))).0, 200);
     let store = app.store();
     let rules = Arc::new(rules::load_dir(&shipped_rules()).unwrap());
-    let groups_before = store
-        .writer
-        .stats()
-        .map(|s| s.groups.load(Ordering::Relaxed));
+    let groups_before = groups_so_far(&store);
 
     let blocker = hold_writer(&store, Duration::from_millis(400));
     let outcomes = create_all(
@@ -138,10 +143,7 @@ fn duplicates_in_one_group_are_granted_once() {
     let app = spawn_app();
     let store = app.store();
     let rules = Arc::new(rules::load_dir(&shipped_rules()).unwrap());
-    let groups_before = store
-        .writer
-        .stats()
-        .map(|s| s.groups.load(Ordering::Relaxed));
+    let groups_before = groups_so_far(&store);
     let body = trade("D1", "M-D", &hours_ago(1));
     let mut other_body = body.clone();
     other_body["invoice_id"] = json!("another invoice");
