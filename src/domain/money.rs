@@ -72,29 +72,38 @@ impl fmt::Display for Amount {
     }
 }
 
-/// An ISO 4217 style currency code: three ASCII letters, kept upper case.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct CurrencyCode(String);
+/// An ISO 4217 style currency code: three ASCII letters, kept upper case, held inline (no
+/// allocation, and pricing reads it without following a pointer).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CurrencyCode([u8; 3]);
 
 impl CurrencyCode {
     pub fn parse(raw: &str) -> Result<Self, String> {
         let text = raw.trim();
-        if text.len() != 3 || !text.chars().all(|c| c.is_ascii_alphabetic()) {
-            return Err(format!(
+        match <[u8; 3]>::try_from(text.as_bytes()) {
+            Ok(code) if code.iter().all(u8::is_ascii_alphabetic) => {
+                Ok(Self(code.map(|b| b.to_ascii_uppercase())))
+            }
+            _ => Err(format!(
                 "must be a three-letter currency code such as \"HKD\", got {raw:?}"
-            ));
+            )),
         }
-        Ok(Self(text.to_ascii_uppercase()))
     }
 
     pub fn as_str(&self) -> &str {
-        &self.0
+        std::str::from_utf8(&self.0).expect("a currency code is ASCII letters")
+    }
+}
+
+impl fmt::Debug for CurrencyCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("CurrencyCode").field(&self.as_str()).finish()
     }
 }
 
 impl fmt::Display for CurrencyCode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
     }
 }
 
@@ -153,5 +162,8 @@ mod tests {
         assert!(CurrencyCode::parse("HK").is_err());
         assert!(CurrencyCode::parse("HKDD").is_err());
         assert!(CurrencyCode::parse("H1D").is_err());
+        // Three bytes, but not three letters.
+        assert!(CurrencyCode::parse("ÅB").is_err());
+        assert_eq!(CurrencyCode::parse(" usd ").unwrap().to_string(), "USD");
     }
 }

