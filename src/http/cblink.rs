@@ -271,7 +271,7 @@ pub fn parse_order(
         payment_amount: payment,
         payment_method: PaymentMethod::parse(&method)
             .map_err(|_| CblinkFieldError::Malformed("pay_type".into()))?,
-        currency: currency.clone(),
+        currency: *currency,
         sales_time: sold_at,
         submit_time: created_at,
         approval_time: sold_at,

@@ -236,7 +236,7 @@ impl TransactionRequest {
             total_amount: total,
             payment_amount: purchase_amount,
             payment_method: PaymentMethod::parse("POS").expect("a valid method"),
-            currency: currency.clone(),
+            currency: *currency,
             sales_time,
             submit_time: sales_time,
             approval_time: sales_time,

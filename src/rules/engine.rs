@@ -1612,7 +1612,7 @@ impl Ruleset {
         let rate = *program
             .currency_rates
             .get(&trade.currency)
-            .ok_or_else(|| EvaluateError::UnsupportedCurrency(trade.currency.clone()))?;
+            .ok_or(EvaluateError::UnsupportedCurrency(trade.currency))?;
         let overflow = || EvaluateError::PointsOverflow;
         let base = |amount: Decimal| amount.checked_mul(rate).ok_or_else(overflow);
         let skus: Vec<Vec<char>> = trade
