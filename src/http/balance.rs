@@ -3,9 +3,9 @@
 
 use super::fields::{parsed, FieldError};
 use crate::domain::trade::parse_rfc3339;
-use crate::domain::{Grant, VipAccountNo};
+use crate::domain::VipAccountNo;
 use crate::error::{busy, failure, internal, success, ErrorCode};
-use crate::ledger::Balance;
+use crate::ledger::{Balance, HeldLot};
 use crate::service::{self, ServiceError};
 use crate::state::AppState;
 use actix_web::{web, HttpResponse, ResponseError};
@@ -72,14 +72,14 @@ pub struct LotDetail {
     pub available_time: String,
 }
 
-impl From<&Grant> for LotDetail {
-    fn from(lot: &Grant) -> Self {
+impl From<HeldLot> for LotDetail {
+    fn from(lot: HeldLot) -> Self {
         Self {
             point: lot.points.value(),
             point_type: lot.point_type.as_str(),
             expire_type: lot.expire_type.as_str(),
-            expire_time: lot.expire_date_text(),
-            campaign_code: lot.campaign_code_text().to_string(),
+            expire_time: lot.expire_date,
+            campaign_code: lot.campaign_code,
             available_time: lot
                 .available_at
                 .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
@@ -87,14 +87,18 @@ impl From<&Grant> for LotDetail {
     }
 }
 
-impl From<&Balance> for BalanceData {
-    fn from(balance: &Balance) -> Self {
+impl From<Balance> for BalanceData {
+    fn from(balance: Balance) -> Self {
         Self {
-            vip_accountno: balance.vip_accountno.to_string(),
             available_point: balance.spendable(),
-            lots: balance.lots.iter().map(LotDetail::from).collect(),
+            vip_accountno: balance.vip_accountno.to_string(),
+            lots: balance.lots.into_iter().map(LotDetail::from).collect(),
             pending_point: balance.pending.value(),
-            pending_lots: balance.pending_lots.iter().map(LotDetail::from).collect(),
+            pending_lots: balance
+                .pending_lots
+                .into_iter()
+                .map(LotDetail::from)
+                .collect(),
             owed_point: balance.owed.value(),
             tier: None,
         }
@@ -162,7 +166,7 @@ pub async fn balance(
     })
     .await??;
     let (balance, tier) = found.ok_or(BalanceError::NotFound(vip))?;
-    let mut data = BalanceData::from(&balance);
+    let mut data = BalanceData::from(balance);
     data.tier = tier.as_ref().map(TierData::from);
     Ok(success(data))
 }

@@ -43,7 +43,7 @@ use crate::domain::{
     MemberContext, PointType, Points, Priced, TierBasis, TierNeed, Trade, TradeNo, VipAccountNo,
 };
 use chrono::{DateTime, NaiveDate, Utc};
-use models::{LotRow, NewEntry, NewLot, NewMember, NewTrade, OpenLot};
+use models::{LotRow, NewEntry, NewLot, NewMember, NewTrade, OpenLot, ShownLot};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PostError {
@@ -524,7 +524,7 @@ fn burn_oldest_first(
     burn: Points,
     now_ms: i64,
 ) -> Result<(), PostError> {
-    let mut lots = repo::open_lots(conn, member_id, now_ms)?;
+    let mut lots = repo::burnable_lots(conn, member_id, now_ms)?;
     lots.retain(|l| l.available_at_ms <= now_ms);
     let usable: i64 = lots.iter().map(|l| l.remaining).sum();
     // Points owed from refunds (allow_negative) come off what can be spent.
@@ -885,9 +885,9 @@ pub struct Balance {
     /// Not expired, but still in the program's pending period: cannot be burned yet.
     pub pending: Points,
     /// Usable lots, soonest to expire first, each with the points it has left.
-    pub lots: Vec<Grant>,
+    pub lots: Vec<HeldLot>,
     /// Pending lots, soonest to become usable first.
-    pub pending_lots: Vec<Grant>,
+    pub pending_lots: Vec<HeldLot>,
     /// Points owed from refunds under `allow_negative`; later earns pay them off.
     pub owed: Points,
 }
@@ -897,6 +897,37 @@ impl Balance {
     /// more than they hold).
     pub fn spendable(&self) -> i64 {
         self.available.value() - self.owed.value()
+    }
+}
+
+/// A lot of a balance: the points it has left, of which kind, until when, from which campaign.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldLot {
+    pub point_type: PointType,
+    /// What is left of it: above zero.
+    pub points: Points,
+    pub expire_type: ExpireType,
+    /// The last usable day, `YYYY-MM-DD` as the ledger keeps it; "" when it never expires.
+    pub expire_date: String,
+    /// "" for E points.
+    pub campaign_code: String,
+    pub available_at: DateTime<Utc>,
+}
+
+impl HeldLot {
+    fn of(lot: ShownLot) -> Result<Self, PostError> {
+        let corrupt =
+            |what: &str, e: String| PostError::Corrupt(format!("lot {} {what}: {e}", lot.id));
+        Ok(Self {
+            point_type: PointType::parse(&lot.point_type).map_err(|e| corrupt("point_type", e))?,
+            points: Points::new(lot.remaining).map_err(|e| corrupt("remaining", e))?,
+            expire_type: ExpireType::parse(&lot.expire_type)
+                .map_err(|e| corrupt("expire_type", e))?,
+            available_at: DateTime::<Utc>::from_timestamp_millis(lot.available_at_ms)
+                .ok_or_else(|| corrupt("available_at_ms", lot.available_at_ms.to_string()))?,
+            expire_date: lot.expire_date.unwrap_or_default(),
+            campaign_code: lot.campaign_code,
+        })
     }
 }
 
@@ -910,31 +941,28 @@ pub fn balance(
     let Some((member_id, vip)) = find_member_account(conn, vip)? else {
         return Ok(None);
     };
-    let vip = &vip;
     let as_of_ms = ms(as_of);
-    let (mut usable, mut pending): (Vec<OpenLot>, Vec<OpenLot>) =
-        repo::open_lots(conn, member_id, as_of_ms)?
+    let (mut usable, mut pending): (Vec<ShownLot>, Vec<ShownLot>) =
+        repo::shown_lots(conn, member_id, as_of_ms)?
             .into_iter()
             .partition(|l| l.available_at_ms <= as_of_ms);
     usable.sort_by_key(|l| burn_order_of(l.expires_at_ms, l.id));
     pending.sort_by_key(|l| (l.available_at_ms, l.id));
-    let with_remaining = |rows: &[OpenLot]| -> Result<(Points, Vec<Grant>), PostError> {
-        let mut lots = Vec::with_capacity(rows.len());
-        for row in rows {
-            let mut grant = grant_of_lot(row)?;
-            grant.points = Points::new(row.remaining).map_err(PostError::Corrupt)?;
-            lots.push(grant);
-        }
-        let total =
-            Points::new(rows.iter().map(|l| l.remaining).sum()).map_err(PostError::Corrupt)?;
+    let held = |rows: Vec<ShownLot>| -> Result<(Points, Vec<HeldLot>), PostError> {
+        let total = rows.iter().map(|l| l.remaining).sum();
+        let total = Points::new(total).map_err(PostError::Corrupt)?;
+        let lots = rows
+            .into_iter()
+            .map(HeldLot::of)
+            .collect::<Result<_, _>>()?;
         Ok((total, lots))
     };
-    let (available, lots) = with_remaining(&usable)?;
-    let (pending, pending_lots) = with_remaining(&pending)?;
+    let (available, lots) = held(usable)?;
+    let (pending, pending_lots) = held(pending)?;
     let owed = Points::new(repo::owed_points(conn, member_id)?).map_err(PostError::Corrupt)?;
     Ok(Some(Balance {
         owed,
-        vip_accountno: vip.clone(),
+        vip_accountno: vip,
         available,
         pending,
         lots,

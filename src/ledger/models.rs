@@ -111,10 +111,9 @@ pub struct LotRow {
     pub created_at_ms: i64,
 }
 
-/// A lot with points left, as balances and burns read it: only the columns of the covering
-/// index `lots_member_open`, so that reading a member's open lots never visits the table.
-#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
-#[diesel(table_name = lots)]
+/// What a grant is made again of, from a lot (`grant_of_lot`): only columns of the covering
+/// index `lots_member_open`.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OpenLot {
     pub id: i64,
     pub point_type: String,
@@ -125,6 +124,31 @@ pub struct OpenLot {
     pub expires_at_ms: Option<i64>,
     pub available_at_ms: i64,
     pub points: i64,
+    pub remaining: i64,
+}
+
+/// An open lot as a balance shows it: `OpenLot` without what a balance does not show (the
+/// remark, the points first granted).
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
+#[diesel(table_name = lots)]
+pub struct ShownLot {
+    pub id: i64,
+    pub point_type: String,
+    pub campaign_code: String,
+    pub expire_type: String,
+    pub expire_date: Option<String>,
+    pub expires_at_ms: Option<i64>,
+    pub available_at_ms: i64,
+    pub remaining: i64,
+}
+
+/// An open lot as a burn takes from it: its order and what it has left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Queryable, Selectable)]
+#[diesel(table_name = lots)]
+pub struct BurnableLot {
+    pub id: i64,
+    pub expires_at_ms: Option<i64>,
+    pub available_at_ms: i64,
     pub remaining: i64,
 }
 

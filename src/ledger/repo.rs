@@ -2,9 +2,9 @@
 
 use super::connection::Conn;
 use super::models::{
-    DebtMovementRow, EntryRow, LotRow, MovementRow, NewDebtMovement, NewEntry, NewLot, NewMember,
-    NewRuleset, NewTrade, OpenLot, RefundLineRow, RefundRow, TradeDetailRow, TradeLineRow,
-    TradeRow,
+    BurnableLot, DebtMovementRow, EntryRow, LotRow, MovementRow, NewDebtMovement, NewEntry, NewLot,
+    NewMember, NewRuleset, NewTrade, RefundLineRow, RefundRow, ShownLot, TradeDetailRow,
+    TradeLineRow, TradeRow,
 };
 use super::schema::{
     campaign_budget_periods, campaign_budgets, card_records, debt_movements, entries,
@@ -233,20 +233,37 @@ pub fn held_points(conn: &mut Conn, member_id: i64) -> Result<i64, Error> {
 }
 
 /// A member's open lots (points left, not expired at `as_of_ms`: usable or still pending), in
-/// no set order, read from the covering index `lots_member_open` alone.
-pub fn open_lots(conn: &mut Conn, member_id: i64, as_of_ms: i64) -> Result<Vec<OpenLot>, Error> {
-    on_backend!(conn, c => {
-        lots::table
-            .filter(lots::member_id.eq(member_id))
-            .filter(lots::remaining.gt(Zero))
-            .filter(
-                lots::expires_at_ms
-                    .is_null()
-                    .or(lots::expires_at_ms.gt(as_of_ms)),
-            )
-            .select(OpenLot::as_select())
-            .load(c)
-    })
+/// no set order, as `$lot` (`OpenLot`, `ShownLot`, `BurnableLot`: columns of the covering index
+/// `lots_member_open`, so the read never visits the table).
+macro_rules! open_lots_as {
+    ($lot:ty, $conn:expr, $member_id:expr, $as_of_ms:expr) => {
+        on_backend!($conn, c => {
+            lots::table
+                .filter(lots::member_id.eq($member_id))
+                .filter(lots::remaining.gt(Zero))
+                .filter(
+                    lots::expires_at_ms
+                        .is_null()
+                        .or(lots::expires_at_ms.gt($as_of_ms)),
+                )
+                .select(<$lot>::as_select())
+                .load(c)
+        })
+    };
+}
+
+/// A member's open lots as a balance shows them (see `open_lots_as!`).
+pub fn shown_lots(conn: &mut Conn, member_id: i64, as_of_ms: i64) -> Result<Vec<ShownLot>, Error> {
+    open_lots_as!(ShownLot, conn, member_id, as_of_ms)
+}
+
+/// A member's open lots as a burn takes from them (see `open_lots_as!`).
+pub fn burnable_lots(
+    conn: &mut Conn,
+    member_id: i64,
+    as_of_ms: i64,
+) -> Result<Vec<BurnableLot>, Error> {
+    open_lots_as!(BurnableLot, conn, member_id, as_of_ms)
 }
 
 /// Takes `points` from a lot's remaining points. Guarded: it changes nothing (and answers
