@@ -1451,7 +1451,7 @@ impl Ruleset {
             ctx,
             found.iter().map(|&(p, known)| {
                 (
-                    &self.campaigns[p as usize],
+                    p,
                     Known {
                         store: known & KNOWN_STORE != 0,
                         payment_method: known & KNOWN_METHOD != 0,
@@ -1485,7 +1485,7 @@ impl Ruleset {
         ctx: &MemberContext,
     ) -> Result<(Priced, Explanation), EvaluateError> {
         let facts = self.facts(trade)?;
-        let all = self.campaigns.iter().map(|c| (c, Known::default()));
+        let all = (0..self.campaigns.len() as u32).map(|p| (p, Known::default()));
         let (priced, campaigns) = self.run(&facts, ctx, all, true)?;
         let tier = self
             .program
@@ -1680,14 +1680,18 @@ impl Ruleset {
         })
     }
 
-    /// Runs campaigns (in evaluation order) over a trade's facts.
-    fn run<'c>(
+    /// Runs campaigns (by position in `campaigns`, in evaluation order) over a trade's facts.
+    fn run(
         &self,
         facts: &Facts,
         ctx: &MemberContext,
-        campaigns: impl Iterator<Item = (&'c Campaign, Known)>,
+        positions: impl Iterator<Item = (u32, Known)>,
         trace: bool,
     ) -> Result<(Priced, Vec<CampaignOutcome>), EvaluateError> {
+        // The winners' buffer is kept a thread, so pricing does not allocate it each time.
+        thread_local! {
+            static WINNERS: std::cell::Cell<Vec<(u32, i64, usize)>> = const { std::cell::Cell::new(Vec::new()) };
+        }
         let mut outcomes = Vec::new();
         let outcome = |campaign: &Campaign, outcome, points, reason: String| CampaignOutcome {
             campaign_code: campaign.code.to_string(),
@@ -1696,10 +1700,12 @@ impl Ruleset {
             reason,
         };
         let tier = self.member_tier(ctx);
-        // (campaign, points, outcome index) of each campaign that grants, before groups.
-        let mut winners: Vec<(&Campaign, i64, usize)> = Vec::new();
+        // (position, points, outcome index) of each campaign that grants, before groups.
+        let mut winners = WINNERS.with(|w| w.take());
+        winners.clear();
         let mut stopped_by: Option<&CampaignCode> = None;
-        for (campaign, known) in campaigns {
+        for (position, known) in positions {
+            let campaign = &self.campaigns[position as usize];
             if let Some(exclusive) = stopped_by {
                 if trace {
                     outcomes.push(outcome(
@@ -1732,7 +1738,7 @@ impl Ruleset {
                 outcomes.push(outcome(campaign, kind, points, reason));
             }
             if points > 0 {
-                winners.push((campaign, points, outcomes.len().wrapping_sub(1)));
+                winners.push((position, points, outcomes.len().wrapping_sub(1)));
             }
             if campaign.exclusive {
                 stopped_by = Some(&campaign.code);
@@ -1740,11 +1746,12 @@ impl Ruleset {
         }
         // Of each group, only the one granting the most (the first in order on a tie) applies.
         let mut best: HashMap<&str, (i64, &CampaignCode)> = HashMap::new();
-        for (campaign, points, _) in &winners {
+        for &(position, points, _) in &winners {
+            let campaign = &self.campaigns[position as usize];
             if let Some(group) = &campaign.group {
-                let slot = best.entry(group).or_insert((*points, &campaign.code));
-                if *points > slot.0 {
-                    *slot = (*points, &campaign.code);
+                let slot = best.entry(group).or_insert((points, &campaign.code));
+                if points > slot.0 {
+                    *slot = (points, &campaign.code);
                 }
             }
         }
@@ -1790,7 +1797,8 @@ impl Ruleset {
                 None,
             ));
         }
-        for (campaign, points, at) in winners {
+        for &(position, points, at) in &winners {
+            let campaign = &self.campaigns[position as usize];
             if let Some(group) = &campaign.group {
                 let (_, winner) = best[group.as_str()];
                 if winner != &campaign.code {
@@ -1832,6 +1840,7 @@ impl Ruleset {
                 }
             }
         }
+        WINNERS.with(|w| w.set(winners));
         Ok((priced, outcomes))
     }
 
