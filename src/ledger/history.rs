@@ -119,7 +119,7 @@ pub fn trade_detail(conn: &mut Conn, number: &str) -> Result<Option<TradeDetail>
     };
     let grants = repo::lots_of_trade(conn, trade.id)?
         .iter()
-        .map(|lot| Ok((grant_of_lot(&lot.into())?, lot.remaining)))
+        .map(|lot| Ok((grant_of_lot(lot)?, lot.remaining)))
         .collect::<Result<_, PostError>>()?;
     let entries = repo::entries_of_trade(conn, trade.id)?;
     let movements = describe_entries(conn, entries)?;

@@ -43,7 +43,7 @@ use crate::domain::{
     MemberContext, PointType, Points, Priced, TierBasis, TierNeed, Trade, TradeNo, VipAccountNo,
 };
 use chrono::{DateTime, NaiveDate, Utc};
-use models::{LotRow, NewEntry, NewLot, NewMember, NewTrade, OpenLot, ShownLot};
+use models::{LotRow, NewEntry, NewLot, NewMember, NewTrade, ShownLot};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PostError {
@@ -507,10 +507,7 @@ fn find_posted(
     Ok(Some(Posted {
         trade_id: existing.id,
         trade_no: TradeNo::parse(&existing.trade_no).map_err(PostError::Corrupt)?,
-        grants: lots
-            .iter()
-            .map(|lot| grant_of_lot(&lot.into()))
-            .collect::<Result<_, _>>()?,
+        grants: lots.iter().map(grant_of_lot).collect::<Result<_, _>>()?,
         replayed: true,
     }))
 }
@@ -572,7 +569,7 @@ pub(crate) fn burn_order_of(expires_at_ms: Option<i64>, id: i64) -> (bool, Optio
     (expires_at_ms.is_none(), expires_at_ms, id)
 }
 
-fn grant_of_lot(lot: &OpenLot) -> Result<Grant, PostError> {
+fn grant_of_lot(lot: &LotRow) -> Result<Grant, PostError> {
     let corrupt = |what: &str, e: String| PostError::Corrupt(format!("lot {} {what}: {e}", lot.id));
     let campaign_code = if lot.campaign_code.is_empty() {
         None

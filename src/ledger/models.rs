@@ -111,24 +111,7 @@ pub struct LotRow {
     pub created_at_ms: i64,
 }
 
-/// What a grant is made again of, from a lot (`grant_of_lot`): only columns of the covering
-/// index `lots_member_open`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OpenLot {
-    pub id: i64,
-    pub point_type: String,
-    pub campaign_code: String,
-    pub remark: String,
-    pub expire_type: String,
-    pub expire_date: Option<String>,
-    pub expires_at_ms: Option<i64>,
-    pub available_at_ms: i64,
-    pub points: i64,
-    pub remaining: i64,
-}
-
-/// An open lot as a balance shows it: `OpenLot` without what a balance does not show (the
-/// remark, the points first granted).
+/// An open lot (points left) as a balance shows it: no remark, no points first granted.
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
 #[diesel(table_name = lots)]
 pub struct ShownLot {
@@ -150,23 +133,6 @@ pub struct BurnableLot {
     pub expires_at_ms: Option<i64>,
     pub available_at_ms: i64,
     pub remaining: i64,
-}
-
-impl From<&LotRow> for OpenLot {
-    fn from(lot: &LotRow) -> Self {
-        Self {
-            id: lot.id,
-            point_type: lot.point_type.clone(),
-            campaign_code: lot.campaign_code.clone(),
-            remark: lot.remark.clone(),
-            expire_type: lot.expire_type.clone(),
-            expire_date: lot.expire_date.clone(),
-            expires_at_ms: lot.expires_at_ms,
-            available_at_ms: lot.available_at_ms,
-            points: lot.points,
-            remaining: lot.remaining,
-        }
-    }
 }
 
 impl LotRow {

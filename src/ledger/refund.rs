@@ -269,7 +269,7 @@ pub fn replay_refund(conn: &mut Conn, refund: &Refund) -> Result<Option<Refunded
                 .get(&line.lot_id)
                 .ok_or_else(|| corrupt("refund line", line.id, "names no lot".to_string()))?;
             Ok(RefundLine {
-                grant: grant_of_lot(&lot.into())?,
+                grant: grant_of_lot(lot)?,
                 points: line.points,
                 expired: line.from_expired,
                 shortfall: line.shortfall,
@@ -298,7 +298,7 @@ pub fn replay_refund(conn: &mut Conn, refund: &Refund) -> Result<Option<Refunded
                 .ok_or_else(|| corrupt("settlement", row.id, "names no lot".to_string()))?;
             Ok(Settlement {
                 out_trade_no,
-                grant: grant_of_lot(&lot.into())?,
+                grant: grant_of_lot(lot)?,
                 points,
             })
         })
@@ -547,7 +547,7 @@ pub fn post_refund(
                 )?;
             }
             refund_lines.push(RefundLine {
-                grant: grant_of_lot(&(&line.grant).into())?,
+                grant: grant_of_lot(&line.grant)?,
                 points: line.due,
                 expired: line.from_expired,
                 shortfall,
@@ -760,7 +760,7 @@ fn settle(
         settled_points += points;
         settled.push(Settlement {
             out_trade_no,
-            grant: grant_of_lot(&lot.into())?,
+            grant: grant_of_lot(lot)?,
             points,
         });
     }

@@ -233,7 +233,7 @@ pub fn held_points(conn: &mut Conn, member_id: i64) -> Result<i64, Error> {
 }
 
 /// A member's open lots (points left, not expired at `as_of_ms`: usable or still pending), in
-/// no set order, as `$lot` (`OpenLot`, `ShownLot`, `BurnableLot`: columns of the covering index
+/// no set order, as `$lot` (`ShownLot`, `BurnableLot`: columns of the covering index
 /// `lots_member_open`, so the read never visits the table).
 macro_rules! open_lots_as {
     ($lot:ty, $conn:expr, $member_id:expr, $as_of_ms:expr) => {
