@@ -94,19 +94,25 @@ pub fn find_and_lock_member(conn: &mut Conn, vip_accountno: &str) -> Result<Opti
     }
 }
 
-pub fn insert_member(conn: &mut Conn, member: &NewMember) -> Result<i64, Error> {
-    match conn {
-        Conn::Sqlite(c) => {
-            diesel::insert_into(members::table)
-                .values(member)
-                .execute(c)?;
-            last_insert_rowid(c)
+/// Inserts one row into `$table` and answers its id: on SQLite by `last_insert_rowid` (see
+/// there), on PostgreSQL by `RETURNING`.
+macro_rules! insert_returning_id {
+    ($conn:expr, $table:ident, $row:expr) => {
+        match $conn {
+            Conn::Sqlite(c) => {
+                diesel::insert_into($table::table).values($row).execute(c)?;
+                last_insert_rowid(c)
+            }
+            Conn::Postgres(c) => diesel::insert_into($table::table)
+                .values($row)
+                .returning($table::id)
+                .get_result(c),
         }
-        Conn::Postgres(c) => diesel::insert_into(members::table)
-            .values(member)
-            .returning(members::id)
-            .get_result(c),
-    }
+    };
+}
+
+pub fn insert_member(conn: &mut Conn, member: &NewMember) -> Result<i64, Error> {
+    insert_returning_id!(conn, members, member)
 }
 
 diesel::define_sql_function! {
@@ -139,31 +145,11 @@ pub fn find_trade_by_out_trade_no(
 }
 
 pub fn insert_trade(conn: &mut Conn, trade: &NewTrade) -> Result<i64, Error> {
-    match conn {
-        Conn::Sqlite(c) => {
-            diesel::insert_into(trades::table)
-                .values(trade)
-                .execute(c)?;
-            last_insert_rowid(c)
-        }
-        Conn::Postgres(c) => diesel::insert_into(trades::table)
-            .values(trade)
-            .returning(trades::id)
-            .get_result(c),
-    }
+    insert_returning_id!(conn, trades, trade)
 }
 
 pub fn insert_lot(conn: &mut Conn, lot: &NewLot) -> Result<i64, Error> {
-    match conn {
-        Conn::Sqlite(c) => {
-            diesel::insert_into(lots::table).values(lot).execute(c)?;
-            last_insert_rowid(c)
-        }
-        Conn::Postgres(c) => diesel::insert_into(lots::table)
-            .values(lot)
-            .returning(lots::id)
-            .get_result(c),
-    }
+    insert_returning_id!(conn, lots, lot)
 }
 
 /// Inserts lots, answering their ids in the order given (ids grow with insertion order).
