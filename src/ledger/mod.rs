@@ -367,42 +367,41 @@ pub fn post_trade(
             serde_json::to_string(&list.iter().map(|u| u.as_str()).collect::<Vec<_>>())
                 .expect("a list of strings serializes")
         };
-        let trade_id = repo::insert_trade(
-            conn,
-            &NewTrade {
-                trade_no: trade_no.as_str(),
-                out_trade_no: trade.out_trade_no.as_str(),
-                request_fingerprint: replay.fingerprint,
-                member_id,
-                store_code: trade.store_code.as_str(),
-                invoice_id: trade.invoice_id.as_str(),
-                currency: trade.currency.as_str(),
-                total_amount_minor: trade.total_amount.to_minor(),
-                payment_amount_minor: trade.payment_amount.to_minor(),
-                payment_method: trade.payment_method.as_str(),
-                sales_time: trade.sales_time.to_rfc3339(),
-                sales_at_ms: ms(trade.sales_instant()),
-                submit_time: trade.submit_time.to_rfc3339(),
-                approval_time: trade.approval_time.to_rfc3339(),
-                burn_point: trade.burn_point.value(),
-                resource: &trade.resource,
-                remark: &trade.remark,
-                receipt_image_urls: urls(&trade.receipt_image_urls),
-                payment_image_urls: urls(&trade.payment_image_urls),
-                ruleset_version,
-                created_at_ms: now_ms,
-                post_fee_minor: trade.post_fee.to_minor(),
-                discount_minor: trade.discount.to_minor(),
-                tier: tier.as_deref().unwrap_or(""),
-            },
-        )?;
-        let lines: Vec<models::TradeLineRow> = trade
+        let new_trade = NewTrade {
+            trade_no: trade_no.as_str(),
+            out_trade_no: trade.out_trade_no.as_str(),
+            request_fingerprint: replay.fingerprint,
+            member_id,
+            store_code: trade.store_code.as_str(),
+            invoice_id: trade.invoice_id.as_str(),
+            currency: trade.currency.as_str(),
+            total_amount_minor: trade.total_amount.to_minor(),
+            payment_amount_minor: trade.payment_amount.to_minor(),
+            payment_method: trade.payment_method.as_str(),
+            sales_time: trade.sales_time.to_rfc3339(),
+            sales_at_ms: ms(trade.sales_instant()),
+            submit_time: trade.submit_time.to_rfc3339(),
+            approval_time: trade.approval_time.to_rfc3339(),
+            burn_point: trade.burn_point.value(),
+            resource: &trade.resource,
+            remark: &trade.remark,
+            receipt_image_urls: urls(&trade.receipt_image_urls),
+            payment_image_urls: urls(&trade.payment_image_urls),
+            ruleset_version,
+            created_at_ms: now_ms,
+            post_fee_minor: trade.post_fee.to_minor(),
+            discount_minor: trade.discount.to_minor(),
+            tier: tier.as_deref().unwrap_or(""),
+        };
+        // Set to the trade's once it is recorded.
+        let trade_id_unknown = 0;
+        let mut lines: Vec<models::TradeLineRow> = trade
             .lines
             .iter()
             .enumerate()
             .map(|(line_no, line)| models::TradeLineRow {
                 id: 0,
-                trade_id,
+                trade_id: trade_id_unknown,
                 line_no: line_no as i64,
                 sku: line.sku.to_string(),
                 name: line.name.clone(),
@@ -410,19 +409,14 @@ pub fn post_trade(
                 amount_minor: line.amount.to_minor(),
             })
             .collect();
-        repo::insert_trade_lines(conn, &lines)?;
-        // Points pay for this receipt before it earns: the burn draws on the balance as it was.
-        if !trade.burn_point.is_zero() {
-            burn_oldest_first(conn, member_id, trade_id, trade.burn_point, now_ms)?;
-        }
-        let new_lots: Vec<NewLot> = grants
+        let mut new_lots: Vec<NewLot> = grants
             .iter()
             .map(|grant| {
                 let points = grant.points.value();
                 assert!(points > 0, "the rules engine makes no empty grants");
                 NewLot {
                     member_id,
-                    trade_id,
+                    trade_id: trade_id_unknown,
                     point_type: grant.point_type.as_str(),
                     campaign_code: grant.campaign_code_text(),
                     remark: &grant.remark,
@@ -437,31 +431,30 @@ pub fn post_trade(
                 }
             })
             .collect();
-        let granted: i64 = new_lots.iter().map(|l| l.points).sum();
-        if granted > 0 {
-            // A balance is one `Points` value: no member may hold more than it can show.
-            let held = repo::held_points(conn, member_id)?;
-            if held + granted > Points::MAX {
-                return Err(PostError::BalanceLimit { held, granted });
+        let recorded = if trade.burn_point.is_zero() {
+            repo::insert_trade_with_grants(conn, &new_trade, &mut lines, &mut new_lots, now_ms)?
+        } else {
+            let trade_id = repo::insert_trade(conn, &new_trade)?;
+            for line in &mut lines {
+                line.trade_id = trade_id;
             }
+            repo::insert_trade_lines(conn, &lines)?;
+            // Points pay for this receipt before it earns: the burn draws on the balance as it
+            // was.
+            burn_oldest_first(conn, member_id, trade_id, trade.burn_point, now_ms)?;
+            repo::insert_grants(conn, trade_id, member_id, &mut new_lots, now_ms)?
+        };
+        // A balance is one `Points` value: no member may hold more than it can show. (Over it,
+        // the error rolls back what was just written.)
+        let granted: i64 = new_lots.iter().map(|l| l.points).sum();
+        let held = recorded.before.held;
+        if granted > 0 && held + granted > Points::MAX {
+            return Err(PostError::BalanceLimit { held, granted });
         }
-        let new_lot_ids = repo::insert_lots(conn, &new_lots)?;
-        let earns: Vec<NewEntry> = new_lots
-            .iter()
-            .zip(&new_lot_ids)
-            .map(|(lot, lot_id)| NewEntry {
-                member_id,
-                lot_id: *lot_id,
-                trade_id: Some(trade_id),
-                refund_id: None,
-                kind: "earn",
-                points: lot.points,
-                effective_at_ms: now_ms,
-                created_at_ms: now_ms,
-            })
-            .collect();
-        repo::insert_entries(conn, &earns)?;
-        refund::pay_debts(conn, member_id, &new_lot_ids, now_ms)?;
+        if recorded.before.owes {
+            refund::pay_debts(conn, member_id, &recorded.lot_ids, now_ms)?;
+        }
+        let trade_id = recorded.trade_id;
         if cfg!(debug_assertions) {
             let violations = audit::check_member(conn, member_id)?;
             assert!(

@@ -14,31 +14,49 @@ use super::schema::{
 use diesel::prelude::*;
 use diesel::result::Error;
 
-/// The SQL literal `0`, where a bound parameter would cost a prepare on every run: SQLite
-/// decides whether a partial index (`lots_expiring`, `refund_lines_owed`: `WHERE … > 0`) fits
-/// a query from the *value* bound to `> ?`, so each new binding expires the prepared statement
-/// and every run parses and plans it again.
-#[derive(Debug, Clone, Copy, diesel::query_builder::QueryId)]
-struct Zero;
+/// An SQL text that binds nothing, as an expression of `$sql_type`: its statements are
+/// prepared once (a `diesel::dsl::sql` literal makes diesel prepare its statement on every run).
+macro_rules! sql_text {
+    ($(#[$doc:meta])* $name:ident: $sql_type:ty, $aggregate:ident, $text:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, diesel::query_builder::QueryId)]
+        struct $name;
 
-impl diesel::expression::Expression for Zero {
-    type SqlType = diesel::sql_types::BigInt;
+        impl diesel::expression::Expression for $name {
+            type SqlType = $sql_type;
+        }
+
+        impl<DB: diesel::backend::Backend> diesel::query_builder::QueryFragment<DB> for $name {
+            fn walk_ast<'b>(
+                &'b self,
+                mut out: diesel::query_builder::AstPass<'_, 'b, DB>,
+            ) -> QueryResult<()> {
+                out.push_sql($text);
+                Ok(())
+            }
+        }
+
+        impl<QS> diesel::expression::AppearsOnTable<QS> for $name {}
+        impl<QS> diesel::expression::SelectableExpression<QS> for $name {}
+        impl diesel::expression::ValidGrouping<()> for $name {
+            type IsAggregate = diesel::expression::is_aggregate::$aggregate;
+        }
+    };
 }
 
-impl<DB: diesel::backend::Backend> diesel::query_builder::QueryFragment<DB> for Zero {
-    fn walk_ast<'b>(
-        &'b self,
-        mut out: diesel::query_builder::AstPass<'_, 'b, DB>,
-    ) -> QueryResult<()> {
-        out.push_sql("0");
-        Ok(())
-    }
+sql_text! {
+    /// The SQL literal `0`, where a bound parameter would cost a prepare on every run: SQLite
+    /// decides whether a partial index (`lots_expiring`, `refund_lines_owed`: `WHERE … > 0`) fits
+    /// a query from the *value* bound to `> ?`, so each new binding expires the prepared statement
+    /// and every run parses and plans it again.
+    Zero: diesel::sql_types::BigInt, Never, "0"
 }
 
-impl<QS> diesel::expression::AppearsOnTable<QS> for Zero {}
-impl<QS> diesel::expression::SelectableExpression<QS> for Zero {}
-impl diesel::expression::ValidGrouping<()> for Zero {
-    type IsAggregate = diesel::expression::is_aggregate::Never;
+sql_text! {
+    /// The points a query's lots hold, summed by the database (PostgreSQL's SUM of a BIGINT is
+    /// a NUMERIC, hence the cast).
+    SumOfRemaining: diesel::sql_types::BigInt, Yes,
+    "CAST(COALESCE(SUM(\"lots\".\"remaining\"), 0) AS BIGINT)"
 }
 
 // Lookups by a unique key read with `get_result`, not `first`: `first` adds `LIMIT ?`, and
@@ -152,6 +170,283 @@ pub fn insert_lot(conn: &mut Conn, lot: &NewLot) -> Result<i64, Error> {
     insert_returning_id!(conn, lots, lot)
 }
 
+/// What `insert_trade_with_grants` and `insert_grants` recorded, and what the member held
+/// before.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recorded {
+    pub trade_id: i64,
+    /// The lots' ids, in the order given.
+    pub lot_ids: Vec<i64>,
+    /// The member's holdings just before the grants (after anything the trade burned).
+    pub before: Holdings,
+}
+
+/// Records a new trade of `member_id` with its lines, and its grants (`insert_grants`). Sets
+/// `trade_id` of `lines` and `new_lots`. PostgreSQL: one statement (`TradeRowsPg`), where a
+/// statement each costs a round trip to the server; SQLite: a statement each, in process.
+pub fn insert_trade_with_grants(
+    conn: &mut Conn,
+    trade: &NewTrade,
+    lines: &mut [TradeLineRow],
+    new_lots: &mut [NewLot],
+    now_ms: i64,
+) -> Result<Recorded, Error> {
+    let recorded = match conn {
+        Conn::Postgres(c) => TradeRowsPg {
+            trade: diesel::insert_into(trades::table)
+                .values(trade)
+                .returning(trades::id),
+            member_id: trade.member_id,
+            lines,
+            lots: new_lots,
+            now_ms,
+        }
+        .get_result::<(i64, Vec<i64>, i64, bool)>(c)
+        .map(Recorded::from)?,
+        Conn::Sqlite(_) => {
+            let trade_id = insert_trade(conn, trade)?;
+            for line in lines.iter_mut() {
+                line.trade_id = trade_id;
+            }
+            insert_trade_lines(conn, lines)?;
+            return insert_grants(conn, trade_id, trade.member_id, new_lots, now_ms);
+        }
+    };
+    for line in lines.iter_mut() {
+        line.trade_id = recorded.trade_id;
+    }
+    for lot in new_lots.iter_mut() {
+        lot.trade_id = recorded.trade_id;
+    }
+    Ok(recorded)
+}
+
+/// Records the grants of trade `trade_id` to `member_id`: a lot each, and the lot's earn
+/// entry, effective `now_ms`. Sets `trade_id` of `new_lots`.
+pub fn insert_grants(
+    conn: &mut Conn,
+    trade_id: i64,
+    member_id: i64,
+    new_lots: &mut [NewLot],
+    now_ms: i64,
+) -> Result<Recorded, Error> {
+    for lot in new_lots.iter_mut() {
+        debug_assert_eq!(lot.member_id, member_id, "a trade grants to its member");
+        lot.trade_id = trade_id;
+    }
+    match conn {
+        Conn::Postgres(c) => TradeRowsPg {
+            trade: RecordedTrade(trade_id),
+            member_id,
+            lines: &[],
+            lots: new_lots,
+            now_ms,
+        }
+        .get_result::<(i64, Vec<i64>, i64, bool)>(c)
+        .map(Recorded::from),
+        Conn::Sqlite(_) => {
+            let before = holdings(conn, member_id)?;
+            let lot_ids = insert_lots(conn, new_lots)?;
+            let earns: Vec<NewEntry> = new_lots
+                .iter()
+                .zip(&lot_ids)
+                .map(|(lot, lot_id)| NewEntry {
+                    member_id,
+                    lot_id: *lot_id,
+                    trade_id: Some(trade_id),
+                    refund_id: None,
+                    kind: "earn",
+                    points: lot.points,
+                    effective_at_ms: now_ms,
+                    created_at_ms: now_ms,
+                })
+                .collect();
+            insert_entries(conn, &earns)?;
+            Ok(Recorded {
+                trade_id,
+                lot_ids,
+                before,
+            })
+        }
+    }
+}
+
+impl From<(i64, Vec<i64>, i64, bool)> for Recorded {
+    fn from((trade_id, lot_ids, held, owes): (i64, Vec<i64>, i64, bool)) -> Self {
+        Self {
+            trade_id,
+            lot_ids,
+            before: Holdings { held, owes },
+        }
+    }
+}
+
+/// PostgreSQL: a trade's rows in one statement, a data-modifying `WITH`: the trade (`trade`:
+/// its insert `RETURNING id`, or `RecordedTrade`), its lines, its lots and their earn entries;
+/// answers the trade's id, the lots' ids in order and the member's `Holdings` before the
+/// statement (every part of a statement sees the database as it was when it began). Statements with more rows than
+/// `PREPARED_ROWS_MAX` are not kept prepared: each count of rows is another statement.
+struct TradeRowsPg<'q, T> {
+    trade: T,
+    member_id: i64,
+    lines: &'q [TradeLineRow],
+    lots: &'q [NewLot<'q>],
+    now_ms: i64,
+}
+
+/// The trade of `TradeRowsPg` when it is already recorded: its id.
+struct RecordedTrade(i64);
+
+impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for RecordedTrade {
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
+    ) -> QueryResult<()> {
+        out.push_sql("SELECT ");
+        out.push_bind_param::<diesel::sql_types::BigInt, _>(&self.0)?;
+        out.push_sql(" AS id");
+        Ok(())
+    }
+}
+
+/// Rows of one `TradeRowsPg` kept as a prepared statement at most (lines and lots).
+const PREPARED_ROWS_MAX: usize = 8;
+
+impl<T> diesel::query_builder::QueryFragment<diesel::pg::Pg> for TradeRowsPg<'_, T>
+where
+    T: diesel::query_builder::QueryFragment<diesel::pg::Pg>,
+{
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
+    ) -> QueryResult<()> {
+        use diesel::sql_types::{BigInt, Nullable, Text};
+        if self.lines.len() + self.lots.len() > PREPARED_ROWS_MAX {
+            out.unsafe_to_cache_prepared();
+        }
+        out.push_sql("WITH t AS (");
+        self.trade.walk_ast(out.reborrow())?;
+        out.push_sql(")");
+        if !self.lines.is_empty() {
+            out.push_sql(
+                ", tl AS (INSERT INTO trade_lines \
+                 (trade_id, line_no, sku, name, quantity, amount_minor) \
+                 SELECT t.id, v.line_no, v.sku, v.name, v.quantity, v.amount_minor FROM t, (VALUES ",
+            );
+            for (i, line) in self.lines.iter().enumerate() {
+                out.push_sql(if i == 0 { "(" } else { ", (" });
+                out.push_bind_param::<BigInt, _>(&line.line_no)?;
+                out.push_sql(", ");
+                out.push_bind_param::<Text, _>(&line.sku)?;
+                out.push_sql(", ");
+                out.push_bind_param::<Text, _>(&line.name)?;
+                out.push_sql(", ");
+                out.push_bind_param::<BigInt, _>(&line.quantity)?;
+                out.push_sql(", ");
+                out.push_bind_param::<BigInt, _>(&line.amount_minor)?;
+                out.push_sql(")");
+            }
+            out.push_sql(") AS v (line_no, sku, name, quantity, amount_minor))");
+        }
+        if self.lots.is_empty() {
+            out.push_sql(" SELECT t.id, ARRAY[]::BIGINT[], ");
+            return self.push_holdings(out);
+        }
+        out.push_sql(
+            ", l AS (INSERT INTO lots (member_id, trade_id, point_type, campaign_code, remark, \
+             expire_type, expire_date, expires_at_ms, available_at_ms, points, remaining, \
+             ruleset_version, created_at_ms) \
+             SELECT v.member_id, t.id, v.point_type, v.campaign_code, v.remark, v.expire_type, \
+             v.expire_date, v.expires_at_ms, v.available_at_ms, v.points, v.remaining, \
+             v.ruleset_version, v.created_at_ms FROM t, (VALUES ",
+        );
+        for (i, lot) in self.lots.iter().enumerate() {
+            // The lot's place, so that ids grow in the order given.
+            out.push_sql(if i == 0 { "(" } else { ", (" });
+            out.push_sql(&i.to_string());
+            out.push_sql(", ");
+            out.push_bind_param::<BigInt, _>(&lot.member_id)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Text, _>(lot.point_type)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Text, _>(lot.campaign_code)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Text, _>(lot.remark)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Text, _>(lot.expire_type)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Nullable<Text>, _>(&lot.expire_date)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Nullable<BigInt>, _>(&lot.expires_at_ms)?;
+            out.push_sql(", ");
+            out.push_bind_param::<BigInt, _>(&lot.available_at_ms)?;
+            out.push_sql(", ");
+            out.push_bind_param::<BigInt, _>(&lot.points)?;
+            out.push_sql(", ");
+            out.push_bind_param::<BigInt, _>(&lot.remaining)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Text, _>(lot.ruleset_version)?;
+            out.push_sql(", ");
+            out.push_bind_param::<BigInt, _>(&lot.created_at_ms)?;
+            out.push_sql(")");
+        }
+        out.push_sql(
+            ") AS v (n, member_id, point_type, campaign_code, remark, expire_type, expire_date, \
+             expires_at_ms, available_at_ms, points, remaining, ruleset_version, created_at_ms) \
+             ORDER BY v.n RETURNING id, member_id, points), \
+             e AS (INSERT INTO entries (member_id, lot_id, trade_id, refund_id, kind, points, \
+             effective_at_ms, created_at_ms) \
+             SELECT l.member_id, l.id, t.id, NULL, 'earn', l.points, ",
+        );
+        out.push_bind_param::<BigInt, _>(&self.now_ms)?;
+        out.push_sql(", ");
+        out.push_bind_param::<BigInt, _>(&self.now_ms)?;
+        out.push_sql(
+            " FROM t, l ORDER BY l.id) SELECT t.id, ARRAY(SELECT id FROM l ORDER BY id), ",
+        );
+        self.push_holdings(out)
+    }
+}
+
+impl<T> TradeRowsPg<'_, T> {
+    /// The member's held points and whether it owes (as `holdings` reads them), then the end
+    /// of the statement.
+    fn push_holdings<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
+    ) -> QueryResult<()> {
+        use diesel::sql_types::BigInt;
+        out.push_sql(
+            "(SELECT CAST(COALESCE(SUM(remaining), 0) AS BIGINT) FROM lots \
+             WHERE member_id = ",
+        );
+        out.push_bind_param::<BigInt, _>(&self.member_id)?;
+        out.push_sql(
+            " AND remaining > 0), EXISTS (SELECT 1 FROM refund_lines \
+             INNER JOIN refunds ON refunds.id = refund_lines.refund_id WHERE refunds.member_id = ",
+        );
+        out.push_bind_param::<BigInt, _>(&self.member_id)?;
+        out.push_sql(" AND refund_lines.owed > 0) FROM t");
+        Ok(())
+    }
+}
+
+impl<T> diesel::query_builder::QueryId for TradeRowsPg<'_, T> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl<T> diesel::query_builder::Query for TradeRowsPg<'_, T> {
+    type SqlType = (
+        diesel::sql_types::BigInt,
+        diesel::sql_types::Array<diesel::sql_types::BigInt>,
+        diesel::sql_types::BigInt,
+        diesel::sql_types::Bool,
+    );
+}
+
+impl<T> RunQueryDsl<diesel::PgConnection> for TradeRowsPg<'_, T> {}
+
 /// Inserts lots, answering their ids in the order given (ids grow with insertion order).
 pub fn insert_lots(conn: &mut Conn, new_lots: &[NewLot]) -> Result<Vec<i64>, Error> {
     if let [lot] = new_lots {
@@ -201,20 +496,41 @@ pub fn lots_of_trade(conn: &mut Conn, trade_id: i64) -> Result<Vec<LotRow>, Erro
     })
 }
 
-/// Every point a member's lots still hold (pending ones and, until the expiry task runs, expired
-/// ones too: an upper bound of any balance it shows).
-/// On the write path: run on the backend's own connection, so the statement is prepared once.
-pub fn held_points(conn: &mut Conn, member_id: i64) -> Result<i64, Error> {
-    // Summed by the database from the covering index: a member with thousands of lots costs
-    // a trade no row decoded per lot. (PostgreSQL's SUM of a BIGINT is a NUMERIC.)
-    on_backend!(conn, c => {
-        lots::table
-            .filter(lots::member_id.eq(member_id))
-            .filter(lots::remaining.gt(Zero))
-            .select(diesel::dsl::sql::<diesel::sql_types::BigInt>(
-                "CAST(COALESCE(SUM(remaining), 0) AS BIGINT)",
-            ))
-            .get_result(c)
+/// What a trade must know of what its (locked) member holds, read in one statement.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Holdings {
+    /// Every point the member's lots still hold (pending ones and, until the expiry task runs,
+    /// expired ones too: an upper bound of any balance it shows).
+    pub held: i64,
+    /// Whether a refund line of the member still owes points (`allow_negative`).
+    pub owes: bool,
+}
+
+/// The member's `Holdings`. Held points are summed by the database from the covering index: a
+/// member with thousands of lots costs a trade no row decoded per lot. Run on the backend's own
+/// connection, so the statement is prepared once.
+pub fn holdings(conn: &mut Conn, member_id: i64) -> Result<Holdings, Error> {
+    let (held, owes): (Option<i64>, bool) = on_backend!(conn, c => {
+        diesel::select((
+            lots::table
+                .filter(lots::member_id.eq(member_id))
+                .filter(lots::remaining.gt(Zero))
+                .select(SumOfRemaining)
+                .single_value(),
+            // As `owed_lines_query!` finds them: by `refunds_member`.
+            diesel::dsl::exists(
+                refund_lines::table
+                    .inner_join(refunds::table)
+                    .filter(refunds::member_id.eq(member_id))
+                    .filter(refund_lines::owed.gt(Zero))
+                    .select(refund_lines::id),
+            ),
+        ))
+        .get_result(c)
+    })?;
+    Ok(Holdings {
+        held: held.unwrap_or(0),
+        owes,
     })
 }
 

@@ -128,10 +128,77 @@ fn new_points_are_pending_for_the_return_window_and_cannot_be_burned() {
     app.assert_ledger_consistent();
 }
 
+/// A program whose DP01 campaign grants all but a thousand points of the most one member may
+/// hold (10^12): a member gets near the limit in one trade.
+const HOARD_RULES: &str = r#"
+[program]
+name = "Hoard"
+time_zone = "+08:00"
+base_currency = "HKD"
+rounding = "floor"
+earn = { base = "payment_amount", points = 1, per_amount = "10" }
+kdp = { policy = "never" }
+currencies = { HKD = "1" }
+
+[[campaign]]
+code = "HOARD"
+name = "Nearly everything"
+starts_at = "2020-01-01T00:00:00+08:00"
+ends_at = "2100-01-01T00:00:00+08:00"
+stores = ["DP01*"]
+expiry = "KDP"
+award = { fixed = 999999999000 }
+"#;
+
+fn a_trade_that_would_take_a_member_past_the_most_points_one_may_hold_writes_nothing() {
+    let rules = rules_dir(&[("program.toml", HOARD_RULES)]);
+    let app = spawn_app_with_rules(rules.path());
+    let now = hours_ago(1);
+    // 100 E points and 999,999,999,000 A points: 999,999,999,100 held.
+    assert_eq!(app.post_trade(&trade("H-1", "M-H", &now)).0, 200);
+    let held = |app: &TestApp| app.balance("M-H", None).1["data"]["available_point"].clone();
+    assert_eq!(held(&app), json!(999_999_999_100_i64));
+
+    // Again: the same grants would make 1,999,999,998,200.
+    let refused = |held: i64| {
+        (
+            422,
+            error_body(
+                42202,
+                &format!(
+                    "the member holds {held} points: the 999999999100 this trade earns would \
+                     take them past 1000000000000, the most one member may hold"
+                ),
+            ),
+        )
+    };
+    assert_eq!(
+        app.post_trade(&trade("H-2", "M-H", &now)),
+        refused(999_999_999_100)
+    );
+    // Burning first counts: 900 burned leaves 999,999,998,200, still too many. The burn is not
+    // written either.
+    let mut burn = trade("H-3", "M-H", &now);
+    burn["burn_point"] = json!(900);
+    assert_eq!(app.post_trade(&burn), refused(999_999_998_200));
+    assert_eq!(held(&app), json!(999_999_999_100_i64));
+    // Earned elsewhere (no campaign): 100 more points fit, up to the limit and no further.
+    let mut elsewhere = trade("H-4", "M-H", &now);
+    elsewhere["store_code"] = json!("X001");
+    assert_eq!(app.post_trade(&elsewhere).0, 200);
+    assert_eq!(held(&app), json!(999_999_999_200_i64));
+    assert_eq!(
+        app.post_trade(&trade("H-2", "M-H", &now)),
+        refused(999_999_999_200)
+    );
+    app.assert_ledger_consistent();
+}
+
 on_both_backends!(
     the_seed_trade_is_available_in_its_quarter_and_expired_today,
     a_recent_trade_is_available_now_with_its_kdp_date,
     an_unknown_member_is_not_found_and_a_bad_as_of_is_named,
     health_answers_200,
     new_points_are_pending_for_the_return_window_and_cannot_be_burned,
+    a_trade_that_would_take_a_member_past_the_most_points_one_may_hold_writes_nothing,
 );
