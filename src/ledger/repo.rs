@@ -571,16 +571,56 @@ pub fn burnable_lots(
 /// Takes `points` from a lot's remaining points. Guarded: it changes nothing (and answers
 /// `false`) if the lot does not have that many left, so a lot can never go negative.
 pub fn take_from_lot(conn: &mut Conn, lot_id: i64, points: i64) -> Result<bool, Error> {
-    on_backend!(conn, c => {
-        let updated = diesel::update(
-            lots::table
-                .filter(lots::id.eq(lot_id))
-                .filter(lots::remaining.ge(points)),
-        )
-        .set(lots::remaining.eq(lots::remaining - points))
-        .execute(c)?;
-        Ok(updated == 1)
-    })
+    let updated = on_backend!(conn, c => TakeFromLot { lot_id, points }.execute(c))?;
+    Ok(updated == 1)
+}
+
+/// Each `UPDATE` here is its own type written out, where diesel's `update` would prepare the
+/// statement again on every run (its `UpdateStatement` is never kept prepared); its type is
+/// the statement's key in the prepared-statement cache, so one type is one SQL text.
+macro_rules! prepared_update {
+    ($(#[$doc:meta])* $name:ident { $($field:ident: $ty:ty),* $(,)? }, $walk:expr) => {
+        $(#[$doc])*
+        struct $name { $($field: $ty),* }
+
+        impl<DB> diesel::query_builder::QueryFragment<DB> for $name
+        where
+            DB: diesel::backend::Backend
+                + diesel::sql_types::HasSqlType<diesel::sql_types::BigInt>
+                + diesel::sql_types::HasSqlType<diesel::sql_types::Text>,
+            i64: diesel::serialize::ToSql<diesel::sql_types::BigInt, DB>,
+            str: diesel::serialize::ToSql<diesel::sql_types::Text, DB>,
+        {
+            fn walk_ast<'b>(
+                &'b self,
+                out: diesel::query_builder::AstPass<'_, 'b, DB>,
+            ) -> QueryResult<()> {
+                let walk: fn(&'b Self, diesel::query_builder::AstPass<'_, 'b, DB>) -> QueryResult<()> = $walk;
+                walk(self, out)
+            }
+        }
+
+        impl diesel::query_builder::QueryId for $name {
+            type QueryId = $name;
+            const HAS_STATIC_QUERY_ID: bool = true;
+        }
+
+        impl<C: diesel::Connection> RunQueryDsl<C> for $name {}
+    };
+}
+
+prepared_update! {
+    /// `take_from_lot`'s guarded update.
+    TakeFromLot { lot_id: i64, points: i64 },
+    |q, mut out| {
+        use diesel::sql_types::BigInt;
+        out.push_sql("UPDATE lots SET remaining = remaining - ");
+        out.push_bind_param::<BigInt, _>(&q.points)?;
+        out.push_sql(" WHERE id = ");
+        out.push_bind_param::<BigInt, _>(&q.lot_id)?;
+        out.push_sql(" AND remaining >= ");
+        out.push_bind_param::<BigInt, _>(&q.points)
+    }
 }
 
 /// Lots with points left whose expiry instant is at or before `as_of_ms`, soonest first.
