@@ -4,7 +4,7 @@
 //!
 //! cargo build --release && cargo run --release --example load -- [--database URL]
 //!     [--connections 64] [--seconds 10] [--members 10000]
-//!     [--phases new,replay,burn,balance,mixed] [--balance-members PREFIX:COUNT]
+//!     [--phases new,replay,burn,balance,mixed] [--balance-members PREFIX:COUNT] [--rules DIR]
 //!
 //! `mixed`: balance reads and new receipts at once, half the connections each.
 //!
@@ -33,6 +33,8 @@ struct Options {
     /// The members whose balances are read: a prefix and a count (`M:20000` for the
     /// `backtest_history` fixture's members); by default the members the new receipts made.
     balance_members: Option<(String, usize)>,
+    /// The rules folder the server prices with (default: the shipped `rules/`).
+    rules: String,
 }
 
 fn options() -> Options {
@@ -45,6 +47,7 @@ fn options() -> Options {
             .map(String::from)
             .to_vec(),
         balance_members: None,
+        rules: concat!(env!("CARGO_MANIFEST_DIR"), "/rules").to_string(),
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     for pair in args.chunks(2) {
@@ -52,6 +55,7 @@ fn options() -> Options {
         let number = || -> usize { value.parse().expect("a number") };
         match pair[0].as_str() {
             "--database" => options.database = Some(value.to_string()),
+            "--rules" => options.rules = value.to_string(),
             "--connections" => options.connections = number().clamp(1, CONNECTIONS_MAX),
             "--seconds" => options.seconds = (number() as u64).clamp(1, SECONDS_MAX),
             "--members" => options.members = number().clamp(1, 10_000_000),
@@ -84,7 +88,7 @@ impl Drop for Server {
 /// The key the load sends (`Authorization: Bearer`).
 const LOAD_KEY: &str = "load-example-key";
 
-fn start_server(database: Option<&str>) -> Server {
+fn start_server(database: Option<&str>, rules: &str) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let database = database.map_or_else(
         || dir.path().join("load.db").display().to_string(),
@@ -115,7 +119,7 @@ fn start_server(database: Option<&str>) -> Server {
         .arg("--clients")
         .arg(&clients)
         .args(["--database", &database])
-        .args(["--rules", concat!(env!("CARGO_MANIFEST_DIR"), "/rules")])
+        .args(["--rules", rules])
         .args(["--expire-interval-s", "0"])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
@@ -205,11 +209,49 @@ struct Outcome {
     errors: usize,
     rate: f64,
     latencies_us: Vec<u64>,
+    /// CPU time the server (all of it; its ledger writer threads) spent in the phase, per
+    /// request: steadier than the rate on a shared machine. `None` for phases run together.
+    cpu_us_per_request: Option<(f64, f64)>,
+}
+
+/// CPU time (µs) the process `pid` and its `ledger-writer` threads have used so far
+/// (`/proc`: utime + stime, in ticks of 1/100 s, Linux's USER_HZ).
+fn cpu_us(pid: u32) -> (u64, u64) {
+    let ticks = |stat: String| -> u64 {
+        // The fields after the command name: utime and stime are the 12th and 13th.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map_or("", |(_, rest)| rest)
+            .split_whitespace()
+            .collect();
+        let field = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|f| f.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        (field(11) + field(12)) * 10_000
+    };
+    let read = |path: String| std::fs::read_to_string(path).unwrap_or_default();
+    let process = ticks(read(format!("/proc/{pid}/stat")));
+    let writers = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|tasks| {
+            tasks
+                .flatten()
+                .filter(|task| {
+                    read(format!("{}/comm", task.path().display())).trim() == "ledger-writer"
+                })
+                .map(|task| ticks(read(format!("{}/stat", task.path().display()))))
+                .sum()
+        })
+        .unwrap_or(0);
+    (process, writers)
 }
 
 /// Runs `request(i)` (method, path, body) from `connections` connections for `seconds`.
 fn phase(
     name: &'static str,
+    server: Option<u32>,
     port: u16,
     connections: usize,
     seconds: u64,
@@ -217,6 +259,7 @@ fn phase(
 ) -> Outcome {
     let next = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
+    let cpu_before = server.map(cpu_us);
     let started = Instant::now();
     let results: Vec<(Vec<u64>, usize)> = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..connections)
@@ -249,12 +292,21 @@ fn phase(
     let errors = results.iter().map(|r| r.1).sum();
     let mut latencies_us: Vec<u64> = results.into_iter().flat_map(|r| r.0).collect();
     latencies_us.sort_unstable();
+    let requests = latencies_us.len().max(1) as f64;
+    let cpu_us_per_request = server.zip(cpu_before).map(|(pid, (process, writers))| {
+        let (process_after, writers_after) = cpu_us(pid);
+        (
+            (process_after - process) as f64 / requests,
+            (writers_after - writers) as f64 / requests,
+        )
+    });
     Outcome {
         name,
         requests: latencies_us.len(),
         errors,
         rate: latencies_us.len() as f64 / elapsed,
         latencies_us,
+        cpu_us_per_request,
     }
 }
 
@@ -274,22 +326,24 @@ fn trade_body(out_trade_no: &str, vip: &str, burn: u32) -> String {
 
 fn main() {
     let options = options();
-    let server = start_server(options.database.as_deref());
+    let server = start_server(options.database.as_deref(), &options.rules);
     let (port, conns, seconds, members) = (
         server.port,
         options.connections,
         options.seconds,
         options.members,
     );
+    let pid = Some(server.child.id());
     let run = std::process::id();
     let created = AtomicUsize::new(0);
-    let mut outcomes = vec![phase("GET /health", port, conns, seconds, &|_| {
+    let mut outcomes = vec![phase("GET /health", pid, port, conns, seconds, &|_| {
         ("GET", "/health".into(), String::new())
     })];
     let wanted = |name: &str| options.phases.iter().any(|p| p == name);
     if wanted("new") {
         outcomes.push(phase(
             "trade-create, new receipts",
+            pid,
             port,
             conns,
             seconds,
@@ -307,20 +361,28 @@ fn main() {
     }
     let known = created.load(Ordering::Relaxed).max(1);
     if wanted("replay") {
-        outcomes.push(phase("trade-create, replays", port, conns, seconds, &|i| {
-            let i = i % known;
-            let no = format!("L{run}-{i}");
-            let vip = format!("LOAD-{}", i % members);
-            (
-                "POST",
-                "/v1/point-engine/trade-create".into(),
-                trade_body(&no, &vip, 0),
-            )
-        }));
+        outcomes.push(phase(
+            "trade-create, replays",
+            pid,
+            port,
+            conns,
+            seconds,
+            &|i| {
+                let i = i % known;
+                let no = format!("L{run}-{i}");
+                let vip = format!("LOAD-{}", i % members);
+                (
+                    "POST",
+                    "/v1/point-engine/trade-create".into(),
+                    trade_body(&no, &vip, 0),
+                )
+            },
+        ));
     }
     if wanted("burn") {
         outcomes.push(phase(
             "trade-create, burns, 1,000 members",
+            pid,
             port,
             conns,
             seconds,
@@ -349,13 +411,14 @@ fn main() {
         )
     };
     if wanted("balance") {
-        outcomes.push(phase("GET balance", port, conns, seconds, &balance));
+        outcomes.push(phase("GET balance", pid, port, conns, seconds, &balance));
     }
     if wanted("mixed") {
         let (reads, writes) = std::thread::scope(|scope| {
             let reads = scope.spawn(|| {
                 phase(
                     "GET balance, during writes",
+                    None,
                     port,
                     conns / 2,
                     seconds,
@@ -365,6 +428,7 @@ fn main() {
             let writes = scope.spawn(|| {
                 phase(
                     "trade-create, during reads",
+                    None,
                     port,
                     conns / 2,
                     seconds,
@@ -403,17 +467,22 @@ fn main() {
         println!("server peak resident memory: {} MB", kb / 1024);
     }
     println!(
-        "| workload | requests | rate /s | ratio to /health | p50 ms | p99 ms | max ms | errors |"
+        "| workload | requests | rate /s | ratio to /health | p50 ms | p99 ms | max ms | errors \
+         | server CPU µs a request | ledger writer CPU µs a request |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     for o in &outcomes {
         let pct = |p: f64| {
             let l = &o.latencies_us;
             l.get(((l.len() as f64 * p) as usize).min(l.len().saturating_sub(1)))
                 .map_or(0.0, |us| *us as f64 / 1000.0)
         };
+        let (server_cpu, writer_cpu) = match o.cpu_us_per_request {
+            Some((server, writer)) => (format!("{server:.0}"), format!("{writer:.0}")),
+            None => ("(phases together)".to_string(), String::new()),
+        };
         println!(
-            "| {} | {} | {:.0} | {:.3} | {:.2} | {:.2} | {:.1} | {} |",
+            "| {} | {} | {:.0} | {:.3} | {:.2} | {:.2} | {:.1} | {} | {server_cpu} | {writer_cpu} |",
             o.name,
             o.requests,
             o.rate,

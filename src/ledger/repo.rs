@@ -245,23 +245,27 @@ pub fn insert_grants(
         .get_result::<(i64, Vec<i64>, i64, bool)>(c)
         .map(Recorded::from),
         Conn::Sqlite(_) => {
+            // A row a statement: each single-row insert stays prepared, where diesel prepares a
+            // multi-row insert again on every run (and a statement costs no round trip here).
             let before = holdings(conn, member_id)?;
-            let lot_ids = insert_lots(conn, new_lots)?;
-            let earns: Vec<NewEntry> = new_lots
-                .iter()
-                .zip(&lot_ids)
-                .map(|(lot, lot_id)| NewEntry {
-                    member_id,
-                    lot_id: *lot_id,
-                    trade_id: Some(trade_id),
-                    refund_id: None,
-                    kind: "earn",
-                    points: lot.points,
-                    effective_at_ms: now_ms,
-                    created_at_ms: now_ms,
-                })
-                .collect();
-            insert_entries(conn, &earns)?;
+            let mut lot_ids = Vec::with_capacity(new_lots.len());
+            for lot in new_lots.iter() {
+                let lot_id = insert_lot(conn, lot)?;
+                insert_entry(
+                    conn,
+                    &NewEntry {
+                        member_id,
+                        lot_id,
+                        trade_id: Some(trade_id),
+                        refund_id: None,
+                        kind: "earn",
+                        points: lot.points,
+                        effective_at_ms: now_ms,
+                        created_at_ms: now_ms,
+                    },
+                )?;
+                lot_ids.push(lot_id);
+            }
             Ok(Recorded {
                 trade_id,
                 lot_ids,
@@ -446,35 +450,6 @@ impl<T> diesel::query_builder::Query for TradeRowsPg<'_, T> {
 }
 
 impl<T> RunQueryDsl<diesel::PgConnection> for TradeRowsPg<'_, T> {}
-
-/// Inserts lots, answering their ids in the order given (ids grow with insertion order).
-pub fn insert_lots(conn: &mut Conn, new_lots: &[NewLot]) -> Result<Vec<i64>, Error> {
-    if let [lot] = new_lots {
-        return Ok(vec![insert_lot(conn, lot)?]);
-    }
-    let mut ids: Vec<i64> = on_backend!(conn, c => {
-        diesel::insert_into(lots::table)
-            .values(new_lots)
-            .returning(lots::id)
-            .get_results(c)
-    })?;
-    ids.sort_unstable();
-    Ok(ids)
-}
-
-/// Inserts entries in one statement.
-pub fn insert_entries(conn: &mut Conn, new_entries: &[NewEntry]) -> Result<(), Error> {
-    match new_entries {
-        [] => Ok(()),
-        [entry] => insert_entry(conn, entry),
-        _ => on_backend!(conn, c => {
-            diesel::insert_into(entries::table)
-                .values(new_entries)
-                .execute(c)
-                .map(|_| ())
-        }),
-    }
-}
 
 pub fn insert_entry(conn: &mut Conn, entry: &NewEntry) -> Result<(), Error> {
     on_backend!(conn, c => {
@@ -1293,9 +1268,7 @@ pub fn trade_stores(conn: &mut Conn, ids: &[i64]) -> Result<Vec<(i64, String)>, 
 
 pub fn insert_trade_lines(conn: &mut Conn, lines: &[TradeLineRow]) -> Result<(), Error> {
     for line in lines {
-        diesel::insert_into(trade_lines::table)
-            .values(line)
-            .execute(conn)?;
+        on_backend!(conn, c => diesel::insert_into(trade_lines::table).values(line).execute(c))?;
     }
     Ok(())
 }
