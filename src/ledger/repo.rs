@@ -288,8 +288,9 @@ impl From<(i64, Vec<i64>, i64, bool)> for Recorded {
 /// PostgreSQL: a trade's rows in one statement, a data-modifying `WITH`: the trade (`trade`:
 /// its insert `RETURNING id`, or `RecordedTrade`), its lines, its lots and their earn entries;
 /// answers the trade's id, the lots' ids in order and the member's `Holdings` before the
-/// statement (every part of a statement sees the database as it was when it began). Statements with more rows than
-/// `PREPARED_ROWS_MAX` are not kept prepared: each count of rows is another statement.
+/// statement (every part of a statement sees the database as it was when it began).
+/// Statements with more rows than `PREPARED_ROWS_MAX` are not kept prepared: each count of
+/// rows is another statement.
 struct TradeRowsPg<'q, T> {
     trade: T,
     member_id: i64,
