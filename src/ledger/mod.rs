@@ -435,10 +435,7 @@ pub fn post_trade(
             repo::insert_trade_with_grants(conn, &new_trade, &mut lines, &mut new_lots, now_ms)?
         } else {
             let trade_id = repo::insert_trade(conn, &new_trade)?;
-            for line in &mut lines {
-                line.trade_id = trade_id;
-            }
-            repo::insert_trade_lines(conn, &lines)?;
+            repo::insert_trade_lines(conn, trade_id, &mut lines)?;
             // Points pay for this receipt before it earns: the burn draws on the balance as it
             // was.
             burn_oldest_first(conn, member_id, trade_id, trade.burn_point, now_ms)?;

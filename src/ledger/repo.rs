@@ -205,10 +205,7 @@ pub fn insert_trade_with_grants(
         .map(Recorded::from)?,
         Conn::Sqlite(_) => {
             let trade_id = insert_trade(conn, trade)?;
-            for line in lines.iter_mut() {
-                line.trade_id = trade_id;
-            }
-            insert_trade_lines(conn, lines)?;
+            insert_trade_lines(conn, trade_id, lines)?;
             return insert_grants(conn, trade_id, trade.member_id, new_lots, now_ms);
         }
     };
@@ -551,8 +548,9 @@ pub fn take_from_lot(conn: &mut Conn, lot_id: i64, points: i64) -> Result<bool, 
     Ok(updated == 1)
 }
 
-/// Each `UPDATE` here is its own type written out, where diesel's `update` would prepare the
-/// statement again on every run (its `UpdateStatement` is never kept prepared); its type is
+/// Each `UPDATE` (or upsert) here is its own type written out, where diesel's `update` would
+/// prepare the statement again on every run (its `UpdateStatement` is never kept prepared,
+/// nor an insert with an `ON CONFLICT` clause); its type is
 /// the statement's key in the prepared-statement cache, so one type is one SQL text.
 macro_rules! prepared_update {
     ($(#[$doc:meta])* $name:ident { $($field:ident: $ty:ty),* $(,)? }, $walk:expr) => {
@@ -596,6 +594,45 @@ prepared_update! {
         out.push_bind_param::<BigInt, _>(&q.lot_id)?;
         out.push_sql(" AND remaining >= ");
         out.push_bind_param::<BigInt, _>(&q.points)
+    }
+}
+
+prepared_update! {
+    /// `take_from_budget`'s guarded upsert: the row's first use inserts it; a later one adds
+    /// to it only while it has used at most `used_max` (answers 0 rows otherwise).
+    TakeFromBudget { campaign_code: String, points: i64, used_max: i64 },
+    |q, mut out| {
+        use diesel::sql_types::{BigInt, Text};
+        out.push_sql("INSERT INTO campaign_budgets (campaign_code, used) VALUES (");
+        out.push_bind_param::<Text, str>(q.campaign_code.as_str())?;
+        out.push_sql(", ");
+        out.push_bind_param::<BigInt, _>(&q.points)?;
+        out.push_sql(
+            ") ON CONFLICT (campaign_code) DO UPDATE \
+             SET used = campaign_budgets.used + excluded.used \
+             WHERE campaign_budgets.used <= ",
+        );
+        out.push_bind_param::<BigInt, _>(&q.used_max)
+    }
+}
+
+prepared_update! {
+    /// `take_from_budget_period`'s guarded upsert, as `TakeFromBudget`.
+    TakeFromBudgetPeriod { campaign_code: String, period: String, points: i64, used_max: i64 },
+    |q, mut out| {
+        use diesel::sql_types::{BigInt, Text};
+        out.push_sql("INSERT INTO campaign_budget_periods (campaign_code, period, used) VALUES (");
+        out.push_bind_param::<Text, str>(q.campaign_code.as_str())?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, str>(q.period.as_str())?;
+        out.push_sql(", ");
+        out.push_bind_param::<BigInt, _>(&q.points)?;
+        out.push_sql(
+            ") ON CONFLICT (campaign_code, period) DO UPDATE \
+             SET used = campaign_budget_periods.used + excluded.used \
+             WHERE campaign_budget_periods.used <= ",
+        );
+        out.push_bind_param::<BigInt, _>(&q.used_max)
     }
 }
 
@@ -1267,9 +1304,15 @@ pub fn trade_stores(conn: &mut Conn, ids: &[i64]) -> Result<Vec<(i64, String)>, 
         .load(conn)
 }
 
-pub fn insert_trade_lines(conn: &mut Conn, lines: &[TradeLineRow]) -> Result<(), Error> {
-    for line in lines {
-        on_backend!(conn, c => diesel::insert_into(trade_lines::table).values(line).execute(c))?;
+/// Records the lines of trade `trade_id`, and sets their `trade_id`.
+pub fn insert_trade_lines(
+    conn: &mut Conn,
+    trade_id: i64,
+    lines: &mut [TradeLineRow],
+) -> Result<(), Error> {
+    for line in lines.iter_mut() {
+        line.trade_id = trade_id;
+        on_backend!(conn, c => diesel::insert_into(trade_lines::table).values(&*line).execute(c))?;
     }
     Ok(())
 }
@@ -1390,41 +1433,23 @@ pub fn budget_used(conn: &mut Conn, campaign_code: &str) -> Result<i64, Error> {
 }
 
 /// Takes `points` from a campaign's budget of `cap`. Guarded: `false`, and nothing changed, if
-/// that would overspend it (another trade took the rest first).
+/// that would overspend it (another trade took the rest first). One statement, kept prepared:
+/// the budget's first use inserts its row, so two first uses at once never race.
 pub fn take_from_budget(
     conn: &mut Conn,
     campaign_code: &str,
     cap: i64,
     points: i64,
 ) -> Result<bool, Error> {
-    on_backend!(conn, c => {
-        let updated = diesel::update(
-            campaign_budgets::table
-                .filter(campaign_budgets::campaign_code.eq(campaign_code))
-                .filter(campaign_budgets::used.le(cap - points)),
-        )
-        .set(campaign_budgets::used.eq(campaign_budgets::used + points))
-        .execute(c)?;
-        if updated == 1 {
-            return Ok(true);
-        }
-        let exists = campaign_budgets::table
-            .filter(campaign_budgets::campaign_code.eq(campaign_code))
-            .count()
-            .get_result::<i64>(c)?
-            > 0;
-        if exists || points > cap {
-            return Ok(false);
-        }
-        // The budget's first use. Two first uses at once: the loser's unique violation is a race.
-        diesel::insert_into(campaign_budgets::table)
-            .values((
-                campaign_budgets::campaign_code.eq(campaign_code),
-                campaign_budgets::used.eq(points),
-            ))
-            .execute(c)?;
-        Ok(true)
-    })
+    if points > cap {
+        return Ok(false);
+    }
+    let take = TakeFromBudget {
+        campaign_code: campaign_code.to_string(),
+        points,
+        used_max: cap - points,
+    };
+    Ok(on_backend!(conn, c => take.execute(c))? == 1)
 }
 
 /// Points a campaign's budget of one local day or month (`period`) has granted so far.
@@ -1453,37 +1478,16 @@ pub fn take_from_budget_period(
     cap: i64,
     points: i64,
 ) -> Result<bool, Error> {
-    on_backend!(conn, c => {
-        let this_period = campaign_budget_periods::campaign_code
-            .eq(campaign_code)
-            .and(campaign_budget_periods::period.eq(period));
-        let updated = diesel::update(
-            campaign_budget_periods::table
-                .filter(this_period)
-                .filter(campaign_budget_periods::used.le(cap - points)),
-        )
-        .set(campaign_budget_periods::used.eq(campaign_budget_periods::used + points))
-        .execute(c)?;
-        if updated == 1 {
-            return Ok(true);
-        }
-        let exists = campaign_budget_periods::table
-            .filter(this_period)
-            .count()
-            .get_result::<i64>(c)?
-            > 0;
-        if exists || points > cap {
-            return Ok(false);
-        }
-        diesel::insert_into(campaign_budget_periods::table)
-            .values((
-                campaign_budget_periods::campaign_code.eq(campaign_code),
-                campaign_budget_periods::period.eq(period),
-                campaign_budget_periods::used.eq(points),
-            ))
-            .execute(c)?;
-        Ok(true)
-    })
+    if points > cap {
+        return Ok(false);
+    }
+    let take = TakeFromBudgetPeriod {
+        campaign_code: campaign_code.to_string(),
+        period: period.to_string(),
+        points,
+        used_max: cap - points,
+    };
+    Ok(on_backend!(conn, c => take.execute(c))? == 1)
 }
 
 /// Trades sold in `[from_ms, to_ms)` after the cursor `(sales_at_ms, id)`, in sales order, each
