@@ -80,17 +80,7 @@ struct Located<'a> {
     newlines: Vec<usize>,
 }
 
-impl<'a> Located<'a> {
-    fn new(source: &'a Source) -> Self {
-        let newlines = source
-            .text
-            .bytes()
-            .enumerate()
-            .filter_map(|(i, b)| (b == b'\n').then_some(i))
-            .collect();
-        Self { source, newlines }
-    }
-
+impl Located<'_> {
     /// (line, column) of a byte offset, both from 1; the column in characters.
     fn place(&self, offset: usize) -> (usize, usize) {
         let text = &self.source.text;
@@ -191,46 +181,197 @@ fn key_offset(text: &str, table_offset: usize, key: &str) -> Option<usize> {
 }
 
 /// A file's line table and its parse.
+/// A file's line ends and its tables (or the parser's error).
 type Parsed<'a> = (Located<'a>, Result<RawFile, toml::de::Error>);
 
-/// Parses every file (and finds its lines), on as many threads as the machine has cores (at
-/// most 8): the files are independent, and parsing is most of the time a large program takes
-/// to load. The threads run at a lower priority (nice 10, Linux), so a hot reload takes the
-/// cores the trades leave idle and never holds them up; at start nothing else runs.
-fn parse_all(sources: &[Source]) -> Vec<Parsed<'_>> {
-    let parse = |s| (Located::new(s), toml::from_str(&s.text));
-    let threads = std::thread::available_parallelism()
+/// A file at least this large, and larger than a thread's share of all the files' bytes, is
+/// parsed in parts on several threads (`cuts`).
+const PART_BYTES_MIN: usize = 256 * 1024;
+
+/// The headers a part after the first may hold: arrays of tables, and tables inside them.
+const PART_HEADERS: [&str; 9] = [
+    "[[campaign]]",
+    "[[campaign.",
+    "[campaign.",
+    "[[objective]]",
+    "[[objective.",
+    "[objective.",
+    "[[test]]",
+    "[[test.",
+    "[test.",
+];
+
+/// Byte offsets at which `text` may be cut into at most `parts` parts of about equal size,
+/// each of which parses alone to its share of what the whole file parses to: the starts of
+/// lines that are exactly `[[campaign]]`, when everything from the first of them on is arrays
+/// of tables and tables inside them (`PART_HEADERS`), so that each part only adds elements to
+/// the file's arrays, in order. None when anything else there starts with `[` (a line of a
+/// multi-line string or array is taken for a header: the file is parsed whole). A cut inside
+/// a multi-line string leaves the part before it unterminated: that part fails to parse, and
+/// the file is parsed whole (`parse_all`).
+fn cuts(text: &str, parts: usize) -> Vec<usize> {
+    let mut headers = Vec::new();
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        let start = offset;
+        offset += line.len();
+        let trimmed = line.trim_start();
+        if !trimmed.starts_with('[') {
+            continue;
+        }
+        if line.trim_end() == PART_HEADERS[0] {
+            headers.push(start);
+        } else if !headers.is_empty() && !PART_HEADERS.iter().any(|h| trimmed.starts_with(h)) {
+            return Vec::new();
+        }
+    }
+    let mut cuts: Vec<usize> = Vec::with_capacity(parts);
+    for k in 1..parts {
+        let i = headers.partition_point(|&h| h < k * text.len() / parts);
+        match headers.get(i) {
+            Some(&cut) if cut > 0 && cuts.last().is_none_or(|&last| cut > last) => cuts.push(cut),
+            _ => {}
+        }
+    }
+    cuts
+}
+
+/// A part of a file to parse: `text[range]` of `sources[source]`.
+struct Part {
+    source: usize,
+    range: std::ops::Range<usize>,
+}
+
+/// A part parsed: the offsets of its line ends in the file, and its tables, their spans in
+/// the file.
+type ParsedPart = (Vec<usize>, Result<RawFile, toml::de::Error>);
+
+fn parse_part(sources: &[Source], part: &Part) -> ParsedPart {
+    let at = part.range.start;
+    let text = &sources[part.source].text[part.range.clone()];
+    let newlines = text
+        .bytes()
+        .enumerate()
+        .filter_map(|(i, b)| (b == b'\n').then_some(at + i))
+        .collect();
+    let parsed = toml::from_str::<RawFile>(text).map(|file| match at {
+        0 => file,
+        _ => RawFile {
+            program: file.program.map(|p| shifted(p, at)),
+            campaign: file.campaign.into_iter().map(|c| shifted(c, at)).collect(),
+            objective: file.objective.into_iter().map(|o| shifted(o, at)).collect(),
+            test: file.test.into_iter().map(|t| shifted(t, at)).collect(),
+        },
+    });
+    (newlines, parsed)
+}
+
+/// `spanned` with its span `by` bytes further on.
+fn shifted<T>(spanned: toml::Spanned<T>, by: usize) -> toml::Spanned<T> {
+    let span = spanned.span();
+    toml::Spanned::new(span.start + by..span.end + by, spanned.into_inner())
+}
+
+/// How many threads a large program is loaded on: as many as the machine has cores, at most 8.
+fn load_threads() -> usize {
+    std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .clamp(1, 8)
-        .min(sources.len());
-    if threads <= 1 {
-        return sources.iter().map(parse).collect();
-    }
-    // Files dealt out in turn, so large and small ones spread over the threads.
-    let parsed: Vec<Vec<(usize, Parsed)>> = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..threads)
-            .map(|t| {
-                scope.spawn(move || {
-                    // Without it the parse runs at the normal priority: still correct.
-                    let _ = crate::priority::set_this_threads_nice(10);
-                    sources
-                        .iter()
-                        .enumerate()
-                        .skip(t)
-                        .step_by(threads)
-                        .map(|(i, s)| (i, parse(s)))
-                        .collect()
+}
+
+/// `work` of each item, in the items' order, on `threads` threads, the items dealt out in
+/// turn so that large and small ones spread over them. The threads run at a lower priority
+/// (nice 10, Linux), so a hot reload takes the cores the trades leave idle and never holds
+/// them up; at start nothing else runs.
+fn on_threads<T: Sync, R: Send>(
+    items: &[T],
+    threads: usize,
+    work: impl Fn(&T) -> R + Sync,
+) -> impl Iterator<Item = R> {
+    let threads = threads.clamp(1, items.len().max(1));
+    let mut by_thread: Vec<std::vec::IntoIter<R>> = if threads == 1 {
+        vec![items.iter().map(&work).collect::<Vec<R>>().into_iter()]
+    } else {
+        let work = &work;
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..threads)
+                .map(|t| {
+                    scope.spawn(move || {
+                        // Without it the work runs at the normal priority: still correct.
+                        let _ = crate::priority::set_this_threads_nice(10);
+                        let mine = items.iter().skip(t).step_by(threads);
+                        mine.map(work).collect::<Vec<R>>().into_iter()
+                    })
                 })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .map(|w| w.join().expect("parsing does not panic"))
-            .collect()
-    });
-    let mut all: Vec<_> = parsed.into_iter().flatten().collect();
-    all.sort_by_key(|(i, _)| *i);
-    all.into_iter().map(|(_, parsed)| parsed).collect()
+                .collect();
+            workers
+                .into_iter()
+                .map(|w| w.join().expect("loading rules does not panic"))
+                .collect()
+        })
+    };
+    (0..items.len()).map(move |i| {
+        by_thread[i % threads]
+            .next()
+            .expect("a result for every item")
+    })
+}
+
+/// Parses every file (and finds its lines), on every core (`on_threads`): the files are
+/// independent, and parsing is most of the time a large program takes to load. A file much
+/// larger than the rest is parsed in parts (`cuts`), so that one large file loads on every
+/// core too.
+fn parse_all(sources: &[Source]) -> Vec<Parsed<'_>> {
+    let threads = load_threads();
+    let total_bytes: usize = sources.iter().map(|s| s.text.len()).sum();
+    let mut parts = Vec::with_capacity(sources.len());
+    for (source, s) in sources.iter().enumerate() {
+        let len = s.text.len();
+        let cut = match threads > 1 && len >= PART_BYTES_MIN && len > total_bytes / threads {
+            true => cuts(&s.text, threads),
+            false => Vec::new(),
+        };
+        let mut start = 0;
+        for end in cut.into_iter().chain([len]) {
+            parts.push(Part {
+                source,
+                range: start..end,
+            });
+            start = end;
+        }
+    }
+    let parsed = on_threads(&parts, threads, |p| parse_part(sources, p));
+    // Each file's parts, in order, joined.
+    let mut parsed = parts.iter().zip(parsed).peekable();
+    let mut files = Vec::with_capacity(sources.len());
+    for (i, source) in sources.iter().enumerate() {
+        let (mut newlines, mut file) = (Vec::new(), None);
+        let mut whole = false;
+        while let Some((_, (lines, part))) = parsed.next_if(|(p, _)| p.source == i) {
+            newlines.extend(lines);
+            file = match (file, part) {
+                (None, part) => Some(part),
+                (Some(Ok(mut file)), Ok(more)) if more.program.is_none() => {
+                    file.campaign.extend(more.campaign);
+                    file.objective.extend(more.objective);
+                    file.test.extend(more.test);
+                    Some(Ok(file))
+                }
+                (file, _) => {
+                    whole = true;
+                    file
+                }
+            };
+        }
+        let file = match file {
+            // A part of it failed: the whole file's parse says where, as it would alone.
+            Some(Ok(file)) if !whole => Ok(file),
+            Some(Err(error)) if !whole => Err(error),
+            _ => toml::from_str(&source.text),
+        };
+        files.push((Located { source, newlines }, file));
+    }
+    files
 }
 
 pub fn compile(sources: &[Source], version: String) -> Result<Ruleset, LoadError> {
@@ -1549,5 +1690,189 @@ mod key_tests {
         assert_eq!(key_offset(text, 0, "bud"), None);
         let second = text.find("[[campaign]]\nnth").unwrap();
         assert_eq!(key_offset(text, second, "nth_trade"), Some(second + 13));
+    }
+}
+
+#[cfg(test)]
+mod part_tests {
+    use super::{cuts, parse_all, PART_BYTES_MIN};
+    use crate::rules::Source;
+
+    const PROGRAM: &str =
+        "[program]\nname = \"P\"\ntime_zone = \"+08:00\"\nbase_currency = \"HKD\"\n\
+                           rounding = \"floor\"\ncurrencies = { HKD = \"1\" }\n[program.earn]\n\
+                           base = \"payment_amount\"\npoints = 1\nper_amount = \"10\"\n\
+                           [program.kdp]\npolicy = \"never\"\n\n";
+
+    /// `count` campaigns; the `n`th's remark is `remark(n)` (written as given).
+    fn campaigns(count: usize, remark: impl Fn(usize) -> String) -> String {
+        (0..count)
+            .map(|n| {
+                format!(
+                    "[[campaign]]\ncode = \"C{n}\"\nremark = {}\nstarts_at = \"2026-01-01T00:00:00Z\"\n\
+                     ends_at = \"2027-01-01T00:00:00Z\"\nexpiry = \"QUARTER\"\n\
+                     award = {{ fixed = {} }}\n\n",
+                    remark(n),
+                    n + 1
+                )
+            })
+            .collect()
+    }
+
+    /// (code, remark, span, line of the span's start) of each campaign of `text` parsed by
+    /// `parse_all`, and the same of `text` parsed whole; the tests of each.
+    #[allow(clippy::type_complexity)]
+    fn both_ways(text: &str) -> [Result<(Vec<(String, String, usize, usize)>, usize), String>; 2] {
+        let source = Source {
+            name: "big.toml".into(),
+            text: text.into(),
+        };
+        let parsed = parse_all(std::slice::from_ref(&source));
+        let (located, by_parts) = &parsed[0];
+        let whole: Result<super::RawFile, _> = toml::from_str(text);
+        let line_of = |offset: usize| located.place(offset).0;
+        let summary = |file: &Result<super::RawFile, toml::de::Error>| match file {
+            Ok(file) => Ok((
+                file.campaign
+                    .iter()
+                    .map(|c| {
+                        let span = c.span();
+                        (
+                            c.get_ref().code.clone(),
+                            c.get_ref().remark.clone(),
+                            span.start,
+                            line_of(span.start),
+                        )
+                    })
+                    .collect(),
+                file.test.len(),
+            )),
+            Err(error) => Err(format!("{} at {:?}", error.message(), error.span())),
+        };
+        assert_eq!(
+            located.newlines,
+            text.match_indices('\n').map(|(i, _)| i).collect::<Vec<_>>(),
+            "every line end, once, in order"
+        );
+        [summary(by_parts), summary(&whole)]
+    }
+
+    #[test]
+    fn a_large_file_is_cut_before_its_campaigns_headers_only() {
+        let text = format!("{PROGRAM}{}", campaigns(3000, |n| format!("\"r{n}\"")));
+        assert!(text.len() > PART_BYTES_MIN);
+        let at = cuts(&text, 4);
+        assert_eq!(at.len(), 3, "{at:?}");
+        for cut in &at {
+            assert!(text[*cut..].starts_with("[[campaign]]\n"));
+            assert!(text[..*cut].ends_with('\n'));
+        }
+        // About equal parts.
+        for (k, cut) in at.iter().enumerate() {
+            let target = (k + 1) * text.len() / 4;
+            assert!(cut.abs_diff(target) < 300, "{cut} far from {target}");
+        }
+        // After the campaigns start, only arrays of tables and tables inside them.
+        for other in ["[program.earn]\npoints = 1\n", "[x]\n", "  [ [campaign]]\n"] {
+            assert_eq!(
+                cuts(&format!("{text}{other}"), 4),
+                Vec::<usize>::new(),
+                "{other}"
+            );
+        }
+        let tables = "[campaign.award]\nfixed = 1\n[[test]]\nx = 1\n[[objective]]\n[test.y]\n";
+        let with_tables = format!("{text}{tables}");
+        let at = cuts(&with_tables, 4);
+        assert_eq!(at.len(), 3, "{at:?}");
+        assert!(at
+            .iter()
+            .all(|cut| with_tables[*cut..].starts_with("[[campaign]]\n")));
+        // Before them, anything.
+        assert_eq!(cuts(&format!("[x]\n{text}"), 4).len(), 3);
+    }
+
+    #[test]
+    fn a_file_parsed_in_parts_is_the_file_parsed_whole() {
+        let text = format!(
+            "{PROGRAM}{}[[test]]\nname = \"t\"\ntotal = 1\n\
+             trade = {{ store_code = \"S\", payment_amount = \"10\", sales_time = \"2026-03-01T10:00:00Z\" }}\n",
+            campaigns(3000, |n| format!("\"r{n}\""))
+        );
+        let [parts, whole] = both_ways(&text);
+        assert_eq!(parts, whole);
+        let (campaigns, tests) = parts.unwrap();
+        assert_eq!((campaigns.len(), tests), (3000, 1));
+        assert_eq!(
+            campaigns[2999].3,
+            PROGRAM.lines().count() + 2999 * 8 + 1,
+            "its line in the file"
+        );
+    }
+
+    #[test]
+    fn a_cut_inside_a_multi_line_string_parses_the_file_whole() {
+        // Every remark holds a line that is a campaign header: every cut falls in a string.
+        let text = format!(
+            "{PROGRAM}{}",
+            campaigns(3000, |n| format!("\"\"\"\n[[campaign]]\nr{n}\"\"\""))
+        );
+        assert!(!cuts(&text, 4).is_empty());
+        let [parts, whole] = both_ways(&text);
+        assert_eq!(parts, whole);
+        let (campaigns, _) = parts.unwrap();
+        assert_eq!(campaigns.len(), 3000);
+        assert_eq!(campaigns[7].1, "[[campaign]]\nr7");
+    }
+
+    #[test]
+    fn a_large_programs_problems_are_listed_in_file_order() {
+        // The problems come out as the campaigns are written, each at its line.
+        let text = format!(
+            "{PROGRAM}{}",
+            campaigns(3000, |n| format!("\"r{n}\"")).replace("C2000\"", "C5\"")
+        );
+        let text = ["C10", "C1500", "C2999"].iter().fold(text, |text, code| {
+            let at = text.find(&format!("code = \"{code}\"\n")).unwrap();
+            let award = at + text[at..].find("award = { fixed = ").unwrap();
+            let end = award + text[award..].find('}').unwrap();
+            format!(
+                "{}award = {{ fixed = 0 }}{}",
+                &text[..award],
+                &text[end + 1..]
+            )
+        });
+        let source = Source {
+            name: "big.toml".into(),
+            text,
+        };
+        let Err(super::LoadError::Invalid { problems }) =
+            super::compile(std::slice::from_ref(&source), "v".into())
+        else {
+            panic!("the program has problems");
+        };
+        let header = |n: usize| PROGRAM.lines().count() + n * 8 + 1;
+        let found: Vec<(usize, &str)> = problems
+            .iter()
+            .map(|p| (p.line, p.message.split(':').next().unwrap()))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                (header(10) + 6, "campaign \"C10\""),
+                (header(1500) + 6, "campaign \"C1500\""),
+                (header(2000), "campaign code \"C5\" is used twice"),
+                (header(2999) + 6, "campaign \"C2999\""),
+            ],
+            "{problems:#?}"
+        );
+    }
+
+    #[test]
+    fn an_error_in_a_later_part_is_where_the_whole_file_puts_it() {
+        let mut text = format!("{PROGRAM}{}", campaigns(3000, |n| format!("\"r{n}\"")));
+        text.push_str("[[campaign]]\ncode = \"LAST\"\nstarts_at = 5 5\n");
+        let [parts, whole] = both_ways(&text);
+        assert!(whole.is_err());
+        assert_eq!(parts, whole);
     }
 }
