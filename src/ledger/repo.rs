@@ -74,6 +74,28 @@ macro_rules! on_backend {
     };
 }
 
+/// `Holdings` of member `$member_id` as two expressions: the points its lots still hold (`None`:
+/// no lot) and whether it owes. Read alone by `holdings`, and inside `TradeRowsPg`'s statement.
+macro_rules! holdings_of {
+    ($member_id:expr) => {
+        (
+            lots::table
+                .filter(lots::member_id.eq($member_id))
+                .filter(lots::remaining.gt(Zero))
+                .select(SumOfRemaining)
+                .single_value(),
+            // As `owed_lines_query!` finds them: by `refunds_member`.
+            diesel::dsl::exists(
+                refund_lines::table
+                    .inner_join(refunds::table)
+                    .filter(refunds::member_id.eq($member_id))
+                    .filter(refund_lines::owed.gt(Zero))
+                    .select(refund_lines::id),
+            ),
+        )
+    };
+}
+
 pub fn find_member_id(conn: &mut Conn, vip_accountno: &str) -> Result<Option<i64>, Error> {
     on_backend!(conn, c => {
         members::table
@@ -196,7 +218,7 @@ pub fn insert_trade_with_grants(
             trade: diesel::insert_into(trades::table)
                 .values(trade)
                 .returning(trades::id),
-            member_id: trade.member_id,
+            holdings: holdings_of!(trade.member_id),
             lines,
             lots: new_lots,
             now_ms,
@@ -234,7 +256,7 @@ pub fn insert_grants(
     match conn {
         Conn::Postgres(c) => TradeRowsPg {
             trade: RecordedTrade(trade_id),
-            member_id,
+            holdings: holdings_of!(member_id),
             lines: &[],
             lots: new_lots,
             now_ms,
@@ -285,12 +307,13 @@ impl From<(i64, Vec<i64>, i64, bool)> for Recorded {
 /// PostgreSQL: a trade's rows in one statement, a data-modifying `WITH`: the trade (`trade`:
 /// its insert `RETURNING id`, or `RecordedTrade`), its lines, its lots and their earn entries;
 /// answers the trade's id, the lots' ids in order and the member's `Holdings` before the
-/// statement (every part of a statement sees the database as it was when it began).
+/// statement (`holdings`: `holdings_of!`; every part of a statement sees the database as it
+/// was when it began).
 /// Statements with more rows than `PREPARED_ROWS_MAX` are not kept prepared: each count of
 /// rows is another statement.
-struct TradeRowsPg<'q, T> {
+struct TradeRowsPg<'q, T, H> {
     trade: T,
-    member_id: i64,
+    holdings: H,
     lines: &'q [TradeLineRow],
     lots: &'q [NewLot<'q>],
     now_ms: i64,
@@ -314,9 +337,10 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for RecordedTrade {
 /// Rows of one `TradeRowsPg` kept as a prepared statement at most (lines and lots).
 const PREPARED_ROWS_MAX: usize = 8;
 
-impl<T> diesel::query_builder::QueryFragment<diesel::pg::Pg> for TradeRowsPg<'_, T>
+impl<T, H> diesel::query_builder::QueryFragment<diesel::pg::Pg> for TradeRowsPg<'_, T, H>
 where
     T: diesel::query_builder::QueryFragment<diesel::pg::Pg>,
+    H: diesel::query_builder::QueryFragment<diesel::pg::Pg>,
 {
     fn walk_ast<'b>(
         &'b self,
@@ -410,35 +434,27 @@ where
     }
 }
 
-impl<T> TradeRowsPg<'_, T> {
-    /// The member's held points and whether it owes (as `holdings` reads them), then the end
-    /// of the statement.
+impl<T, H> TradeRowsPg<'_, T, H>
+where
+    H: diesel::query_builder::QueryFragment<diesel::pg::Pg>,
+{
+    /// The member's `Holdings` (`holdings_of!`), then the end of the statement.
     fn push_holdings<'b>(
         &'b self,
         mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
     ) -> QueryResult<()> {
-        use diesel::sql_types::BigInt;
-        out.push_sql(
-            "(SELECT CAST(COALESCE(SUM(remaining), 0) AS BIGINT) FROM lots \
-             WHERE member_id = ",
-        );
-        out.push_bind_param::<BigInt, _>(&self.member_id)?;
-        out.push_sql(
-            " AND remaining > 0), EXISTS (SELECT 1 FROM refund_lines \
-             INNER JOIN refunds ON refunds.id = refund_lines.refund_id WHERE refunds.member_id = ",
-        );
-        out.push_bind_param::<BigInt, _>(&self.member_id)?;
-        out.push_sql(" AND refund_lines.owed > 0) FROM t");
+        self.holdings.walk_ast(out.reborrow())?;
+        out.push_sql(" FROM t");
         Ok(())
     }
 }
 
-impl<T> diesel::query_builder::QueryId for TradeRowsPg<'_, T> {
+impl<T, H> diesel::query_builder::QueryId for TradeRowsPg<'_, T, H> {
     type QueryId = ();
     const HAS_STATIC_QUERY_ID: bool = false;
 }
 
-impl<T> diesel::query_builder::Query for TradeRowsPg<'_, T> {
+impl<T, H> diesel::query_builder::Query for TradeRowsPg<'_, T, H> {
     type SqlType = (
         diesel::sql_types::BigInt,
         diesel::sql_types::Array<diesel::sql_types::BigInt>,
@@ -447,7 +463,7 @@ impl<T> diesel::query_builder::Query for TradeRowsPg<'_, T> {
     );
 }
 
-impl<T> RunQueryDsl<diesel::PgConnection> for TradeRowsPg<'_, T> {}
+impl<T, H> RunQueryDsl<diesel::PgConnection> for TradeRowsPg<'_, T, H> {}
 
 pub fn insert_entry(conn: &mut Conn, entry: &NewEntry) -> Result<(), Error> {
     on_backend!(conn, c => {
@@ -483,24 +499,8 @@ pub struct Holdings {
 /// member with thousands of lots costs a trade no row decoded per lot. Run on the backend's own
 /// connection, so the statement is prepared once.
 pub fn holdings(conn: &mut Conn, member_id: i64) -> Result<Holdings, Error> {
-    let (held, owes): (Option<i64>, bool) = on_backend!(conn, c => {
-        diesel::select((
-            lots::table
-                .filter(lots::member_id.eq(member_id))
-                .filter(lots::remaining.gt(Zero))
-                .select(SumOfRemaining)
-                .single_value(),
-            // As `owed_lines_query!` finds them: by `refunds_member`.
-            diesel::dsl::exists(
-                refund_lines::table
-                    .inner_join(refunds::table)
-                    .filter(refunds::member_id.eq(member_id))
-                    .filter(refund_lines::owed.gt(Zero))
-                    .select(refund_lines::id),
-            ),
-        ))
-        .get_result(c)
-    })?;
+    let (held, owes): (Option<i64>, bool) =
+        on_backend!(conn, c => diesel::select(holdings_of!(member_id)).get_result(c))?;
     Ok(Holdings {
         held: held.unwrap_or(0),
         owes,
