@@ -180,7 +180,6 @@ fn key_offset(text: &str, table_offset: usize, key: &str) -> Option<usize> {
     None
 }
 
-/// A file's line table and its parse.
 /// A file's line ends and its tables (or the parser's error).
 type Parsed<'a> = (Located<'a>, Result<RawFile, toml::de::Error>);
 
