@@ -203,10 +203,14 @@ impl Client {
     }
 }
 
+/// Answers outside 2xx, by status, and how many of each.
+type Statuses = std::collections::BTreeMap<u16, usize>;
+
 struct Outcome {
     name: &'static str,
     requests: usize,
-    errors: usize,
+    /// Answers outside 2xx, by status (0: the connection failed).
+    errors: Statuses,
     rate: f64,
     latencies_us: Vec<u64>,
     /// CPU time the server (all of it; its ledger writer threads) spent in the phase, per
@@ -261,12 +265,13 @@ fn phase(
     let stop = AtomicBool::new(false);
     let cpu_before = server.map(cpu_us);
     let started = Instant::now();
-    let results: Vec<(Vec<u64>, usize)> = std::thread::scope(|scope| {
+    let results: Vec<(Vec<u64>, Statuses)> = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..connections)
             .map(|_| {
                 scope.spawn(|| {
                     let mut client = Client::connect(port).expect("the server answers");
-                    let (mut latencies, mut errors) = (Vec::new(), 0);
+                    let mut latencies = Vec::new();
+                    let mut errors = Statuses::new();
                     while !stop.load(Ordering::Relaxed) {
                         let i = next.fetch_add(1, Ordering::Relaxed);
                         let (method, path, body) = request(i);
@@ -274,7 +279,7 @@ fn phase(
                         let status = client.send(method, &path, &body);
                         latencies.push(sent.elapsed().as_micros() as u64);
                         if !(200..300).contains(&status) {
-                            errors += 1;
+                            *errors.entry(status).or_default() += 1;
                             if status == 0 {
                                 client = Client::connect(port).expect("the server answers");
                             }
@@ -289,7 +294,10 @@ fn phase(
         workers.into_iter().map(|w| w.join().unwrap()).collect()
     });
     let elapsed = started.elapsed().as_secs_f64();
-    let errors = results.iter().map(|r| r.1).sum();
+    let mut errors = Statuses::new();
+    for (status, count) in results.iter().flat_map(|r| &r.1) {
+        *errors.entry(*status).or_default() += count;
+    }
     let mut latencies_us: Vec<u64> = results.into_iter().flat_map(|r| r.0).collect();
     latencies_us.sort_unstable();
     let requests = latencies_us.len().max(1) as f64;
@@ -490,7 +498,19 @@ fn main() {
             pct(0.50),
             pct(0.99),
             pct(1.0),
-            o.errors
+            o.errors.values().sum::<usize>()
+        );
+    }
+    for o in outcomes.iter().filter(|o| !o.errors.is_empty()) {
+        let statuses: Vec<String> = o
+            .errors
+            .iter()
+            .map(|(status, count)| format!("{count} × {status}"))
+            .collect();
+        println!(
+            "errors of {}: {} (0: connection failed)",
+            o.name,
+            statuses.join(", ")
         );
     }
     drop(server);

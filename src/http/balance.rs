@@ -156,13 +156,13 @@ pub async fn balance(
         None => Utc::now(),
     };
     let lookup = vip.clone();
-    let found = web::block(move || {
-        let Some(balance) = service::member_balance(&state.store, &lookup, as_of)? else {
+    let rules = state.rules.current();
+    let found = super::read_ledger(&state.store, move |conn| {
+        let Some(balance) = service::member_balance(conn, &lookup, as_of)? else {
             return Ok(None);
         };
-        let rules = state.rules.current();
-        let tier = service::member_tier(&state.store, &rules, &lookup, as_of)?;
-        Ok::<_, ServiceError>(Some((balance, tier)))
+        let tier = service::member_tier(conn, &rules, &lookup, as_of)?;
+        Ok(Some((balance, tier)))
     })
     .await??;
     let (balance, tier) = found.ok_or(BalanceError::NotFound(vip))?;

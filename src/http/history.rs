@@ -250,7 +250,8 @@ pub async fn member_entries(
             return Ok(None);
         };
         let rules = state.rules.current();
-        let tier = service::member_tier(&state.store, &rules, &lookup, Utc::now())?;
+        let tier =
+            service::member_tier(&mut *state.store.pool.get()?, &rules, &lookup, Utc::now())?;
         Ok::<_, ServiceError>(Some((history, tier)))
     })
     .await??;

@@ -22,6 +22,8 @@ pub mod transaction_sync;
 
 use crate::clients::Scope;
 use crate::error::{failure, ErrorCode};
+use crate::ledger::{Conn, Store};
+use crate::service::ServiceError;
 use actix_web::error::{InternalError, JsonPayloadError};
 use actix_web::{web, HttpRequest, HttpResponse, Resource, Route};
 
@@ -185,6 +187,24 @@ pub async fn read_body(payload: web::Payload, limit: usize) -> Result<web::Bytes
         Ok(Err(_)) => Err(BodyError::Unreadable),
         Err(_) => Err(BodyError::TooLarge(limit)),
     }
+}
+
+/// Runs a short read of the ledger (one member's or one trade's rows, found by index) on this
+/// worker where the store allows it (`Store::conn_here`), otherwise on a blocking thread like
+/// every other database call.
+pub async fn read_ledger<T, F>(
+    store: &Store,
+    read: F,
+) -> Result<Result<T, ServiceError>, actix_web::error::BlockingError>
+where
+    F: FnOnce(&mut Conn) -> Result<T, ServiceError> + Send + 'static,
+    T: Send + 'static,
+{
+    if let Some(mut conn) = store.conn_here() {
+        return Ok(read(&mut conn));
+    }
+    let pool = store.pool.clone();
+    web::block(move || read(&mut *pool.get()?)).await
 }
 
 async fn not_found(req: HttpRequest) -> HttpResponse {

@@ -300,11 +300,15 @@ pub async fn trade_create(
         let trade = body.into_inner().into_trade(now, state.clock_skew_s_max)?;
         burned = trade.burn_point.value();
         let rules = state.rules.current();
-        web::block(move || service::create_trade(&state.store, rules, trade, now))
-            .await?
-            .outcome()
-            .await
-            .map_err(TradeCreateError::from)
+        // The replay read on this worker where the store allows it (`Store::conn_here`); on
+        // SQLite the write is then only queued, and awaited.
+        let answer = match state.store.conn_here() {
+            Some(conn) => service::create_trade_with(conn, &state.store, rules, trade, now),
+            None => {
+                web::block(move || service::create_trade(&state.store, rules, trade, now)).await?
+            }
+        };
+        answer.outcome().await.map_err(TradeCreateError::from)
     }
     .await;
     telemetry.post("native", &posted, burned);

@@ -23,7 +23,12 @@ pub use connection::{connect, Conn, DatabaseUrl, Pool};
 pub struct Store {
     pub pool: Pool,
     pub writer: writer::Writer,
+    /// SQLite: short reads may run on the calling thread (`Store::conn_here`).
+    reads_here: bool,
 }
+
+/// A connection of the pool, given back when dropped.
+pub type PooledConn = diesel::r2d2::PooledConnection<connection::Manager>;
 
 impl Store {
     /// Opens (creating and migrating if needed) the database and starts its writer.
@@ -34,7 +39,24 @@ impl Store {
     ) -> Result<Self, connection::ConnectError> {
         let pool = connect(url, pool_size)?;
         let writer = writer::Writer::start(url, &pool, limits)?;
-        Ok(Self { pool, writer })
+        Ok(Self {
+            pool,
+            writer,
+            reads_here: matches!(url, DatabaseUrl::Sqlite(_)),
+        })
+    }
+
+    /// A pooled connection for a short read on the calling thread, even an HTTP worker, where
+    /// that costs less than handing the read to a blocking thread and back: on SQLite, where a
+    /// read of one member's or one trade's rows is a few index pages read in this process
+    /// (about 10 µs; the hand-off measured about 17 µs of CPU a request), and WAL readers never
+    /// wait for the writer. `None` on PostgreSQL (a network round trip a statement) and when no
+    /// connection is free at once, so the caller never waits for one here.
+    pub fn conn_here(&self) -> Option<PooledConn> {
+        match self.reads_here {
+            true => self.pool.try_get(),
+            false => None,
+        }
     }
 }
 

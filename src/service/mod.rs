@@ -7,7 +7,7 @@ use crate::domain::{
 };
 use crate::ledger::refund::Refunded;
 use crate::ledger::writer::{Answer, Busy, WriteError, WriteFailure};
-use crate::ledger::{self, Balance, Conn, PostError, Posted, Replay, Store};
+use crate::ledger::{self, Balance, Conn, PooledConn, PostError, Posted, Replay, Store};
 use crate::rules::{self, EvaluateError, Ruleset, Source};
 use chrono::{DateTime, Utc};
 use std::borrow::Cow;
@@ -220,13 +220,25 @@ pub fn create_trade(
     trade: Trade,
     now: DateTime<Utc>,
 ) -> Answer<Posted, ServiceError> {
+    match store.pool.get() {
+        Ok(conn) => create_trade_with(conn, store, rules, trade, now),
+        Err(error) => Answer::Ready(Err(error.into())),
+    }
+}
+
+/// `create_trade`, the replay read on `conn` (given back before the write: on PostgreSQL the
+/// write takes a pooled connection of its own).
+pub fn create_trade_with(
+    mut conn: PooledConn,
+    store: &Store,
+    rules: Arc<Ruleset>,
+    trade: Trade,
+    now: DateTime<Utc>,
+) -> Answer<Posted, ServiceError> {
     let fingerprint = trade.fingerprint();
-    let replayed = store
-        .pool
-        .get()
-        .map_err(ServiceError::from)
-        .and_then(|mut conn| Ok(ledger::replay(&mut conn, &trade, &fingerprint)?));
-    match replayed {
+    let replayed = ledger::replay(&mut conn, &trade, &fingerprint);
+    drop(conn);
+    match replayed.map_err(ServiceError::from) {
         Ok(None) => {
             // Known new on its first run only: a run again (after a `Race`) looks.
             let mut known_new = true;
@@ -443,12 +455,11 @@ fn repricing_violations(conn: &mut Conn) -> Result<Vec<String>, ServiceError> {
 }
 
 pub fn member_balance(
-    store: &Store,
+    conn: &mut Conn,
     vip: &VipAccountNo,
     as_of: DateTime<Utc>,
 ) -> Result<Option<Balance>, ServiceError> {
-    let mut conn = store.pool.get()?;
-    Ok(ledger::balance(&mut conn, vip, as_of)?)
+    Ok(ledger::balance(conn, vip, as_of)?)
 }
 
 /// A member's tier at a moment.
@@ -463,7 +474,7 @@ pub struct MemberTier {
 
 /// A member's tier at `at`, from the ledger; `None` when the program has no tiers.
 pub fn member_tier(
-    store: &Store,
+    conn: &mut Conn,
     rules: &Ruleset,
     vip: &VipAccountNo,
     at: DateTime<Utc>,
@@ -475,8 +486,7 @@ pub fn member_tier(
         tier: Some(need),
         ..Default::default()
     };
-    let mut conn = store.pool.get()?;
-    let ctx = ledger::read_member_context(&mut conn, vip, &needs)?;
+    let ctx = ledger::read_member_context(conn, vip, &needs)?;
     let qualifying = ctx.qualifying.unwrap_or_default();
     let level = tiers.level(qualifying);
     Ok(Some(MemberTier {

@@ -360,10 +360,77 @@ fn acknowledged_trades_survive_kill_9() {
     assert_eq!(report.violations, Vec::<String>::new());
 }
 
+/// A short read runs on the calling thread (`Store::conn_here`) only on SQLite, and only on a
+/// connection that is free at once: it never waits for one.
+fn reads_here_take_only_a_free_sqlite_connection() {
+    let db = TestDb::new();
+    let store = Store::open(&db.url, 1, WriterLimits::default()).unwrap();
+    let Some(held) = store.conn_here() else {
+        assert_eq!(backend(), Backend::Postgres, "SQLite reads here");
+        return;
+    };
+    assert_eq!(
+        backend(),
+        Backend::Sqlite,
+        "PostgreSQL reads on blocking threads"
+    );
+    let started = Instant::now();
+    assert!(
+        store.conn_here().is_none(),
+        "the pool's one connection is held"
+    );
+    assert!(started.elapsed() < Duration::from_millis(100), "no wait");
+    drop(held);
+    assert!(store.conn_here().is_some());
+}
+
+/// With one pooled connection for 16 callers at once, replays and balances that find it busy
+/// are read on blocking threads instead: each answers exactly as alone.
+fn replays_and_balances_answer_alike_when_the_pool_is_busy() {
+    let db = TestDb::new();
+    let mut settings = test_settings(&shipped_rules(), &db);
+    settings.pool_size = 1;
+    let app = spawn_app_in(settings, db);
+    let when = hours_ago(1);
+    let (status, first) = app.post_trade(&trade("BUSY-0", "M-BUSY", &when));
+    assert_eq!(status, 200, "{first}");
+    let (_, balance) = app.balance("M-BUSY", None);
+    let app = Arc::new(app);
+    let handles: Vec<_> = (0..16)
+        .map(|i| {
+            let (app, when) = (app.clone(), when.clone());
+            std::thread::spawn(move || {
+                let mut answers = Vec::new();
+                for _ in 0..20 {
+                    answers.push(match i % 2 {
+                        0 => app.post_trade(&trade("BUSY-0", "M-BUSY", &when)),
+                        _ => app.balance("M-BUSY", None),
+                    });
+                }
+                (i, answers)
+            })
+        })
+        .collect();
+    for handle in handles {
+        let (i, answers) = handle.join().unwrap();
+        let expected = match i % 2 {
+            0 => &first,
+            _ => &balance,
+        };
+        for (status, answer) in answers {
+            assert_eq!((status, &answer), (200, expected));
+        }
+    }
+    assert_eq!(app.counts().0, 1);
+    app.assert_ledger_consistent();
+}
+
 on_both_backends!(
     a_group_of_writes_sees_each_write_and_fails_each_alone,
     duplicates_in_one_group_are_granted_once,
     a_full_write_queue_refuses_at_once,
     a_full_write_queue_answers_503_with_retry_after,
     acknowledged_trades_survive_kill_9,
+    reads_here_take_only_a_free_sqlite_connection,
+    replays_and_balances_answer_alike_when_the_pool_is_busy,
 );
