@@ -212,8 +212,9 @@ pub(super) fn refund_in(
 /// was (from a read, without waiting for the writer), even if today's rules would no longer
 /// price it; the same `out_trade_no` with another request is a `Conflict`.
 ///
-/// Blocking for the read (call from `web::block`); the write is awaited
-/// (`Answer::outcome`), so the thread is free while the trade waits for its group's commit.
+/// Blocking for the read (call from `web::block`, or use `create_trade_with` and a connection
+/// from `Store::conn_here`); the write is awaited (`Answer::outcome`), so the thread is free
+/// while the trade waits for its group's commit.
 pub fn create_trade(
     store: &Store,
     rules: Arc<Ruleset>,

@@ -3,9 +3,8 @@ use diesel::pg::PgConnection;
 use diesel::prelude::*;
 use point_engine::config::Settings;
 use point_engine::domain::ShortfallPolicy;
+pub use point_engine::ledger::PooledConn;
 use point_engine::ledger::{self, DatabaseUrl};
-
-pub type PooledConn = diesel::r2d2::PooledConnection<ledger::connection::Manager>;
 use point_engine::startup::Application;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
