@@ -124,6 +124,8 @@ impl Application {
             point_cost: settings.point_cost,
             clients: settings.clients.clone(),
             insecure_no_auth: settings.insecure_no_auth,
+            pool_turns: matches!(settings.database, ledger::DatabaseUrl::Postgres(_))
+                .then(|| tokio::sync::Semaphore::new(2 * settings.pool_size as usize)),
             telemetry,
             rate_limiter: settings.rate_limit.map(|limit| {
                 log::info!(

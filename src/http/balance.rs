@@ -157,7 +157,7 @@ pub async fn balance(
     };
     let lookup = vip.clone();
     let rules = state.rules.current();
-    let found = super::read_ledger(&state.store, move |conn| {
+    let found = super::read_ledger(&state, move |conn| {
         let Some(balance) = service::member_balance(conn, &lookup, as_of)? else {
             return Ok(None);
         };

@@ -22,9 +22,10 @@ pub mod transaction_sync;
 
 use crate::clients::Scope;
 use crate::error::{failure, ErrorCode};
-use crate::ledger::{Conn, Store};
+use crate::ledger::Conn;
 use crate::service::ServiceError;
-use actix_web::error::{InternalError, JsonPayloadError};
+use crate::state::AppState;
+use actix_web::error::{BlockingError, InternalError, JsonPayloadError};
 use actix_web::{web, HttpRequest, HttpResponse, Resource, Route};
 
 pub fn routes(cfg: &mut web::ServiceConfig, body_bytes_max: usize) {
@@ -190,21 +191,36 @@ pub async fn read_body(payload: web::Payload, limit: usize) -> Result<web::Bytes
 }
 
 /// Runs a short read of the ledger (one member's or one trade's rows, found by index) on this
-/// worker where the store allows it (`Store::conn_here`), otherwise on a blocking thread like
-/// every other database call.
+/// worker where the store allows it (`Store::conn_here`), otherwise on a blocking thread
+/// (`on_pool`).
 pub async fn read_ledger<T, F>(
-    store: &Store,
+    state: &AppState,
     read: F,
-) -> Result<Result<T, ServiceError>, actix_web::error::BlockingError>
+) -> Result<Result<T, ServiceError>, BlockingError>
 where
     F: FnOnce(&mut Conn) -> Result<T, ServiceError> + Send + 'static,
     T: Send + 'static,
 {
-    if let Some(mut conn) = store.conn_here() {
+    if let Some(mut conn) = state.store.conn_here() {
         return Ok(read(&mut conn));
     }
-    let pool = store.pool.clone();
-    web::block(move || read(&mut *pool.get()?)).await
+    let pool = state.store.pool.clone();
+    on_pool(state, move || read(&mut *pool.get()?)).await
+}
+
+/// Runs `work`, which takes pooled connections one at a time, on a blocking thread, after
+/// waiting for a turn (`AppState::pool_turns`, PostgreSQL) without holding a thread.
+pub async fn on_pool<T, F>(state: &AppState, work: F) -> Result<T, BlockingError>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    let _turn = match &state.pool_turns {
+        // Never closed: `acquire` fails only on a closed semaphore.
+        Some(turns) => turns.acquire().await.ok(),
+        None => None,
+    };
+    web::block(work).await
 }
 
 async fn not_found(req: HttpRequest) -> HttpResponse {

@@ -305,7 +305,11 @@ pub async fn trade_create(
         let answer = match state.store.conn_here() {
             Some(conn) => service::create_trade_with(conn, &state.store, rules, trade, now),
             None => {
-                web::block(move || service::create_trade(&state.store, rules, trade, now)).await?
+                let on = state.clone();
+                super::on_pool(&state, move || {
+                    service::create_trade(&on.store, rules, trade, now)
+                })
+                .await?
             }
         };
         answer.outcome().await.map_err(TradeCreateError::from)
