@@ -30,9 +30,9 @@ pub struct AppState {
     pub insecure_no_auth: bool,
     /// PostgreSQL: turns at the pool, twice as many as it has connections (a trade takes one
     /// twice, for its replay read and then for its write: the slack keeps every connection
-    /// busy while a turn passes on). Trade-create and balances wait for a turn here
-    /// (`http::on_pool`), in arrival order and without holding a thread, before they take a
-    /// connection on a blocking thread. Without it every waiting request holds a blocking
+    /// busy while a turn passes on). Every handler's database work waits for a turn here
+    /// (`http::on_pool`), in arrival order and without holding a thread, before it takes a
+    /// connection on a blocking thread (a readiness probe excepted). Without it every waiting request holds a blocking
     /// thread racing the others for the next free connection, and the unlucky ones wait
     /// longest (measured, 64 callers, pool 8: new receipts' p99 62–68 ms without, 34–37 ms
     /// with, at the same rate; as many turns as connections gave 8% fewer trades).

@@ -60,6 +60,6 @@ impl ResponseError for AuditError {
     security(("api_key" = []))
 )]
 pub async fn audit(state: web::Data<AppState>) -> Result<HttpResponse, AuditError> {
-    let report = web::block(move || service::audit(&state.store)).await??;
+    let report = super::on_pool(state.clone(), move || service::audit(&state.store)).await??;
     Ok(success(AuditData::from(report)))
 }

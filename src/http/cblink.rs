@@ -422,7 +422,7 @@ pub async fn trade(
         },
     )?;
     let text = body.to_string();
-    web::block(move || {
+    super::on_pool(state.clone(), move || {
         service::cblink_order(
             &state.store,
             rules,

@@ -456,7 +456,7 @@ pub async fn add_user_records(
     };
     let records = parse_records(&path.into_inner(), &body, state.card_count_max, clock)?;
     let rules = state.rules.current();
-    web::block(move || {
+    super::on_pool(state.clone(), move || {
         service::add_card_records(
             &state.store,
             rules,

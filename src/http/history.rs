@@ -245,7 +245,7 @@ pub async fn member_entries(
         PAGE_SIZE_MAX,
     )?;
     let lookup = vip.clone();
-    let found = web::block(move || {
+    let found = super::on_pool(state.clone(), move || {
         let Some(history) = service::member_history(&state.store, &lookup, page, page_size)? else {
             return Ok(None);
         };
@@ -277,9 +277,11 @@ pub async fn trade(
 ) -> Result<HttpResponse, HistoryError> {
     let number = path.into_inner();
     let lookup = number.clone();
-    let detail = web::block(move || service::trade_detail(&state.store, &lookup))
-        .await??
-        .ok_or_else(|| HistoryError::NotFound(format!("trade {number}")))?;
+    let detail = super::on_pool(state.clone(), move || {
+        service::trade_detail(&state.store, &lookup)
+    })
+    .await??
+    .ok_or_else(|| HistoryError::NotFound(format!("trade {number}")))?;
     Ok(success(
         TradeData::try_from(&detail).map_err(HistoryError::Corrupt)?,
     ))

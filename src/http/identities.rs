@@ -103,9 +103,10 @@ pub async fn link_identity(
     let vip = fields::parsed("vip_accountno", VipAccountNo::parse(&path.into_inner()))?;
     let identity = body.into_inner().into_identity()?;
     let (member, named) = (vip.clone(), identity.clone());
-    let linked =
-        web::block(move || service::link_identity(&state.store, member, named, Utc::now()))
-            .await??;
+    let linked = super::on_pool(state.clone(), move || {
+        service::link_identity(&state.store, member, named, Utc::now())
+    })
+    .await??;
     let (account, identities) = match linked {
         IdentityLink::Linked {
             account,

@@ -194,7 +194,7 @@ pub async fn read_body(payload: web::Payload, limit: usize) -> Result<web::Bytes
 /// worker where the store allows it (`Store::conn_here`), otherwise on a blocking thread
 /// (`on_pool`).
 pub async fn read_ledger<T, F>(
-    state: &AppState,
+    state: &web::Data<AppState>,
     read: F,
 ) -> Result<Result<T, ServiceError>, BlockingError>
 where
@@ -205,12 +205,13 @@ where
         return Ok(read(&mut conn));
     }
     let pool = state.store.pool.clone();
-    on_pool(state, move || read(&mut *pool.get()?)).await
+    on_pool(state.clone(), move || read(&mut *pool.get()?)).await
 }
 
-/// Runs `work`, which takes pooled connections one at a time, on a blocking thread, after
-/// waiting for a turn (`AppState::pool_turns`, PostgreSQL) without holding a thread.
-pub async fn on_pool<T, F>(state: &AppState, work: F) -> Result<T, BlockingError>
+/// Runs `work`, which takes pooled connections one at a time (every handler's database work),
+/// on a blocking thread, after waiting for a turn (`AppState::pool_turns`, PostgreSQL)
+/// without holding a thread.
+pub async fn on_pool<T, F>(state: web::Data<AppState>, work: F) -> Result<T, BlockingError>
 where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,

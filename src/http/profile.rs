@@ -97,7 +97,7 @@ pub async fn set_profile(
     let vip = fields::parsed("vip_accountno", VipAccountNo::parse(&path.into_inner()))?;
     let (birthday, gender) = body.into_inner().parse()?;
     let member = vip.clone();
-    let stored = web::block(move || {
+    let stored = super::on_pool(state.clone(), move || {
         service::set_profile(&state.store, member, birthday, gender, Utc::now())
     })
     .await??;

@@ -103,7 +103,7 @@ pub async fn liability(
     };
     parsed("as_of", check_period(as_of, as_of, now).map_err(|e| e.1))?;
     let as_csv = wants_csv(&req, query.format.as_deref())?;
-    let report = web::block(move || {
+    let report = super::on_pool(state.clone(), move || {
         service::liability_report(
             &state.store,
             &state.rules.current(),
@@ -156,7 +156,7 @@ pub async fn movements(
     check_period(from, to, now).map_err(|(field, problem)| FieldError { field, problem })?;
     let by = parsed("by", GroupBy::parse(query.by.as_deref().unwrap_or("day")))?;
     let as_csv = wants_csv(&req, query.format.as_deref())?;
-    let report = web::block(move || {
+    let report = super::on_pool(state.clone(), move || {
         service::movements_report(
             &state.store,
             &state.rules.current(),

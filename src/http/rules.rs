@@ -164,8 +164,10 @@ pub async fn trade_simulate(
     let trade = body.into_inner().into_trade(now, state.clock_skew_s_max)?;
     let rules = state.rules.current();
     let version = rules.version.clone();
-    let (priced, explanation) =
-        web::block(move || service::simulate_trade(&state.store, &rules, &trade)).await??;
+    let (priced, explanation) = super::on_pool(state.clone(), move || {
+        service::simulate_trade(&state.store, &rules, &trade)
+    })
+    .await??;
     Ok(success(SimulateData {
         ruleset_version: version,
         total_point: priced.grants.iter().map(|g| g.points.value()).sum(),

@@ -305,9 +305,8 @@ pub async fn trade_create(
         let answer = match state.store.conn_here() {
             Some(conn) => service::create_trade_with(conn, &state.store, rules, trade, now),
             None => {
-                let on = state.clone();
-                super::on_pool(&state, move || {
-                    service::create_trade(&on.store, rules, trade, now)
+                super::on_pool(state.clone(), move || {
+                    service::create_trade(&state.store, rules, trade, now)
                 })
                 .await?
             }

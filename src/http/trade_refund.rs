@@ -231,7 +231,7 @@ pub async fn trade_refund(
     let now = Utc::now();
     let refund = body.into_inner().into_refund(now, state.clock_skew_s_max)?;
     let telemetry = state.telemetry.clone();
-    let refunded = web::block(move || {
+    let refunded = super::on_pool(state.clone(), move || {
         service::refund_trade(
             &state.store,
             state.rules.current(),

@@ -424,7 +424,7 @@ pub async fn transaction(
     };
     let telemetry = state.telemetry.clone();
     let burned = transaction.trade.burn_point.value();
-    let posted = web::block(move || {
+    let posted = super::on_pool(state.clone(), move || {
         service::post_for_identities(
             &state.store,
             rules,
