@@ -32,9 +32,9 @@ pub struct AppState {
     /// twice, for its replay read and then for its write: the slack keeps every connection
     /// busy while a turn passes on). Every handler's database work waits for a turn here
     /// (`http::on_pool`), in arrival order and without holding a thread, before it takes a
-    /// connection on a blocking thread (a readiness probe excepted). Without it every waiting request holds a blocking
-    /// thread racing the others for the next free connection, and the unlucky ones wait
-    /// longest (measured, 64 callers, pool 8: new receipts' p99 62–68 ms without, 34–37 ms
+    /// connection on a blocking thread (a readiness probe excepted). Without it every waiting
+    /// request holds a blocking thread racing the others for the next free connection, and
+    /// the unlucky ones wait longest (measured, 64 callers, pool 8: new receipts' p99 62–68 ms without, 34–37 ms
     /// with, at the same rate; as many turns as connections gave 8% fewer trades).
     pub pool_turns: Option<tokio::sync::Semaphore>,
 }
