@@ -1,5 +1,6 @@
 //! Identifier types. Each is a trimmed, non-empty, length-bounded string of printable characters.
 
+use chrono::{DateTime, Utc};
 use std::fmt;
 
 /// Shared parser for the identifier newtypes: non-empty after trimming, at most `len_max`
@@ -104,13 +105,23 @@ text_id!(
 );
 
 impl TradeNo {
-    /// Derives point-engine's order number from the store's: stable, so a replay can never mint
-    /// a second one, and 80 bits of SHA-256 so that distinct orders do not collide in practice.
-    pub fn for_out_trade_no(out_trade_no: &OutTradeNo) -> Self {
+    /// Point-engine's number for the store's order `out_trade_no` posted at `posted_at`: `PE`,
+    /// the posting time (milliseconds since 1970, 11 hex digits), and 52 bits of SHA-256 of
+    /// `out_trade_no` (13 hex digits).
+    ///
+    /// Minted once, when the trade is first recorded; a replay answers the recorded number.
+    /// Two orders share one only if posted in the same millisecond with the same 52 bits
+    /// (odds about 1 in 4.5 * 10^15 a pair). New numbers sort in posting order, so the
+    /// ledger's unique index on them grows at its end: a number drawn only from a hash lands
+    /// on a random page of that index, and on a ledger of a million trades every trade wrote
+    /// a page of it nobody else had (measured: a third of the writer's time a trade).
+    pub fn mint(out_trade_no: &OutTradeNo, posted_at: DateTime<Utc>) -> Self {
         use sha2::{Digest, Sha256};
+        const MS_MAX: i64 = 0xFFF_FFFF_FFFF;
+        let ms = posted_at.timestamp_millis().clamp(0, MS_MAX);
         let digest = Sha256::digest(format!("trade:{}", out_trade_no.as_str()).as_bytes());
-        let hex: String = digest[..10].iter().map(|b| format!("{b:02X}")).collect();
-        Self(format!("PE{hex}").into())
+        let hash = u64::from_be_bytes(digest[..8].try_into().expect("8 bytes")) >> 12;
+        Self(format!("PE{ms:011X}{hash:013X}").into())
     }
 }
 
@@ -156,11 +167,29 @@ mod tests {
     }
 
     #[test]
-    fn trade_no_is_stable_and_distinct() {
+    fn trade_no_sorts_by_posting_time_and_tells_orders_apart() {
         let a = OutTradeNo::parse("A-1").unwrap();
         let b = OutTradeNo::parse("A-2").unwrap();
-        assert_eq!(TradeNo::for_out_trade_no(&a), TradeNo::for_out_trade_no(&a));
-        assert_ne!(TradeNo::for_out_trade_no(&a), TradeNo::for_out_trade_no(&b));
-        assert_eq!(TradeNo::for_out_trade_no(&a).as_str().len(), 22);
+        let at = |rfc3339: &str| DateTime::parse_from_rfc3339(rfc3339).unwrap().to_utc();
+        let first = at("2026-12-03T10:00:00.001Z");
+        let later = at("2026-12-03T10:00:00.002Z");
+        assert_eq!(TradeNo::mint(&a, first), TradeNo::mint(&a, first));
+        assert_ne!(TradeNo::mint(&a, first), TradeNo::mint(&b, first));
+        assert!(TradeNo::mint(&b, first).as_str() < TradeNo::mint(&a, later).as_str());
+        assert_eq!(
+            &TradeNo::mint(&a, first).as_str()[..13],
+            format!("PE{:011X}", first.timestamp_millis())
+        );
+        assert_eq!(TradeNo::mint(&a, first).as_str().len(), 26);
+        // docs/api.md's example.
+        let seed = OutTradeNo::parse("XXXX").unwrap();
+        assert_eq!(
+            TradeNo::mint(&seed, at("2026-12-03T10:00:00Z")).as_str(),
+            "PE1A23B58B900A0DB191A416FD"
+        );
+        let before_1970 = at("1969-12-31T00:00:00Z");
+        assert!(TradeNo::mint(&a, before_1970)
+            .as_str()
+            .starts_with("PE00000000000"));
     }
 }

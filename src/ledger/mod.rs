@@ -384,7 +384,7 @@ pub fn post_trade(
                 return Err(PostError::Race);
             }
         }
-        let trade_no = TradeNo::for_out_trade_no(&trade.out_trade_no);
+        let trade_no = TradeNo::mint(&trade.out_trade_no, now);
         let urls = |list: &[crate::domain::ImageUrl]| {
             serde_json::to_string(&list.iter().map(|u| u.as_str()).collect::<Vec<_>>())
                 .expect("a list of strings serializes")

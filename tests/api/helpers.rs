@@ -620,6 +620,17 @@ impl TestApp {
         )
     }
 
+    /// The `trade_no` the ledger recorded for a store's `out_trade_no`.
+    pub fn trade_no(&self, out_trade_no: &str) -> String {
+        use point_engine::ledger::schema::trades;
+        let recorded: String = trades::table
+            .filter(trades::out_trade_no.eq(out_trade_no))
+            .select(trades::trade_no)
+            .get_result(&mut self.conn())
+            .unwrap();
+        minted(&recorded)
+    }
+
     /// (point_type, points, remaining, expire_date) of every lot, in id order.
     pub fn lots(&self) -> Vec<(String, i64, i64, Option<String>)> {
         use point_engine::ledger::schema::lots;
@@ -709,10 +720,17 @@ award = {{ fixed = 40 }}
     rules_dir(&[("program.toml", &program), ("campaigns.toml", &campaigns)])
 }
 
-/// Point-engine's `trade_no` for a store's `out_trade_no`.
-pub fn trade_no(out_trade_no: &str) -> String {
-    use point_engine::domain::{OutTradeNo, TradeNo};
-    TradeNo::for_out_trade_no(&OutTradeNo::parse(out_trade_no).unwrap()).to_string()
+/// `trade_no` back, once it is checked to be a number point-engine mints: `PE` and 24
+/// uppercase hex digits (the posting time's 11, then 13 of the store's order number's hash).
+pub fn minted(trade_no: &str) -> String {
+    let digits = trade_no
+        .strip_prefix("PE")
+        .unwrap_or_else(|| panic!("{trade_no}"));
+    assert!(
+        digits.len() == 24 && digits.chars().all(|c| matches!(c, '0'..='9' | 'A'..='F')),
+        "not a minted trade_no: {trade_no}"
+    );
+    trade_no.to_string()
 }
 
 /// The native error body.

@@ -2,7 +2,7 @@ use crate::helpers::*;
 use serde_json::{json, Value};
 
 /// The entry fields that do not depend on the clock: (kind, point, type, out_trade_no).
-fn movements(entries: &Value) -> Vec<(String, i64, String, String)> {
+fn movements(app: &TestApp, entries: &Value) -> Vec<(String, i64, String, String)> {
     entries
         .as_array()
         .unwrap()
@@ -10,7 +10,7 @@ fn movements(entries: &Value) -> Vec<(String, i64, String, String)> {
         .map(|e| {
             assert_eq!(
                 e["trade_no"],
-                json!(trade_no(e["out_trade_no"].as_str().unwrap()))
+                json!(app.trade_no(e["out_trade_no"].as_str().unwrap()))
             );
             (
                 e["kind"].as_str().unwrap().to_string(),
@@ -45,12 +45,12 @@ fn a_members_entries_page_newest_first() {
         (json!(1), json!(2), json!(3))
     );
     assert_eq!(
-        movements(&first["data"]["entries"]),
+        movements(&app, &first["data"]["entries"]),
         vec![m("earn", 50, "T2"), m("burn", -30, "T2")]
     );
     let (_, second) = app.get("/v1/point-engine/members/M-A/entries?page=2&page_size=2");
     assert_eq!(
-        movements(&second["data"]["entries"]),
+        movements(&app, &second["data"]["entries"]),
         vec![m("earn", 100, "T1")]
     );
     let (_, beyond) = app.get("/v1/point-engine/members/M-A/entries?page=3&page_size=2");
@@ -65,7 +65,7 @@ fn a_members_entries_page_newest_first() {
     let (status, detail) = app.get("/v1/point-engine/trades/T2");
     assert_eq!(status, 200);
     let data = &detail["data"];
-    assert_eq!(data["trade_no"], json!(trade_no("T2")));
+    assert_eq!(data["trade_no"], json!(app.trade_no("T2")));
     assert_eq!(
         (data["burn_point"].clone(), data["total_point"].clone()),
         (json!(30), json!(50))
@@ -73,11 +73,11 @@ fn a_members_entries_page_newest_first() {
     assert_eq!(data["grants"][0]["point"], json!(50));
     assert_eq!(data["grants"][0]["remaining"], json!(50));
     assert_eq!(
-        movements(&data["entries"]),
+        movements(&app, &data["entries"]),
         vec![m("burn", -30, "T2"), m("earn", 50, "T2")]
     );
     // T1's grant shows what the burn left of it.
-    let (_, t1) = app.get(&format!("/v1/point-engine/trades/{}", trade_no("T1")));
+    let (_, t1) = app.get(&format!("/v1/point-engine/trades/{}", app.trade_no("T1")));
     assert_eq!(t1["data"]["grants"][0]["remaining"], json!(70));
 }
 
@@ -86,7 +86,7 @@ fn a_trade_in_full_by_either_number() {
     app.post_raw("application/json", SEED_WITH_RECEIPT);
     let (status, by_out) = app.get("/v1/point-engine/trades/XXXX");
     assert_eq!(status, 200);
-    let (_, by_ours) = app.get(&format!("/v1/point-engine/trades/{}", trade_no("XXXX")));
+    let (_, by_ours) = app.get(&format!("/v1/point-engine/trades/{}", app.trade_no("XXXX")));
     assert_eq!(by_out, by_ours);
     let mut data = by_out["data"].clone();
     let version = data
@@ -99,7 +99,7 @@ fn a_trade_in_full_by_either_number() {
     assert_eq!(
         data,
         json!({
-            "trade_no": trade_no("XXXX"), "out_trade_no": "XXXX", "vip_accountno": "040xxxx",
+            "trade_no": app.trade_no("XXXX"), "out_trade_no": "XXXX", "vip_accountno": "040xxxx",
             "store_code": "DP01XXXX", "invoice_id": "123456", "currency": "HKD",
             "total_amount": "1000.00", "payment_amount": "1000.00", "payment_method": "Visa",
             "sales_time": "2023-01-20T10:00:00+08:00", "burn_point": 0, "total_point": 300,

@@ -71,7 +71,7 @@ fn partial_then_full_refund_reprice_the_trade_at_its_net_amount() {
     let (status, body) = app.post_refund(&r1);
     assert_eq!(status, 200, "{body}");
     let first = json!({"code": 0, "msg": "success", "data": {
-        "out_refund_no": "R1", "trade_no": trade_no("T1"), "out_trade_no": "T1",
+        "out_refund_no": "R1", "trade_no": app.trade_no("T1"), "out_trade_no": "T1",
         "refund_amount": "300.00", "refunded_amount": "300.00", "payment_amount": "1000.00",
         "reversed_point": 140, "expired_point": 0, "shortfall_point": 0, "owed_point": 0,
         "returned_burn_point": 0,
