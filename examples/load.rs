@@ -4,9 +4,12 @@
 //!
 //! cargo build --release && cargo run --release --example load -- [--database URL]
 //!     [--connections 64] [--seconds 10] [--members 10000]
-//!     [--phases new,replay,burn,balance,mixed] [--balance-members PREFIX:COUNT] [--rules DIR]
+//!     [--phases new,replay,burn,balance,history,mixed,history-mixed]
+//!     [--balance-members PREFIX:COUNT] [--rules DIR]
 //!
-//! `mixed`: balance reads and new receipts at once, half the connections each.
+//! `history`: the first page of a member's movements (`…/entries`), of the members whose
+//! balances are read. `mixed`: balance reads and new receipts at once, half the connections
+//! each; `history-mixed`: history pages and new receipts at once.
 //!
 //! Without `--database` the ledger is a new SQLite file in a temp folder. A PostgreSQL URL
 //! must name an empty database or schema (e.g. `postgres://postgres@127.0.0.1/load`).
@@ -28,7 +31,8 @@ struct Options {
     connections: usize,
     seconds: u64,
     members: usize,
-    /// Phases to run after /health: new, replay, burn, balance, mixed.
+    /// Phases to run after /health: new, replay, burn, balance, history, mixed (balances during
+    /// new receipts), history-mixed (history pages during new receipts).
     phases: Vec<String>,
     /// The members whose balances are read: a prefix and a count (`M:20000` for the
     /// `backtest_history` fixture's members); by default the members the new receipts made.
@@ -43,9 +47,17 @@ fn options() -> Options {
         connections: 64,
         seconds: 10,
         members: 10_000,
-        phases: ["new", "replay", "burn", "balance", "mixed"]
-            .map(String::from)
-            .to_vec(),
+        phases: [
+            "new",
+            "replay",
+            "burn",
+            "balance",
+            "history",
+            "mixed",
+            "history-mixed",
+        ]
+        .map(String::from)
+        .to_vec(),
         balance_members: None,
         rules: concat!(env!("CARGO_MANIFEST_DIR"), "/rules").to_string(),
     };
@@ -253,13 +265,16 @@ fn cpu_us(pid: u32) -> (u64, u64) {
 }
 
 /// Runs `request(i)` (method, path, body) from `connections` connections for `seconds`.
+/// The i-th request of a phase: method, path, body.
+type Request<'a> = dyn Fn(usize) -> (&'static str, String, String) + Sync + 'a;
+
 fn phase(
     name: &'static str,
     server: Option<u32>,
     port: u16,
     connections: usize,
     seconds: u64,
-    request: &(dyn Fn(usize) -> (&'static str, String, String) + Sync),
+    request: &Request<'_>,
 ) -> Outcome {
     let next = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
@@ -418,21 +433,32 @@ fn main() {
             String::new(),
         )
     };
+    // A member's newest movements, the first page at the default size.
+    let history = |i: usize| {
+        let vip = format!("{balance_prefix}{}", i % balance_count);
+        (
+            "GET",
+            format!("/v1/point-engine/members/{vip}/entries"),
+            String::new(),
+        )
+    };
     if wanted("balance") {
         outcomes.push(phase("GET balance", pid, port, conns, seconds, &balance));
     }
-    if wanted("mixed") {
-        let (reads, writes) = std::thread::scope(|scope| {
-            let reads = scope.spawn(|| {
-                phase(
-                    "GET balance, during writes",
-                    None,
-                    port,
-                    conns / 2,
-                    seconds,
-                    &balance,
-                )
-            });
+    if wanted("history") {
+        outcomes.push(phase(
+            "GET history page",
+            pid,
+            port,
+            conns,
+            seconds,
+            &history,
+        ));
+    }
+    // Reads on half the connections while new receipts come in on the other half.
+    let during_writes = |label: &'static str, read: &Request<'_>, tag: &'static str| {
+        std::thread::scope(|scope| {
+            let reads = scope.spawn(|| phase(label, None, port, conns / 2, seconds, read));
             let writes = scope.spawn(|| {
                 phase(
                     "trade-create, during reads",
@@ -441,7 +467,7 @@ fn main() {
                     conns / 2,
                     seconds,
                     &|i| {
-                        let no = format!("X{run}-{i}");
+                        let no = format!("{tag}{run}-{i}");
                         let vip = format!("LOAD-{}", i % members);
                         (
                             "POST",
@@ -451,10 +477,18 @@ fn main() {
                     },
                 )
             });
-            (reads.join().unwrap(), writes.join().unwrap())
-        });
-        outcomes.push(reads);
-        outcomes.push(writes);
+            [reads.join().unwrap(), writes.join().unwrap()]
+        })
+    };
+    if wanted("mixed") {
+        outcomes.extend(during_writes("GET balance, during writes", &balance, "X"));
+    }
+    if wanted("history-mixed") {
+        outcomes.extend(during_writes(
+            "GET history page, during writes",
+            &history,
+            "Y",
+        ));
     }
     let peak_rss_kb = std::fs::read_to_string(format!("/proc/{}/status", server.child.id()))
         .ok()

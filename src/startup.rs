@@ -803,8 +803,14 @@ fn run_report(args: ReportArgs) -> Result<(), StartupError> {
                     "--page must be at least 1 and --page-size from 1 to {max}"
                 )));
             }
-            let history = crate::service::member_history(&store, &vip, page, page_size)?
-                .ok_or_else(|| config(format!("member {vip} not found")))?;
+            let history = {
+                let conn = &mut *store
+                    .pool
+                    .get()
+                    .map_err(crate::service::ServiceError::from)?;
+                crate::service::member_history(conn, &vip, page, page_size)?
+            }
+            .ok_or_else(|| config(format!("member {vip} not found")))?;
             out = json_text(&crate::http::history::HistoryData::new(
                 &vip, page, page_size, &history,
             ));

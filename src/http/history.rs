@@ -246,12 +246,13 @@ pub async fn member_entries(
     )?;
     let lookup = vip.clone();
     let found = super::on_pool(state.clone(), move || {
-        let Some(history) = service::member_history(&state.store, &lookup, page, page_size)? else {
+        // One connection for both reads.
+        let conn = &mut *state.store.pool.get()?;
+        let Some(history) = service::member_history(conn, &lookup, page, page_size)? else {
             return Ok(None);
         };
         let rules = state.rules.current();
-        let tier =
-            service::member_tier(&mut *state.store.pool.get()?, &rules, &lookup, Utc::now())?;
+        let tier = service::member_tier(conn, &rules, &lookup, Utc::now())?;
         Ok::<_, ServiceError>(Some((history, tier)))
     })
     .await??;

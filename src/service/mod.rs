@@ -498,15 +498,12 @@ pub fn member_tier(
 }
 
 pub fn member_history(
-    store: &Store,
+    conn: &mut Conn,
     vip: &VipAccountNo,
     page: i64,
     page_size: i64,
 ) -> Result<Option<ledger::history::History>, ServiceError> {
-    let mut conn = store.pool.get()?;
-    Ok(ledger::history::member_history(
-        &mut conn, vip, page, page_size,
-    )?)
+    Ok(ledger::history::member_history(conn, vip, page, page_size)?)
 }
 
 pub fn trade_detail(
