@@ -1,6 +1,6 @@
 //! Reading the ledger back: a member's entries page by page, and one trade in full.
 
-use super::models::{EntryRow, LotRow, RefundRow, TradeDetailRow};
+use super::models::{RefundRow, TradeDetailRow};
 use super::{grant_of_lot, repo, Conn, PostError};
 use crate::domain::{Grant, VipAccountNo};
 use chrono::{DateTime, Utc};
@@ -49,39 +49,27 @@ fn instant(ms: i64) -> Result<DateTime<Utc>, PostError> {
 }
 
 /// Gives entries the type and campaign of their lot and the numbers of their trade.
-fn describe_entries(conn: &mut Conn, entries: Vec<EntryRow>) -> Result<Vec<Movement>, PostError> {
-    let lot_ids: Vec<i64> = entries.iter().map(|e| e.lot_id).collect();
-    let lots: HashMap<i64, LotRow> = repo::lots_by_ids(conn, &lot_ids)?
+fn movement(
+    (entry, point_type, campaign_code, numbers): repo::ShownEntryRow,
+) -> Result<Movement, PostError> {
+    let (trade_no, out_trade_no) = numbers.unwrap_or_default();
+    Ok(Movement {
+        id: entry.id,
+        kind: entry.kind,
+        points: entry.points,
+        point_type,
+        campaign_code,
+        trade_no,
+        out_trade_no,
+        effective_at: instant(entry.effective_at_ms)?,
+        created_at: instant(entry.created_at_ms)?,
+    })
+}
+
+fn movements(conn: &mut Conn, of: repo::MovementsOf) -> Result<Vec<Movement>, PostError> {
+    repo::movements(conn, of)?
         .into_iter()
-        .map(|l| (l.id, l))
-        .collect();
-    let trade_ids: Vec<i64> = entries.iter().filter_map(|e| e.trade_id).collect();
-    let trades: HashMap<i64, (String, String)> = repo::trade_numbers(conn, &trade_ids)?
-        .into_iter()
-        .map(|(id, no, out)| (id, (no, out)))
-        .collect();
-    entries
-        .into_iter()
-        .map(|entry| {
-            let lot = lots
-                .get(&entry.lot_id)
-                .ok_or_else(|| PostError::Corrupt(format!("entry {} names no lot", entry.id)))?;
-            let (trade_no, out_trade_no) = entry
-                .trade_id
-                .and_then(|id| trades.get(&id).cloned())
-                .unwrap_or_default();
-            Ok(Movement {
-                id: entry.id,
-                kind: entry.kind,
-                points: entry.points,
-                point_type: lot.point_type.clone(),
-                campaign_code: lot.campaign_code.clone(),
-                trade_no,
-                out_trade_no,
-                effective_at: instant(entry.effective_at_ms)?,
-                created_at: instant(entry.created_at_ms)?,
-            })
-        })
+        .map(movement)
         .collect()
 }
 
@@ -100,15 +88,14 @@ pub fn member_history(
         return Ok(None);
     };
     let total = repo::count_entries_of_member(conn, member_id)?;
-    let rows = repo::entries_page(
-        conn,
+    let page = repo::MovementsOf::Member {
         member_id,
-        (page - 1).saturating_mul(page_size),
-        page_size,
-    )?;
+        offset: (page - 1).saturating_mul(page_size),
+        limit: page_size,
+    };
     Ok(Some(History {
         total,
-        movements: describe_entries(conn, rows)?,
+        movements: movements(conn, page)?,
     }))
 }
 
@@ -121,8 +108,7 @@ pub fn trade_detail(conn: &mut Conn, number: &str) -> Result<Option<TradeDetail>
         .iter()
         .map(|lot| Ok((grant_of_lot(lot)?, lot.remaining)))
         .collect::<Result<_, PostError>>()?;
-    let entries = repo::entries_of_trade(conn, trade.id)?;
-    let movements = describe_entries(conn, entries)?;
+    let movements = movements(conn, repo::MovementsOf::Trade(trade.id))?;
     let refunds = repo::refunds(conn, Some(trade.id))?;
     Ok(Some(TradeDetail {
         trade,

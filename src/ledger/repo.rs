@@ -727,20 +727,48 @@ pub fn count_entries_of_member(conn: &mut Conn, member_id: i64) -> Result<i64, E
         .get_result(conn)
 }
 
-/// One page of a member's entries, newest first.
-pub fn entries_page(
-    conn: &mut Conn,
-    member_id: i64,
-    offset: i64,
-    limit: i64,
-) -> Result<Vec<EntryRow>, Error> {
-    entries::table
-        .filter(entries::member_id.eq(member_id))
-        .order(entries::id.desc())
-        .offset(offset)
-        .limit(limit)
-        .select(EntryRow::as_select())
-        .load(conn)
+/// Whose movements to read (`movements`).
+#[derive(Debug, Clone, Copy)]
+pub enum MovementsOf {
+    /// One page of a member's, newest first.
+    Member {
+        member_id: i64,
+        offset: i64,
+        limit: i64,
+    },
+    /// Every entry that names a trade, oldest first (its earns, its burns, and later
+    /// movements of its lots).
+    Trade(i64),
+}
+
+/// Entries as a history shows them, each with its lot's type and campaign and its trade's
+/// numbers (`trade_no`, `out_trade_no`; none for an entry without a trade), in one query.
+pub fn movements(conn: &mut Conn, of: MovementsOf) -> Result<Vec<ShownEntryRow>, Error> {
+    let query = entries::table
+        .inner_join(lots::table)
+        .left_join(trades::table.on(trades::id.nullable().eq(entries::trade_id)))
+        .select((
+            EntryRow::as_select(),
+            lots::point_type,
+            lots::campaign_code,
+            (trades::trade_no, trades::out_trade_no).nullable(),
+        ))
+        .into_boxed();
+    match of {
+        MovementsOf::Member {
+            member_id,
+            offset,
+            limit,
+        } => query
+            .filter(entries::member_id.eq(member_id))
+            .order(entries::id.desc())
+            .offset(offset)
+            .limit(limit),
+        MovementsOf::Trade(trade_id) => query
+            .filter(entries::trade_id.eq(trade_id))
+            .order(entries::id.asc()),
+    }
+    .load(conn)
 }
 
 pub fn lots_by_ids(conn: &mut Conn, ids: &[i64]) -> Result<Vec<LotRow>, Error> {
@@ -751,6 +779,9 @@ pub fn lots_by_ids(conn: &mut Conn, ids: &[i64]) -> Result<Vec<LotRow>, Error> {
             .load(c)
     })
 }
+
+/// An entry, its lot's point type and campaign code, its trade's numbers.
+pub type ShownEntryRow = (EntryRow, String, String, Option<(String, String)>);
 
 /// (id, trade_no, out_trade_no) of the given trades.
 pub fn trade_numbers(conn: &mut Conn, ids: &[i64]) -> Result<Vec<(i64, String, String)>, Error> {
