@@ -214,7 +214,22 @@ fn configure_sqlite() {
         if threading != ffi::SQLITE_OK || memstatus != ffi::SQLITE_OK {
             log::info!("SQLite was initialized before point-engine could configure it");
         }
+        if page_caches_share_a_lock() {
+            log::warn!(
+                "SQLite was compiled with SQLITE_ENABLE_MEMORY_MANAGEMENT: every connection's \
+                 page cache is behind one lock (build from the project folder, whose \
+                 .cargo/config.toml leaves it out)"
+            );
+        }
     });
+}
+
+/// Whether the SQLite linked in keeps every connection's page cache in one group behind one
+/// process-wide lock (compiled with `SQLITE_ENABLE_MEMORY_MANAGEMENT`, as libsqlite3-sys
+/// bundles it unless `.cargo/config.toml`'s `LIBSQLITE3_FLAGS` leaves it out).
+pub fn page_caches_share_a_lock() -> bool {
+    // SAFETY: the argument is a NUL-terminated string that outlives the call.
+    unsafe { libsqlite3_sys::sqlite3_compileoption_used(c"ENABLE_MEMORY_MANAGEMENT".as_ptr()) == 1 }
 }
 
 /// Opens a pool on the database (creating a SQLite file and its folder if needed) and runs
@@ -365,6 +380,14 @@ pub fn begin_write(conn: &mut Conn) -> diesel::QueryResult<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_sqlite_connection_keeps_its_own_page_cache() {
+        assert!(
+            !page_caches_share_a_lock(),
+            "LIBSQLITE3_FLAGS of .cargo/config.toml did not reach libsqlite3-sys's build"
+        );
+    }
 
     #[test]
     fn database_urls() {
