@@ -264,10 +264,10 @@ fn cpu_us(pid: u32) -> (u64, u64) {
     (process, writers)
 }
 
-/// Runs `request(i)` (method, path, body) from `connections` connections for `seconds`.
 /// The i-th request of a phase: method, path, body.
 type Request<'a> = dyn Fn(usize) -> (&'static str, String, String) + Sync + 'a;
 
+/// Runs `request(i)` (method, path, body) from `connections` connections for `seconds`.
 fn phase(
     name: &'static str,
     server: Option<u32>,

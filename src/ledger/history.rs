@@ -48,7 +48,7 @@ fn instant(ms: i64) -> Result<DateTime<Utc>, PostError> {
         .ok_or_else(|| PostError::Corrupt(format!("instant {ms} ms")))
 }
 
-/// Gives entries the type and campaign of their lot and the numbers of their trade.
+/// An entry as a history shows it: with its lot's type and campaign, its trade's numbers.
 fn movement(
     (entry, point_type, campaign_code, numbers): repo::ShownEntryRow,
 ) -> Result<Movement, PostError> {
