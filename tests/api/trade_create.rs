@@ -64,6 +64,26 @@ fn the_answer_keeps_the_documents_field_order() {
     assert_eq!(response, expected);
 }
 
+fn trade_numbers_carry_their_posting_time_and_sort_in_posting_order() {
+    let app = spawn_app();
+    let ms_of = |trade_no: &str| i64::from_str_radix(&minted(trade_no)[2..13], 16).unwrap();
+    let mut posted = Vec::new();
+    for out_trade_no in ["T1", "T2"] {
+        let before_ms = chrono::Utc::now().timestamp_millis();
+        let (status, body) = app.post_trade(&trade(out_trade_no, "M1", &hours_ago(1)));
+        let after_ms = chrono::Utc::now().timestamp_millis();
+        assert_eq!(status, 200, "{body}");
+        let trade_no = body["data"]["trade_no"].as_str().unwrap().to_string();
+        assert!(
+            (before_ms..=after_ms).contains(&ms_of(&trade_no)),
+            "{trade_no}"
+        );
+        assert_eq!(trade_no, app.trade_no(out_trade_no));
+        posted.push(trade_no);
+    }
+    assert!(ms_of(&posted[0]) <= ms_of(&posted[1]), "{posted:?}");
+}
+
 fn a_replay_answers_the_same_and_grants_nothing_new() {
     let app = spawn_app();
     let first = app.post_raw("application/json", SEED_WITH_RECEIPT);
@@ -409,6 +429,7 @@ on_both_backends!(
     seed_with_receipt_earns_100_e_and_200_a,
     seed_without_receipt_earns_the_same,
     the_answer_keeps_the_documents_field_order,
+    trade_numbers_carry_their_posting_time_and_sort_in_posting_order,
     a_replay_answers_the_same_and_grants_nothing_new,
     a_replay_may_spell_amounts_as_numbers,
     the_same_out_trade_no_with_another_body_is_a_conflict,
