@@ -318,6 +318,25 @@ pub fn test_clients_text() -> String {
 /// The id the test platform key signs discount-card answers under (`Wechatpay-Serial`).
 pub const PLATFORM_PUBLIC_KEY_ID: &str = "PUB_KEY_ID_TEST_PLATFORM";
 
+/// A port for a server started as a process. Ports the kernel picks (`bind` to
+/// port 0: the in-process servers, every outgoing connection) come from the
+/// ephemeral range, 32768–60999 on Linux, so a port picked that way and then let
+/// go can be taken before the process binds it, or be another test's server by
+/// then. These come from 20000–29999, each once in a test run (from a start that
+/// differs between runs), and only if nothing listens there now.
+pub fn process_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let start = std::process::id() % 100 * 100;
+    loop {
+        let port = 20_000 + (start + NEXT.fetch_add(1, Ordering::Relaxed)) % 10_000;
+        let port = u16::try_from(port).unwrap();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
 /// A clients file with the test clients, for a server started as a process (`--clients`).
 pub fn test_clients_file(dir: &Path) -> PathBuf {
     let path = dir.join("clients.toml");

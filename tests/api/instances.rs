@@ -35,11 +35,7 @@ impl Instance {
         filter: &str,
         log: Stdio,
     ) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = process_port();
         let database = match &db.url {
             ledger::DatabaseUrl::Sqlite(path) => path.display().to_string(),
             ledger::DatabaseUrl::Postgres(url) => url.clone(),

@@ -354,10 +354,7 @@ fn an_acknowledged_trade_survives_kill_9() {
     use std::process::{Command, Stdio};
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("ledger.db");
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let port = process_port();
     let start = || {
         Command::new(env!("CARGO_BIN_EXE_point-engine"))
             .args([
