@@ -57,6 +57,8 @@ struct Rows {
     takes: Vec<(i64, i64, i64)>,
     /// (refund line, points) of what returned burns settled of those lines.
     settlements: Vec<(i64, i64)>,
+    /// Those members' entries that do not show what their lot and trade hold.
+    misshown: Vec<i64>,
 }
 
 fn read(conn: &mut Conn, members: (i64, i64)) -> Result<Rows, diesel::result::Error> {
@@ -69,6 +71,7 @@ fn read(conn: &mut Conn, members: (i64, i64)) -> Result<Rows, diesel::result::Er
         debts: repo::member_debt_movements(conn, members)?,
         takes: repo::member_refund_takes(conn, members)?,
         settlements: repo::member_refund_settlements(conn, members)?,
+        misshown: repo::misshown_entries(conn, members)?,
     })
 }
 
@@ -220,8 +223,14 @@ fn check(rows: &Rows, zone: &ProgramTz, totals: &mut Totals) -> Vec<String> {
         debts,
         takes,
         settlements,
+        misshown,
     } = rows;
-    let mut violations = Vec::new();
+    let mut violations: Vec<String> = misshown
+        .iter()
+        .map(|id| {
+            format!("entry {id}: does not show its lot's point type and campaign and its trade's numbers")
+        })
+        .collect();
     // Per refund: (points its negative reverse entries took, points its positive ones gave).
     let mut reversed_by_refund: HashMap<i64, (i64, i64)> = HashMap::new();
     let lot_by_id: HashMap<i64, &LotRow> = lots.iter().map(|l| (l.id, l)).collect();

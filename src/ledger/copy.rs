@@ -29,9 +29,30 @@ pub type Copied = Vec<(&'static str, i64)>;
 
 /// Copies the table page by page in key order (`$key` first among the columns), after checking
 /// the target's copy is empty.
+/// A copy names every column of its table (a column added by a migration and left out here
+/// would arrive empty).
+macro_rules! assert_every_column_copied {
+    ($t:ident, $table:ident, [$($column:ident),+]) => {
+        let columns = diesel::debug_query::<diesel::sqlite::Sqlite, _>(
+            &$t::table.select($t::all_columns),
+        )
+        .to_string()
+        .matches(", ")
+        .count()
+            + 1;
+        assert_eq!(
+            [$(stringify!($column)),+].len(),
+            columns,
+            "the copy of {} names every column",
+            stringify!($table)
+        );
+    };
+}
+
 macro_rules! copy_table {
     ($from:ident, $to:ident, $copied:ident, $table:ident by $key:ident: [$($column:ident: $type:ty),+ $(,)?]) => {{
         use schema::$table as t;
+        assert_every_column_copied!(t, $table, [$($column),+]);
         let present: i64 = t::table.count().get_result($to)?;
         if present > 0 {
             return Err(CopyError::TargetNotEmpty(stringify!($table)));
@@ -59,6 +80,7 @@ macro_rules! copy_table {
     // A small table without an integer key: all at once.
     ($from:ident, $to:ident, $copied:ident, $table:ident whole: [$($column:ident: $type:ty),+ $(,)?]) => {{
         use schema::$table as t;
+        assert_every_column_copied!(t, $table, [$($column),+]);
         let present: i64 = t::table.count().get_result($to)?;
         if present > 0 {
             return Err(CopyError::TargetNotEmpty(stringify!($table)));
@@ -141,7 +163,8 @@ fn copy_all(from: &mut SqliteConnection, to: &mut PgConnection) -> Result<Copied
     ]);
     copy_table!(from, to, copied, entries by id: [
         id: i64, member_id: i64, lot_id: i64, trade_id: Option<i64>, refund_id: Option<i64>,
-        kind: String, points: i64, effective_at_ms: i64, created_at_ms: i64,
+        kind: String, points: i64, effective_at_ms: i64, created_at_ms: i64, point_type: String,
+        campaign_code: String, trade_no: String, out_trade_no: String,
     ]);
     copy_table!(from, to, copied, refund_lines by id: [
         id: i64, refund_id: i64, lot_id: i64, points: i64, shortfall: i64, owed: i64,

@@ -1,6 +1,6 @@
 //! Reading the ledger back: a member's entries page by page, and one trade in full.
 
-use super::models::{RefundRow, TradeDetailRow};
+use super::models::{RefundRow, ShownEntryRow, TradeDetailRow};
 use super::{grant_of_lot, repo, Conn, PostError};
 use crate::domain::{Grant, VipAccountNo};
 use chrono::{DateTime, Utc};
@@ -48,19 +48,16 @@ fn instant(ms: i64) -> Result<DateTime<Utc>, PostError> {
         .ok_or_else(|| PostError::Corrupt(format!("instant {ms} ms")))
 }
 
-/// An entry as a history shows it: with its lot's type and campaign, its trade's numbers.
-fn movement(
-    (entry, point_type, campaign_code, numbers): repo::ShownEntryRow,
-) -> Result<Movement, PostError> {
-    let (trade_no, out_trade_no) = numbers.unwrap_or_default();
+/// An entry as a history shows it.
+fn movement(entry: ShownEntryRow) -> Result<Movement, PostError> {
     Ok(Movement {
         id: entry.id,
         kind: entry.kind,
         points: entry.points,
-        point_type,
-        campaign_code,
-        trade_no,
-        out_trade_no,
+        point_type: entry.point_type,
+        campaign_code: entry.campaign_code,
+        trade_no: entry.trade_no,
+        out_trade_no: entry.out_trade_no,
         effective_at: instant(entry.effective_at_ms)?,
         created_at: instant(entry.created_at_ms)?,
     })

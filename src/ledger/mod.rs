@@ -460,8 +460,9 @@ pub fn post_trade(
             repo::insert_trade_lines(conn, trade_id, &mut lines)?;
             // Points pay for this receipt before it earns: the burn draws on the balance as it
             // was.
-            burn_oldest_first(conn, member_id, trade_id, trade.burn_point, now_ms)?;
-            repo::insert_grants(conn, trade_id, member_id, &mut new_lots, now_ms)?
+            let recorded = (trade_id, new_trade.numbers());
+            burn_oldest_first(conn, member_id, recorded, trade.burn_point, now_ms)?;
+            repo::insert_grants(conn, recorded, member_id, &mut new_lots, now_ms)?
         };
         // A balance is one `Points` value: no member may hold more than it can show. (Over it,
         // the error rolls back what was just written.)
@@ -529,7 +530,7 @@ fn find_posted(
 fn burn_oldest_first(
     conn: &mut Conn,
     member_id: i64,
-    trade_id: i64,
+    (trade_id, numbers): (i64, models::TradeNumbers),
     burn: Points,
     now_ms: i64,
 ) -> Result<(), PostError> {
@@ -567,6 +568,10 @@ fn burn_oldest_first(
                 points: -take,
                 effective_at_ms: now_ms,
                 created_at_ms: now_ms,
+                point_type: &lot.point_type,
+                campaign_code: &lot.campaign_code,
+                trade_no: numbers.trade_no,
+                out_trade_no: numbers.out_trade_no,
             },
         )?;
         left -= take;
@@ -869,6 +874,7 @@ fn expire_from_lot(
     if !repo::take_from_lot(conn, lot.id, points)? {
         return Ok(false);
     }
+    let (trade_no, out_trade_no) = repo::trade_numbers_of(conn, lot.trade_id)?;
     repo::insert_entry(
         conn,
         &NewEntry {
@@ -880,6 +886,10 @@ fn expire_from_lot(
             points: -points,
             effective_at_ms,
             created_at_ms: now_ms,
+            point_type: &lot.point_type,
+            campaign_code: &lot.campaign_code,
+            trade_no: &trade_no,
+            out_trade_no: &out_trade_no,
         },
     )?;
     Ok(true)

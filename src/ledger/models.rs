@@ -125,14 +125,26 @@ pub struct ShownLot {
     pub remaining: i64,
 }
 
-/// An open lot as a burn takes from it: its order and what it has left.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Queryable, Selectable)]
+/// An open lot as a burn takes from it: its order, what it has left, and what its burn
+/// entries show of it.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
 #[diesel(table_name = lots)]
 pub struct BurnableLot {
     pub id: i64,
     pub expires_at_ms: Option<i64>,
     pub available_at_ms: i64,
     pub remaining: i64,
+    pub point_type: String,
+    pub campaign_code: String,
+}
+
+impl NewTrade<'_> {
+    pub fn numbers(&self) -> TradeNumbers<'_> {
+        TradeNumbers {
+            trade_no: self.trade_no,
+            out_trade_no: self.out_trade_no,
+        }
+    }
 }
 
 impl LotRow {
@@ -182,6 +194,29 @@ pub struct EntryRow {
     pub created_at_ms: i64,
 }
 
+/// An entry as a history shows it: what it moved, its lot's point type and campaign, its
+/// trade's numbers, all carried by the entry (`NewEntry`) and read from one index.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
+#[diesel(table_name = entries)]
+pub struct ShownEntryRow {
+    pub id: i64,
+    pub kind: String,
+    pub points: i64,
+    pub point_type: String,
+    pub campaign_code: String,
+    pub trade_no: String,
+    pub out_trade_no: String,
+    pub effective_at_ms: i64,
+    pub created_at_ms: i64,
+}
+
+/// A trade's two numbers, as its entries show them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TradeNumbers<'a> {
+    pub trade_no: &'a str,
+    pub out_trade_no: &'a str,
+}
+
 #[derive(Debug, Insertable)]
 #[diesel(table_name = entries, treat_none_as_default_value = false)]
 pub struct NewEntry<'a> {
@@ -193,6 +228,14 @@ pub struct NewEntry<'a> {
     pub points: i64,
     pub effective_at_ms: i64,
     pub created_at_ms: i64,
+    /// The lot's.
+    pub point_type: &'a str,
+    /// The lot's.
+    pub campaign_code: &'a str,
+    /// The trade's (`trade_id`).
+    pub trade_no: &'a str,
+    /// The trade's (`trade_id`).
+    pub out_trade_no: &'a str,
 }
 
 #[derive(Debug, Insertable)]

@@ -339,6 +339,7 @@ fn reverse(
         // The member is locked: only another instance's expiry can have changed the lot.
         return Err(PostError::Race);
     }
+    let (trade_no, out_trade_no) = repo::trade_numbers_of(conn, trade_id)?;
     repo::insert_entry(
         conn,
         &NewEntry {
@@ -350,6 +351,10 @@ fn reverse(
             points,
             effective_at_ms: now_ms,
             created_at_ms: now_ms,
+            point_type: &lot.point_type,
+            campaign_code: &lot.campaign_code,
+            trade_no: &trade_no,
+            out_trade_no: &out_trade_no,
         },
     )?;
     Ok(())

@@ -68,6 +68,10 @@ diesel::table! {
         points -> BigInt,
         effective_at_ms -> BigInt,
         created_at_ms -> BigInt,
+        point_type -> Text,
+        campaign_code -> Text,
+        trade_no -> Text,
+        out_trade_no -> Text,
     }
 }
 

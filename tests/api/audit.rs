@@ -48,7 +48,7 @@ fn a_sound_ledger_passes_the_audit() {
 
 fn the_audit_catches_each_kind_of_damage() {
     // (damage, entries after it, the violations the audit reports)
-    let cases: [(&str, usize, &[&str]); 6] = [
+    let cases: [(&str, usize, &[&str]); 7] = [
         (
             "UPDATE lots SET remaining = 71 WHERE id = 1", 4,
             &[
@@ -66,7 +66,15 @@ fn the_audit_catches_each_kind_of_damage() {
         ),
         (
             "UPDATE entries SET trade_id = 1 WHERE kind = 'burn'", 4,
-            &["trade 1: burn entries take 30, burn_point is 0", "trade 2: burn entries take 0, burn_point is 30"],
+            &[
+                "entry 2: does not show its lot's point type and campaign and its trade's numbers",
+                "trade 1: burn entries take 30, burn_point is 0",
+                "trade 2: burn entries take 0, burn_point is 30",
+            ],
+        ),
+        (
+            "UPDATE entries SET campaign_code = 'FORGED' WHERE id = 1", 4,
+            &["entry 1: does not show its lot's point type and campaign and its trade's numbers"],
         ),
         ("UPDATE entries SET member_id = 2 WHERE id = 2", 4, &["entry 2: member 2 but lot 1 belongs to member 1"]),
         (
@@ -84,6 +92,8 @@ fn the_audit_catches_each_kind_of_damage() {
             "INSERT INTO entries (member_id, lot_id, trade_id, kind, points, effective_at_ms, created_at_ms) \
              VALUES (2, 3, 3, 'expire', -100, 0, 0), (2, 3, 3, 'expire', -100, 0, 0)", 6,
             &[
+                "entry 5: does not show its lot's point type and campaign and its trade's numbers",
+                "entry 6: does not show its lot's point type and campaign and its trade's numbers",
                 "lot 3: entries sum to -100, remaining is 100",
                 // Lot 3's expiry depends on the day the test runs (KDP counts from the sale).
                 // Times in the program's zone (+08:00).

@@ -172,7 +172,63 @@ fn unknown_members_and_trades_and_bad_paging_are_named() {
     );
 }
 
+/// A ledger written before entries carried what a history shows of them (their lot's type and
+/// campaign, their trade's numbers) migrates: every kind of entry gets them, the pages and the
+/// trade details read as before, and the audit holds.
+fn a_ledger_from_before_entries_carried_their_numbers_migrates() {
+    let rules = refund_rules("2");
+    let db = TestDb::new();
+    let settings = test_settings(rules.path(), &db);
+    let read = |app: &TestApp| {
+        [
+            "/v1/point-engine/members/M1/entries?page_size=200",
+            "/v1/point-engine/trades/T1",
+            "/v1/point-engine/trades/T2",
+            "/v1/point-engine/trades/T3",
+        ]
+        .map(|path| app.get(path))
+    };
+    let before = {
+        let app = spawn_app_with_settings(settings.clone());
+        // Earns (E, and DOUBLE's A), a burn, a refund's reversals, a quarter's expiry.
+        assert_eq!(app.post_trade(&trade("T1", "M1", &hours_ago(3))).0, 200);
+        let mut burn = trade("T2", "M1", &hours_ago(2));
+        burn["payment_amount"] = json!("500.00");
+        burn["burn_point"] = json!(100);
+        assert_eq!(app.post_trade(&burn).0, 200);
+        assert_eq!(app.post_refund(&refund("R1", "T2", "250")).0, 200);
+        let mut quarter = trade("T3", "M1", "2023-02-01T10:00:00+08:00");
+        quarter["store_code"] = json!("Q001");
+        assert_eq!(app.post_trade(&quarter).0, 200);
+        let as_of = chrono::DateTime::parse_from_rfc3339("2023-04-01T00:00:00+08:00").unwrap();
+        point_engine::service::expire_due(&app.store(), as_of.to_utc()).unwrap();
+        let kinds: std::collections::BTreeSet<String> =
+            app.entries().into_iter().map(|(kind, _)| kind).collect();
+        assert_eq!(
+            kinds.into_iter().collect::<Vec<_>>(),
+            ["burn", "earn", "expire", "reverse"]
+        );
+        let before = read(&app);
+        // Back to the schema before, as an older release left it.
+        use diesel_migrations::MigrationHarness;
+        match &mut *app.conn() {
+            point_engine::ledger::Conn::Sqlite(c) => c
+                .revert_last_migration(point_engine::ledger::migrations::SQLITE)
+                .unwrap(),
+            point_engine::ledger::Conn::Postgres(c) => c
+                .revert_last_migration(point_engine::ledger::migrations::POSTGRES)
+                .unwrap(),
+        };
+        before
+    };
+    let app = spawn_app_with_settings(settings);
+    assert_eq!(read(&app), before);
+    assert!(before.iter().all(|(status, _)| *status == 200));
+    app.assert_ledger_consistent();
+}
+
 on_both_backends!(
+    a_ledger_from_before_entries_carried_their_numbers_migrates,
     a_members_entries_page_newest_first,
     a_trade_in_full_by_either_number,
     unknown_members_and_trades_and_bad_paging_are_named,

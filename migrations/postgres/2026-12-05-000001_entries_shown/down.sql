@@ -1,0 +1,4 @@
+ALTER TABLE entries DROP COLUMN out_trade_no;
+ALTER TABLE entries DROP COLUMN trade_no;
+ALTER TABLE entries DROP COLUMN campaign_code;
+ALTER TABLE entries DROP COLUMN point_type;
