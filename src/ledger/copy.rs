@@ -27,8 +27,6 @@ pub enum CopyError {
 /// Rows copied, per table, in the order they were copied (parents before children).
 pub type Copied = Vec<(&'static str, i64)>;
 
-/// Copies the table page by page in key order (`$key` first among the columns), after checking
-/// the target's copy is empty.
 /// A copy names every column of its table (a column added by a migration and left out here
 /// would arrive empty).
 macro_rules! assert_every_column_copied {
@@ -49,6 +47,8 @@ macro_rules! assert_every_column_copied {
     };
 }
 
+/// Copies the table page by page in key order (`$key` first among the columns), after checking
+/// the target's copy is empty.
 macro_rules! copy_table {
     ($from:ident, $to:ident, $copied:ident, $table:ident by $key:ident: [$($column:ident: $type:ty),+ $(,)?]) => {{
         use schema::$table as t;
