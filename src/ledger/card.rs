@@ -2,6 +2,7 @@
 
 use super::{connection, ms, repo, Conn, PostError};
 use chrono::{DateTime, Utc};
+use diesel::OptionalExtension;
 
 /// Records a signed request's nonce: `false` if the merchant used it within `window_s`.
 pub fn use_nonce(
@@ -108,8 +109,7 @@ pub fn objective_history(
 
 /// The `out_trade_no` of a trade id.
 pub fn out_trade_no_of(conn: &mut Conn, trade_id: i64) -> Result<Option<String>, PostError> {
-    Ok(repo::trade_numbers(conn, &[trade_id])?
-        .into_iter()
-        .next()
-        .map(|(_, _, out)| out))
+    Ok(repo::trade_numbers_of(conn, trade_id)
+        .optional()?
+        .map(|(_, out_trade_no)| out_trade_no))
 }

@@ -816,14 +816,6 @@ pub fn trade_numbers_of(conn: &mut Conn, trade_id: i64) -> Result<(String, Strin
     })
 }
 
-/// (id, trade_no, out_trade_no) of the given trades.
-pub fn trade_numbers(conn: &mut Conn, ids: &[i64]) -> Result<Vec<(i64, String, String)>, Error> {
-    trades::table
-        .filter(trades::id.eq_any(ids))
-        .select((trades::id, trades::trade_no, trades::out_trade_no))
-        .load(conn)
-}
-
 /// A trade and its member's account number, found by point-engine's `trade_no` or by the
 /// store's `out_trade_no` (`by_out_trade_no_only`: by the latter alone).
 pub fn find_trade_detail(
