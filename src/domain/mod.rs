@@ -25,4 +25,4 @@ pub use pricing::{
     BudgetKey, CampaignUse, ContextNeeds, EvaluateError, MemberContext, Priced, TierBasis, TierNeed,
 };
 pub use refund::{Refund, ShortfallPolicy};
-pub use trade::{ImageUrl, Trade, TradeLine};
+pub use trade::{Fingerprint, ImageUrl, Trade, TradeLine};

@@ -159,56 +159,156 @@ impl Trade {
     /// A digest of everything the trade says, in canonical form: two requests with the same
     /// fingerprint are the same request (`"1000.00"` and `1000` included), so a replay is
     /// answered, and the same `out_trade_no` with another fingerprint is a conflict.
-    pub fn fingerprint(&self) -> String {
-        let mut hasher = Sha256::new();
-        let mut field = |name: &str, value: &str| {
-            hasher.update(name.as_bytes());
-            hasher.update([0]);
-            hasher.update(value.len().to_le_bytes());
-            hasher.update(value.as_bytes());
-        };
-        field("vip_accountno", self.vip_accountno.as_str());
-        field("out_trade_no", self.out_trade_no.as_str());
-        field("store_code", self.store_code.as_str());
-        field("invoice_id", self.invoice_id.as_str());
-        field("total_amount", &self.total_amount.to_minor().to_string());
-        field(
-            "payment_amount",
-            &self.payment_amount.to_minor().to_string(),
-        );
-        field("payment_method", self.payment_method.as_str());
-        field("currency", self.currency.as_str());
-        field("sales_time", &self.sales_time.to_rfc3339());
-        field("submit_time", &self.submit_time.to_rfc3339());
-        field("approval_time", &self.approval_time.to_rfc3339());
-        field("burn_point", &self.burn_point.to_string());
-        field("resource", &self.resource);
-        field("remark", &self.remark);
+    pub fn fingerprint(&self) -> Fingerprint {
+        let mut fields = FingerprintHasher::default();
+        fields.text("vip_accountno", self.vip_accountno.as_str());
+        fields.text("out_trade_no", self.out_trade_no.as_str());
+        fields.text("store_code", self.store_code.as_str());
+        fields.text("invoice_id", self.invoice_id.as_str());
+        fields.shown("total_amount", self.total_amount.to_minor());
+        fields.shown("payment_amount", self.payment_amount.to_minor());
+        fields.text("payment_method", self.payment_method.as_str());
+        fields.text("currency", self.currency.as_str());
+        fields.instant("sales_time", &self.sales_time);
+        fields.instant("submit_time", &self.submit_time);
+        fields.instant("approval_time", &self.approval_time);
+        fields.shown("burn_point", self.burn_point);
+        fields.text("resource", &self.resource);
+        fields.text("remark", &self.remark);
         for url in &self.receipt_image_urls {
-            field("receipt_image_url", url.as_str());
+            fields.text("receipt_image_url", url.as_str());
         }
         for url in &self.payment_image_urls {
-            field("payment_image_url", url.as_str());
+            fields.text("payment_image_url", url.as_str());
         }
         // Added later: a trade without them hashes as it always did.
         for line in &self.lines {
-            field("line.sku", line.sku.as_str());
-            field("line.name", &line.name);
-            field("line.quantity", &line.quantity.to_string());
-            field("line.amount", &line.amount.to_minor().to_string());
+            fields.text("line.sku", line.sku.as_str());
+            fields.text("line.name", &line.name);
+            fields.shown("line.quantity", line.quantity);
+            fields.shown("line.amount", line.amount.to_minor());
         }
         if self.post_fee != Amount::ZERO {
-            field("post_fee", &self.post_fee.to_minor().to_string());
+            fields.shown("post_fee", self.post_fee.to_minor());
         }
         if self.discount != Amount::ZERO {
-            field("discount", &self.discount.to_minor().to_string());
+            fields.shown("discount", self.discount.to_minor());
         }
-        hasher
-            .finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        fields.finish()
     }
+}
+
+/// A trade's fingerprint (`Trade::fingerprint`): its SHA-256 digest in lower-case hex, as the
+/// ledger stores it. Held inline: a copy costs no allocation.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Fingerprint([u8; 64]);
+
+impl Fingerprint {
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).expect("hex digits are ASCII")
+    }
+}
+
+impl std::ops::Deref for Fingerprint {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl std::fmt::Debug for Fingerprint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `Trade::fingerprint`'s hash, fed field by field: each field's name, a zero byte, the length
+/// of its value as 8 little-endian bytes, then the value as text. Stored fingerprints depend
+/// on every byte of it. Values that are not text are written into one reused buffer, so a
+/// fingerprint allocates only its answer.
+#[derive(Default)]
+struct FingerprintHasher {
+    hasher: Sha256,
+    shown: String,
+}
+
+impl FingerprintHasher {
+    fn text(&mut self, name: &str, value: &str) {
+        Self::field(&mut self.hasher, name, value);
+    }
+
+    /// A value as its `Display` writes it.
+    fn shown(&mut self, name: &str, value: impl std::fmt::Display) {
+        use std::fmt::Write;
+        self.shown.clear();
+        write!(self.shown, "{value}").expect("a String takes any text");
+        Self::field(&mut self.hasher, name, &self.shown);
+    }
+
+    /// An instant as `DateTime::to_rfc3339` writes it.
+    fn instant(&mut self, name: &str, value: &DateTime<FixedOffset>) {
+        self.shown.clear();
+        write_rfc3339(&mut self.shown, value);
+        Self::field(&mut self.hasher, name, &self.shown);
+    }
+
+    fn field(hasher: &mut Sha256, name: &str, value: &str) {
+        hasher.update(name.as_bytes());
+        hasher.update([0]);
+        hasher.update(value.len().to_le_bytes());
+        hasher.update(value.as_bytes());
+    }
+
+    /// The digest in lower-case hex.
+    fn finish(self) -> Fingerprint {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let digest = self.hasher.finalize();
+        let mut hex = [0; 64];
+        for (pair, byte) in hex.chunks_exact_mut(2).zip(digest) {
+            pair[0] = DIGITS[usize::from(byte >> 4)];
+            pair[1] = DIGITS[usize::from(byte & 0xf)];
+        }
+        Fingerprint(hex)
+    }
+}
+
+/// Appends `value` to `out` exactly as `DateTime::to_rfc3339` writes it (seconds with as many
+/// fraction digits as they need, in threes; the offset as `+hh:mm`), without allocating. What
+/// an RFC 3339 request cannot hold (a year past 9999, a leap second, an offset with seconds)
+/// is left to chrono.
+fn write_rfc3339(out: &mut String, value: &DateTime<FixedOffset>) {
+    use chrono::{Datelike, Timelike};
+    use std::fmt::Write;
+    let local = value.naive_local();
+    let nano = local.nanosecond();
+    let offset_s = value.offset().local_minus_utc();
+    if !(0..=9999).contains(&local.year()) || nano >= 1_000_000_000 || offset_s % 60 != 0 {
+        out.push_str(&value.to_rfc3339());
+        return;
+    }
+    let written = (|| {
+        write!(
+            out,
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+            local.year(),
+            local.month(),
+            local.day(),
+            local.hour(),
+            local.minute(),
+            local.second()
+        )?;
+        match nano {
+            0 => {}
+            _ if nano.is_multiple_of(1_000_000) => write!(out, ".{:03}", nano / 1_000_000)?,
+            _ if nano.is_multiple_of(1_000) => write!(out, ".{:06}", nano / 1_000)?,
+            _ => write!(out, ".{nano:09}")?,
+        }
+        let sign = if offset_s < 0 { '-' } else { '+' };
+        let offset_min = offset_s.unsigned_abs() / 60;
+        write!(out, "{sign}{:02}:{:02}", offset_min / 60, offset_min % 60)
+    })();
+    written.expect("a String takes any text");
 }
 
 #[cfg(test)]
@@ -248,6 +348,128 @@ pub(crate) mod tests {
         assert!(TradeLine::new(sku(), "tea", 1_000_001, amount).is_err());
         assert!(TradeLine::new(sku(), &"x".repeat(257), 1, amount).is_err());
         assert!(Sku::parse("").is_err());
+    }
+
+    /// `Trade::fingerprint` as first written (each value formatted into a `String` of its
+    /// own): stored fingerprints were made by it, so today's must agree byte for byte.
+    fn fingerprint_as_first_written(trade: &Trade) -> String {
+        let mut hasher = Sha256::new();
+        let mut field = |name: &str, value: &str| {
+            hasher.update(name.as_bytes());
+            hasher.update([0]);
+            hasher.update(value.len().to_le_bytes());
+            hasher.update(value.as_bytes());
+        };
+        field("vip_accountno", trade.vip_accountno.as_str());
+        field("out_trade_no", trade.out_trade_no.as_str());
+        field("store_code", trade.store_code.as_str());
+        field("invoice_id", trade.invoice_id.as_str());
+        field("total_amount", &trade.total_amount.to_minor().to_string());
+        field(
+            "payment_amount",
+            &trade.payment_amount.to_minor().to_string(),
+        );
+        field("payment_method", trade.payment_method.as_str());
+        field("currency", trade.currency.as_str());
+        field("sales_time", &trade.sales_time.to_rfc3339());
+        field("submit_time", &trade.submit_time.to_rfc3339());
+        field("approval_time", &trade.approval_time.to_rfc3339());
+        field("burn_point", &trade.burn_point.to_string());
+        field("resource", &trade.resource);
+        field("remark", &trade.remark);
+        for url in &trade.receipt_image_urls {
+            field("receipt_image_url", url.as_str());
+        }
+        for url in &trade.payment_image_urls {
+            field("payment_image_url", url.as_str());
+        }
+        for line in &trade.lines {
+            field("line.sku", line.sku.as_str());
+            field("line.name", &line.name);
+            field("line.quantity", &line.quantity.to_string());
+            field("line.amount", &line.amount.to_minor().to_string());
+        }
+        if trade.post_fee != Amount::ZERO {
+            field("post_fee", &trade.post_fee.to_minor().to_string());
+        }
+        if trade.discount != Amount::ZERO {
+            field("discount", &trade.discount.to_minor().to_string());
+        }
+        hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    #[test]
+    fn the_seed_trade_keeps_its_fingerprint() {
+        let trade = sample_trade();
+        assert_eq!(
+            trade.fingerprint().as_str(),
+            fingerprint_as_first_written(&trade)
+        );
+        assert_eq!(
+            trade.fingerprint().as_str(),
+            "fdf2764a80af9196b2fb1abd1ca6948c6d8d593509e47e24c8cb9eac79d8099d"
+        );
+    }
+
+    mod fingerprints {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn fingerprints_agree_with_the_first_ones(
+                minor in prop::collection::vec(0i64..=99_999_999_999, 5),
+                // Seconds up to the end of year 9999 and past it; nanoseconds past 10^9 make leap
+                // seconds; offsets in seconds, whole minutes or not.
+                secs in prop::collection::vec(-62_135_596_800i64..=260_000_000_000, 3),
+                nanos in prop::collection::vec(prop_oneof![
+                    Just(0u32),
+                    (0u32..1_000).prop_map(|n| n * 1_000_000),
+                    (0u32..1_000_000).prop_map(|n| n * 1_000),
+                    0u32..2_000_000_000,
+                ], 3),
+                offsets_s in prop::collection::vec(prop_oneof![
+                    (-1439i32..=1439).prop_map(|m| m * 60),
+                    -86_399i32..=86_399,
+                ], 3),
+                burn in 0i64..=1_000_000,
+                quantity in 1i64..=1_000_000,
+                lines in 0usize..3,
+            ) {
+                let mut trade = sample_trade();
+                let amount = |m: i64| Amount::from_minor(m).unwrap();
+                trade.total_amount = amount(minor[0]);
+                trade.payment_amount = amount(minor[1]);
+                trade.post_fee = amount(minor[2] % 3 * minor[2]);
+                trade.discount = amount(minor[3] % 2 * minor[3]);
+                trade.burn_point = Points::new(burn).unwrap();
+                let time = |i: usize| {
+                    let offset = FixedOffset::east_opt(offsets_s[i]).unwrap();
+                    // A leap second only at the end of a minute.
+                    let secs = match nanos[i] >= 1_000_000_000 {
+                        true => secs[i] - secs[i].rem_euclid(60) + 59,
+                        false => secs[i],
+                    };
+                    DateTime::from_timestamp(secs, nanos[i]).map(|t| t.with_timezone(&offset))
+                };
+                let (Some(sales), Some(submit), Some(approval)) = (time(0), time(1), time(2)) else {
+                    return Ok(());
+                };
+                trade.sales_time = sales;
+                trade.submit_time = submit;
+                trade.approval_time = approval;
+                for _ in 0..lines {
+                    let sku = Sku::parse("SKU-1").unwrap();
+                    trade.lines.push(TradeLine::new(sku, "tea", quantity, amount(minor[4])).unwrap());
+                }
+                let fingerprint = trade.fingerprint();
+                prop_assert_eq!(fingerprint.as_str(), fingerprint_as_first_written(&trade));
+            }
+        }
     }
 
     #[test]

@@ -299,19 +299,29 @@ pub async fn trade_create(
     let posted = async {
         let trade = body.into_inner().into_trade(now, state.clock_skew_s_max)?;
         burned = trade.burn_point.value();
+        let fingerprint = trade.fingerprint();
+        if let Some(known) = service::recent_answer(&state.store, &trade, &fingerprint) {
+            return known.map_err(TradeCreateError::from);
+        }
+        let out_trade_no = trade.out_trade_no.clone();
         let rules = state.rules.current();
         // The replay read on this worker where the store allows it (`Store::conn_here`); on
         // SQLite the write is then only queued, and awaited.
         let answer = match state.store.conn_here() {
-            Some(conn) => service::create_trade_with(conn, &state.store, rules, trade, now),
+            Some(conn) => {
+                service::create_trade_with(conn, &state.store, rules, fingerprint, trade, now)
+            }
             None => {
+                let pooled = state.clone();
                 super::on_pool(state.clone(), move || {
-                    service::create_trade(&state.store, rules, trade, now)
+                    service::create_trade(&pooled.store, rules, fingerprint, trade, now)
                 })
                 .await?
             }
         };
-        answer.outcome().await.map_err(TradeCreateError::from)
+        let posted = answer.outcome().await?;
+        service::remember(&state.store, &out_trade_no, fingerprint, &posted);
+        Ok(posted)
     }
     .await;
     telemetry.post("native", &posted, burned);

@@ -9,6 +9,7 @@ pub mod external;
 pub mod history;
 pub mod migrations;
 pub mod models;
+pub mod recent;
 pub mod refund;
 pub mod repo;
 pub mod report;
@@ -23,6 +24,8 @@ pub use connection::{connect, Conn, DatabaseUrl, Pool};
 pub struct Store {
     pub pool: Pool,
     pub writer: writer::Writer,
+    /// The answers of trades recorded lately, for replays answered without a read.
+    pub recent: std::sync::Arc<recent::RecentTrades>,
     /// SQLite: short reads may run on the calling thread (`Store::conn_here`).
     reads_here: bool,
 }
@@ -42,8 +45,20 @@ impl Store {
         Ok(Self {
             pool,
             writer,
+            recent: std::sync::Arc::new(recent::RecentTrades::new(
+                recent::RECENT_TRADES_MAX_DEFAULT,
+            )),
             reads_here: matches!(url, DatabaseUrl::Sqlite(_)),
         })
+    }
+
+    /// The store remembering the answers of up to `trades_max` recent trades (0: none), instead
+    /// of `recent::RECENT_TRADES_MAX_DEFAULT`.
+    pub fn remembering(self, trades_max: usize) -> Self {
+        Self {
+            recent: std::sync::Arc::new(recent::RecentTrades::new(trades_max)),
+            ..self
+        }
     }
 
     /// A pooled connection for a short read on the calling thread, even an HTTP worker, where
@@ -507,8 +522,7 @@ fn find_posted(
     trade: &Trade,
     fingerprint: &str,
 ) -> Result<Option<Posted>, PostError> {
-    let Some(existing) = repo::find_trade_by_out_trade_no(conn, trade.out_trade_no.as_str())?
-    else {
+    let Some((existing, lots)) = repo::recorded_trade(conn, trade.out_trade_no.as_str())? else {
         return Ok(None);
     };
     if existing.request_fingerprint != fingerprint {
@@ -516,7 +530,6 @@ fn find_posted(
             trade_no: existing.trade_no,
         });
     }
-    let lots = repo::lots_of_trade(conn, existing.id)?;
     Ok(Some(Posted {
         trade_id: existing.id,
         trade_no: TradeNo::parse(&existing.trade_no).map_err(PostError::Corrupt)?,

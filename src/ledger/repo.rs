@@ -171,17 +171,27 @@ fn last_insert_rowid(c: &mut diesel::SqliteConnection) -> Result<i64, Error> {
     diesel::select(sqlite_last_insert_rowid()).get_result(c)
 }
 
-pub fn find_trade_by_out_trade_no(
+/// The trade recorded under `out_trade_no` and the lots it granted, in the order it granted
+/// them, read in one statement (on SQLite one read transaction, on PostgreSQL one round trip):
+/// what a replay answers.
+pub fn recorded_trade(
     conn: &mut Conn,
     out_trade_no: &str,
-) -> Result<Option<TradeRow>, Error> {
-    on_backend!(conn, c => {
+) -> Result<Option<(TradeRow, Vec<LotRow>)>, Error> {
+    let rows: Vec<(TradeRow, Option<LotRow>)> = on_backend!(conn, c => {
         trades::table
+            .left_join(lots::table.on(lots::trade_id.eq(trades::id)))
             .filter(trades::out_trade_no.eq(out_trade_no))
-            .select(TradeRow::as_select())
-            .get_result(c)
-            .optional()
-    })
+            .order(lots::id.asc())
+            .select((TradeRow::as_select(), Option::<LotRow>::as_select()))
+            .load(c)
+    })?;
+    let mut rows = rows.into_iter();
+    let Some((trade, first)) = rows.next() else {
+        return Ok(None);
+    };
+    let lots = first.into_iter().chain(rows.filter_map(|(_, lot)| lot));
+    Ok(Some((trade, lots.collect())))
 }
 
 pub fn insert_trade(conn: &mut Conn, trade: &NewTrade) -> Result<i64, Error> {

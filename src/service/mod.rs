@@ -3,7 +3,8 @@
 //! connections and never wait for the writer. Blocking: call from `web::block`.
 
 use crate::domain::{
-    Amount, MemberContext, ProgramTz, Refund, ShortfallPolicy, Trade, VipAccountNo,
+    Amount, Fingerprint, MemberContext, OutTradeNo, ProgramTz, Refund, ShortfallPolicy, Trade,
+    VipAccountNo,
 };
 use crate::ledger::refund::Refunded;
 use crate::ledger::writer::{Answer, Busy, WriteError, WriteFailure};
@@ -215,15 +216,41 @@ pub(super) fn refund_in(
 /// Blocking for the read (call from `web::block`, or use `create_trade_with` and a connection
 /// from `Store::conn_here`); the write is awaited (`Answer::outcome`), so the thread is free
 /// while the trade waits for its group's commit.
+///
+/// `fingerprint` is `trade.fingerprint()`. A trade this process recorded lately is answered
+/// first by `recent_answer`, without a read; the caller gives each trade it records to
+/// `remember`.
 pub fn create_trade(
     store: &Store,
     rules: Arc<Ruleset>,
+    fingerprint: Fingerprint,
     trade: Trade,
     now: DateTime<Utc>,
 ) -> Answer<Posted, ServiceError> {
     match store.pool.get() {
-        Ok(conn) => create_trade_with(conn, store, rules, trade, now),
+        Ok(conn) => create_trade_with(conn, store, rules, fingerprint, trade, now),
         Err(error) => Answer::Ready(Err(error.into())),
+    }
+}
+
+/// The answer of a trade this process recorded lately, with no read of the ledger: `None` if it
+/// does not remember `trade`'s `out_trade_no` (then `create_trade` reads the ledger).
+pub fn recent_answer(
+    store: &Store,
+    trade: &Trade,
+    fingerprint: &Fingerprint,
+) -> Option<Result<Posted, ServiceError>> {
+    let answer = store.recent.answer(&trade.out_trade_no, fingerprint)?;
+    Some(answer.map_err(ServiceError::from))
+}
+
+/// Remembers a trade `create_trade` recorded (its answer is known once the write is durable)
+/// for `recent_answer`. Replays read from the ledger are not remembered: a run of replays of
+/// older trades (a till resending a day's receipts) would push out the recent ones that a
+/// retry asks for.
+pub fn remember(store: &Store, trade: &OutTradeNo, fingerprint: Fingerprint, posted: &Posted) {
+    if !posted.replayed {
+        store.recent.remember(trade, fingerprint, posted);
     }
 }
 
@@ -233,10 +260,10 @@ pub fn create_trade_with(
     mut conn: PooledConn,
     store: &Store,
     rules: Arc<Ruleset>,
+    fingerprint: Fingerprint,
     trade: Trade,
     now: DateTime<Utc>,
 ) -> Answer<Posted, ServiceError> {
-    let fingerprint = trade.fingerprint();
     let replayed = ledger::replay(&mut conn, &trade, &fingerprint);
     drop(conn);
     match replayed.map_err(ServiceError::from) {

@@ -390,6 +390,7 @@ pub fn test_settings(rules: &Path, db: &TestDb) -> Settings {
         workers: 2,
         pool_size: 8,
         writer: Default::default(),
+        recent_trades_max: point_engine::ledger::recent::RECENT_TRADES_MAX_DEFAULT,
         clock_skew_s_max: 300,
         card_count_max: 1000,
         expire_interval_s: 0,

@@ -246,9 +246,15 @@ impl Ledger {
     fn post_trade(&self, body: &Value, now: DateTime<Utc>) {
         let request: TradeCreateRequest = serde_json::from_value(body.clone()).unwrap();
         let trade = request.into_trade(now, 300).unwrap();
-        service::create_trade(&self.store, self.rules.clone(), trade, now)
-            .wait()
-            .unwrap();
+        service::create_trade(
+            &self.store,
+            self.rules.clone(),
+            trade.fingerprint(),
+            trade,
+            now,
+        )
+        .wait()
+        .unwrap();
     }
 
     fn refund(

@@ -18,10 +18,15 @@ fn a_replay_is_answered_even_when_todays_rules_would_refuse_the_trade() {
     let parsed: point_engine::http::trade_create::TradeCreateRequest =
         serde_json::from_value(usd.clone()).unwrap();
     let trade = parsed.into_trade(chrono::Utc::now(), 300).unwrap();
-    let posted =
-        point_engine::service::create_trade(&store, rules.clone(), trade, chrono::Utc::now())
-            .wait()
-            .unwrap();
+    let posted = point_engine::service::create_trade(
+        &store,
+        rules.clone(),
+        trade.fingerprint(),
+        trade,
+        chrono::Utc::now(),
+    )
+    .wait()
+    .unwrap();
     assert!(posted.replayed);
     assert_eq!(
         posted.trade_no.to_string(),
@@ -37,10 +42,15 @@ fn a_replay_is_answered_even_when_todays_rules_would_refuse_the_trade() {
     let parsed: point_engine::http::trade_create::TradeCreateRequest =
         serde_json::from_value(fresh).unwrap();
     let trade = parsed.into_trade(chrono::Utc::now(), 300).unwrap();
-    let error =
-        point_engine::service::create_trade(&store, rules.clone(), trade, chrono::Utc::now())
-            .wait()
-            .unwrap_err();
+    let error = point_engine::service::create_trade(
+        &store,
+        rules.clone(),
+        trade.fingerprint(),
+        trade,
+        chrono::Utc::now(),
+    )
+    .wait()
+    .unwrap_err();
     assert_eq!(
         error.to_string(),
         "currency USD is not accepted by this program"

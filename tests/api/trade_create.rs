@@ -94,6 +94,41 @@ fn a_replay_answers_the_same_and_grants_nothing_new() {
     app.assert_ledger_consistent();
 }
 
+/// A replay of a trade this process recorded is answered from memory (`--recent-trades-max`);
+/// one it did not record, or with the memory off, from the ledger. Both answer alike: the
+/// same body for the same request, the same conflict for another.
+fn a_replay_answers_alike_from_memory_and_from_the_ledger() {
+    let db = TestDb::new();
+    let settings = test_settings(&shipped_rules(), &db);
+    let remembering = spawn_app_with_settings(settings.clone());
+    let forgetful = spawn_app_with_settings(point_engine::config::Settings {
+        recent_trades_max: 0,
+        ..settings
+    });
+    let first = remembering.post_raw("application/json", SEED_WITH_RECEIPT);
+    assert_eq!(first, (200, seed_answer(&remembering.trade_no("XXXX"))));
+    let mut spelled = seed();
+    spelled["total_amount"] = json!(1000);
+    for app in [&remembering, &forgetful] {
+        assert_eq!(app.post_raw("application/json", SEED_WITH_RECEIPT), first);
+        assert_eq!(app.post_trade(&spelled), first);
+    }
+    let mut other = seed();
+    other["payment_amount"] = json!("999.00");
+    let conflict = remembering.post_trade(&other);
+    assert_eq!(conflict.0, 409);
+    assert_eq!(forgetful.post_trade(&other), conflict);
+    // Recorded by the other instance: the first reads it from the ledger.
+    let elsewhere = trade("ELSEWHERE-1", "M-ELSEWHERE", &hours_ago(1));
+    let recorded = forgetful.post_trade(&elsewhere);
+    assert_eq!(recorded.0, 200, "{recorded:?}");
+    assert_eq!(remembering.post_trade(&elsewhere), recorded);
+    assert_eq!(forgetful.post_trade(&elsewhere), recorded);
+    let (trades, _, _, members) = remembering.counts();
+    assert_eq!((trades, members), (2, 2));
+    remembering.assert_ledger_consistent();
+}
+
 fn a_replay_may_spell_amounts_as_numbers() {
     let app = spawn_app();
     app.post_raw("application/json", SEED_WITH_RECEIPT);
@@ -429,6 +464,7 @@ on_both_backends!(
     trade_numbers_carry_their_posting_time_and_sort_in_posting_order,
     a_replay_answers_the_same_and_grants_nothing_new,
     a_replay_may_spell_amounts_as_numbers,
+    a_replay_answers_alike_from_memory_and_from_the_ledger,
     the_same_out_trade_no_with_another_body_is_a_conflict,
     thirty_two_concurrent_copies_grant_exactly_once,
     different_trades_of_one_member_in_parallel_all_land,

@@ -59,7 +59,7 @@ fn create_all(store: &Store, rules: &Arc<Ruleset>, trades: Vec<Trade>) -> Vec<Re
         .map(|t| {
             let (store, rules) = (store.clone(), rules.clone());
             std::thread::spawn(move || {
-                service::create_trade(&store, rules, t, chrono::Utc::now())
+                service::create_trade(&store, rules, t.fingerprint(), t, chrono::Utc::now())
                     .wait()
                     .map(|p| p.grants.iter().map(|g| g.points.value()).sum())
                     .map_err(|e| match e {
@@ -155,7 +155,7 @@ fn duplicates_in_one_group_are_granted_once() {
         .map(|b| {
             let (store, rules, t) = (store.clone(), rules.clone(), parse_trade(b));
             let handle = std::thread::spawn(move || {
-                service::create_trade(&store, rules, t, chrono::Utc::now())
+                service::create_trade(&store, rules, t.fingerprint(), t, chrono::Utc::now())
                     .wait()
                     .map(|p| {
                         let points: i64 = p.grants.iter().map(|g| g.points.value()).sum();
@@ -220,7 +220,9 @@ fn a_full_write_queue_refuses_at_once() {
             let (store, rules) = (store.clone(), rules.clone());
             std::thread::spawn(move || {
                 let sent = Instant::now();
-                let result = service::create_trade(&store, rules, t, chrono::Utc::now()).wait();
+                let result =
+                    service::create_trade(&store, rules, t.fingerprint(), t, chrono::Utc::now())
+                        .wait();
                 (result, sent.elapsed())
             })
         })
