@@ -246,14 +246,16 @@ pub async fn member_entries(
     )?;
     let lookup = vip.clone();
     let found = super::on_pool(state.clone(), move || {
-        // One connection for both reads.
+        // One connection, one read, for both.
         let conn = &mut *state.store.pool.get()?;
-        let Some(history) = service::member_history(conn, &lookup, page, page_size)? else {
-            return Ok(None);
-        };
-        let rules = state.rules.current();
-        let tier = service::member_tier(conn, &rules, &lookup, Utc::now())?;
-        Ok::<_, ServiceError>(Some((history, tier)))
+        crate::ledger::one_read(conn, |conn| {
+            let Some(history) = service::member_history(conn, &lookup, page, page_size)? else {
+                return Ok(None);
+            };
+            let rules = state.rules.current();
+            let tier = service::member_tier(conn, &rules, &lookup, Utc::now())?;
+            Ok::<_, ServiceError>(Some((history, tier)))
+        })
     })
     .await??;
     let (history, tier) = found.ok_or_else(|| HistoryError::NotFound(format!("member {vip}")))?;

@@ -22,7 +22,7 @@ pub mod transaction_sync;
 
 use crate::clients::Scope;
 use crate::error::{failure, ErrorCode};
-use crate::ledger::Conn;
+use crate::ledger::{self, Conn};
 use crate::service::ServiceError;
 use crate::state::AppState;
 use actix_web::error::{BlockingError, InternalError, JsonPayloadError};
@@ -192,7 +192,7 @@ pub async fn read_body(payload: web::Payload, limit: usize) -> Result<web::Bytes
 
 /// Runs a short read of the ledger (one member's or one trade's rows, found by index) on this
 /// worker where the store allows it (`Store::conn_here`), otherwise on a blocking thread
-/// (`on_pool`).
+/// (`on_pool`); its statements as one read (`ledger::one_read`).
 pub async fn read_ledger<T, F>(
     state: &web::Data<AppState>,
     read: F,
@@ -202,10 +202,13 @@ where
     T: Send + 'static,
 {
     if let Some(mut conn) = state.store.conn_here() {
-        return Ok(read(&mut conn));
+        return Ok(ledger::one_read(&mut conn, read));
     }
     let pool = state.store.pool.clone();
-    on_pool(state.clone(), move || read(&mut *pool.get()?)).await
+    on_pool(state.clone(), move || {
+        ledger::one_read(&mut *pool.get()?, read)
+    })
+    .await
 }
 
 /// Runs `work`, which takes pooled connections one at a time (every handler's database work),

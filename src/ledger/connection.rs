@@ -365,6 +365,22 @@ where
     roll_back(conn, result)
 }
 
+/// Runs the statements of one short read (a balance, a page of history) on one snapshot where
+/// that is cheap: on SQLite one read transaction (`read_snapshot`), which also takes the WAL
+/// index's lock once instead of once a statement (a balance measured 15% less CPU). On
+/// PostgreSQL the statements run as they are, each on its own snapshot (`READ COMMITTED`): a
+/// transaction would cost two more round trips.
+pub fn one_read<T, E, F>(conn: &mut Conn, f: F) -> Result<T, E>
+where
+    F: FnOnce(&mut Conn) -> Result<T, E>,
+    E: From<diesel::result::Error>,
+{
+    match conn {
+        Conn::Sqlite(_) => read_snapshot(conn, f),
+        Conn::Postgres(_) => f(conn),
+    }
+}
+
 /// Opens a write transaction: `BEGIN IMMEDIATE` on SQLite (the write lock up front), `BEGIN`
 /// on PostgreSQL.
 pub fn begin_write(conn: &mut Conn) -> diesel::QueryResult<()> {
@@ -380,6 +396,32 @@ pub fn begin_write(conn: &mut Conn) -> diesel::QueryResult<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_read_on_sqlite_sees_one_snapshot() {
+        use diesel::sql_types::BigInt;
+        use diesel::RunQueryDsl;
+        let dir = tempfile::tempdir().unwrap();
+        let pool = connect(&DatabaseUrl::Sqlite(dir.path().join("snapshot.db")), 2).unwrap();
+        let (mut reader, mut writer) = (pool.get().unwrap(), pool.get().unwrap());
+        writer
+            .batch_execute("CREATE TABLE t (x INTEGER); INSERT INTO t VALUES (1);")
+            .unwrap();
+        let rows = |conn: &mut Conn| {
+            let count = diesel::dsl::sql::<BigInt>("(SELECT count(*) FROM t)");
+            match conn {
+                Conn::Sqlite(c) => diesel::select(count).get_result::<i64>(c),
+                Conn::Postgres(c) => diesel::select(count).get_result::<i64>(c),
+            }
+        };
+        let seen = one_read(&mut reader, |conn| -> diesel::QueryResult<_> {
+            let before = rows(conn)?;
+            writer.batch_execute("INSERT INTO t VALUES (2);")?;
+            Ok((before, rows(conn)?))
+        });
+        assert_eq!(seen, Ok((1, 1)));
+        assert_eq!(rows(&mut reader), Ok(2));
+    }
 
     #[test]
     fn each_sqlite_connection_keeps_its_own_page_cache() {

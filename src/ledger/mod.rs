@@ -16,7 +16,7 @@ pub mod report;
 pub mod schema;
 pub mod writer;
 
-pub use connection::{connect, Conn, DatabaseUrl, Pool};
+pub use connection::{connect, one_read, Conn, DatabaseUrl, Pool};
 
 /// The ledger as the use cases reach it: reads on pooled connections, every write through the
 /// one writer.

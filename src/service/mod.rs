@@ -538,7 +538,9 @@ pub fn trade_detail(
     number: &str,
 ) -> Result<Option<ledger::history::TradeDetail>, ServiceError> {
     let mut conn = store.pool.get()?;
-    Ok(ledger::history::trade_detail(&mut conn, number)?)
+    ledger::one_read(&mut conn, |conn| {
+        Ok(ledger::history::trade_detail(conn, number)?)
+    })
 }
 
 /// What the program owes its members as of `as_of` (at most `now`).
