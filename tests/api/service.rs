@@ -15,18 +15,22 @@ fn a_replay_is_answered_even_when_todays_rules_would_refuse_the_trade() {
     let without_usd = rules_dir(&[("program.toml", &program.replace("USD = \"7.8\"\n", ""))]);
     let rules = std::sync::Arc::new(rules::load_dir(without_usd.path()).unwrap());
     let store = app.store();
-    let parsed: point_engine::http::trade_create::TradeCreateRequest =
-        serde_json::from_value(usd.clone()).unwrap();
-    let trade = parsed.into_trade(chrono::Utc::now(), 300).unwrap();
-    let posted = point_engine::service::create_trade(
-        &store,
-        rules.clone(),
-        trade.fingerprint(),
-        trade,
-        chrono::Utc::now(),
-    )
-    .wait()
-    .unwrap();
+    // Straight to the use case, under the rules without USD.
+    let post = |body: &serde_json::Value| {
+        let parsed: point_engine::http::trade_create::TradeCreateRequest =
+            serde_json::from_value(body.clone()).unwrap();
+        let trade = parsed.into_trade(chrono::Utc::now(), 300).unwrap();
+        let fingerprint = trade.fingerprint();
+        point_engine::service::create_trade(
+            &store,
+            rules.clone(),
+            fingerprint,
+            trade,
+            chrono::Utc::now(),
+        )
+        .wait()
+    };
+    let posted = post(&usd).unwrap();
     assert!(posted.replayed);
     assert_eq!(
         posted.trade_no.to_string(),
@@ -39,18 +43,7 @@ fn a_replay_is_answered_even_when_todays_rules_would_refuse_the_trade() {
 
     let mut fresh = usd.clone();
     fresh["out_trade_no"] = json!("USD-NEW");
-    let parsed: point_engine::http::trade_create::TradeCreateRequest =
-        serde_json::from_value(fresh).unwrap();
-    let trade = parsed.into_trade(chrono::Utc::now(), 300).unwrap();
-    let error = point_engine::service::create_trade(
-        &store,
-        rules.clone(),
-        trade.fingerprint(),
-        trade,
-        chrono::Utc::now(),
-    )
-    .wait()
-    .unwrap_err();
+    let error = post(&fresh).unwrap_err();
     assert_eq!(
         error.to_string(),
         "currency USD is not accepted by this program"
