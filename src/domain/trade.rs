@@ -225,8 +225,8 @@ impl std::fmt::Debug for Fingerprint {
 
 /// `Trade::fingerprint`'s hash, fed field by field: each field's name, a zero byte, the length
 /// of its value as 8 little-endian bytes, then the value as text. Stored fingerprints depend
-/// on every byte of it. Values that are not text are written into one reused buffer, so a
-/// fingerprint allocates only its answer.
+/// on every byte of it. Values that are not text are written into one reused buffer: a
+/// fingerprint allocates once (a `String` a value before).
 #[derive(Default)]
 struct FingerprintHasher {
     hasher: Sha256,

@@ -19,28 +19,38 @@ struct Known {
     posted: Posted,
 }
 
-/// At most `trades_max` recent trades' answers, the oldest forgotten first (in two
-/// generations: when the newer fills up to half, the older is dropped and the newer takes its
-/// place, so a lookup and a remember are O(1) and the memory never exceeds the bound).
+/// At most `trades_max` recent trades' answers, and at most `GRANTS_A_TRADE` times as many
+/// grants in all, the oldest forgotten first (in two generations: when the newer fills up to
+/// half of either bound, the older is dropped and the newer takes its place, so a lookup and a
+/// remember are O(1) and the memory never exceeds the bounds, however many grants a program's
+/// trades earn).
 pub struct RecentTrades {
     generation_max: usize,
+    generation_grants_max: usize,
     generations: Mutex<Generations>,
 }
 
 #[derive(Default)]
 struct Generations {
     newer: HashMap<OutTradeNo, Known>,
+    /// The grants of the trades in `newer`.
+    newer_grants: usize,
     older: HashMap<OutTradeNo, Known>,
 }
 
-/// About 400 bytes a seed-shaped trade (two grants): 26 MB at most.
+/// About 400 bytes a seed-shaped trade (two grants), about 90 bytes more a grant: at most
+/// 40 MB at the default.
 pub const RECENT_TRADES_MAX_DEFAULT: usize = 65_536;
+
+/// Grants a remembered trade may have on average before fewer trades are remembered.
+pub const GRANTS_A_TRADE: usize = 4;
 
 impl RecentTrades {
     /// Remembers up to `trades_max` trades; 0 remembers none.
     pub fn new(trades_max: usize) -> Self {
         Self {
             generation_max: trades_max / 2,
+            generation_grants_max: trades_max / 2 * GRANTS_A_TRADE,
             generations: Mutex::default(),
         }
     }
@@ -72,6 +82,7 @@ impl RecentTrades {
         if self.generation_max == 0 {
             return;
         }
+        let grants = posted.grants.len();
         let known = Known {
             fingerprint,
             posted: Posted {
@@ -81,15 +92,19 @@ impl RecentTrades {
         };
         let retired = {
             let mut generations = self.lock();
-            let retired = match generations.newer.len() >= self.generation_max {
+            let full = generations.newer.len() >= self.generation_max
+                || generations.newer_grants + grants > self.generation_grants_max;
+            let retired = match full {
                 true => {
                     let newer = HashMap::with_capacity(self.generation_max);
                     let newer = std::mem::replace(&mut generations.newer, newer);
+                    generations.newer_grants = 0;
                     Some(std::mem::replace(&mut generations.older, newer))
                 }
                 false => None,
             };
             generations.newer.insert(out_trade_no.clone(), known);
+            generations.newer_grants += grants;
             retired
         };
         // Freed outside the lock.
@@ -177,6 +192,40 @@ mod tests {
             let answer = recent.answer(&no(&format!("T{i}")), &f);
             assert_eq!(answer.is_some(), remembered, "T{i}");
         }
+    }
+
+    #[test]
+    fn trades_with_many_grants_are_remembered_fewer() {
+        let (f, _) = fingerprints();
+        let grant = crate::domain::Grant {
+            point_type: crate::domain::PointType::A,
+            points: crate::domain::Points::new(1).unwrap(),
+            expire_type: crate::domain::ExpireType::Kdp,
+            expire_date: None,
+            expires_at: None,
+            available_at: chrono::DateTime::from_timestamp(0, 0).unwrap(),
+            remark: "".into(),
+            campaign_code: None,
+        };
+        let recent = RecentTrades::new(8);
+        let grants_max = 8 * GRANTS_A_TRADE;
+        for i in 0..100 {
+            let text = format!("T{i}");
+            let many = Posted {
+                grants: vec![grant.clone(); 3 * GRANTS_A_TRADE],
+                ..posted(&text)
+            };
+            recent.remember(&no(&text), f, &many);
+            let generations = recent.lock();
+            let held: usize = [&generations.newer, &generations.older]
+                .iter()
+                .flat_map(|generation| generation.values())
+                .map(|known| known.posted.grants.len())
+                .sum();
+            assert!(held <= grants_max, "{held} grants remembered");
+        }
+        assert!(recent.answer(&no("T99"), &f).is_some());
+        assert!(recent.answer(&no("T97"), &f).is_none());
     }
 
     #[test]
