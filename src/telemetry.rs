@@ -1,5 +1,6 @@
 //! Prometheus metrics, served at `GET /metrics`: requests by route and status with latency
-//! histograms, trades and points, the rules, the database pool and the ledger's writer.
+//! histograms, trades and points, the rules, the database pool, the ledger's writer and the
+//! memory of recent trades.
 //!
 //! Each server has its own recorder (no global one), so two servers in one process (the tests)
 //! count apart. Counters are recorded as things happen; gauges are read when scraped.
@@ -78,6 +79,16 @@ impl Telemetry {
             "point_engine_points_total",
             "Points moved by the API and the expiry task: granted, burned, reversed (by refunds), returned (burned points a refund gave back), expired",
             None,
+        );
+        describe(
+            "point_engine_recent_trades_answered_total",
+            "Trade requests answered from the memory of recent trades (--recent-trades-max), without a read of the ledger",
+            None,
+        );
+        recorder.describe_gauge(
+            "point_engine_recent_trades".into(),
+            None,
+            "Recent trades whose answers are kept in memory for replays".into(),
         );
         describe(
             "point_engine_rules_reload_failures_total",
@@ -219,6 +230,17 @@ impl Telemetry {
             Vec::new(),
             f64::from(store.pool.max_size()),
         );
+        self.gauge(
+            "point_engine_recent_trades",
+            Vec::new(),
+            store.recent.len() as f64,
+        );
+        self.recorder
+            .register_counter(
+                &Key::from_name("point_engine_recent_trades_answered_total"),
+                &METADATA,
+            )
+            .absolute(store.recent.answered());
         if let Some(stats) = store.writer.stats() {
             use std::sync::atomic::Ordering::Relaxed;
             let waiting = stats.waiting.load(Relaxed) as f64;

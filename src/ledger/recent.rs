@@ -10,6 +10,7 @@
 use super::{PostError, Posted};
 use crate::domain::{Fingerprint, OutTradeNo};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 /// A recorded trade's request fingerprint and answer. Its texts are shared (`Arc<str>`): only
@@ -28,6 +29,8 @@ pub struct RecentTrades {
     generation_max: usize,
     generation_grants_max: usize,
     generations: Mutex<Generations>,
+    /// Replays answered from memory so far (`/metrics`).
+    answered: AtomicU64,
 }
 
 #[derive(Default)]
@@ -52,6 +55,7 @@ impl RecentTrades {
             generation_max: trades_max / 2,
             generation_grants_max: trades_max / 2 * GRANTS_A_TRADE,
             generations: Mutex::default(),
+            answered: AtomicU64::new(0),
         }
     }
 
@@ -68,6 +72,7 @@ impl RecentTrades {
         let generations = self.lock();
         let known = generations.newer.get(out_trade_no);
         let known = known.or_else(|| generations.older.get(out_trade_no))?;
+        self.answered.fetch_add(1, Ordering::Relaxed);
         Some(match known.fingerprint == *fingerprint {
             true => Ok(known.posted.clone()),
             false => Err(PostError::Conflict {
@@ -119,6 +124,11 @@ impl RecentTrades {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Requests answered from memory so far (replays and conflicts).
+    pub fn answered(&self) -> u64 {
+        self.answered.load(Ordering::Relaxed)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Generations> {

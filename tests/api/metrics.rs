@@ -46,6 +46,9 @@ fn metrics_count_requests_trades_and_points() {
         "point_engine_rules_campaigns 14".to_string(),
         "point_engine_rules_last_reload_failed 0".to_string(),
         "point_engine_db_pool_max_connections 8".to_string(),
+        // MET-1 and MET-2 remembered; MET-1's replay and its conflict answered from memory.
+        "point_engine_recent_trades 2".to_string(),
+        "point_engine_recent_trades_answered_total 2".to_string(),
         "# TYPE point_engine_http_request_duration_seconds histogram".to_string(),
     ] {
         assert!(text.lines().any(|l| l == line), "no line {line:?} in\n{text}");
