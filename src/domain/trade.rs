@@ -464,7 +464,8 @@ pub(crate) mod tests {
                 trade.approval_time = approval;
                 for _ in 0..lines {
                     let sku = Sku::parse("SKU-1").unwrap();
-                    trade.lines.push(TradeLine::new(sku, "tea", quantity, amount(minor[4])).unwrap());
+                    let line = TradeLine::new(sku, "tea", quantity, amount(minor[4])).unwrap();
+                    trade.lines.push(line);
                 }
                 let fingerprint = trade.fingerprint();
                 prop_assert_eq!(fingerprint.as_str(), fingerprint_as_first_written(&trade));
