@@ -402,6 +402,11 @@ pub struct ServeArgs {
     /// trades when they earn more than 4 grants on average; 0: none).
     #[arg(long, env = "POINT_ENGINE_RECENT_TRADES_MAX", default_value_t = crate::ledger::recent::RECENT_TRADES_MAX_DEFAULT as u32, value_parser = clap::value_parser!(u32).range(0..=4_000_000))]
     pub recent_trades_max: u32,
+    /// Lots of members' balances kept in memory, so that a member asked about again is
+    /// answered without reading every lot while the member's ledger is unchanged (about 130
+    /// bytes a lot; 0: none).
+    #[arg(long, env = "POINT_ENGINE_BALANCES_LOTS_MAX", default_value_t = crate::ledger::balances::BALANCES_LOTS_MAX_DEFAULT as u32, value_parser = clap::value_parser!(u32).range(0..=16_000_000))]
+    pub balances_lots_max: u32,
     /// How far in the future (seconds) a sales_time may be, for clock skew between tills and server.
     #[arg(long, env = "POINT_ENGINE_CLOCK_SKEW_S_MAX", default_value_t = 300)]
     pub clock_skew_s_max: u32,
@@ -487,6 +492,8 @@ pub struct Settings {
     pub writer: crate::ledger::writer::WriterLimits,
     /// Trades whose answers are remembered for replays (`ledger::recent`).
     pub recent_trades_max: usize,
+    /// Lots of balances kept for members asked about again (`ledger::balances`).
+    pub balances_lots_max: usize,
     pub clock_skew_s_max: u32,
     pub card_count_max: u32,
     pub expire_interval_s: u32,
@@ -522,6 +529,7 @@ impl Settings {
                 batch_max: args.write_batch_max as usize,
             },
             recent_trades_max: args.recent_trades_max as usize,
+            balances_lots_max: args.balances_lots_max as usize,
             clock_skew_s_max: args.clock_skew_s_max,
             card_count_max: args.card_count_max,
             expire_interval_s: args.expire_interval_s,

@@ -94,7 +94,8 @@ impl Application {
         // Kept to close the listening socket first on SIGTERM (see `spawn_stop_on_signals`).
         let stop_listening = listener.try_clone().map_err(bind_error)?;
         let store = Store::open(&settings.database, settings.pool_size, settings.writer)?
-            .remembering(settings.recent_trades_max);
+            .remembering(settings.recent_trades_max)
+            .keeping_balances(settings.balances_lots_max);
         log::info!("ledger at {}", settings.database);
         crate::service::save_ruleset(&store, &ruleset, &sources)?;
         let telemetry = Arc::new(crate::telemetry::Telemetry::new());

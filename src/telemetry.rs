@@ -91,6 +91,16 @@ impl Telemetry {
             "Recent trades whose answers are kept in memory for replays".into(),
         );
         describe(
+            "point_engine_balances_answered_total",
+            "Balance requests answered from memory (--balances-lots-max): the member's ledger unchanged since its balance was read",
+            None,
+        );
+        recorder.describe_gauge(
+            "point_engine_balances_kept".into(),
+            None,
+            "Members whose balances are kept in memory".into(),
+        );
+        describe(
             "point_engine_rules_reload_failures_total",
             "Rule folder changes that did not load (the running set kept serving)",
             None,
@@ -241,6 +251,17 @@ impl Telemetry {
                 &METADATA,
             )
             .absolute(store.recent.answered());
+        self.gauge(
+            "point_engine_balances_kept",
+            Vec::new(),
+            store.balances.len() as f64,
+        );
+        self.recorder
+            .register_counter(
+                &Key::from_name("point_engine_balances_answered_total"),
+                &METADATA,
+            )
+            .absolute(store.balances.answered());
         if let Some(stats) = store.writer.stats() {
             use std::sync::atomic::Ordering::Relaxed;
             let waiting = stats.waiting.load(Relaxed) as f64;

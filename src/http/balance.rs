@@ -72,14 +72,14 @@ pub struct LotDetail {
     pub available_time: String,
 }
 
-impl From<HeldLot> for LotDetail {
-    fn from(lot: HeldLot) -> Self {
+impl From<&HeldLot> for LotDetail {
+    fn from(lot: &HeldLot) -> Self {
         Self {
             point: lot.points.value(),
             point_type: lot.point_type.as_str(),
             expire_type: lot.expire_type.as_str(),
-            expire_time: lot.expire_date,
-            campaign_code: lot.campaign_code,
+            expire_time: lot.expire_date.clone(),
+            campaign_code: lot.campaign_code.clone(),
             available_time: lot
                 .available_at
                 .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
@@ -87,18 +87,14 @@ impl From<HeldLot> for LotDetail {
     }
 }
 
-impl From<Balance> for BalanceData {
-    fn from(balance: Balance) -> Self {
+impl From<&Balance> for BalanceData {
+    fn from(balance: &Balance) -> Self {
         Self {
             available_point: balance.spendable(),
             vip_accountno: balance.vip_accountno.to_string(),
-            lots: balance.lots.into_iter().map(LotDetail::from).collect(),
+            lots: balance.lots.iter().map(LotDetail::from).collect(),
             pending_point: balance.pending.value(),
-            pending_lots: balance
-                .pending_lots
-                .into_iter()
-                .map(LotDetail::from)
-                .collect(),
+            pending_lots: balance.pending_lots.iter().map(LotDetail::from).collect(),
             owed_point: balance.owed.value(),
             tier: None,
         }
@@ -157,8 +153,9 @@ pub async fn balance(
     };
     let lookup = vip.clone();
     let rules = state.rules.current();
+    let known = state.store.balances.clone();
     let found = super::read_ledger(&state, move |conn| {
-        let Some(balance) = service::member_balance(conn, &lookup, as_of)? else {
+        let Some(balance) = service::member_balance(conn, &lookup, as_of, &known)? else {
             return Ok(None);
         };
         let tier = service::member_tier(conn, &rules, &lookup, as_of)?;
@@ -166,7 +163,7 @@ pub async fn balance(
     })
     .await??;
     let (balance, tier) = found.ok_or(BalanceError::NotFound(vip))?;
-    let mut data = BalanceData::from(balance);
+    let mut data = BalanceData::from(&*balance);
     data.tier = tier.as_ref().map(TierData::from);
     Ok(success(data))
 }

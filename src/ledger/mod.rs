@@ -2,11 +2,13 @@
 //! `repo` is the only place with SQL; the operations here are each one transaction.
 
 pub mod audit;
+pub mod balances;
 pub mod card;
 pub mod connection;
 pub mod copy;
 pub mod external;
 pub mod history;
+mod memory;
 pub mod migrations;
 pub mod models;
 pub mod recent;
@@ -25,7 +27,9 @@ pub struct Store {
     pub pool: Pool,
     pub writer: writer::Writer,
     /// The answers of trades recorded lately, for replays answered without a read.
-    pub recent: std::sync::Arc<recent::RecentTrades>,
+    pub recent: Arc<recent::RecentTrades>,
+    /// Members' balances as last read, answered again while the member's ledger is unchanged.
+    pub balances: Arc<KnownBalances>,
     /// SQLite: short reads may run on the calling thread (`Store::conn_here`).
     reads_here: bool,
 }
@@ -45,9 +49,8 @@ impl Store {
         Ok(Self {
             pool,
             writer,
-            recent: std::sync::Arc::new(recent::RecentTrades::new(
-                recent::RECENT_TRADES_MAX_DEFAULT,
-            )),
+            recent: Arc::new(recent::RecentTrades::new(recent::RECENT_TRADES_MAX_DEFAULT)),
+            balances: Arc::new(KnownBalances::new(balances::BALANCES_LOTS_MAX_DEFAULT)),
             reads_here: matches!(url, DatabaseUrl::Sqlite(_)),
         })
     }
@@ -56,7 +59,16 @@ impl Store {
     /// of `recent::RECENT_TRADES_MAX_DEFAULT`.
     pub fn remembering(self, trades_max: usize) -> Self {
         Self {
-            recent: std::sync::Arc::new(recent::RecentTrades::new(trades_max)),
+            recent: Arc::new(recent::RecentTrades::new(trades_max)),
+            ..self
+        }
+    }
+
+    /// The store keeping balances of up to `lots_max` lots in all (0: none), instead of
+    /// `balances::BALANCES_LOTS_MAX_DEFAULT`.
+    pub fn keeping_balances(self, lots_max: usize) -> Self {
+        Self {
+            balances: Arc::new(KnownBalances::new(lots_max)),
             ..self
         }
     }
@@ -79,8 +91,10 @@ use crate::domain::{
     BudgetKey, CampaignCode, CampaignUse, ContextNeeds, EvaluateError, ExpireType, Grant,
     MemberContext, PointType, Points, Priced, TierBasis, TierNeed, Trade, TradeNo, VipAccountNo,
 };
+use balances::KnownBalances;
 use chrono::{DateTime, NaiveDate, Utc};
 use models::{LotRow, NewEntry, NewLot, NewMember, NewTrade, ShownLot};
+use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PostError {
@@ -964,20 +978,41 @@ impl HeldLot {
 }
 
 /// The member's balance as of `as_of`: lots past their expiry never count, whether or not an
-/// expiry has been written for them. `None` for a member the ledger has never seen.
+/// expiry has been written for them. `None` for a member the ledger has never seen. A balance
+/// `known` for the member's ledger version and that moment is answered from memory; one read
+/// is kept there.
 pub fn balance(
     conn: &mut Conn,
     vip: &VipAccountNo,
     as_of: DateTime<Utc>,
-) -> Result<Option<Balance>, PostError> {
+    known: &KnownBalances,
+) -> Result<Option<Arc<Balance>>, PostError> {
     let Some((member_id, vip)) = find_member_account(conn, vip)? else {
         return Ok(None);
     };
     let as_of_ms = ms(as_of);
+    // Read before the lots (on PostgreSQL each statement reads what has committed by then): a
+    // balance kept under a version is never older than that version.
+    let version = match known.is_off() {
+        true => (None, None),
+        false => repo::member_ledger_version(conn, member_id)?,
+    };
+    if let Some(balance) = known.answer(member_id, version, as_of_ms) {
+        return Ok(Some(balance));
+    }
     let (mut usable, mut pending): (Vec<ShownLot>, Vec<ShownLot>) =
         repo::shown_lots(conn, member_id, as_of_ms)?
             .into_iter()
             .partition(|l| l.available_at_ms <= as_of_ms);
+    // The balance holds until the first of its lots expires or of its pending lots becomes
+    // usable.
+    let until_ms = usable
+        .iter()
+        .chain(&pending)
+        .filter_map(|l| l.expires_at_ms)
+        .chain(pending.iter().map(|l| l.available_at_ms))
+        .min()
+        .unwrap_or(i64::MAX);
     usable.sort_by_key(|l| burn_order_of(l.expires_at_ms, l.id));
     pending.sort_by_key(|l| (l.available_at_ms, l.id));
     let held = |rows: Vec<ShownLot>| -> Result<(Points, Vec<HeldLot>), PostError> {
@@ -992,12 +1027,14 @@ pub fn balance(
     let (available, lots) = held(usable)?;
     let (pending, pending_lots) = held(pending)?;
     let owed = Points::new(repo::owed_points(conn, member_id)?).map_err(PostError::Corrupt)?;
-    Ok(Some(Balance {
+    let balance = Arc::new(Balance {
         owed,
         vip_accountno: vip,
         available,
         pending,
         lots,
         pending_lots,
-    }))
+    });
+    known.remember(member_id, version, (as_of_ms, until_ms), balance.clone());
+    Ok(Some(balance))
 }

@@ -7,11 +7,9 @@
 //! process does not remember (another instance's, an older one) is read from the ledger as
 //! before, so several instances on one database stay correct.
 
+use super::memory::Memory;
 use super::{PostError, Posted};
 use crate::domain::{Fingerprint, OutTradeNo};
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
 
 /// A recorded trade's request fingerprint and answer. Its texts are shared (`Arc<str>`): only
 /// the list of grants is its own.
@@ -21,24 +19,9 @@ struct Known {
 }
 
 /// At most `trades_max` recent trades' answers, and at most `GRANTS_A_TRADE` times as many
-/// grants in all, the oldest forgotten first (in two generations: when the newer fills up to
-/// half of either bound, the older is dropped and the newer takes its place, so a lookup and a
-/// remember are O(1) and the memory never exceeds the bounds, however many grants a program's
-/// trades earn).
+/// grants in all, the oldest forgotten first (`memory::Memory`).
 pub struct RecentTrades {
-    generation_max: usize,
-    generation_grants_max: usize,
-    generations: Mutex<Generations>,
-    /// Replays answered from memory so far (`/metrics`).
-    answered: AtomicU64,
-}
-
-#[derive(Default)]
-struct Generations {
-    newer: HashMap<OutTradeNo, Known>,
-    /// The grants of the trades in `newer`.
-    newer_grants: usize,
-    older: HashMap<OutTradeNo, Known>,
+    memory: Memory<OutTradeNo, Known>,
 }
 
 /// About 400 bytes a seed-shaped trade (two grants), about 90 bytes more a grant: at most
@@ -52,10 +35,7 @@ impl RecentTrades {
     /// Remembers up to `trades_max` trades; 0 remembers none.
     pub fn new(trades_max: usize) -> Self {
         Self {
-            generation_max: trades_max / 2,
-            generation_grants_max: trades_max / 2 * GRANTS_A_TRADE,
-            generations: Mutex::default(),
-            answered: AtomicU64::new(0),
+            memory: Memory::new(trades_max, trades_max * GRANTS_A_TRADE),
         }
     }
 
@@ -66,28 +46,22 @@ impl RecentTrades {
         out_trade_no: &OutTradeNo,
         fingerprint: &Fingerprint,
     ) -> Option<Result<Posted, PostError>> {
-        if self.generation_max == 0 {
-            return None;
-        }
-        let generations = self.lock();
-        let known = generations.newer.get(out_trade_no);
-        let known = known.or_else(|| generations.older.get(out_trade_no))?;
-        self.answered.fetch_add(1, Ordering::Relaxed);
-        Some(match known.fingerprint == *fingerprint {
-            true => Ok(known.posted.clone()),
-            false => Err(PostError::Conflict {
-                trade_no: known.posted.trade_no.to_string(),
-            }),
+        self.memory.answer(out_trade_no, |known| {
+            Some(match known.fingerprint == *fingerprint {
+                true => Ok(known.posted.clone()),
+                false => Err(PostError::Conflict {
+                    trade_no: known.posted.trade_no.to_string(),
+                }),
+            })
         })
     }
 
     /// Remembers the answer of a trade recorded with this request `fingerprint`, once its write
     /// has committed.
     pub fn remember(&self, out_trade_no: &OutTradeNo, fingerprint: Fingerprint, posted: &Posted) {
-        if self.generation_max == 0 {
+        if self.memory.is_off() {
             return;
         }
-        let grants = posted.grants.len();
         let known = Known {
             fingerprint,
             posted: Posted {
@@ -95,47 +69,22 @@ impl RecentTrades {
                 ..posted.clone()
             },
         };
-        let retired = {
-            let mut generations = self.lock();
-            let full = generations.newer.len() >= self.generation_max
-                || generations.newer_grants + grants > self.generation_grants_max;
-            let retired = match full {
-                true => {
-                    let newer = HashMap::with_capacity(self.generation_max);
-                    let newer = std::mem::replace(&mut generations.newer, newer);
-                    generations.newer_grants = 0;
-                    Some(std::mem::replace(&mut generations.older, newer))
-                }
-                false => None,
-            };
-            generations.newer.insert(out_trade_no.clone(), known);
-            generations.newer_grants += grants;
-            retired
-        };
-        // Freed outside the lock.
-        drop(retired);
+        let grants = posted.grants.len();
+        self.memory.remember(out_trade_no.clone(), known, grants);
     }
 
     /// How many trades are remembered now.
     pub fn len(&self) -> usize {
-        let generations = self.lock();
-        generations.newer.len() + generations.older.len()
+        self.memory.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.memory.is_empty()
     }
 
     /// Requests answered from memory so far (replays and conflicts).
     pub fn answered(&self) -> u64 {
-        self.answered.load(Ordering::Relaxed)
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Generations> {
-        // A panic while holding it leaves two maps that are still whole.
-        self.generations
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.memory.answered()
     }
 }
 
@@ -190,21 +139,6 @@ mod tests {
     }
 
     #[test]
-    fn no_more_than_the_bound_is_remembered_and_the_oldest_go_first() {
-        let (f, _) = fingerprints();
-        let recent = RecentTrades::new(8);
-        for i in 0..100 {
-            let text = format!("T{i}");
-            recent.remember(&no(&text), f, &posted(&text));
-            assert!(recent.len() <= 8, "{} remembered", recent.len());
-        }
-        for (i, remembered) in [(99, true), (92, true), (91, false), (0, false)] {
-            let answer = recent.answer(&no(&format!("T{i}")), &f);
-            assert_eq!(answer.is_some(), remembered, "T{i}");
-        }
-    }
-
-    #[test]
     fn trades_with_many_grants_are_remembered_fewer() {
         let (f, _) = fingerprints();
         let grant = crate::domain::Grant {
@@ -226,12 +160,7 @@ mod tests {
                 ..posted(&text)
             };
             recent.remember(&no(&text), f, &many);
-            let generations = recent.lock();
-            let held: usize = [&generations.newer, &generations.older]
-                .iter()
-                .flat_map(|generation| generation.values())
-                .map(|known| known.posted.grants.len())
-                .sum();
+            let held = recent.memory.weight();
             assert!(held <= grants_max, "{held} grants remembered");
         }
         assert!(recent.answer(&no("T99"), &f).is_some());

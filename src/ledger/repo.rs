@@ -106,6 +106,34 @@ pub fn find_member_id(conn: &mut Conn, vip_accountno: &str) -> Result<Option<i64
     })
 }
 
+/// What a member's balance is read from, named by its newest entry and its newest refund
+/// (`None`: none yet). Every change to the member's lots comes with an entry (the audit checks
+/// that a lot's entries sum to what it holds) and every change to what the member owes with an
+/// entry or a refund; the member's writers take turns on its lock, so their ids grow in the order
+/// they commit. Two reads that find the same version read the same lots and debts.
+macro_rules! ledger_version_query {
+    ($member_id:expr) => {
+        diesel::select((
+            entries::table
+                .filter(entries::member_id.eq($member_id))
+                .select(diesel::dsl::max(entries::id))
+                .single_value(),
+            refunds::table
+                .filter(refunds::member_id.eq($member_id))
+                .select(diesel::dsl::max(refunds::id))
+                .single_value(),
+        ))
+    };
+}
+
+/// The member's ledger version (see `ledger_version_query!`): one statement, two index seeks.
+pub fn member_ledger_version(
+    conn: &mut Conn,
+    member_id: i64,
+) -> Result<(Option<i64>, Option<i64>), Error> {
+    on_backend!(conn, c => ledger_version_query!(member_id).get_result(c))
+}
+
 /// Locks the member's row until the transaction ends, so that writers of one member (burns,
 /// refunds, debts) take turns on PostgreSQL (`FOR NO KEY UPDATE`: the member's new trades,
 /// lots and entries can still reference it). SQLite's write transactions already do.
@@ -1982,6 +2010,33 @@ mod tests {
             "{steps:?}"
         );
         assert!(steps[0].contains("USING INDEX refunds_member"), "{steps:?}");
+    }
+
+    #[test]
+    fn a_ledger_version_is_two_index_seeks() {
+        let (_dir, mut conn) = migrated();
+        let query = ledger_version_query!(7_i64);
+        let sql = diesel::debug_query::<Sqlite, _>(&query).to_string();
+        let sql = sql.split(" -- binds").next().unwrap();
+        let steps = plan(&mut conn, sql);
+        assert!(
+            steps
+                .iter()
+                .all(|step| !step.starts_with("SCAN") || step == "SCAN CONSTANT ROW"),
+            "{steps:?}"
+        );
+        assert!(
+            steps
+                .iter()
+                .any(|step| step.contains("COVERING INDEX entries_member")),
+            "{steps:?}"
+        );
+        assert!(
+            steps
+                .iter()
+                .any(|step| step.contains("COVERING INDEX refunds_member")),
+            "{steps:?}"
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@ use crate::domain::{
     Amount, Fingerprint, MemberContext, OutTradeNo, ProgramTz, Refund, ShortfallPolicy, Trade,
     VipAccountNo,
 };
+use crate::ledger::balances::KnownBalances;
 use crate::ledger::refund::Refunded;
 use crate::ledger::writer::{Answer, Busy, WriteError, WriteFailure};
 use crate::ledger::{self, Balance, Conn, PooledConn, PostError, Posted, Replay, Store};
@@ -486,8 +487,9 @@ pub fn member_balance(
     conn: &mut Conn,
     vip: &VipAccountNo,
     as_of: DateTime<Utc>,
-) -> Result<Option<Balance>, ServiceError> {
-    Ok(ledger::balance(conn, vip, as_of)?)
+    known: &KnownBalances,
+) -> Result<Option<std::sync::Arc<Balance>>, ServiceError> {
+    Ok(ledger::balance(conn, vip, as_of, known)?)
 }
 
 /// A member's tier at a moment.

@@ -194,7 +194,73 @@ fn a_trade_that_would_take_a_member_past_the_most_points_one_may_hold_writes_not
     app.assert_ledger_consistent();
 }
 
+/// A member's balance asked again is answered from memory (`--balances-lots-max`) while the
+/// member's ledger is unchanged, and read again once anything of it changed, whichever instance
+/// wrote: an instance keeping balances and one reading every lot answer alike after an earn,
+/// a burn, a refund that leaves a debt (no entry, only the refund), and at a lot's expiry.
+fn a_balance_from_memory_is_the_ledgers_after_every_write() {
+    let db = TestDb::new();
+    let mut settings = test_settings(&shipped_rules(), &db);
+    settings.refund_shortfall_policy = point_engine::domain::ShortfallPolicy::AllowNegative;
+    let keeping = spawn_app_with_settings(settings.clone());
+    let reading = spawn_app_with_settings(point_engine::config::Settings {
+        balances_lots_max: 0,
+        ..settings
+    });
+    let alike = |what: &str, as_of: Option<&str>| {
+        let kept = keeping.balance("M-KEPT", as_of);
+        assert_eq!(kept.0, 200, "{what}: {kept:?}");
+        assert_eq!(kept, reading.balance("M-KEPT", as_of), "{what}");
+        kept.1["data"].clone()
+    };
+    let (status, _) = keeping.post_trade(&trade("KEPT-1", "M-KEPT", &hours_ago(2)));
+    assert_eq!(status, 200);
+    assert_eq!(alike("earned", None)["available_point"], json!(100));
+    assert_eq!(alike("asked again", None)["available_point"], json!(100));
+    let (status, _) = reading.post_trade(&trade("KEPT-2", "M-KEPT", &hours_ago(1)));
+    assert_eq!(status, 200);
+    assert_eq!(
+        alike("earned elsewhere", None)["available_point"],
+        json!(200)
+    );
+    let mut burn = trade("KEPT-3", "M-KEPT", &hours_ago(0));
+    burn["burn_point"] = json!(150);
+    let (status, body) = reading.post_trade(&burn);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        alike("burned elsewhere", None)["available_point"],
+        json!(150)
+    );
+    // KEPT-1's lot is spent: its refund takes nothing back, the member owes its 100 points.
+    let (status, body) = reading.post_refund(&refund("KEPT-R1", "KEPT-1", "1000.00"));
+    assert_eq!(status, 200, "{body}");
+    let owing = alike("refunded elsewhere", None);
+    assert_eq!(
+        (&owing["available_point"], &owing["owed_point"]),
+        (&json!(50), &json!(100))
+    );
+    // From memory up to the last moment before the lots expire (the balance read now holds
+    // until then), read again at it.
+    let expiry = owing["lots"][0]["expire_time"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let before = format!("{expiry}T23:59:59+08:00");
+    let expired = chrono::NaiveDate::parse_from_str(&expiry, "%Y-%m-%d").unwrap();
+    let expired = format!("{}T00:00:00+08:00", expired.succ_opt().unwrap());
+    assert_eq!(alike("before the expiry", Some(&before)), owing);
+    let gone = alike("at the expiry", Some(&expired));
+    let lots = gone["lots"].as_array().unwrap();
+    assert!(lots.iter().all(|lot| lot["expire_time"] != json!(expiry)));
+    let left: i64 = lots.iter().map(|lot| lot["point"].as_i64().unwrap()).sum();
+    assert_eq!(gone["available_point"], json!(left - 100));
+    let answered = |app: &TestApp| app.metric("point_engine_balances_answered_total");
+    assert_eq!(answered(&keeping).as_deref(), Some("2"));
+    assert_eq!(answered(&reading).as_deref(), Some("0"));
+}
+
 on_both_backends!(
+    a_balance_from_memory_is_the_ledgers_after_every_write,
     the_seed_trade_is_available_in_its_quarter_and_expired_today,
     a_recent_trade_is_available_now_with_its_kdp_date,
     an_unknown_member_is_not_found_and_a_bad_as_of_is_named,

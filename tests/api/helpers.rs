@@ -391,6 +391,7 @@ pub fn test_settings(rules: &Path, db: &TestDb) -> Settings {
         pool_size: 8,
         writer: Default::default(),
         recent_trades_max: point_engine::ledger::recent::RECENT_TRADES_MAX_DEFAULT,
+        balances_lots_max: point_engine::ledger::balances::BALANCES_LOTS_MAX_DEFAULT,
         clock_skew_s_max: 300,
         card_count_max: 1000,
         expire_interval_s: 0,
@@ -606,6 +607,20 @@ impl TestApp {
             request = request.query("as_of", as_of);
         }
         read(request.call())
+    }
+
+    /// The value `/metrics` shows for the series `name` (with its labels, if it has any).
+    pub fn metric(&self, name: &str) -> Option<String> {
+        let text = ureq::get(&format!("{}/metrics", self.address))
+            .call()
+            .unwrap()
+            .into_string()
+            .unwrap();
+        let line = text.lines().find(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with(' '))
+        });
+        line.map(|l| l.rsplit(' ').next().unwrap().to_string())
     }
 
     /// A connection of its own to the app's ledger.

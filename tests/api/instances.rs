@@ -160,9 +160,14 @@ fn two_instances_on_one_database_grant_once_and_never_overdraw() {
     let pool = ledger::connect(&db.url, 2).unwrap();
     let mut conn = pool.get().unwrap();
     let vip = point_engine::domain::VipAccountNo::parse("M-1").unwrap();
-    let balance = ledger::balance(&mut conn, &vip, chrono::Utc::now())
-        .unwrap()
-        .unwrap();
+    let balance = ledger::balance(
+        &mut conn,
+        &vip,
+        chrono::Utc::now(),
+        &ledger::balances::KnownBalances::new(0),
+    )
+    .unwrap()
+    .unwrap();
     assert_eq!(balance.spendable(), 0);
     let report = audit::audit(&mut conn).unwrap();
     assert_eq!(report.violations, Vec::<String>::new());

@@ -279,11 +279,16 @@ impl Ledger {
 
     /// (available, pending, owed) as of `as_of`; zeros for a member not yet made.
     fn balance(&self, member: &VipAccountNo, as_of: DateTime<Utc>) -> (i64, i64, i64) {
-        service::member_balance(&mut self.store.pool.get().unwrap(), member, as_of)
-            .unwrap()
-            .map_or((0, 0, 0), |b| {
-                (b.available.value(), b.pending.value(), b.owed.value())
-            })
+        service::member_balance(
+            &mut self.store.pool.get().unwrap(),
+            member,
+            as_of,
+            &self.store.balances,
+        )
+        .unwrap()
+        .map_or((0, 0, 0), |b| {
+            (b.available.value(), b.pending.value(), b.owed.value())
+        })
     }
 }
 

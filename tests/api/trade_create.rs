@@ -128,17 +128,7 @@ fn a_replay_answers_alike_from_memory_and_from_the_ledger() {
     assert_eq!((trades, members), (2, 2));
     remembering.assert_ledger_consistent();
     // Two replays and a conflict from memory; none by the other, nor its own trade's replay.
-    let answered = |app: &TestApp| {
-        let text = ureq::get(&format!("{}/metrics", app.address))
-            .call()
-            .unwrap()
-            .into_string()
-            .unwrap();
-        let line = text
-            .lines()
-            .find(|l| l.starts_with("point_engine_recent_trades_answered_total "));
-        line.map(|l| l.rsplit(' ').next().unwrap().to_string())
-    };
+    let answered = |app: &TestApp| app.metric("point_engine_recent_trades_answered_total");
     assert_eq!(answered(&remembering).as_deref(), Some("3"));
     assert_eq!(answered(&forgetful).as_deref(), Some("0"));
 }
