@@ -29,9 +29,14 @@ pub struct KnownBalances {
     memory: Memory<i64, Known>,
 }
 
-/// About 130 bytes a lot: about 34 MB at most at the default (420 members of a million-trade
-/// ledger's ~80 lots, or 65,536 members of 3).
-pub const BALANCES_LOTS_MAX_DEFAULT: usize = 262_144;
+/// None by default: keeping balances pays only while the members asked about fit (measured
+/// 2026-12-04, docs/performance.md): 262,144 lots (about 34 MB, about 130 bytes a lot) answered
+/// a new ledger's balances 1.14× faster, but 20,000 members of a million-trade ledger (~80 lots
+/// each, 1.6 million in all) 0.7× as fast as none, every ask a miss that also reads the version.
+pub const BALANCES_LOTS_MAX_DEFAULT: usize = 0;
+
+/// A bound that keeps a few thousand members' balances (tests, and an example to set).
+pub const BALANCES_LOTS_MAX_EXAMPLE: usize = 262_144;
 
 impl KnownBalances {
     /// Keeps balances of up to `lots_max` lots in all; 0 keeps none.

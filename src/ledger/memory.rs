@@ -4,7 +4,8 @@
 //!
 //! Two generations of hash maps: when the newer fills up to half of either bound, the older is
 //! dropped and the newer takes its place, so a lookup and a remember are O(1) and the memory
-//! never exceeds its bounds, however heavy its items.
+//! never exceeds its bounds, however heavy its items. A retired generation of many items is
+//! freed on a thread of its own, so that no request waits for a few hundred thousand frees.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -26,7 +27,10 @@ struct Generations<K, V> {
     older: HashMap<K, (V, usize)>,
 }
 
-impl<K: Eq + Hash, V> Memory<K, V> {
+/// A retired generation of more items than this is freed on a thread of its own.
+const FREED_ASIDE_ITEMS_MIN: usize = 1_024;
+
+impl<K: Eq + Hash + Send + 'static, V: Send + 'static> Memory<K, V> {
     /// Holds up to `items_max` items weighing `weight_max` in all; 0 items holds none.
     pub fn new(items_max: usize, weight_max: usize) -> Self {
         Self {
@@ -75,8 +79,7 @@ impl<K: Eq + Hash, V> Memory<K, V> {
                 || generations.newer_weight + weight > self.generation_weight_max;
             let retired = match full {
                 true => {
-                    let newer = HashMap::with_capacity(self.generation_max);
-                    let newer = std::mem::replace(&mut generations.newer, newer);
+                    let newer = std::mem::take(&mut generations.newer);
                     generations.newer_weight = 0;
                     Some(std::mem::replace(&mut generations.older, newer))
                 }
@@ -91,7 +94,9 @@ impl<K: Eq + Hash, V> Memory<K, V> {
             retired
         };
         // Freed outside the lock.
-        drop(retired);
+        if let Some(retired) = retired {
+            free(retired);
+        }
     }
 
     /// How many items are held now.
@@ -126,6 +131,17 @@ impl<K: Eq + Hash, V> Memory<K, V> {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
+}
+
+/// Frees a retired generation: a large one on a thread of its own (here, with the closure, if
+/// none can start).
+fn free<K: Send + 'static, V: Send + 'static>(retired: HashMap<K, V>) {
+    if retired.len() < FREED_ASIDE_ITEMS_MIN {
+        return;
+    }
+    let _ = std::thread::Builder::new()
+        .name("memory-free".into())
+        .spawn(move || drop(retired));
 }
 
 #[cfg(test)]

@@ -391,7 +391,7 @@ pub fn test_settings(rules: &Path, db: &TestDb) -> Settings {
         pool_size: 8,
         writer: Default::default(),
         recent_trades_max: point_engine::ledger::recent::RECENT_TRADES_MAX_DEFAULT,
-        balances_lots_max: point_engine::ledger::balances::BALANCES_LOTS_MAX_DEFAULT,
+        balances_lots_max: point_engine::ledger::balances::BALANCES_LOTS_MAX_EXAMPLE,
         clock_skew_s_max: 300,
         card_count_max: 1000,
         expire_interval_s: 0,
