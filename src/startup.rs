@@ -814,13 +814,13 @@ fn run_report(args: ReportArgs) -> Result<(), StartupError> {
             }
             .ok_or_else(|| config(format!("member {vip} not found")))?;
             out = json_text(&crate::http::history::HistoryData::new(
-                &vip, page, page_size, &history,
+                &vip, page, page_size, history,
             ));
         }
         Report::Trade { number } => {
             let detail = crate::service::trade_detail(&store, &number)?
                 .ok_or_else(|| config(format!("trade {number} not found")))?;
-            let data = crate::http::history::TradeData::try_from(&detail).map_err(config)?;
+            let data = crate::http::history::TradeData::try_from(detail).map_err(config)?;
             out = json_text(&data);
         }
     }

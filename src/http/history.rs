@@ -35,16 +35,17 @@ pub struct MovementData {
     pub created_time: String,
 }
 
-impl From<&Movement> for MovementData {
-    fn from(m: &Movement) -> Self {
+/// Takes the movement's text, not a copy of it: a page holds up to `PAGE_SIZE_MAX` of them.
+impl From<Movement> for MovementData {
+    fn from(m: Movement) -> Self {
         Self {
             entry_id: m.id,
-            kind: m.kind.clone(),
+            kind: m.kind,
             point: m.points,
-            point_type: m.point_type.clone(),
-            campaign_code: m.campaign_code.clone(),
-            trade_no: m.trade_no.clone(),
-            out_trade_no: m.out_trade_no.clone(),
+            point_type: m.point_type,
+            campaign_code: m.campaign_code,
+            trade_no: m.trade_no,
+            out_trade_no: m.out_trade_no,
             effective_time: m.effective_at.to_rfc3339_opts(SecondsFormat::Millis, true),
             created_time: m.created_at.to_rfc3339_opts(SecondsFormat::Millis, true),
         }
@@ -64,14 +65,18 @@ pub struct HistoryData {
 }
 
 impl HistoryData {
-    pub fn new(vip: &VipAccountNo, page: i64, page_size: i64, history: &History) -> Self {
+    pub fn new(vip: &VipAccountNo, page: i64, page_size: i64, history: History) -> Self {
         Self {
             vip_accountno: vip.to_string(),
             page,
             page_size,
             total: history.total,
             tier: None,
-            entries: history.movements.iter().map(MovementData::from).collect(),
+            entries: history
+                .movements
+                .into_iter()
+                .map(MovementData::from)
+                .collect(),
         }
     }
 }
@@ -120,10 +125,10 @@ pub struct RefundData {
     pub shortfall_policy: String,
 }
 
-impl TryFrom<&TradeDetail> for TradeData {
+impl TryFrom<TradeDetail> for TradeData {
     type Error = String;
 
-    fn try_from(detail: &TradeDetail) -> Result<Self, String> {
+    fn try_from(detail: TradeDetail) -> Result<Self, String> {
         let t = &detail.trade;
         Ok(Self {
             trade_no: t.trade_no.clone(),
@@ -153,7 +158,11 @@ impl TryFrom<&TradeDetail> for TradeData {
                     remark: grant.remark.to_string(),
                 })
                 .collect(),
-            entries: detail.movements.iter().map(MovementData::from).collect(),
+            entries: detail
+                .movements
+                .into_iter()
+                .map(MovementData::from)
+                .collect(),
             refunds: detail
                 .refunds
                 .iter()
@@ -226,7 +235,7 @@ fn page_number(
     params(
         ("vip_accountno" = String, Path, description = "An account number or an identity"),
         ("page" = Option<String>, Query, description = "From 1 (default 1)"),
-        ("page_size" = Option<String>, Query, description = "1 to 500 (default 50)")
+        ("page_size" = Option<String>, Query, description = "1 to 200 (default 50)")
     ),
     responses((status = 200, description = "One page of movements", body = crate::error::Envelope<HistoryData>)),
     security(("api_key" = []))
@@ -245,21 +254,19 @@ pub async fn member_entries(
         PAGE_SIZE_MAX,
     )?;
     let lookup = vip.clone();
-    let found = super::on_pool(state.clone(), move || {
-        // One connection, one read, for both.
-        let conn = &mut *state.store.pool.get()?;
-        crate::ledger::one_read(conn, |conn| {
-            let Some(history) = service::member_history(conn, &lookup, page, page_size)? else {
-                return Ok(None);
-            };
-            let rules = state.rules.current();
-            let tier = service::member_tier(conn, &rules, &lookup, Utc::now())?;
-            Ok::<_, ServiceError>(Some((history, tier)))
-        })
+    // One read for both; a page is read from one covering index, short enough for the worker
+    // itself on SQLite (`read_ledger`).
+    let rules = state.rules.current();
+    let found = super::read_ledger(&state, move |conn| {
+        let Some(history) = service::member_history(conn, &lookup, page, page_size)? else {
+            return Ok(None);
+        };
+        let tier = service::member_tier(conn, &rules, &lookup, Utc::now())?;
+        Ok(Some((history, tier)))
     })
     .await??;
     let (history, tier) = found.ok_or_else(|| HistoryError::NotFound(format!("member {vip}")))?;
-    let mut data = HistoryData::new(&vip, page, page_size, &history);
+    let mut data = HistoryData::new(&vip, page, page_size, history);
     data.tier = tier.as_ref().map(super::balance::TierData::from);
     Ok(success(data))
 }
@@ -286,6 +293,6 @@ pub async fn trade(
     .await??
     .ok_or_else(|| HistoryError::NotFound(format!("trade {number}")))?;
     Ok(success(
-        TradeData::try_from(&detail).map_err(HistoryError::Corrupt)?,
+        TradeData::try_from(detail).map_err(HistoryError::Corrupt)?,
     ))
 }

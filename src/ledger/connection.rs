@@ -221,6 +221,13 @@ fn configure_sqlite() {
                  .cargo/config.toml leaves it out)"
             );
         }
+        if !plans_are_stable() {
+            log::warn!(
+                "SQLite was compiled without SQLITE_ENABLE_QPSG: statements with `LIMIT ?` are \
+                 parsed and planned again whenever a value is bound to them (build from the \
+                 project folder, whose .cargo/config.toml sets it)"
+            );
+        }
     });
 }
 
@@ -230,6 +237,14 @@ fn configure_sqlite() {
 pub fn page_caches_share_a_lock() -> bool {
     // SAFETY: the argument is a NUL-terminated string that outlives the call.
     unsafe { libsqlite3_sys::sqlite3_compileoption_used(c"ENABLE_MEMORY_MANAGEMENT".as_ptr()) == 1 }
+}
+
+/// Whether the SQLite linked in plans a statement once, whatever values are later bound to it
+/// (compiled with `SQLITE_ENABLE_QPSG`, which `.cargo/config.toml`'s `LIBSQLITE3_FLAGS` sets).
+/// Otherwise binding a `LIMIT ?` or `OFFSET ?` expires the prepared statement.
+pub fn plans_are_stable() -> bool {
+    // SAFETY: the argument is a NUL-terminated string that outlives the call.
+    unsafe { libsqlite3_sys::sqlite3_compileoption_used(c"ENABLE_QPSG".as_ptr()) == 1 }
 }
 
 /// Opens a pool on the database (creating a SQLite file and its folder if needed) and runs
@@ -427,6 +442,14 @@ mod tests {
     fn each_sqlite_connection_keeps_its_own_page_cache() {
         assert!(
             !page_caches_share_a_lock(),
+            "LIBSQLITE3_FLAGS of .cargo/config.toml did not reach libsqlite3-sys's build"
+        );
+    }
+
+    #[test]
+    fn sqlite_plans_a_statement_once_whatever_is_bound() {
+        assert!(
+            plans_are_stable(),
             "LIBSQLITE3_FLAGS of .cargo/config.toml did not reach libsqlite3-sys's build"
         );
     }

@@ -785,10 +785,13 @@ pub fn lots_of_trades(conn: &mut Conn, trade_ids: &[i64]) -> Result<Vec<LotRow>,
 }
 
 pub fn count_entries_of_member(conn: &mut Conn, member_id: i64) -> Result<i64, Error> {
-    entries::table
-        .filter(entries::member_id.eq(member_id))
-        .count()
-        .get_result(conn)
+    // On the backend's own connection, where diesel keeps the statement prepared.
+    on_backend!(conn, c => {
+        entries::table
+            .filter(entries::member_id.eq(member_id))
+            .count()
+            .get_result(c)
+    })
 }
 
 /// Whose movements to read (`movements`).
@@ -819,19 +822,22 @@ macro_rules! member_page_query {
     };
 }
 
-/// Entries as a history shows them: a page of a member's, newest first, or a trade's.
+/// Entries as a history shows them: a page of a member's, newest first, or a trade's. Read on
+/// the backend's own connection, where diesel keeps each statement prepared.
 pub fn movements(conn: &mut Conn, of: MovementsOf) -> Result<Vec<ShownEntryRow>, Error> {
     match of {
         MovementsOf::Member {
             member_id,
             offset,
             limit,
-        } => member_page_query!(member_id, offset, limit).load(conn),
-        MovementsOf::Trade(trade_id) => entries::table
-            .filter(entries::trade_id.eq(trade_id))
-            .order(entries::id.asc())
-            .select(ShownEntryRow::as_select())
-            .load(conn),
+        } => on_backend!(conn, c => member_page_query!(member_id, offset, limit).load(c)),
+        MovementsOf::Trade(trade_id) => on_backend!(conn, c => {
+            entries::table
+                .filter(entries::trade_id.eq(trade_id))
+                .order(entries::id.asc())
+                .select(ShownEntryRow::as_select())
+                .load(c)
+        }),
     }
 }
 
