@@ -14,6 +14,10 @@ use serde::{Deserialize, Serialize};
 
 pub const PAGE_SIZE_DEFAULT: i64 = 50;
 
+/// A page that skips more of a member's entries than this is read on a blocking thread, not
+/// on the worker: skipping costs a step of the index for each entry skipped.
+const ENTRIES_SKIPPED_ON_WORKER_MAX: i64 = 1_000;
+
 #[derive(Debug, Deserialize)]
 pub struct PageQuery {
     page: Option<String>,
@@ -254,17 +258,22 @@ pub async fn member_entries(
         PAGE_SIZE_MAX,
     )?;
     let lookup = vip.clone();
-    // One read for both; a page is read from one covering index, short enough for the worker
-    // itself on SQLite (`read_ledger`).
+    // One read for both. A page is a range of one covering index: short enough for the worker
+    // itself on SQLite (`read_ledger`) unless the caller skips far into it.
     let rules = state.rules.current();
-    let found = super::read_ledger(&state, move |conn| {
+    let read = move |conn: &mut crate::ledger::Conn| {
         let Some(history) = service::member_history(conn, &lookup, page, page_size)? else {
             return Ok(None);
         };
         let tier = service::member_tier(conn, &rules, &lookup, Utc::now())?;
         Ok(Some((history, tier)))
-    })
-    .await??;
+    };
+    let skipped = (page - 1).saturating_mul(page_size);
+    let found = if skipped <= ENTRIES_SKIPPED_ON_WORKER_MAX {
+        super::read_ledger(&state, read).await
+    } else {
+        super::read_ledger_blocking(&state, read).await
+    }??;
     let (history, tier) = found.ok_or_else(|| HistoryError::NotFound(format!("member {vip}")))?;
     let mut data = HistoryData::new(&vip, page, page_size, history);
     data.tier = tier.as_ref().map(super::balance::TierData::from);

@@ -204,6 +204,19 @@ where
     if let Some(mut conn) = state.store.conn_here() {
         return Ok(ledger::one_read(&mut conn, read));
     }
+    read_ledger_blocking(state, read).await
+}
+
+/// Runs a read of the ledger on a blocking thread (`on_pool`), its statements as one read: a
+/// read too long for the worker, whose other connections would wait on it.
+pub async fn read_ledger_blocking<T, F>(
+    state: &web::Data<AppState>,
+    read: F,
+) -> Result<Result<T, ServiceError>, BlockingError>
+where
+    F: FnOnce(&mut Conn) -> Result<T, ServiceError> + Send + 'static,
+    T: Send + 'static,
+{
     let pool = state.store.pool.clone();
     on_pool(state.clone(), move || {
         ledger::one_read(&mut *pool.get()?, read)

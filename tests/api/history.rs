@@ -55,6 +55,14 @@ fn a_members_entries_page_newest_first() {
     );
     let (_, beyond) = app.get("/v1/point-engine/members/M-A/entries?page=3&page_size=2");
     assert_eq!(beyond["data"]["entries"], json!([]));
+    // A page far into the history (read on a blocking thread, not the worker) answers alike.
+    let (status, far) = app.get("/v1/point-engine/members/M-A/entries?page=100&page_size=200");
+    assert_eq!(status, 200);
+    assert_eq!(
+        (far["data"]["page"].clone(), far["data"]["total"].clone()),
+        (json!(100), json!(3))
+    );
+    assert_eq!(far["data"]["entries"], json!([]));
     let entry = &first["data"]["entries"][0];
     assert_eq!(
         entry["effective_time"], entry["created_time"],
