@@ -154,7 +154,7 @@ pub async fn balance(
     let lookup = vip.clone();
     let rules = state.rules.current();
     let known = state.store.balances.clone();
-    let found = super::read_ledger(&state, move |conn| {
+    let found = super::read_ledger(&state, super::ReadLength::Short, move |conn| {
         let Some(balance) = service::member_balance(conn, &lookup, as_of, &known)? else {
             return Ok(None);
         };

@@ -268,12 +268,11 @@ pub async fn member_entries(
         let tier = service::member_tier(conn, &rules, &lookup, Utc::now())?;
         Ok(Some((history, tier)))
     };
-    let skipped = (page - 1).saturating_mul(page_size);
-    let found = if skipped <= ENTRIES_SKIPPED_ON_WORKER_MAX {
-        super::read_ledger(&state, read).await
-    } else {
-        super::read_ledger_blocking(&state, read).await
-    }??;
+    let length = match (page - 1).saturating_mul(page_size) {
+        skipped if skipped <= ENTRIES_SKIPPED_ON_WORKER_MAX => super::ReadLength::Short,
+        _ => super::ReadLength::Long,
+    };
+    let found = super::read_ledger(&state, length, read).await??;
     let (history, tier) = found.ok_or_else(|| HistoryError::NotFound(format!("member {vip}")))?;
     let mut data = HistoryData::new(&vip, page, page_size, history);
     data.tier = tier.as_ref().map(super::balance::TierData::from);

@@ -190,33 +190,32 @@ pub async fn read_body(payload: web::Payload, limit: usize) -> Result<web::Bytes
     }
 }
 
-/// Runs a short read of the ledger (one member's or one trade's rows, found by index) on this
-/// worker where the store allows it (`Store::conn_here`), otherwise on a blocking thread
-/// (`on_pool`); its statements as one read (`ledger::one_read`).
-pub async fn read_ledger<T, F>(
-    state: &web::Data<AppState>,
-    read: F,
-) -> Result<Result<T, ServiceError>, BlockingError>
-where
-    F: FnOnce(&mut Conn) -> Result<T, ServiceError> + Send + 'static,
-    T: Send + 'static,
-{
-    if let Some(mut conn) = state.store.conn_here() {
-        return Ok(ledger::one_read(&mut conn, read));
-    }
-    read_ledger_blocking(state, read).await
+/// How long a read of the ledger may take (`read_ledger`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadLength {
+    /// One member's or one trade's rows, found by index: short enough for the HTTP worker.
+    Short,
+    /// Long enough that the worker's other connections would wait on it.
+    Long,
 }
 
-/// Runs a read of the ledger on a blocking thread (`on_pool`), its statements as one read: a
-/// read too long for the worker, whose other connections would wait on it.
-pub async fn read_ledger_blocking<T, F>(
+/// Runs a read of the ledger, its statements as one read (`ledger::one_read`): a short one on
+/// this worker where the store allows it (`Store::conn_here`); otherwise, and a long one
+/// always, on a blocking thread (`on_pool`).
+pub async fn read_ledger<T, F>(
     state: &web::Data<AppState>,
+    length: ReadLength,
     read: F,
 ) -> Result<Result<T, ServiceError>, BlockingError>
 where
     F: FnOnce(&mut Conn) -> Result<T, ServiceError> + Send + 'static,
     T: Send + 'static,
 {
+    if length == ReadLength::Short {
+        if let Some(mut conn) = state.store.conn_here() {
+            return Ok(ledger::one_read(&mut conn, read));
+        }
+    }
     let pool = state.store.pool.clone();
     on_pool(state.clone(), move || {
         ledger::one_read(&mut *pool.get()?, read)
