@@ -235,16 +235,20 @@ fn configure_sqlite() {
 /// process-wide lock (compiled with `SQLITE_ENABLE_MEMORY_MANAGEMENT`, as libsqlite3-sys
 /// bundles it unless `.cargo/config.toml`'s `LIBSQLITE3_FLAGS` leaves it out).
 pub fn page_caches_share_a_lock() -> bool {
-    // SAFETY: the argument is a NUL-terminated string that outlives the call.
-    unsafe { libsqlite3_sys::sqlite3_compileoption_used(c"ENABLE_MEMORY_MANAGEMENT".as_ptr()) == 1 }
+    sqlite_compiled_with(c"ENABLE_MEMORY_MANAGEMENT")
 }
 
 /// Whether the SQLite linked in plans a statement once, whatever values are later bound to it
 /// (compiled with `SQLITE_ENABLE_QPSG`, which `.cargo/config.toml`'s `LIBSQLITE3_FLAGS` sets).
 /// Otherwise binding a `LIMIT ?` or `OFFSET ?` expires the prepared statement.
 pub fn plans_are_stable() -> bool {
+    sqlite_compiled_with(c"ENABLE_QPSG")
+}
+
+/// Whether the SQLite linked in was compiled with `SQLITE_<option>`.
+fn sqlite_compiled_with(option: &std::ffi::CStr) -> bool {
     // SAFETY: the argument is a NUL-terminated string that outlives the call.
-    unsafe { libsqlite3_sys::sqlite3_compileoption_used(c"ENABLE_QPSG".as_ptr()) == 1 }
+    unsafe { libsqlite3_sys::sqlite3_compileoption_used(option.as_ptr()) == 1 }
 }
 
 /// Opens a pool on the database (creating a SQLite file and its folder if needed) and runs
