@@ -36,10 +36,9 @@ pub enum StartupError {
 /// Blocking threads an HTTP worker keeps at most (actix-web's default is 512 over the workers).
 /// A blocking thread runs a handler's database work (on PostgreSQL all of it, after a turn at
 /// the pool: twice the pool's connections at once), a long SQLite read, or an adapter's write
-/// waiting for its group's commit. More threads than that only wait; and each thread that has
-/// run keeps its own allocator pages (about 1 MB with mimalloc), so without a bound a burst of
-/// requests grows the resident size by a megabyte a thread, up to hundreds (measured
-/// 2026-12-04: 69 threads and 101 MB after 25 s of PostgreSQL load at 64 connections).
+/// waiting for its group's commit. More threads than that only wait, and each thread that has
+/// run keeps its own allocator pages: without a bound, load at 64 connections on PostgreSQL grew
+/// the server to 69 threads in 25 s, on the way to actix-web's 512 (measured 2026-12-04).
 fn blocking_threads_a_worker_max(pool_size: u32) -> usize {
     (2 * pool_size as usize).max(BLOCKING_THREADS_A_WORKER_MIN)
 }
