@@ -940,3 +940,24 @@ fn run_rules(command: RulesCommand) -> Result<(), StartupError> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_worker_keeps_enough_blocking_threads_for_its_turns_and_no_more_than_it_needs() {
+        // PostgreSQL's turns at the pool are twice its connections: one worker may hold them all.
+        assert_eq!(blocking_threads_a_worker_max(64), 128);
+        assert_eq!(blocking_threads_a_worker_max(256), 512);
+        // The default pool (8): enough for SQLite's adapters to fill a group.
+        assert_eq!(
+            blocking_threads_a_worker_max(8),
+            BLOCKING_THREADS_A_WORKER_MIN
+        );
+        assert_eq!(
+            blocking_threads_a_worker_max(1),
+            BLOCKING_THREADS_A_WORKER_MIN
+        );
+    }
+}
