@@ -40,7 +40,13 @@ pub enum StartupError {
 /// run keeps its own allocator pages: without a bound, load at 64 connections on PostgreSQL grew
 /// the server to 69 threads in 25 s, on the way to actix-web's 512 (measured 2026-12-04).
 fn blocking_threads_a_worker_max(pool_size: u32) -> usize {
-    (2 * pool_size as usize).max(BLOCKING_THREADS_A_WORKER_MIN)
+    turns_at_the_pool(pool_size).max(BLOCKING_THREADS_A_WORKER_MIN)
+}
+
+/// PostgreSQL: requests' turns at the pool at once (`AppState::pool_turns`), twice its
+/// connections.
+fn turns_at_the_pool(pool_size: u32) -> usize {
+    2 * pool_size as usize
 }
 
 /// Enough for SQLite's adapters' writes (each waits on a blocking thread for its group's
@@ -141,7 +147,7 @@ impl Application {
             clients: settings.clients.clone(),
             insecure_no_auth: settings.insecure_no_auth,
             pool_turns: matches!(settings.database, ledger::DatabaseUrl::Postgres(_))
-                .then(|| tokio::sync::Semaphore::new(2 * settings.pool_size as usize)),
+                .then(|| tokio::sync::Semaphore::new(turns_at_the_pool(settings.pool_size))),
             telemetry,
             rate_limiter: settings.rate_limit.map(|limit| {
                 log::info!(
@@ -948,6 +954,7 @@ mod tests {
     #[test]
     fn a_worker_keeps_enough_blocking_threads_for_its_turns_and_no_more_than_it_needs() {
         // PostgreSQL's turns at the pool are twice its connections: one worker may hold them all.
+        assert_eq!(turns_at_the_pool(64), 128);
         assert_eq!(blocking_threads_a_worker_max(64), 128);
         assert_eq!(blocking_threads_a_worker_max(256), 512);
         // The default pool (8): enough for SQLite's adapters to fill a group.
