@@ -403,7 +403,7 @@ pub struct ServeArgs {
     #[arg(long, env = "POINT_ENGINE_RECENT_TRADES_MAX", default_value_t = crate::ledger::recent::RECENT_TRADES_MAX_DEFAULT as u32, value_parser = clap::value_parser!(u32).range(0..=4_000_000))]
     pub recent_trades_max: u32,
     /// Lots of members' balances kept in memory, so that a member asked about again is
-    /// answered without reading every lot while the member's ledger is unchanged (about 130
+    /// answered without reading every lot while the member's ledger is unchanged (about 24
     /// bytes a lot; 0: none).
     #[arg(long, env = "POINT_ENGINE_BALANCES_LOTS_MAX", default_value_t = crate::ledger::balances::BALANCES_LOTS_MAX_DEFAULT as u32, value_parser = clap::value_parser!(u32).range(0..=16_000_000))]
     pub balances_lots_max: u32,

@@ -4,8 +4,11 @@
 //!
 //! Two generations of hash maps: when the newer fills up to half of either bound, the older is
 //! dropped and the newer takes its place, so a lookup and a remember are O(1) and the memory
-//! never exceeds its bounds, however heavy its items. A retired generation of many items is
-//! freed on a thread of its own, so that no request waits for a few hundred thousand frees.
+//! never exceeds its bounds, however heavy its items. An item answered from the older
+//! generation moves to the newer one, so what is asked about keeps being held (the memory
+//! holds whatever was asked about within the last half of its bounds at least). A retired
+//! generation of many items is freed on a thread of its own, so that no request waits for a
+//! few hundred thousand frees.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -51,21 +54,41 @@ impl<K: Eq + Hash + Send + 'static, V: Send + 'static> Memory<K, V> {
     }
 
     /// What `answer` makes of the item held under `key`, if one is and `answer` makes an answer
-    /// of it (counted as answered).
+    /// of it (counted as answered). An item answered from the older generation moves to the
+    /// newer one.
     pub fn answer<R>(&self, key: &K, answer: impl FnOnce(&V) -> Option<R>) -> Option<R> {
         if self.is_off() {
             return None;
         }
-        let answered = {
-            let generations = self.lock();
-            let (value, _) = generations
-                .newer
-                .get(key)
-                .or_else(|| generations.older.get(key))?;
-            answer(value)?
+        let (answered, retired) = {
+            let mut generations = self.lock();
+            match generations.newer.get(key) {
+                Some((value, _)) => (answer(value)?, None),
+                None => {
+                    let (value, _) = generations.older.get(key)?;
+                    let answered = answer(value)?;
+                    let (key, (value, weight)) = generations
+                        .older
+                        .remove_entry(key)
+                        .expect("the item was just found");
+                    (answered, self.hold(&mut generations, key, value, weight))
+                }
+            }
         };
+        if let Some(retired) = retired {
+            free(retired);
+        }
         self.answered.fetch_add(1, Ordering::Relaxed);
         Some(answered)
+    }
+
+    /// Whether an item is held under `key` (not counted as answered).
+    pub fn holds(&self, key: &K) -> bool {
+        if self.is_off() {
+            return false;
+        }
+        let generations = self.lock();
+        generations.newer.contains_key(key) || generations.older.contains_key(key)
     }
 
     /// Holds `value` under `key` (in place of what it held there), weighing `weight`.
@@ -73,30 +96,39 @@ impl<K: Eq + Hash + Send + 'static, V: Send + 'static> Memory<K, V> {
         if self.is_off() || weight > self.generation_weight_max {
             return;
         }
-        let retired = {
-            let mut generations = self.lock();
-            let full = generations.newer.len() >= self.generation_max
-                || generations.newer_weight + weight > self.generation_weight_max;
-            let retired = match full {
-                true => {
-                    let newer = std::mem::take(&mut generations.newer);
-                    generations.newer_weight = 0;
-                    Some(std::mem::replace(&mut generations.older, newer))
-                }
-                false => None,
-            };
-            // An item held in the older generation stays there until it is dropped; lookups
-            // find the newer one first.
-            if let Some((_, replaced)) = generations.newer.insert(key, (value, weight)) {
-                generations.newer_weight -= replaced;
-            }
-            generations.newer_weight += weight;
-            retired
-        };
+        let retired = self.hold(&mut self.lock(), key, value, weight);
         // Freed outside the lock.
         if let Some(retired) = retired {
             free(retired);
         }
+    }
+
+    /// Puts an item in the newer generation, first retiring the older one if the newer is
+    /// full; answers the retired generation, to be freed outside the lock.
+    fn hold(
+        &self,
+        generations: &mut Generations<K, V>,
+        key: K,
+        value: V,
+        weight: usize,
+    ) -> Option<HashMap<K, (V, usize)>> {
+        let full = generations.newer.len() >= self.generation_max
+            || generations.newer_weight + weight > self.generation_weight_max;
+        let retired = match full {
+            true => {
+                let newer = std::mem::take(&mut generations.newer);
+                generations.newer_weight = 0;
+                Some(std::mem::replace(&mut generations.older, newer))
+            }
+            false => None,
+        };
+        // An item held in the older generation stays there until it is dropped; lookups
+        // find the newer one first.
+        if let Some((_, replaced)) = generations.newer.insert(key, (value, weight)) {
+            generations.newer_weight -= replaced;
+        }
+        generations.newer_weight += weight;
+        retired
     }
 
     /// How many items are held now.
@@ -175,6 +207,25 @@ mod tests {
         // Heavier than a generation may hold: never held.
         memory.remember(1_000, (), 9);
         assert!(memory.answer(&1_000, |_| Some(())).is_none());
+    }
+
+    #[test]
+    fn an_item_answered_from_the_older_generation_moves_to_the_newer() {
+        let memory = Memory::new(8, 1_000);
+        for i in 0..4 {
+            memory.remember(i, i, 1);
+        }
+        // The fifth fills the newer generation: 0..4 are the older one.
+        memory.remember(4, 4, 1);
+        assert_eq!(memory.answer(&0, |v| Some(*v)), Some(0));
+        // 4, 0, 5, 6 fill the newer generation; 7 retires the older one (1, 2, 3).
+        for i in 5..8 {
+            memory.remember(i, i, 1);
+        }
+        assert_eq!(memory.answer(&0, |v| Some(*v)), Some(0));
+        assert_eq!(memory.answer(&1, |v| Some(*v)), None);
+        assert!(memory.holds(&4) && !memory.holds(&2));
+        assert_eq!(memory.len(), 5);
     }
 
     #[test]

@@ -1035,6 +1035,6 @@ pub fn balance(
         lots,
         pending_lots,
     });
-    known.remember(member_id, version, (as_of_ms, until_ms), balance.clone());
+    known.remember(member_id, version, (as_of_ms, until_ms), &balance);
     Ok(Some(balance))
 }
