@@ -54,8 +54,10 @@ struct Texts {
 /// At most this many distinct texts are kept; a balance with a text beyond them is not kept.
 const TEXTS_MAX: usize = u16::MAX as usize;
 
-/// What a kept balance weighs beyond its lots, in lots (its member, version and totals).
-const WEIGHT_A_BALANCE_LOTS: usize = 6;
+/// What a kept balance weighs beyond its lots, in lots of 24 bytes: about 200 bytes for its
+/// member, version and totals and its place in the memory, so that the bound holds whatever
+/// the members' lots (a member of no lots weighs as much as 9 lots).
+const WEIGHT_A_BALANCE_LOTS: usize = 9;
 
 /// Balances of at most `lots_max` lots in all, the least lately asked forgotten first
 /// (`memory::Memory`).
@@ -66,8 +68,9 @@ pub struct KnownBalances {
 
 /// Enough for every balance of 20,000 members of about 80 lots each asked about in turn (a
 /// million-trade ledger's), which the memory holds while they fit in half its bound: at most
-/// about 100 MB (24 bytes a lot). Kept balances answered those members 2.2× as fast as none
-/// (docs/performance.md, 2026-12-04).
+/// about 110 MB (about 26 bytes a lot, members' headers included). Kept balances answered
+/// those members 1.3× as fast as none, and 1.5× during new receipts (docs/performance.md,
+/// 2026-12-04, night).
 pub const BALANCES_LOTS_MAX_DEFAULT: usize = 4_194_304;
 
 /// A bound that keeps a few thousand members' balances (tests, and an example to set).
@@ -77,7 +80,7 @@ impl KnownBalances {
     /// Keeps balances of up to `lots_max` lots in all; 0 keeps none.
     pub fn new(lots_max: usize) -> Self {
         Self {
-            memory: Memory::new(lots_max, lots_max),
+            memory: Memory::new(lots_max, lots_max).promoting(),
             texts: RwLock::default(),
         }
     }
@@ -97,11 +100,6 @@ impl KnownBalances {
         })?;
         let texts = self.texts.read().unwrap_or_else(|e| e.into_inner());
         Some(Arc::new(known.balance(&texts.texts)))
-    }
-
-    /// Whether a balance of member `member_id` is kept, for whichever version and moments.
-    pub fn holds(&self, member_id: i64) -> bool {
-        self.memory.holds(&member_id)
     }
 
     /// Keeps the balance of member `member_id` read at `version` for moments
@@ -253,7 +251,6 @@ mod tests {
             owed: Points::new(2).unwrap(),
         };
         known.remember(7, (Some(3), Some(1)), (1_500, 9_000), &read);
-        assert!(known.holds(7) && !known.holds(8));
         let answered = known.answer(7, (Some(3), Some(1)), 1_500).unwrap();
         assert_eq!(answered.vip_accountno, read.vip_accountno);
         assert_eq!(
@@ -269,7 +266,7 @@ mod tests {
 
     #[test]
     fn a_balance_is_answered_for_its_version_and_its_moments_only() {
-        let known = KnownBalances::new(16);
+        let known = KnownBalances::new(64);
         let version = (Some(10), None);
         known.remember(7, version, (1_000, 2_000), &balance(5));
         let answer = |member, version, at| known.answer(member, version, at).map(|b| b.available);
