@@ -9,9 +9,8 @@
 //! again keeps being held (whatever was asked about within the last half of its bounds at
 //! least): members' balances. Recent trades are not moved (a replay is a till retrying within
 //! seconds): moving them made replays of more trades than it holds, asked in turn, 10% dearer
-//! (each move fills the newer generation sooner). A retired
-//! generation of many items is freed on a thread of its own, so that no request waits for a
-//! few hundred thousand frees.
+//! (each move fills the newer generation sooner). A retired generation of many items is freed
+//! on a thread of its own, so that no request waits for a few hundred thousand frees.
 
 use std::collections::HashMap;
 use std::hash::Hash;
