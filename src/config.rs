@@ -407,6 +407,11 @@ pub struct ServeArgs {
     /// bytes a lot; 0: none).
     #[arg(long, env = "POINT_ENGINE_BALANCES_LOTS_MAX", default_value_t = crate::ledger::balances::BALANCES_LOTS_MAX_DEFAULT as u32, value_parser = clap::value_parser!(u32).range(0..=16_000_000))]
     pub balances_lots_max: u32,
+    /// Movements of members' history pages kept in memory, so that a page asked for again is
+    /// answered without reading it while the member has no newer entry (about 90 bytes a
+    /// movement; 0: none).
+    #[arg(long, env = "POINT_ENGINE_HISTORY_MOVEMENTS_MAX", default_value_t = crate::ledger::pages::HISTORY_MOVEMENTS_MAX_DEFAULT as u32, value_parser = clap::value_parser!(u32).range(0..=16_000_000))]
+    pub history_movements_max: u32,
     /// How far in the future (seconds) a sales_time may be, for clock skew between tills and server.
     #[arg(long, env = "POINT_ENGINE_CLOCK_SKEW_S_MAX", default_value_t = 300)]
     pub clock_skew_s_max: u32,
@@ -494,6 +499,8 @@ pub struct Settings {
     pub recent_trades_max: usize,
     /// Lots of balances kept for members asked about again (`ledger::balances`).
     pub balances_lots_max: usize,
+    /// Movements of history pages kept for pages asked for again (`ledger::pages`).
+    pub history_movements_max: usize,
     pub clock_skew_s_max: u32,
     pub card_count_max: u32,
     pub expire_interval_s: u32,
@@ -530,6 +537,7 @@ impl Settings {
             },
             recent_trades_max: args.recent_trades_max as usize,
             balances_lots_max: args.balances_lots_max as usize,
+            history_movements_max: args.history_movements_max as usize,
             clock_skew_s_max: args.clock_skew_s_max,
             card_count_max: args.card_count_max,
             expire_interval_s: args.expire_interval_s,

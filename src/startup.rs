@@ -115,7 +115,8 @@ impl Application {
         let stop_listening = listener.try_clone().map_err(bind_error)?;
         let store = Store::open(&settings.database, settings.pool_size, settings.writer)?
             .remembering(settings.recent_trades_max)
-            .keeping_balances(settings.balances_lots_max);
+            .keeping_balances(settings.balances_lots_max)
+            .keeping_pages(settings.history_movements_max);
         log::info!("ledger at {}", settings.database);
         crate::service::save_ruleset(&store, &ruleset, &sources)?;
         let telemetry = Arc::new(crate::telemetry::Telemetry::new());
@@ -832,7 +833,7 @@ fn run_report(args: ReportArgs) -> Result<(), StartupError> {
                     .pool
                     .get()
                     .map_err(crate::service::ServiceError::from)?;
-                crate::service::member_history(conn, &vip, page, page_size)?
+                crate::service::member_history(conn, &vip, page, page_size, &store.pages)?
             }
             .ok_or_else(|| config(format!("member {vip} not found")))?;
             out = json_text(&crate::http::history::HistoryData::new(

@@ -101,6 +101,16 @@ impl Telemetry {
             "Members whose balances are kept in memory".into(),
         );
         describe(
+            "point_engine_history_pages_answered_total",
+            "History pages answered from memory (--history-movements-max): the member has no newer entry than when the page was read",
+            None,
+        );
+        recorder.describe_gauge(
+            "point_engine_history_pages_kept".into(),
+            None,
+            "Members' history pages kept in memory".into(),
+        );
+        describe(
             "point_engine_rules_reload_failures_total",
             "Rule folder changes that did not load (the running set kept serving)",
             None,
@@ -262,6 +272,17 @@ impl Telemetry {
                 &METADATA,
             )
             .absolute(store.balances.answered());
+        self.gauge(
+            "point_engine_history_pages_kept",
+            Vec::new(),
+            store.pages.len() as f64,
+        );
+        self.recorder
+            .register_counter(
+                &Key::from_name("point_engine_history_pages_answered_total"),
+                &METADATA,
+            )
+            .absolute(store.pages.answered());
         if let Some(stats) = store.writer.stats() {
             use std::sync::atomic::Ordering::Relaxed;
             let waiting = stats.waiting.load(Relaxed) as f64;

@@ -1,34 +1,146 @@
 //! Reading the ledger back: a member's entries page by page, and one trade in full.
 
 use super::models::{RefundRow, ShownEntryRow, TradeDetailRow};
+use super::pages::{KnownPages, PageKey};
 use super::{grant_of_lot, repo, Conn, PostError};
 use crate::domain::{Grant, VipAccountNo};
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// At most this many entries per page.
 pub const PAGE_SIZE_MAX: i64 = 200;
 
-/// One movement of points, with what it moved and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Movement {
+/// One movement of points, with what it moved and why, as `Movements` hold it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Movement<'a> {
     pub id: i64,
     /// earn, burn, expire or reverse.
-    pub kind: String,
+    pub kind: &'a str,
     /// Signed: earns add, the others take.
     pub points: i64,
-    pub point_type: String,
-    pub campaign_code: String,
-    pub trade_no: String,
-    pub out_trade_no: String,
+    pub point_type: &'a str,
+    pub campaign_code: &'a str,
+    pub trade_no: &'a str,
+    pub out_trade_no: &'a str,
     pub effective_at: DateTime<Utc>,
     pub created_at: DateTime<Utc>,
 }
 
+/// Movements in the order read, their texts held side by side in one allocation: 40 bytes a
+/// movement besides its text, so that pages of them can be kept (`pages::KnownPages`).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Movements {
+    held: Box<[HeldMovement]>,
+    /// The texts of every movement, one after another (`HeldMovement`'s lengths).
+    text: Box<str>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+struct HeldMovement {
+    id: i64,
+    points: i64,
+    /// Valid instants (`instant`), checked when read.
+    effective_at_ms: i64,
+    created_at_ms: i64,
+    /// The lengths of its kind and point type (a few letters each) in `text`,
+    kind_len: u8,
+    point_type_len: u8,
+    /// then of its campaign code, trade_no and out_trade_no.
+    text_lens: [u16; 3],
+}
+
+const _: () = assert!(std::mem::size_of::<HeldMovement>() == 40);
+
+impl Movements {
+    /// The entries as a history shows them; a corrupt instant or an overlong text is an error
+    /// here, never later.
+    pub fn of(rows: Vec<ShownEntryRow>) -> Result<Self, PostError> {
+        let mut text = String::with_capacity(rows.iter().map(ShownEntryRow::text_len).sum());
+        let mut held = Vec::with_capacity(rows.len());
+        for row in rows {
+            fn length<T: TryFrom<usize>>(part: &str) -> Result<T, PostError> {
+                T::try_from(part.len()).map_err(|_| {
+                    PostError::Corrupt(format!("an entry's text of {} bytes", part.len()))
+                })
+            }
+            instant(row.effective_at_ms)?;
+            instant(row.created_at_ms)?;
+            held.push(HeldMovement {
+                id: row.id,
+                points: row.points,
+                effective_at_ms: row.effective_at_ms,
+                created_at_ms: row.created_at_ms,
+                kind_len: length(&row.kind)?,
+                point_type_len: length(&row.point_type)?,
+                text_lens: [
+                    length(&row.campaign_code)?,
+                    length(&row.trade_no)?,
+                    length(&row.out_trade_no)?,
+                ],
+            });
+            for part in [
+                row.kind,
+                row.point_type,
+                row.campaign_code,
+                row.trade_no,
+                row.out_trade_no,
+            ] {
+                text.push_str(&part);
+            }
+        }
+        Ok(Self {
+            held: held.into_boxed_slice(),
+            text: text.into_boxed_str(),
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.held.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.held.is_empty()
+    }
+
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = Movement<'_>> {
+        let mut rest = &*self.text;
+        self.held.iter().map(move |m| {
+            let [campaign_code, trade_no, out_trade_no] = m.text_lens;
+            let lens = [
+                usize::from(m.kind_len),
+                usize::from(m.point_type_len),
+                usize::from(campaign_code),
+                usize::from(trade_no),
+                usize::from(out_trade_no),
+            ];
+            let [kind, point_type, campaign_code, trade_no, out_trade_no] = lens.map(|len| {
+                let (part, after) = rest.split_at(len);
+                rest = after;
+                part
+            });
+            let at = |ms| DateTime::<Utc>::from_timestamp_millis(ms).expect("checked when read");
+            Movement {
+                id: m.id,
+                kind,
+                points: m.points,
+                point_type,
+                campaign_code,
+                trade_no,
+                out_trade_no,
+                effective_at: at(m.effective_at_ms),
+                created_at: at(m.created_at_ms),
+            }
+        })
+    }
+}
+
+/// One page of a member's movements: cheap to clone, kept as read (`pages::KnownPages`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct History {
+    /// Every movement of the member's.
     pub total: i64,
-    pub movements: Vec<Movement>,
+    pub movements: Arc<Movements>,
 }
 
 #[derive(Debug, Clone)]
@@ -38,7 +150,7 @@ pub struct TradeDetail {
     /// Each grant with the points its lot still holds.
     pub grants: Vec<(Grant, i64)>,
     /// Every entry that names the trade: its earns, its burns, and what later happened to its lots.
-    pub movements: Vec<Movement>,
+    pub movements: Arc<Movements>,
     /// Its refunds, oldest first; what they reversed is among the movements.
     pub refunds: Vec<RefundRow>,
 }
@@ -48,34 +160,18 @@ fn instant(ms: i64) -> Result<DateTime<Utc>, PostError> {
         .ok_or_else(|| PostError::Corrupt(format!("instant {ms} ms")))
 }
 
-/// An entry as a history shows it.
-fn movement(entry: ShownEntryRow) -> Result<Movement, PostError> {
-    Ok(Movement {
-        id: entry.id,
-        kind: entry.kind,
-        points: entry.points,
-        point_type: entry.point_type,
-        campaign_code: entry.campaign_code,
-        trade_no: entry.trade_no,
-        out_trade_no: entry.out_trade_no,
-        effective_at: instant(entry.effective_at_ms)?,
-        created_at: instant(entry.created_at_ms)?,
-    })
+fn movements(conn: &mut Conn, of: repo::MovementsOf) -> Result<Movements, PostError> {
+    Movements::of(repo::movements(conn, of)?)
 }
 
-fn movements(conn: &mut Conn, of: repo::MovementsOf) -> Result<Vec<Movement>, PostError> {
-    repo::movements(conn, of)?
-        .into_iter()
-        .map(movement)
-        .collect()
-}
-
-/// Page `page` (from 1) of a member's entries, newest first; `None` for an unknown member.
+/// Page `page` (from 1) of a member's entries, newest first; `None` for an unknown member. A
+/// page `known` for the member's newest entry is answered from memory; one read is kept there.
 pub fn member_history(
     conn: &mut Conn,
     vip: &VipAccountNo,
     page: i64,
     page_size: i64,
+    known: &KnownPages,
 ) -> Result<Option<History>, PostError> {
     assert!(
         page >= 1 && (1..=PAGE_SIZE_MAX).contains(&page_size),
@@ -84,16 +180,32 @@ pub fn member_history(
     let Some(member_id) = super::find_member(conn, vip)? else {
         return Ok(None);
     };
+    // Read before the page (on PostgreSQL each statement reads what has committed by then): a
+    // page kept under a version is never older than that version.
+    let version = match known.is_off() {
+        true => None,
+        false => repo::newest_entry_of_member(conn, member_id)?,
+    };
+    let key = PageKey {
+        member_id,
+        page,
+        page_size,
+    };
+    if let Some(history) = known.answer(key, version) {
+        return Ok(Some(history));
+    }
     let total = repo::count_entries_of_member(conn, member_id)?;
-    let page = repo::MovementsOf::Member {
+    let of = repo::MovementsOf::Member {
         member_id,
         offset: (page - 1).saturating_mul(page_size),
         limit: page_size,
     };
-    Ok(Some(History {
+    let history = History {
         total,
-        movements: movements(conn, page)?,
-    }))
+        movements: Arc::new(movements(conn, of)?),
+    };
+    known.remember(key, version, history.clone());
+    Ok(Some(history))
 }
 
 /// A trade by `trade_no` or `out_trade_no`, with its grants and every entry that names it.
@@ -105,7 +217,7 @@ pub fn trade_detail(conn: &mut Conn, number: &str) -> Result<Option<TradeDetail>
         .iter()
         .map(|lot| Ok((grant_of_lot(lot)?, lot.remaining)))
         .collect::<Result<_, PostError>>()?;
-    let movements = movements(conn, repo::MovementsOf::Trade(trade.id))?;
+    let movements = Arc::new(movements(conn, repo::MovementsOf::Trade(trade.id))?);
     let refunds = repo::refunds(conn, Some(trade.id))?;
     Ok(Some(TradeDetail {
         trade,

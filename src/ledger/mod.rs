@@ -11,6 +11,7 @@ pub mod history;
 mod memory;
 pub mod migrations;
 pub mod models;
+pub mod pages;
 pub mod recent;
 pub mod refund;
 pub mod repo;
@@ -30,6 +31,8 @@ pub struct Store {
     pub recent: Arc<recent::RecentTrades>,
     /// Members' balances as last read, answered again while the member's ledger is unchanged.
     pub balances: Arc<KnownBalances>,
+    /// Members' history pages as last read, answered again while the member has no newer entry.
+    pub pages: Arc<pages::KnownPages>,
     /// SQLite: short reads may run on the calling thread (`Store::conn_here`).
     reads_here: bool,
 }
@@ -51,6 +54,7 @@ impl Store {
             writer,
             recent: Arc::new(recent::RecentTrades::new(recent::RECENT_TRADES_MAX_DEFAULT)),
             balances: Arc::new(KnownBalances::new(balances::BALANCES_LOTS_MAX_DEFAULT)),
+            pages: Arc::new(pages::KnownPages::new(pages::HISTORY_MOVEMENTS_MAX_DEFAULT)),
             reads_here: matches!(url, DatabaseUrl::Sqlite(_)),
         })
     }
@@ -69,6 +73,15 @@ impl Store {
     pub fn keeping_balances(self, lots_max: usize) -> Self {
         Self {
             balances: Arc::new(KnownBalances::new(lots_max)),
+            ..self
+        }
+    }
+
+    /// The store keeping history pages of up to `movements_max` movements in all (0: none),
+    /// instead of `pages::HISTORY_MOVEMENTS_MAX_DEFAULT`.
+    pub fn keeping_pages(self, movements_max: usize) -> Self {
+        Self {
+            pages: Arc::new(pages::KnownPages::new(movements_max)),
             ..self
         }
     }

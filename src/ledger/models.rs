@@ -210,6 +210,17 @@ pub struct ShownEntryRow {
     pub created_at_ms: i64,
 }
 
+impl ShownEntryRow {
+    /// The bytes of its texts.
+    pub fn text_len(&self) -> usize {
+        self.kind.len()
+            + self.point_type.len()
+            + self.campaign_code.len()
+            + self.trade_no.len()
+            + self.out_trade_no.len()
+    }
+}
+
 /// A trade's two numbers, as its entries show them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TradeNumbers<'a> {

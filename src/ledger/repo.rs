@@ -134,6 +134,17 @@ pub fn member_ledger_version(
     on_backend!(conn, c => ledger_version_query!(member_id).get_result(c))
 }
 
+/// The member's newest entry (one index seek): a member's entries are only ever added to, so
+/// it names all of them (a history page's version, `pages::KnownPages`).
+pub fn newest_entry_of_member(conn: &mut Conn, member_id: i64) -> Result<Option<i64>, Error> {
+    on_backend!(conn, c => {
+        entries::table
+            .filter(entries::member_id.eq(member_id))
+            .select(diesel::dsl::max(entries::id))
+            .get_result(c)
+    })
+}
+
 /// Locks the member's row until the transaction ends, so that writers of one member (burns,
 /// refunds, debts) take turns on PostgreSQL (`FOR NO KEY UPDATE`: the member's new trades,
 /// lots and entries can still reference it). SQLite's write transactions already do.

@@ -531,8 +531,11 @@ pub fn member_history(
     vip: &VipAccountNo,
     page: i64,
     page_size: i64,
+    known: &ledger::pages::KnownPages,
 ) -> Result<Option<ledger::history::History>, ServiceError> {
-    Ok(ledger::history::member_history(conn, vip, page, page_size)?)
+    Ok(ledger::history::member_history(
+        conn, vip, page, page_size, known,
+    )?)
 }
 
 pub fn trade_detail(

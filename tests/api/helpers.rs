@@ -392,6 +392,7 @@ pub fn test_settings(rules: &Path, db: &TestDb) -> Settings {
         writer: Default::default(),
         recent_trades_max: point_engine::ledger::recent::RECENT_TRADES_MAX_DEFAULT,
         balances_lots_max: point_engine::ledger::balances::BALANCES_LOTS_MAX_EXAMPLE,
+        history_movements_max: point_engine::ledger::pages::HISTORY_MOVEMENTS_MAX_DEFAULT,
         clock_skew_s_max: 300,
         card_count_max: 1000,
         expire_interval_s: 0,
@@ -576,6 +577,18 @@ impl TestApp {
 
     pub fn get(&self, path: &str) -> (u16, Value) {
         read(self.agent.get(&format!("{}{path}", self.address)).call())
+    }
+
+    /// A GET and its answer's status, content type and body as sent (byte for byte).
+    pub fn get_text(&self, path: &str) -> (u16, String, String) {
+        let response = match self.agent.get(&format!("{}{path}", self.address)).call() {
+            Ok(r) => r,
+            Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => panic!("request failed: {e}"),
+        };
+        let status = response.status();
+        let content_type = response.content_type().to_string();
+        (status, content_type, response.into_string().unwrap())
     }
 
     /// A request with this `Authorization` (`"none"`: none at all), and its answer.

@@ -235,7 +235,71 @@ fn a_ledger_from_before_entries_carried_their_numbers_migrates() {
     app.assert_ledger_consistent();
 }
 
+/// A history page asked for again is answered from memory (`--history-movements-max`) while
+/// the member has no newer entry, and read again once it has, whichever instance wrote: an
+/// instance keeping pages and one reading every page answer alike, byte for byte, after an
+/// earn, a burn and a refund written by either, for every page and page size asked.
+fn a_history_page_from_memory_is_the_ledgers_after_every_write() {
+    let db = TestDb::new();
+    let settings = test_settings(&shipped_rules(), &db);
+    let keeping = spawn_app_with_settings(settings.clone());
+    let reading = spawn_app_with_settings(point_engine::config::Settings {
+        history_movements_max: 0,
+        ..settings
+    });
+    let pages = [
+        "",
+        "?page_size=2",
+        "?page=2&page_size=2",
+        "?page=3&page_size=2",
+    ];
+    let alike = |what: &str| {
+        for page in pages {
+            let path = format!("/v1/point-engine/members/M-PAGE/entries{page}");
+            let kept = keeping.get_text(&path);
+            assert_eq!(kept.0, 200, "{what} {page}: {kept:?}");
+            assert_eq!(kept, reading.get_text(&path), "{what} {page}");
+        }
+    };
+    let total = |app: &TestApp| {
+        app.get("/v1/point-engine/members/M-PAGE/entries").1["data"]["total"].clone()
+    };
+    assert_eq!(
+        keeping
+            .post_trade(&trade("PAGE-1", "M-PAGE", &hours_ago(3)))
+            .0,
+        200
+    );
+    alike("earned");
+    alike("asked again");
+    assert_eq!(
+        reading
+            .post_trade(&trade("PAGE-2", "M-PAGE", &hours_ago(2)))
+            .0,
+        200
+    );
+    alike("earned elsewhere");
+    let mut burn = trade("PAGE-3", "M-PAGE", &hours_ago(1));
+    burn["burn_point"] = json!(150);
+    let (status, body) = reading.post_trade(&burn);
+    assert_eq!(status, 200, "{body}");
+    alike("burned elsewhere");
+    let (status, body) = reading.post_refund(&refund("PAGE-R1", "PAGE-3", "1000.00"));
+    assert_eq!(status, 200, "{body}");
+    alike("refunded elsewhere");
+    assert_eq!(total(&keeping), total(&reading));
+    let answered = |app: &TestApp| {
+        app.metric("point_engine_history_pages_answered_total")
+            .and_then(|n| n.parse::<u64>().ok())
+    };
+    // Each page once more than it was read: after the first earn (asked again), and the
+    // total's own page after the refund.
+    assert_eq!(answered(&keeping), Some(pages.len() as u64 + 1));
+    assert_eq!(answered(&reading), Some(0));
+}
+
 on_both_backends!(
+    a_history_page_from_memory_is_the_ledgers_after_every_write,
     a_ledger_from_before_entries_carried_their_numbers_migrates,
     a_members_entries_page_newest_first,
     a_trade_in_full_by_either_number,
