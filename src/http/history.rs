@@ -3,13 +3,14 @@
 //! with its grants and every movement that names it.
 
 use super::fields::{parsed, FieldError};
+use super::json::{self, UtcMillis};
 use crate::domain::{Amount, VipAccountNo};
 use crate::error::{busy, failure, internal, success, ErrorCode};
 use crate::ledger::history::{History, Movement, Movements, TradeDetail, PAGE_SIZE_MAX};
 use crate::service::{self, ServiceError};
 use crate::state::AppState;
 use actix_web::{http::header::ContentType, web, HttpResponse, ResponseError};
-use chrono::{DateTime, Datelike, SecondsFormat, Timelike, Utc};
+use chrono::{SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
 pub const PAGE_SIZE_DEFAULT: i64 = 50;
@@ -39,79 +40,6 @@ pub struct MovementData<'a> {
     pub effective_time: UtcMillis,
     #[schema(value_type = String)]
     pub created_time: UtcMillis,
-}
-
-/// An instant written as RFC 3339 in UTC to the millisecond (`2026-12-05T06:22:09.120Z`),
-/// chrono's `to_rfc3339_opts(SecondsFormat::Millis, true)` without its allocation and
-/// formatting machinery: a page writes a hundred of them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct UtcMillis(pub DateTime<Utc>);
-
-impl UtcMillis {
-    /// The text, when the year has four digits and the instant is no leap second (chrono's
-    /// own text otherwise).
-    fn text(&self) -> Option<[u8; 24]> {
-        let (date, time) = (self.0.date_naive(), self.0.time());
-        let year = u32::try_from(date.year()).ok().filter(|y| *y <= 9999)?;
-        let millis = Some(time.nanosecond() / 1_000_000).filter(|ms| *ms < 1000)?;
-        let mut text = *b"0000-00-00T00:00:00.000Z";
-        let mut put = |at: usize, digits: usize, mut value: u32| {
-            for i in (at..at + digits).rev() {
-                text[i] = b'0' + (value % 10) as u8;
-                value /= 10;
-            }
-        };
-        put(0, 4, year);
-        put(5, 2, date.month());
-        put(8, 2, date.day());
-        put(11, 2, time.hour());
-        put(14, 2, time.minute());
-        put(17, 2, time.second());
-        put(20, 3, millis);
-        Some(text)
-    }
-}
-
-impl UtcMillis {
-    /// Appends its JSON text (what `Serialize` writes).
-    fn write_json(&self, out: &mut Vec<u8>) {
-        match self.text() {
-            Some(text) => {
-                out.push(b'"');
-                out.extend_from_slice(&text);
-                out.push(b'"');
-            }
-            None => json_text(out, &self.0.to_rfc3339_opts(SecondsFormat::Millis, true)),
-        }
-    }
-}
-
-/// Appends `text` as a JSON string, as serde_json writes it: as it is when nothing in it needs
-/// escaping (the ledger's own words and numbers, nearly always), through serde_json otherwise.
-fn json_text(out: &mut Vec<u8>, text: &str) {
-    match text.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
-        true => {
-            out.push(b'"');
-            out.extend_from_slice(text.as_bytes());
-            out.push(b'"');
-        }
-        false => serde_json::to_writer(&mut *out, text).expect("a text writes to memory"),
-    }
-}
-
-fn json_number(out: &mut Vec<u8>, n: i64) {
-    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
-}
-
-impl Serialize for UtcMillis {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        match self.text() {
-            Some(text) => serializer.serialize_str(
-                std::str::from_utf8(&text).map_err(<S::Error as serde::ser::Error>::custom)?,
-            ),
-            None => serializer.serialize_str(&self.0.to_rfc3339_opts(SecondsFormat::Millis, true)),
-        }
-    }
 }
 
 /// Borrows the movement's text: a page holds up to `PAGE_SIZE_MAX` of them, kept as read.
@@ -162,18 +90,18 @@ impl HistoryData {
     pub fn success_json(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(256 + 320 * self.entries.0.len());
         out.extend_from_slice(br#"{"code":0,"msg":"success","data":{"vip_accountno":"#);
-        json_text(&mut out, &self.vip_accountno);
+        json::text(&mut out, &self.vip_accountno);
         for (key, n) in [
             (&br#","page":"#[..], self.page),
             (br#","page_size":"#, self.page_size),
             (br#","total":"#, self.total),
         ] {
             out.extend_from_slice(key);
-            json_number(&mut out, n);
+            json::number(&mut out, n);
         }
         if let Some(tier) = &self.tier {
             out.extend_from_slice(br#","tier":"#);
-            serde_json::to_writer(&mut out, tier).expect("a tier writes to memory");
+            json::value(&mut out, tier);
         }
         out.extend_from_slice(br#","entries":["#);
         for (i, m) in self.entries.0.iter().enumerate() {
@@ -181,11 +109,11 @@ impl HistoryData {
                 out.push(b',');
             }
             out.extend_from_slice(br#"{"entry_id":"#);
-            json_number(&mut out, m.id);
+            json::number(&mut out, m.id);
             out.extend_from_slice(br#","kind":"#);
-            json_text(&mut out, m.kind);
+            json::text(&mut out, m.kind);
             out.extend_from_slice(br#","point":"#);
-            json_number(&mut out, m.points);
+            json::number(&mut out, m.points);
             for (key, text) in [
                 (&br#","type":"#[..], m.point_type),
                 (br#","campaign_code":"#, m.campaign_code),
@@ -193,12 +121,12 @@ impl HistoryData {
                 (br#","out_trade_no":"#, m.out_trade_no),
             ] {
                 out.extend_from_slice(key);
-                json_text(&mut out, text);
+                json::text(&mut out, text);
             }
             out.extend_from_slice(br#","effective_time":"#);
-            UtcMillis(m.effective_at).write_json(&mut out);
+            json::instant(&mut out, m.effective_at, SecondsFormat::Millis);
             out.extend_from_slice(br#","created_time":"#);
-            UtcMillis(m.created_at).write_json(&mut out);
+            json::instant(&mut out, m.created_at, SecondsFormat::Millis);
             out.push(b'}');
         }
         out.extend_from_slice(b"]}}");
@@ -442,26 +370,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn written(at: DateTime<Utc>) -> String {
-        serde_json::to_string(&UtcMillis(at)).unwrap()
-    }
-
-    proptest! {
-        #[test]
-        fn an_instant_is_written_as_chrono_writes_it(ms in -62_167_219_200_000i64..=253_402_300_799_999) {
-            let at = DateTime::<Utc>::from_timestamp_millis(ms).unwrap();
-            let chrono = format!("\"{}\"", at.to_rfc3339_opts(SecondsFormat::Millis, true));
-            prop_assert_eq!(written(at), chrono);
-        }
-    }
-
-    fn any_text() -> impl Strategy<Value = String> {
-        prop_oneof![
-            "[A-Za-z0-9_-]{0,12}",
-            any::<String>(),
-            "[\"\\\\\u{0}-\u{1f}\u{7f}é😀a]{0,6}"
-        ]
-    }
+    use crate::http::json::tests::any_text;
 
     prop_compose! {
         fn any_row()(
@@ -519,22 +428,5 @@ mod tests {
             data.entries = MovementsData(std::sync::Arc::new(Movements::of(vec![]).unwrap()));
             prop_assert!(String::from_utf8(data.success_json()).unwrap().ends_with(r#""entries":[]}}"#));
         }
-    }
-
-    #[test]
-    fn years_beyond_four_digits_are_written_by_chrono() {
-        let beyond = [-62_167_219_200_001, 253_402_300_800_000]
-            .map(|ms| DateTime::<Utc>::from_timestamp_millis(ms).unwrap());
-        for at in beyond
-            .into_iter()
-            .chain([DateTime::<Utc>::MIN_UTC, DateTime::<Utc>::MAX_UTC])
-        {
-            let chrono = format!("\"{}\"", at.to_rfc3339_opts(SecondsFormat::Millis, true));
-            assert_eq!(written(at), chrono, "{at:?}");
-        }
-        assert_eq!(
-            written(DateTime::<Utc>::from_timestamp_millis(1_796_451_221_725).unwrap()),
-            "\"2026-12-05T06:13:41.725Z\""
-        );
     }
 }

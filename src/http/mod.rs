@@ -11,6 +11,7 @@ pub mod fields;
 pub mod health;
 pub mod history;
 pub mod identities;
+pub mod json;
 pub mod openapi;
 pub mod profile;
 pub mod rate_limit;
