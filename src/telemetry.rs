@@ -250,39 +250,32 @@ impl Telemetry {
             Vec::new(),
             f64::from(store.pool.max_size()),
         );
-        self.gauge(
-            "point_engine_recent_trades",
-            Vec::new(),
-            store.recent.len() as f64,
-        );
-        self.recorder
-            .register_counter(
-                &Key::from_name("point_engine_recent_trades_answered_total"),
-                &METADATA,
-            )
-            .absolute(store.recent.answered());
-        self.gauge(
-            "point_engine_balances_kept",
-            Vec::new(),
-            store.balances.len() as f64,
-        );
-        self.recorder
-            .register_counter(
-                &Key::from_name("point_engine_balances_answered_total"),
-                &METADATA,
-            )
-            .absolute(store.balances.answered());
-        self.gauge(
-            "point_engine_history_pages_kept",
-            Vec::new(),
-            store.pages.len() as f64,
-        );
-        self.recorder
-            .register_counter(
-                &Key::from_name("point_engine_history_pages_answered_total"),
-                &METADATA,
-            )
-            .absolute(store.pages.answered());
+        // What each memory of answers holds, and the requests it answered without a read.
+        for (held, len, answered, count) in [
+            (
+                "point_engine_recent_trades",
+                store.recent.len(),
+                "point_engine_recent_trades_answered_total",
+                store.recent.answered(),
+            ),
+            (
+                "point_engine_balances_kept",
+                store.balances.len(),
+                "point_engine_balances_answered_total",
+                store.balances.answered(),
+            ),
+            (
+                "point_engine_history_pages_kept",
+                store.pages.len(),
+                "point_engine_history_pages_answered_total",
+                store.pages.answered(),
+            ),
+        ] {
+            self.gauge(held, Vec::new(), len as f64);
+            self.recorder
+                .register_counter(&Key::from_name(answered), &METADATA)
+                .absolute(count);
+        }
         if let Some(stats) = store.writer.stats() {
             use std::sync::atomic::Ordering::Relaxed;
             let waiting = stats.waiting.load(Relaxed) as f64;

