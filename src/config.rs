@@ -408,7 +408,7 @@ pub struct ServeArgs {
     #[arg(long, env = "POINT_ENGINE_BALANCES_LOTS_MAX", default_value_t = crate::ledger::balances::BALANCES_LOTS_MAX_DEFAULT as u32, value_parser = clap::value_parser!(u32).range(0..=16_000_000))]
     pub balances_lots_max: u32,
     /// Movements of members' history pages kept in memory, so that a page asked for again is
-    /// answered without reading it while the member has no newer entry (about 90 bytes a
+    /// answered without reading it while the member has no newer entry (about 80 bytes a
     /// movement; 0: none).
     #[arg(long, env = "POINT_ENGINE_HISTORY_MOVEMENTS_MAX", default_value_t = crate::ledger::pages::HISTORY_MOVEMENTS_MAX_DEFAULT as u32, value_parser = clap::value_parser!(u32).range(0..=16_000_000))]
     pub history_movements_max: u32,
