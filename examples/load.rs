@@ -5,10 +5,10 @@
 //! cargo build --release && cargo run --release --example load -- [--database URL]
 //!     [--connections 64] [--seconds 10] [--members 10000]
 //!     [--phases new,replay,burn,balance,history,mixed,history-mixed]
-//!     [--balance-members PREFIX:COUNT] [--rules DIR]
+//!     [--balance-members PREFIX:COUNT] [--rules DIR] [--history-pages 1]
 //!
 //! `history`: the first page of a member's movements (`…/entries`), of the members whose
-//! balances are read. `mixed`: balance reads and new receipts at once, half the connections
+//! balances are read (with `--history-pages K`: pages 1 to K, each member's in turn). `mixed`: balance reads and new receipts at once, half the connections
 //! each; `history-mixed`: history pages and new receipts at once.
 //!
 //! Without `--database` the ledger is a new SQLite file in a temp folder. A PostgreSQL URL
@@ -39,6 +39,9 @@ struct Options {
     balance_members: Option<(String, usize)>,
     /// The rules folder the server prices with (default: the shipped `rules/`).
     rules: String,
+    /// History pages asked for, 1 to this, every member's first page, then every member's
+    /// second…: the most a server's memory of pages is asked to hold (default 1).
+    history_pages: usize,
 }
 
 fn options() -> Options {
@@ -60,6 +63,7 @@ fn options() -> Options {
         .to_vec(),
         balance_members: None,
         rules: concat!(env!("CARGO_MANIFEST_DIR"), "/rules").to_string(),
+        history_pages: 1,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     for pair in args.chunks(2) {
@@ -71,6 +75,7 @@ fn options() -> Options {
             "--connections" => options.connections = number().clamp(1, CONNECTIONS_MAX),
             "--seconds" => options.seconds = (number() as u64).clamp(1, SECONDS_MAX),
             "--members" => options.members = number().clamp(1, 10_000_000),
+            "--history-pages" => options.history_pages = number().clamp(1, 1_000),
             "--phases" => options.phases = value.split(',').map(String::from).collect(),
             "--balance-members" => {
                 let (prefix, count) = value.split_once(':').expect("PREFIX:COUNT");
@@ -433,12 +438,15 @@ fn main() {
             String::new(),
         )
     };
-    // A member's newest movements, the first page at the default size.
+    // A member's newest movements at the default size: the first page, or with
+    // `--history-pages` every member's first page, then every member's second…
+    let history_pages = options.history_pages;
     let history = |i: usize| {
         let vip = format!("{balance_prefix}{}", i % balance_count);
+        let page = (i / balance_count) % history_pages + 1;
         (
             "GET",
-            format!("/v1/point-engine/members/{vip}/entries"),
+            format!("/v1/point-engine/members/{vip}/entries?page={page}"),
             String::new(),
         )
     };

@@ -412,6 +412,11 @@ pub struct ServeArgs {
     /// movement; 0: none).
     #[arg(long, env = "POINT_ENGINE_HISTORY_MOVEMENTS_MAX", default_value_t = crate::ledger::pages::HISTORY_MOVEMENTS_MAX_DEFAULT as u32, value_parser = clap::value_parser!(u32).range(0..=16_000_000))]
     pub history_movements_max: u32,
+    /// Megabytes the three memories above (recent trades, balances, history pages) hold
+    /// together at most, by their reckoning of what each item takes, so that resident memory
+    /// has a bound whatever is asked (0: none kept).
+    #[arg(long, env = "POINT_ENGINE_ANSWERS_MEMORY_MB", default_value_t = (crate::ledger::ANSWERS_MEMORY_BYTES_DEFAULT >> 20) as u32, value_parser = clap::value_parser!(u32).range(0..=65_536))]
+    pub answers_memory_mb: u32,
     /// How far in the future (seconds) a sales_time may be, for clock skew between tills and server.
     #[arg(long, env = "POINT_ENGINE_CLOCK_SKEW_S_MAX", default_value_t = 300)]
     pub clock_skew_s_max: u32,
@@ -501,6 +506,8 @@ pub struct Settings {
     pub balances_lots_max: usize,
     /// Movements of history pages kept for pages asked for again (`ledger::pages`).
     pub history_movements_max: usize,
+    /// Bytes the three memories hold together at most (`ledger::memory::Budget`).
+    pub answers_memory_bytes_max: usize,
     pub clock_skew_s_max: u32,
     pub card_count_max: u32,
     pub expire_interval_s: u32,
@@ -535,6 +542,7 @@ impl Settings {
             recent_trades_max: args.recent_trades_max as usize,
             balances_lots_max: args.balances_lots_max as usize,
             history_movements_max: args.history_movements_max as usize,
+            answers_memory_bytes_max: (args.answers_memory_mb as usize) << 20,
             clock_skew_s_max: args.clock_skew_s_max,
             card_count_max: args.card_count_max,
             expire_interval_s: args.expire_interval_s,

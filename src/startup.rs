@@ -116,7 +116,8 @@ impl Application {
         let store = Store::open(&settings.database, settings.pool_size, settings.writer)?
             .remembering(settings.recent_trades_max)
             .keeping_balances(settings.balances_lots_max)
-            .keeping_pages(settings.history_movements_max);
+            .keeping_pages(settings.history_movements_max)
+            .answers_memory(settings.answers_memory_bytes_max);
         log::info!("ledger at {}", settings.database);
         crate::service::save_ruleset(&store, &ruleset, &sources)?;
         let telemetry = Arc::new(crate::telemetry::Telemetry::new());

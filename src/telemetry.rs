@@ -110,6 +110,11 @@ impl Telemetry {
             None,
             "Members' history pages kept in memory".into(),
         );
+        recorder.describe_gauge(
+            "point_engine_answers_memory_bytes".into(),
+            None,
+            "Bytes the three memories of answers hold together (--answers-memory-mb)".into(),
+        );
         describe(
             "point_engine_rules_reload_failures_total",
             "Rule folder changes that did not load (the running set kept serving)",
@@ -276,6 +281,11 @@ impl Telemetry {
                 .register_counter(&Key::from_name(answered), &METADATA)
                 .absolute(count);
         }
+        self.gauge(
+            "point_engine_answers_memory_bytes",
+            Vec::new(),
+            store.answers_budget.bytes_held() as f64,
+        );
         if let Some(stats) = store.writer.stats() {
             use std::sync::atomic::Ordering::Relaxed;
             let waiting = stats.waiting.load(Relaxed) as f64;

@@ -9,7 +9,7 @@
 //! same version and a moment in that span, so it is always what a read of the ledger would
 //! answer, whichever process or instance wrote since (a write of the member changes its version).
 
-use super::memory::Memory;
+use super::memory::{Budget, Memory};
 use super::{Balance, HeldLot};
 use crate::domain::{ExpireType, PointType, Points, VipAccountNo};
 use std::collections::HashMap;
@@ -82,6 +82,15 @@ impl KnownBalances {
         Self {
             memory: Memory::new(lots_max, lots_max).promoting(),
             texts: RwLock::default(),
+        }
+    }
+
+    /// Keeping no more than `budget` allows, with the other memories sharing it: about 26
+    /// bytes a lot, a member's header weighing `WEIGHT_A_BALANCE_LOTS` lots.
+    pub fn sharing(self, budget: &Arc<Budget>) -> Self {
+        Self {
+            memory: self.memory.sharing(budget, 0, 26),
+            ..self
         }
     }
 

@@ -9,7 +9,8 @@
 //! wrote since. Nothing else about a page depends on the moment it is asked.
 
 use super::history::History;
-use super::memory::Memory;
+use super::memory::{Budget, Memory};
+use std::sync::Arc;
 
 /// Which page: of which member, from 1, at which size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -43,6 +44,14 @@ impl KnownPages {
     pub fn new(movements_max: usize) -> Self {
         Self {
             memory: Memory::new(movements_max, movements_max).promoting(),
+        }
+    }
+
+    /// Keeping no more than `budget` allows, with the other memories sharing it: about 80
+    /// bytes a movement, a page's header weighing `WEIGHT_A_PAGE_MOVEMENTS` movements.
+    pub fn sharing(self, budget: &Arc<Budget>) -> Self {
+        Self {
+            memory: self.memory.sharing(budget, 0, 80),
         }
     }
 

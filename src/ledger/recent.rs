@@ -7,9 +7,10 @@
 //! process does not remember (another instance's, an older one) is read from the ledger as
 //! before, so several instances on one database stay correct.
 
-use super::memory::Memory;
+use super::memory::{Budget, Memory};
 use super::{PostError, Posted};
 use crate::domain::{Fingerprint, OutTradeNo};
+use std::sync::Arc;
 
 /// A recorded trade's request fingerprint and answer. Its texts are shared (`Arc<str>`): only
 /// the list of grants is its own.
@@ -36,6 +37,14 @@ impl RecentTrades {
     pub fn new(trades_max: usize) -> Self {
         Self {
             memory: Memory::new(trades_max, trades_max * GRANTS_A_TRADE),
+        }
+    }
+
+    /// Remembering no more than `budget` allows, with the other memories sharing it: about 220
+    /// bytes a trade and 90 a grant.
+    pub fn sharing(self, budget: &Arc<Budget>) -> Self {
+        Self {
+            memory: self.memory.sharing(budget, 220, 90),
         }
     }
 

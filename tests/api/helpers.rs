@@ -393,6 +393,7 @@ pub fn test_settings(rules: &Path, db: &TestDb) -> Settings {
         recent_trades_max: point_engine::ledger::recent::RECENT_TRADES_MAX_DEFAULT,
         balances_lots_max: point_engine::ledger::balances::BALANCES_LOTS_MAX_EXAMPLE,
         history_movements_max: point_engine::ledger::pages::HISTORY_MOVEMENTS_MAX_DEFAULT,
+        answers_memory_bytes_max: point_engine::ledger::ANSWERS_MEMORY_BYTES_DEFAULT,
         clock_skew_s_max: 300,
         card_count_max: 1000,
         expire_interval_s: 0,
