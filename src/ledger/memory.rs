@@ -70,6 +70,13 @@ struct Share {
     bytes_a_weight: usize,
 }
 
+impl Share {
+    /// The bytes `items` items weighing `weight` in all are reckoned at.
+    fn bytes(&self, items: usize, weight: usize) -> usize {
+        self.bytes_an_item * items + self.bytes_a_weight * weight
+    }
+}
+
 pub struct Memory<K, V> {
     generation_max: usize,
     generation_weight_max: usize,
@@ -201,9 +208,9 @@ impl<K: Eq + Hash + Send + 'static, V: Send + 'static> Memory<K, V> {
 
     /// The bytes an item of `weight` is reckoned at in the budget (0 without one).
     fn bytes(&self, weight: usize) -> usize {
-        self.share.as_ref().map_or(0, |share| {
-            share.bytes_an_item + share.bytes_a_weight * weight
-        })
+        self.share
+            .as_ref()
+            .map_or(0, |share| share.bytes(1, weight))
     }
 
     fn give_back(&self, weight: usize) {
@@ -218,10 +225,9 @@ impl<K: Eq + Hash + Send + 'static, V: Send + 'static> Memory<K, V> {
         let newer = std::mem::take(&mut generations.newer);
         let retired = std::mem::replace(&mut generations.older, newer);
         if let Some(share) = &self.share {
-            let items_bytes = share.bytes_an_item * retired.len();
             share
                 .budget
-                .give_back(items_bytes + share.bytes_a_weight * generations.older_weight);
+                .give_back(share.bytes(retired.len(), generations.older_weight));
         }
         generations.older_weight = std::mem::take(&mut generations.newer_weight);
         retired
@@ -250,16 +256,16 @@ impl<K: Eq + Hash + Send + 'static, V: Send + 'static> Memory<K, V> {
         weight: usize,
     ) -> Option<HashMap<K, (V, usize)>> {
         let bytes = self.bytes(weight);
-        let has_room = |share: &Option<Share>| {
-            share
+        let has_room = || {
+            self.share
                 .as_ref()
                 .is_none_or(|share| share.budget.has_room(bytes))
         };
         let full = generations.newer.len() >= self.generation_max
             || generations.newer_weight + weight > self.generation_weight_max
-            || !has_room(&self.share);
+            || !has_room();
         let retired = full.then(|| self.retire_older(generations));
-        if !has_room(&self.share) {
+        if !has_room() {
             // Its own older generation was not enough: every memory of the budget gives its
             // older one back at its next use, and this item is not held.
             if let Some(share) = &self.share {
@@ -324,9 +330,7 @@ impl<K, V> Drop for Memory<K, V> {
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             let items = generations.newer.len() + generations.older.len();
             let weight = generations.newer_weight + generations.older_weight;
-            share
-                .budget
-                .give_back(share.bytes_an_item * items + share.bytes_a_weight * weight);
+            share.budget.give_back(share.bytes(items, weight));
         }
     }
 }
