@@ -390,13 +390,18 @@ pub struct ServeArgs {
     /// Database connections in the pool (reads; PostgreSQL writes too).
     #[arg(long, env = "POINT_ENGINE_POOL_SIZE", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=256))]
     pub pool_size: u32,
-    /// SQLite: writes waiting for the ledger's writer before new ones are answered 503 with
-    /// Retry-After (backpressure instead of growing latency).
+    /// Writes waiting for the ledger's writer (SQLite; each lane on PostgreSQL) before new ones
+    /// are answered 503 with Retry-After (backpressure instead of growing latency).
     #[arg(long, env = "POINT_ENGINE_WRITE_QUEUE_MAX", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub write_queue_max: u32,
-    /// SQLite: writes committed together at most (one transaction, one fsync).
+    /// Writes committed together at most (one transaction, one fsync).
     #[arg(long, env = "POINT_ENGINE_WRITE_BATCH_MAX", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub write_batch_max: u32,
+    /// PostgreSQL: grouped writers of new receipts, each on a connection of its own, a
+    /// member's receipts always to the same one (0: each receipt in its own transaction on the
+    /// pool, as every other write).
+    #[arg(long, env = "POINT_ENGINE_WRITE_LANES", default_value_t = crate::ledger::writer::LANES_DEFAULT as u32, value_parser = clap::value_parser!(u32).range(0..=64))]
+    pub write_lanes: u32,
     /// Trades recorded lately whose answers are kept in memory, so that a replay of one (a
     /// till retrying) is answered without reading the ledger (about 400 bytes each, fewer
     /// trades when they earn more than 4 grants on average; 0: none).
@@ -538,6 +543,7 @@ impl Settings {
             writer: crate::ledger::writer::WriterLimits {
                 queue_max: args.write_queue_max as usize,
                 batch_max: args.write_batch_max as usize,
+                lanes: args.write_lanes as usize,
             },
             recent_trades_max: args.recent_trades_max as usize,
             balances_lots_max: args.balances_lots_max as usize,

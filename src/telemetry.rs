@@ -286,7 +286,8 @@ impl Telemetry {
             Vec::new(),
             store.answers_budget.bytes_held() as f64,
         );
-        if let Some(stats) = store.writer.stats() {
+        {
+            let stats = store.writer.stats();
             use std::sync::atomic::Ordering::Relaxed;
             let waiting = stats.waiting.load(Relaxed) as f64;
             let groups = stats.groups.load(Relaxed) as u64;

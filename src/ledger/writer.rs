@@ -11,9 +11,14 @@
 //! handler. A full queue is refused at once (`Busy::QueueFull`). A caller waits on its thread
 //! (`Writer::write`) or awaits the answer without holding one (`Writer::submit`).
 //!
-//! PostgreSQL: each write runs in its own transaction on a pooled connection (many writers at
-//! once, serialized per member by row locks), and is run again from the start when PostgreSQL
-//! ends it for a deadlock or a serialization failure.
+//! PostgreSQL: new receipts go to `lanes` grouped writers like SQLite's, each on a connection
+//! of its own, a member's receipts always to the same lane (`Writer::submit_for`), so that the
+//! groups of one process never wait on each other's member locks; the lanes commit in
+//! parallel. Every other write runs in its own transaction on a pooled connection (many
+//! writers at once, serialized per member by row locks). Either is run again from the start
+//! (a whole group, for a lane) when PostgreSQL ends it for a deadlock or a serialization
+//! failure: two instances on one database, or two lanes taking two budgets in opposite orders.
+//! With 0 lanes every write is pooled.
 
 use super::connection::{self, Conn, Manager, Pool};
 use diesel::connection::TransactionManager;
@@ -59,17 +64,25 @@ const TRANSIENT_ATTEMPTS_MAX: usize = 8;
 /// Settings of the grouped writer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WriterLimits {
-    /// Writes waiting for the writer before new ones are refused (503, `Retry-After`).
+    /// Writes waiting for the writer (for each lane on PostgreSQL) before new ones are refused
+    /// (503, `Retry-After`).
     pub queue_max: usize,
     /// Writes committed together at most.
     pub batch_max: usize,
+    /// PostgreSQL: grouped writers of new receipts, each with a connection of its own
+    /// (0: every write in its own transaction on the pool).
+    pub lanes: usize,
 }
+
+/// PostgreSQL's grouped writers by default (measured: see docs/performance.md).
+pub const LANES_DEFAULT: usize = 0;
 
 impl Default for WriterLimits {
     fn default() -> Self {
         Self {
             queue_max: 4096,
             batch_max: 512,
+            lanes: LANES_DEFAULT,
         }
     }
 }
@@ -184,12 +197,89 @@ pub struct Writer {
 
 #[derive(Clone)]
 enum Kind {
-    Grouped {
-        jobs: SyncSender<Job>,
+    /// SQLite: every write through one grouped writer.
+    Grouped(Lane),
+    /// PostgreSQL: writes on the pool; new receipts through `lanes` when there are any.
+    Pooled {
+        pool: Pool,
+        lanes: Arc<[Lane]>,
+        stats: Arc<WriterStats>,
+    },
+}
+
+/// The queue of one grouped writer thread.
+#[derive(Clone)]
+struct Lane {
+    jobs: SyncSender<Job>,
+    stats: Arc<WriterStats>,
+    queue_max: usize,
+}
+
+impl Lane {
+    /// Starts a grouped writer thread on `conn`, counting in `stats`.
+    fn start(
+        name: String,
+        manager: Manager,
+        conn: Conn,
         stats: Arc<WriterStats>,
         limits: WriterLimits,
-    },
-    Pooled(Pool),
+    ) -> Self {
+        let (jobs, queue) = mpsc::sync_channel::<Job>(limits.queue_max);
+        let counters = stats.clone();
+        std::thread::Builder::new()
+            .name(name)
+            .spawn(move || {
+                raise_priority();
+                let mut writer = GroupWriter {
+                    manager,
+                    conn,
+                    careful_groups: 0,
+                };
+                writer.run(queue, &counters, limits.batch_max)
+            })
+            .expect("a thread starts");
+        Self {
+            jobs,
+            stats,
+            queue_max: limits.queue_max,
+        }
+    }
+
+    /// Puts a write in the queue, or says at once why it cannot.
+    fn enqueue<T, E, F>(&self, write: F, reply: Reply<Result<T, E>>) -> Result<(), E>
+    where
+        F: FnMut(&mut Conn) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: WriteFailure + Send + 'static,
+    {
+        let job: Job = Box::new(Pending {
+            write,
+            result: None,
+            reply,
+        });
+        self.stats.waiting.fetch_add(1, Ordering::Relaxed);
+        self.jobs.try_send(job).map_err(|refused| {
+            self.stats.waiting.fetch_sub(1, Ordering::Relaxed);
+            match refused {
+                TrySendError::Full(_) => WriteError::from(Busy::QueueFull(self.queue_max)).into(),
+                TrySendError::Disconnected(_) => WriteError::Stopped.into(),
+            }
+        })
+    }
+
+    /// Queues `write` and awaits its answer.
+    fn submit<T, E, F>(&self, write: F) -> Answer<T, E>
+    where
+        F: FnMut(&mut Conn) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: WriteFailure + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel::<Result<T, E>>();
+        match self.enqueue(write, Reply::Awaited(reply)) {
+            Ok(()) => Answer::Queued(answer),
+            Err(refused) => Answer::Ready(Err(refused)),
+        }
+    }
 }
 
 /// Counters of the grouped writer.
@@ -204,57 +294,61 @@ pub struct WriterStats {
 }
 
 impl Writer {
-    /// The writer for this database: grouped on its own connection for SQLite, pooled for
-    /// PostgreSQL.
+    /// The writer for this database: grouped on its own connection for SQLite; pooled for
+    /// PostgreSQL, with `limits.lanes` grouped writers for new receipts.
     pub fn start(
         url: &super::DatabaseUrl,
         pool: &Pool,
         limits: WriterLimits,
     ) -> Result<Self, connection::ConnectError> {
-        match url {
-            super::DatabaseUrl::Postgres(_) => Ok(Self {
-                kind: Kind::Pooled(pool.clone()),
-            }),
-            super::DatabaseUrl::Sqlite(_) => {
-                let manager = Manager::new(url.clone());
-                let conn =
-                    manager
-                        .connect()
-                        .map_err(|source| connection::ConnectError::Writer {
-                            url: url.to_string(),
-                            message: source.to_string(),
-                        })?;
-                let (jobs, queue) = mpsc::sync_channel::<Job>(limits.queue_max);
-                let stats = Arc::new(WriterStats::default());
-                let counters = stats.clone();
-                std::thread::Builder::new()
-                    .name("ledger-writer".into())
-                    .spawn(move || {
-                        raise_priority();
-                        let mut writer = GroupWriter {
-                            manager,
-                            conn,
-                            careful_groups: 0,
-                        };
-                        writer.run(queue, &counters, limits.batch_max)
+        let stats = Arc::new(WriterStats::default());
+        let lane_conn = || {
+            let manager = Manager::new(url.clone());
+            let conn = manager
+                .connect()
+                .map_err(|source| connection::ConnectError::Writer {
+                    url: url.to_string(),
+                    message: source.to_string(),
+                })?;
+            Ok((manager, conn))
+        };
+        let kind = match url {
+            super::DatabaseUrl::Postgres(_) => {
+                let lanes = (0..limits.lanes)
+                    .map(|lane| {
+                        let (manager, conn) = lane_conn()?;
+                        let name = format!("ledger-lane-{lane}");
+                        Ok(Lane::start(name, manager, conn, stats.clone(), limits))
                     })
-                    .expect("a thread starts");
-                Ok(Self {
-                    kind: Kind::Grouped {
-                        jobs,
-                        stats,
-                        limits,
-                    },
-                })
+                    .collect::<Result<Vec<_>, connection::ConnectError>>()?;
+                Kind::Pooled {
+                    pool: pool.clone(),
+                    lanes: lanes.into(),
+                    stats,
+                }
             }
+            super::DatabaseUrl::Sqlite(_) => {
+                let (manager, conn) = lane_conn()?;
+                let name = "ledger-writer".to_string();
+                Kind::Grouped(Lane::start(name, manager, conn, stats, limits))
+            }
+        };
+        Ok(Self { kind })
+    }
+
+    /// The grouped writers' counters (together, for PostgreSQL's lanes).
+    pub fn stats(&self) -> &WriterStats {
+        match &self.kind {
+            Kind::Grouped(lane) => &lane.stats,
+            Kind::Pooled { stats, .. } => stats,
         }
     }
 
-    /// The grouped writer's counters (`None` for PostgreSQL).
-    pub fn stats(&self) -> Option<&WriterStats> {
+    /// The grouped writers: 1 on SQLite, the lanes on PostgreSQL (0: every write pooled).
+    pub fn lanes(&self) -> usize {
         match &self.kind {
-            Kind::Grouped { stats, .. } => Some(stats),
-            Kind::Pooled(_) => None,
+            Kind::Grouped(_) => 1,
+            Kind::Pooled { lanes, .. } => lanes.len(),
         }
     }
 
@@ -267,10 +361,10 @@ impl Writer {
         E: WriteFailure + Send + 'static,
     {
         match &self.kind {
-            Kind::Pooled(pool) => write_pooled(pool, write),
-            Kind::Grouped { .. } => {
+            Kind::Pooled { pool, .. } => write_pooled(pool, write),
+            Kind::Grouped(lane) => {
                 let (reply, answer) = mpsc::sync_channel::<Result<T, E>>(1);
-                self.enqueue(write, Reply::Blocking(reply))?;
+                lane.enqueue(write, Reply::Blocking(reply))?;
                 answer.recv().unwrap_or(Err(WriteError::Stopped.into()))
             }
         }
@@ -287,45 +381,27 @@ impl Writer {
         E: WriteFailure + Send + 'static,
     {
         match &self.kind {
-            Kind::Pooled(pool) => Answer::Ready(write_pooled(pool, write)),
-            Kind::Grouped { .. } => {
-                let (reply, answer) = oneshot::channel::<Result<T, E>>();
-                match self.enqueue(write, Reply::Awaited(reply)) {
-                    Ok(()) => Answer::Queued(answer),
-                    Err(refused) => Answer::Ready(Err(refused)),
-                }
-            }
+            Kind::Pooled { pool, .. } => Answer::Ready(write_pooled(pool, write)),
+            Kind::Grouped(lane) => lane.submit(write),
         }
     }
 
-    /// Puts a write in the grouped writer's queue, or says at once why it cannot.
-    fn enqueue<T, E, F>(&self, write: F, reply: Reply<Result<T, E>>) -> Result<(), E>
+    /// `submit` for a write of one member's, `key` (a hash of the member): on PostgreSQL it
+    /// goes to the lane of that key (when there are lanes), so one member's writes are never
+    /// in two groups at once.
+    pub fn submit_for<T, E, F>(&self, key: u64, write: F) -> Answer<T, E>
     where
         F: FnMut(&mut Conn) -> Result<T, E> + Send + 'static,
         T: Send + 'static,
         E: WriteFailure + Send + 'static,
     {
-        let Kind::Grouped {
-            jobs,
-            stats,
-            limits,
-        } = &self.kind
-        else {
-            unreachable!("only the grouped writer has a queue");
-        };
-        let job: Job = Box::new(Pending {
-            write,
-            result: None,
-            reply,
-        });
-        stats.waiting.fetch_add(1, Ordering::Relaxed);
-        jobs.try_send(job).map_err(|refused| {
-            stats.waiting.fetch_sub(1, Ordering::Relaxed);
-            match refused {
-                TrySendError::Full(_) => WriteError::from(Busy::QueueFull(limits.queue_max)).into(),
-                TrySendError::Disconnected(_) => WriteError::Stopped.into(),
+        match &self.kind {
+            Kind::Pooled { lanes, .. } if !lanes.is_empty() => {
+                let lane = (key % lanes.len() as u64) as usize;
+                lanes[lane].submit(write)
             }
-        })
+            _ => self.submit(write),
+        }
     }
 }
 
@@ -416,8 +492,14 @@ impl GroupWriter {
     /// the whole group is rolled back and run again carefully, each write in its own savepoint
     /// (`run_careful`), so that only the failing write fails; the next `CAREFUL_GROUPS` groups
     /// are run carefully too, so that a run of failing writes costs each group once.
+    ///
+    /// On PostgreSQL a write ended for a deadlock or a serialization failure (or that lost a
+    /// race to another process) runs its whole group again from the start, up to
+    /// `TRANSIENT_ATTEMPTS_MAX` times: rolling back only its savepoint would keep the locks of
+    /// the writes before it, which the other side of a deadlock waits for.
     fn commit_group(&mut self, group: &mut Vec<Job>) {
-        if self.careful_groups == 0 {
+        let mut attempt = 1;
+        while self.careful_groups == 0 {
             match run_straight(&mut self.conn, group) {
                 Straight::Committed => {
                     for job in group.drain(..) {
@@ -431,11 +513,18 @@ impl GroupWriter {
                     }
                     return;
                 }
-                Straight::WriteFailed => self.careful_groups = CAREFUL_GROUPS,
+                Straight::Transient if attempt < TRANSIENT_ATTEMPTS_MAX => {
+                    attempt += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(
+                        (attempt * attempt) as u64,
+                    ));
+                }
+                Straight::WriteFailed | Straight::Transient => {
+                    self.careful_groups = CAREFUL_GROUPS + 1
+                }
             }
-        } else {
-            self.careful_groups -= 1;
         }
+        self.careful_groups -= 1;
         if run_careful(&mut self.conn, group) {
             self.careful_groups = CAREFUL_GROUPS;
         }
@@ -452,6 +541,8 @@ enum Straight {
     Failed(String),
     /// A write failed: the group was rolled back, to be run with a savepoint per write.
     WriteFailed,
+    /// A write on PostgreSQL failed transiently: the group was rolled back, to be run again.
+    Transient,
 }
 
 /// Runs every write of a group in one transaction, without savepoints, and commits.
@@ -467,7 +558,10 @@ fn run_straight(conn: &mut Conn, group: &mut [Job]) -> Straight {
             if let Err(e) = Transactions::rollback_transaction(conn) {
                 log::error!("the ledger writer could not roll back: {e}");
             }
-            return Straight::WriteFailed;
+            return match (ran, &*conn) {
+                (Ok(Ran::Transient), Conn::Postgres(_)) => Straight::Transient,
+                _ => Straight::WriteFailed,
+            };
         }
     }
     match Transactions::commit_transaction(conn) {

@@ -271,7 +271,7 @@ pub fn create_trade_with(
         Ok(None) => {
             // Known new on its first run only: a run again (after a `Race`) looks.
             let mut known_new = true;
-            store.writer.submit(move |conn| {
+            store.writer.submit_for(member_key(&trade), move |conn| {
                 let replay = Replay {
                     fingerprint: &fingerprint,
                     known_new: std::mem::take(&mut known_new),
@@ -282,6 +282,15 @@ pub fn create_trade_with(
         Ok(Some(posted)) => Answer::Ready(Ok(posted)),
         Err(error) => Answer::Ready(Err(error)),
     }
+}
+
+/// The key of a trade's member among PostgreSQL's writer lanes: one member's trades always
+/// go to the same lane.
+pub fn member_key(trade: &Trade) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    trade.vip_accountno.as_str().hash(&mut hasher);
+    hasher.finish()
 }
 
 /// `create_trade` inside a write. A concurrent duplicate (from another process, on PostgreSQL)

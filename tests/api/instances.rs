@@ -119,7 +119,13 @@ fn spread(instances: &Arc<[Instance; 2]>, bodies: Vec<Value>) -> Vec<(u16, Value
 fn two_instances_on_one_database_grant_once_and_never_overdraw() {
     let db = TestDb::new();
     // Both start at once on an empty database: one migrates it, the other waits its turn.
-    let mut both = [Instance::spawn(&db), Instance::spawn(&db)];
+    // The second writes new receipts through two grouped lanes (PostgreSQL), the first each
+    // in its own transaction.
+    let lanes = ["--expire-interval-s", "1", "--write-lanes", "2"];
+    let mut both = [
+        Instance::spawn(&db),
+        Instance::spawn_with(&db, &shipped_rules(), &lanes),
+    ];
     both.iter_mut().for_each(Instance::wait_ready);
     let instances = Arc::new(both);
 

@@ -29,47 +29,71 @@ fn burn_trade(out_trade_no: &str, vip: &str, burn: i64) -> Trade {
     parse_trade(&body)
 }
 
-/// Holds the writer for `hold` so that the writes sent meanwhile queue up behind it.
-fn hold_writer(store: &Store, hold: Duration) -> std::thread::JoinHandle<()> {
-    let store = store.clone();
-    let handle = std::thread::spawn(move || {
-        store
-            .writer
-            .write(move |_| {
-                std::thread::sleep(hold);
-                Ok::<_, ServiceError>(())
-            })
-            .unwrap()
-    });
-    std::thread::sleep(Duration::from_millis(50));
-    handle
+/// A server whose PostgreSQL writes new receipts through two grouped lanes (SQLite has its one
+/// grouped writer either way).
+fn spawn_app_with_lanes(rules: &std::path::Path) -> TestApp {
+    let db = TestDb::new();
+    let mut settings = test_settings(rules, &db);
+    settings.writer.lanes = 2;
+    spawn_app_in(settings, db)
 }
 
-/// Groups the grouped writer has committed so far (`None` on PostgreSQL).
+/// Holds the writer (every lane of PostgreSQL's) for `hold` so that the writes sent meanwhile
+/// queue up behind it.
+fn hold_writer(store: &Store, hold: Duration) -> std::thread::JoinHandle<()> {
+    let holds: Vec<_> = (0..store.writer.lanes() as u64)
+        .map(|lane| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                store
+                    .writer
+                    .submit_for(lane, move |_| {
+                        std::thread::sleep(hold);
+                        Ok::<_, ServiceError>(())
+                    })
+                    .wait()
+                    .unwrap()
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(50));
+    std::thread::spawn(move || holds.into_iter().for_each(|h| h.join().unwrap()))
+}
+
+/// Groups the grouped writer has committed so far (`None` on PostgreSQL, whose lanes' groups
+/// depend on which lane each member falls in).
 fn groups_so_far(store: &Store) -> Option<usize> {
-    store
-        .writer
-        .stats()
-        .map(|s| s.groups.load(Ordering::Relaxed))
+    (backend() == Backend::Sqlite).then(|| store.writer.stats().groups.load(Ordering::Relaxed))
+}
+
+/// Sends `trade` through the writer on a thread of its own: its points, or its error.
+fn create_on_a_thread(
+    store: &Store,
+    rules: &Arc<Ruleset>,
+    trade: Trade,
+) -> std::thread::JoinHandle<Result<i64, String>> {
+    let (store, rules) = (store.clone(), rules.clone());
+    std::thread::spawn(move || {
+        service::create_trade(
+            &store,
+            rules,
+            trade.fingerprint(),
+            trade,
+            chrono::Utc::now(),
+        )
+        .wait()
+        .map(|p| p.grants.iter().map(|g| g.points.value()).sum())
+        .map_err(|e| match e {
+            ServiceError::Post(PostError::InsufficientPoints { .. }) => "insufficient".to_string(),
+            other => other.to_string(),
+        })
+    })
 }
 
 fn create_all(store: &Store, rules: &Arc<Ruleset>, trades: Vec<Trade>) -> Vec<Result<i64, String>> {
     let handles: Vec<_> = trades
         .into_iter()
-        .map(|t| {
-            let (store, rules) = (store.clone(), rules.clone());
-            std::thread::spawn(move || {
-                service::create_trade(&store, rules, t.fingerprint(), t, chrono::Utc::now())
-                    .wait()
-                    .map(|p| p.grants.iter().map(|g| g.points.value()).sum())
-                    .map_err(|e| match e {
-                        ServiceError::Post(PostError::InsufficientPoints { .. }) => {
-                            "insufficient".to_string()
-                        }
-                        other => other.to_string(),
-                    })
-            })
-        })
+        .map(|t| create_on_a_thread(store, rules, t))
         .collect();
     handles.into_iter().map(|h| h.join().unwrap()).collect()
 }
@@ -79,7 +103,7 @@ fn create_all(store: &Store, rules: &Arc<Ruleset>, trades: Vec<Trade>) -> Vec<Re
 /// first trades of one new member make one member, and a trade that fails in the middle of
 /// the group leaves nothing behind (not even its new member) while the others land.
 fn a_group_of_writes_sees_each_write_and_fails_each_alone() {
-    let app = spawn_app();
+    let app = spawn_app_with_lanes(&shipped_rules());
     assert_eq!(app.post_trade(&trade("G0", "M-G", &hours_ago(2))).0, 200);
     let store = app.store();
     let rules = Arc::new(rules::load_dir(&shipped_rules()).unwrap());
@@ -115,7 +139,8 @@ fn a_group_of_writes_sees_each_write_and_fails_each_alone() {
     );
     assert_eq!(outcomes[2], Err("insufficient".into()));
     assert_eq!(outcomes[3..], [Ok(100), Ok(100)]);
-    if let (Some(before), Some(stats)) = (groups_before, store.writer.stats()) {
+    if let Some(before) = groups_before {
+        let stats = store.writer.stats();
         // The blocker's group, then one group for all five.
         assert_eq!(stats.groups.load(Ordering::Relaxed) - before, 2);
     }
@@ -140,7 +165,7 @@ fn a_group_of_writes_sees_each_write_and_fails_each_alone() {
 /// `out_trade_no` with another body in the same group is a conflict. Each copy passed the
 /// replay read before the first one was recorded, so the writer finds the duplicates itself.
 fn duplicates_in_one_group_are_granted_once() {
-    let app = spawn_app();
+    let app = spawn_app_with_lanes(&shipped_rules());
     let store = app.store();
     let rules = Arc::new(rules::load_dir(&shipped_rules()).unwrap());
     let groups_before = groups_so_far(&store);
@@ -180,7 +205,8 @@ fn duplicates_in_one_group_are_granted_once() {
         }
         other => panic!("expected a conflict, got {other:?}"),
     }
-    if let (Some(before), Some(stats)) = (groups_before, store.writer.stats()) {
+    if let Some(before) = groups_before {
+        let stats = store.writer.stats();
         // The blocker's group, then one group for the four copies.
         assert_eq!(stats.groups.load(Ordering::Relaxed) - before, 2);
     }
@@ -195,9 +221,6 @@ fn duplicates_in_one_group_are_granted_once() {
 
 /// A writer whose queue is full refuses at once with `QueueFull`, and what it accepted lands.
 fn a_full_write_queue_refuses_at_once() {
-    if backend() == Backend::Postgres {
-        return; // PostgreSQL writes on pooled connections: no queue.
-    }
     let app = spawn_app();
     let store = Store::open(
         &ledger::DatabaseUrl::parse(&app.database).unwrap(),
@@ -205,6 +228,7 @@ fn a_full_write_queue_refuses_at_once() {
         WriterLimits {
             queue_max: 2,
             batch_max: 1,
+            lanes: 1,
         },
     )
     .unwrap();
@@ -246,14 +270,12 @@ fn a_full_write_queue_refuses_at_once() {
 
 /// The HTTP answer to a full queue: 503 in the native error shape, with `Retry-After`.
 fn a_full_write_queue_answers_503_with_retry_after() {
-    if backend() == Backend::Postgres {
-        return;
-    }
     let db = TestDb::new();
     let mut settings = test_settings(&shipped_rules(), &db);
     settings.writer = WriterLimits {
         queue_max: 1,
         batch_max: 1,
+        lanes: 1,
     };
     settings.workers = 4;
     let app = Arc::new(spawn_app_with_settings(settings));
@@ -304,7 +326,8 @@ fn acknowledged_trades_survive_kill_9() {
     let db = TestDb::new();
     let acknowledged = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     for round in 0..3 {
-        let mut instance = Instance::spawn_with(&db, &shipped_rules(), &[]);
+        // Two lanes: PostgreSQL's grouped writers are as durable as its pooled writes.
+        let mut instance = Instance::spawn_with(&db, &shipped_rules(), &["--write-lanes", "2"]);
         instance.wait_ready();
         let address = instance.address.clone();
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -427,7 +450,86 @@ fn replays_and_balances_answer_alike_when_the_pool_is_busy() {
     app.assert_ledger_consistent();
 }
 
+/// Two budgeted campaigns, each at its own stores.
+const TWO_BUDGETS: &str = r#"
+[[campaign]]
+code = "XB"
+starts_at = "2020-01-01T00:00:00+08:00"
+ends_at = "2100-01-01T00:00:00+08:00"
+stores = ["X*"]
+budget = 10000
+expiry = "KDP"
+award = { fixed = 100 }
+
+[[campaign]]
+code = "YB"
+starts_at = "2020-01-01T00:00:00+08:00"
+ends_at = "2100-01-01T00:00:00+08:00"
+stores = ["Y*"]
+budget = 10000
+expiry = "KDP"
+award = { fixed = 100 }
+"#;
+
+/// Two groups committing at once that take two budgets in opposite orders (PostgreSQL: two
+/// lanes, each group holding the first budget it took until it commits) deadlock; PostgreSQL
+/// ends one, and its whole group runs again: every trade lands once, none answers an error.
+fn groups_taking_budgets_in_opposite_orders_all_land() {
+    let program = std::fs::read_to_string(shipped_rules().join("program.toml")).unwrap();
+    let rules_dir = rules_dir(&[("program.toml", &program), ("c.toml", TWO_BUDGETS)]);
+    let app = spawn_app_with_lanes(rules_dir.path());
+    let store = app.store();
+    let rules = Arc::new(rules::load_dir(rules_dir.path()).unwrap());
+    let at = |no: &str, vip: &str, store_code: &str| {
+        let mut body = trade(no, vip, &hours_ago(1));
+        body["store_code"] = json!(store_code);
+        parse_trade(&body)
+    };
+    // Members of the first lane and of the second (one lane on SQLite: any members).
+    let lanes = store.writer.lanes().max(1) as u64;
+    let in_lane = |lane: u64| {
+        (0..)
+            .map(move |i| format!("M-L{lane}-{i}"))
+            .filter(move |vip| service::member_key(&at("K", vip, "X01")) % lanes == lane % lanes)
+    };
+    let (mut first, mut second) = (in_lane(0), in_lane(1));
+    let trades = vec![
+        at("O1", &first.next().unwrap(), "X01"),
+        at("O2", &second.next().unwrap(), "Y01"),
+        at("O3", &first.next().unwrap(), "Y01"),
+        at("O4", &second.next().unwrap(), "X01"),
+    ];
+    let blocker = hold_writer(&store, Duration::from_millis(400));
+    // One after another, so that they queue in this order behind the blocker.
+    let sent: Vec<_> = trades
+        .into_iter()
+        .map(|t| {
+            let handle = create_on_a_thread(&store, &rules, t);
+            std::thread::sleep(Duration::from_millis(30));
+            handle
+        })
+        .collect();
+    blocker.join().unwrap();
+    let outcomes: Vec<_> = sent.into_iter().map(|h| h.join().unwrap()).collect();
+    assert_eq!(outcomes, vec![Ok(200); 4]);
+    for campaign in ["XB", "YB"] {
+        let used: i64 = {
+            use diesel::prelude::*;
+            use point_engine::ledger::schema::campaign_budgets;
+            campaign_budgets::table
+                .filter(campaign_budgets::campaign_code.eq(campaign))
+                .select(campaign_budgets::used)
+                .first(&mut app.conn())
+                .unwrap()
+        };
+        assert_eq!(used, 200, "{campaign}");
+    }
+    assert_eq!(app.counts(), (4, 8, 8, 4));
+    app.assert_ledger_consistent();
+}
+
 on_both_backends!(
+    groups_taking_budgets_in_opposite_orders_all_land,
     a_group_of_writes_sees_each_write_and_fails_each_alone,
     duplicates_in_one_group_are_granted_once,
     a_full_write_queue_refuses_at_once,
