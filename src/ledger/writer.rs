@@ -420,11 +420,17 @@ where
         match connection::write_transaction(&mut conn, &mut write) {
             Err(e) if e.is_transient() && attempt < TRANSIENT_ATTEMPTS_MAX => {
                 attempt += 1;
-                std::thread::sleep(std::time::Duration::from_millis((attempt * attempt) as u64));
+                back_off(attempt);
             }
             other => return other,
         }
     }
+}
+
+/// Waits before the `attempt`th run of a write (or group) PostgreSQL ended transiently, longer
+/// each time, so that the other side of a deadlock can finish first.
+fn back_off(attempt: usize) {
+    std::thread::sleep(std::time::Duration::from_millis((attempt * attempt) as u64));
 }
 
 /// Asks the scheduler to favour the writer thread: every write waits on it, so under a flood of
@@ -498,33 +504,35 @@ impl GroupWriter {
     /// `TRANSIENT_ATTEMPTS_MAX` times: rolling back only its savepoint would keep the locks of
     /// the writes before it, which the other side of a deadlock waits for.
     fn commit_group(&mut self, group: &mut Vec<Job>) {
-        let mut attempt = 1;
-        while self.careful_groups == 0 {
-            match run_straight(&mut self.conn, group) {
-                Straight::Committed => {
-                    for job in group.drain(..) {
-                        job.answer(None);
+        if self.careful_groups == 0 {
+            let mut attempt = 1;
+            loop {
+                match run_straight(&mut self.conn, group) {
+                    Straight::Committed => {
+                        for job in group.drain(..) {
+                            job.answer(None);
+                        }
+                        return;
                     }
-                    return;
-                }
-                Straight::Failed(message) => {
-                    for job in group.drain(..) {
-                        job.answer(Some(&message));
+                    Straight::Failed(message) => {
+                        for job in group.drain(..) {
+                            job.answer(Some(&message));
+                        }
+                        return;
                     }
-                    return;
-                }
-                Straight::Transient if attempt < TRANSIENT_ATTEMPTS_MAX => {
-                    attempt += 1;
-                    std::thread::sleep(std::time::Duration::from_millis(
-                        (attempt * attempt) as u64,
-                    ));
-                }
-                Straight::WriteFailed | Straight::Transient => {
-                    self.careful_groups = CAREFUL_GROUPS + 1
+                    Straight::Transient if attempt < TRANSIENT_ATTEMPTS_MAX => {
+                        attempt += 1;
+                        back_off(attempt);
+                    }
+                    Straight::WriteFailed | Straight::Transient => {
+                        self.careful_groups = CAREFUL_GROUPS;
+                        break;
+                    }
                 }
             }
+        } else {
+            self.careful_groups -= 1;
         }
-        self.careful_groups -= 1;
         if run_careful(&mut self.conn, group) {
             self.careful_groups = CAREFUL_GROUPS;
         }

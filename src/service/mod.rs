@@ -271,25 +271,27 @@ pub fn create_trade_with(
         Ok(None) => {
             // Known new on its first run only: a run again (after a `Race`) looks.
             let mut known_new = true;
-            store.writer.submit_for(member_key(&trade), move |conn| {
-                let replay = Replay {
-                    fingerprint: &fingerprint,
-                    known_new: std::mem::take(&mut known_new),
-                };
-                create_trade_in(conn, &rules, &trade, replay, now)
-            })
+            store
+                .writer
+                .submit_for(member_key(&trade.vip_accountno), move |conn| {
+                    let replay = Replay {
+                        fingerprint: &fingerprint,
+                        known_new: std::mem::take(&mut known_new),
+                    };
+                    create_trade_in(conn, &rules, &trade, replay, now)
+                })
         }
         Ok(Some(posted)) => Answer::Ready(Ok(posted)),
         Err(error) => Answer::Ready(Err(error)),
     }
 }
 
-/// The key of a trade's member among PostgreSQL's writer lanes: one member's trades always
-/// go to the same lane.
-pub fn member_key(trade: &Trade) -> u64 {
+/// The key of a member among PostgreSQL's writer lanes: one member's trades always go to the
+/// same lane.
+pub fn member_key(vip: &VipAccountNo) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    trade.vip_accountno.as_str().hash(&mut hasher);
+    vip.as_str().hash(&mut hasher);
     hasher.finish()
 }
 

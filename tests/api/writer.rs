@@ -29,13 +29,19 @@ fn burn_trade(out_trade_no: &str, vip: &str, burn: i64) -> Trade {
     parse_trade(&body)
 }
 
-/// A server whose PostgreSQL writes new receipts through two grouped lanes (SQLite has its one
-/// grouped writer either way).
-fn spawn_app_with_lanes(rules: &std::path::Path) -> TestApp {
-    let db = TestDb::new();
-    let mut settings = test_settings(rules, &db);
-    settings.writer.lanes = 2;
-    spawn_app_in(settings, db)
+/// The app's ledger opened as another process would open it, writing new receipts through two
+/// grouped lanes on PostgreSQL (SQLite has its one grouped writer either way).
+fn store_with_lanes(app: &TestApp) -> Store {
+    let limits = WriterLimits {
+        lanes: 2,
+        ..Default::default()
+    };
+    Store::open(
+        &ledger::DatabaseUrl::parse(&app.database).unwrap(),
+        2,
+        limits,
+    )
+    .unwrap()
 }
 
 /// Holds the writer (every lane of PostgreSQL's) for `hold` so that the writes sent meanwhile
@@ -103,9 +109,9 @@ fn create_all(store: &Store, rules: &Arc<Ruleset>, trades: Vec<Trade>) -> Vec<Re
 /// first trades of one new member make one member, and a trade that fails in the middle of
 /// the group leaves nothing behind (not even its new member) while the others land.
 fn a_group_of_writes_sees_each_write_and_fails_each_alone() {
-    let app = spawn_app_with_lanes(&shipped_rules());
+    let app = spawn_app();
     assert_eq!(app.post_trade(&trade("G0", "M-G", &hours_ago(2))).0, 200);
-    let store = app.store();
+    let store = store_with_lanes(&app);
     let rules = Arc::new(rules::load_dir(&shipped_rules()).unwrap());
     let groups_before = groups_so_far(&store);
 
@@ -165,8 +171,8 @@ fn a_group_of_writes_sees_each_write_and_fails_each_alone() {
 /// `out_trade_no` with another body in the same group is a conflict. Each copy passed the
 /// replay read before the first one was recorded, so the writer finds the duplicates itself.
 fn duplicates_in_one_group_are_granted_once() {
-    let app = spawn_app_with_lanes(&shipped_rules());
-    let store = app.store();
+    let app = spawn_app();
+    let store = store_with_lanes(&app);
     let rules = Arc::new(rules::load_dir(&shipped_rules()).unwrap());
     let groups_before = groups_so_far(&store);
     let body = trade("D1", "M-D", &hours_ago(1));
@@ -477,8 +483,8 @@ award = { fixed = 100 }
 fn groups_taking_budgets_in_opposite_orders_all_land() {
     let program = std::fs::read_to_string(shipped_rules().join("program.toml")).unwrap();
     let rules_dir = rules_dir(&[("program.toml", &program), ("c.toml", TWO_BUDGETS)]);
-    let app = spawn_app_with_lanes(rules_dir.path());
-    let store = app.store();
+    let app = spawn_app_with_rules(rules_dir.path());
+    let store = store_with_lanes(&app);
     let rules = Arc::new(rules::load_dir(rules_dir.path()).unwrap());
     let at = |no: &str, vip: &str, store_code: &str| {
         let mut body = trade(no, vip, &hours_ago(1));
@@ -490,7 +496,10 @@ fn groups_taking_budgets_in_opposite_orders_all_land() {
     let in_lane = |lane: u64| {
         (0..)
             .map(move |i| format!("M-L{lane}-{i}"))
-            .filter(move |vip| service::member_key(&at("K", vip, "X01")) % lanes == lane % lanes)
+            .filter(move |vip| {
+                let vip = point_engine::domain::VipAccountNo::parse(vip).unwrap();
+                service::member_key(&vip) % lanes == lane % lanes
+            })
     };
     let (mut first, mut second) = (in_lane(0), in_lane(1));
     let trades = vec![
@@ -499,6 +508,7 @@ fn groups_taking_budgets_in_opposite_orders_all_land() {
         at("O3", &first.next().unwrap(), "Y01"),
         at("O4", &second.next().unwrap(), "X01"),
     ];
+    let writes_before = store.writer.stats().writes.load(Ordering::Relaxed);
     let blocker = hold_writer(&store, Duration::from_millis(400));
     // One after another, so that they queue in this order behind the blocker.
     let sent: Vec<_> = trades
@@ -512,6 +522,9 @@ fn groups_taking_budgets_in_opposite_orders_all_land() {
     blocker.join().unwrap();
     let outcomes: Vec<_> = sent.into_iter().map(|h| h.join().unwrap()).collect();
     assert_eq!(outcomes, vec![Ok(200); 4]);
+    // Through the grouped writers (the lanes, on PostgreSQL): a hold on each, then the four.
+    let writes = store.writer.stats().writes.load(Ordering::Relaxed) - writes_before;
+    assert_eq!(writes, store.writer.lanes() + 4);
     for campaign in ["XB", "YB"] {
         let used: i64 = {
             use diesel::prelude::*;
