@@ -235,7 +235,8 @@ struct Outcome {
     cpu_us_per_request: Option<(f64, f64)>,
 }
 
-/// CPU time (µs) the process `pid` and its `ledger-writer` threads have used so far
+/// CPU time (µs) the process `pid` and its ledger writer threads (`ledger-writer` on SQLite,
+/// `ledger-lane-N` on PostgreSQL) have used so far
 /// (`/proc`: utime + stime, in ticks of 1/100 s, Linux's USER_HZ).
 fn cpu_us(pid: u32) -> (u64, u64) {
     let ticks = |stat: String| -> u64 {
@@ -260,7 +261,9 @@ fn cpu_us(pid: u32) -> (u64, u64) {
             tasks
                 .flatten()
                 .filter(|task| {
-                    read(format!("{}/comm", task.path().display())).trim() == "ledger-writer"
+                    let name = read(format!("{}/comm", task.path().display()));
+                    let name = name.trim();
+                    name == "ledger-writer" || name.starts_with("ledger-lane-")
                 })
                 .map(|task| ticks(read(format!("{}/stat", task.path().display()))))
                 .sum()

@@ -217,6 +217,11 @@ where
             return Ok(ledger::one_read(&mut conn, read));
         }
     }
+    let _beside_lanes = match &state.read_turns_beside_lanes {
+        // Never closed: `acquire` fails only on a closed semaphore.
+        Some(turns) if state.store.writer.lanes_writing() => turns.acquire().await.ok(),
+        _ => None,
+    };
     let pool = state.store.pool.clone();
     on_pool(state.clone(), move || {
         ledger::one_read(&mut *pool.get()?, read)

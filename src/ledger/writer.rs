@@ -24,9 +24,10 @@ use super::connection::{self, Conn, Manager, Pool};
 use diesel::connection::TransactionManager;
 use diesel::r2d2::{ManageConnection, R2D2Connection};
 use diesel::Connection;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
+use std::time::Instant;
 use tokio::sync::oneshot;
 
 /// Why a write was not even tried: nothing was written, and the caller may retry.
@@ -75,7 +76,7 @@ pub struct WriterLimits {
 }
 
 /// PostgreSQL's grouped writers by default (measured: see docs/performance.md).
-pub const LANES_DEFAULT: usize = 0;
+pub const LANES_DEFAULT: usize = 2;
 
 impl Default for WriterLimits {
     fn default() -> Self {
@@ -283,14 +284,51 @@ impl Lane {
 }
 
 /// Counters of the grouped writer.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct WriterStats {
     /// Writes in the queue now.
     pub waiting: AtomicUsize,
+    /// Writes taken from the queue and not answered yet: the groups being committed now.
+    pub running: AtomicUsize,
     /// Groups committed (or failed) so far.
     pub groups: AtomicUsize,
     /// Writes run so far.
     pub writes: AtomicUsize,
+    /// When the last group was answered, in ms after `started` (`u64::MAX`: none yet).
+    answered_at_ms: AtomicU64,
+    started: Instant,
+}
+
+impl Default for WriterStats {
+    fn default() -> Self {
+        Self {
+            waiting: AtomicUsize::new(0),
+            running: AtomicUsize::new(0),
+            groups: AtomicUsize::new(0),
+            writes: AtomicUsize::new(0),
+            answered_at_ms: AtomicU64::new(u64::MAX),
+            started: Instant::now(),
+        }
+    }
+}
+
+/// How long after its last answer a lane still counts as writing (`Writer::lanes_writing`):
+/// under load its callers' next writes arrive within it, and a gap between two groups is no
+/// time for reads to take every backend.
+const WRITING_AFTER_ANSWER_MS: u64 = 10;
+
+impl WriterStats {
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX - 1)
+    }
+
+    /// Writes queued or running, or a group answered within `WRITING_AFTER_ANSWER_MS`.
+    fn writing(&self) -> bool {
+        let answered_at_ms = self.answered_at_ms.load(Ordering::Relaxed);
+        self.waiting.load(Ordering::Relaxed) + self.running.load(Ordering::Relaxed) > 0
+            || (answered_at_ms != u64::MAX
+                && self.now_ms() <= answered_at_ms.saturating_add(WRITING_AFTER_ANSWER_MS))
+    }
 }
 
 impl Writer {
@@ -349,6 +387,15 @@ impl Writer {
         match &self.kind {
             Kind::Grouped(_) => 1,
             Kind::Pooled { lanes, .. } => lanes.len(),
+        }
+    }
+
+    /// PostgreSQL: whether a lane has writes queued or being committed, or answered some
+    /// within `WRITING_AFTER_ANSWER_MS` (never on SQLite, nor without lanes).
+    pub fn lanes_writing(&self) -> bool {
+        match &self.kind {
+            Kind::Pooled { lanes, stats, .. } if !lanes.is_empty() => stats.writing(),
+            _ => false,
         }
     }
 
@@ -472,10 +519,15 @@ impl GroupWriter {
                 }
             }
             let writes = group.len();
+            stats.running.fetch_add(writes, Ordering::Relaxed);
             stats.waiting.fetch_sub(writes, Ordering::Relaxed);
             stats.groups.fetch_add(1, Ordering::Relaxed);
             stats.writes.fetch_add(writes, Ordering::Relaxed);
             self.commit_group(&mut group);
+            stats
+                .answered_at_ms
+                .store(stats.now_ms(), Ordering::Relaxed);
+            stats.running.fetch_sub(writes, Ordering::Relaxed);
             while self.conn.is_broken() {
                 log::error!("the ledger writer's connection broke; opening it again");
                 match self.manager.connect() {

@@ -119,12 +119,12 @@ fn spread(instances: &Arc<[Instance; 2]>, bodies: Vec<Value>) -> Vec<(u16, Value
 fn two_instances_on_one_database_grant_once_and_never_overdraw() {
     let db = TestDb::new();
     // Both start at once on an empty database: one migrates it, the other waits its turn.
-    // The second writes new receipts through two grouped lanes (PostgreSQL), the first each
-    // in its own transaction.
-    let lanes = ["--expire-interval-s", "1", "--write-lanes", "2"];
+    // The first writes each new receipt in its own transaction, the second (the default) through
+    // two grouped lanes on PostgreSQL.
+    let pooled = ["--expire-interval-s", "1", "--write-lanes", "0"];
     let mut both = [
+        Instance::spawn_with(&db, &shipped_rules(), &pooled),
         Instance::spawn(&db),
-        Instance::spawn_with(&db, &shipped_rules(), &lanes),
     ];
     both.iter_mut().for_each(Instance::wait_ready);
     let instances = Arc::new(both);

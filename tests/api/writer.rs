@@ -541,7 +541,26 @@ fn groups_taking_budgets_in_opposite_orders_all_land() {
     app.assert_ledger_consistent();
 }
 
+/// PostgreSQL: the lanes say they are writing (balance and history reads then take turns
+/// beside them, `startup::reads_beside_lanes`) while a lane has a write queued or running, and
+/// only then. SQLite's writer never says so: its reads never wait for it.
+fn lanes_say_they_are_writing_only_while_they_are() {
+    let app = spawn_app();
+    let store = store_with_lanes(&app);
+    assert!(!store.writer.lanes_writing());
+    let blocker = hold_writer(&store, Duration::from_millis(300));
+    assert_eq!(store.writer.lanes_writing(), backend() == Backend::Postgres);
+    blocker.join().unwrap();
+    // The counter falls just after the group's answers went out.
+    let done = Instant::now();
+    while store.writer.lanes_writing() && done.elapsed() < Duration::from_secs(2) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(!store.writer.lanes_writing());
+}
+
 on_both_backends!(
+    lanes_say_they_are_writing_only_while_they_are,
     groups_taking_budgets_in_opposite_orders_all_land,
     a_group_of_writes_sees_each_write_and_fails_each_alone,
     duplicates_in_one_group_are_granted_once,
