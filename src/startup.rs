@@ -54,8 +54,9 @@ fn turns_at_the_pool(pool_size: u32) -> usize {
 /// PostgreSQL's backends busy than the pool has connections. Without it the pool's backends,
 /// always runnable under heavy reads, took the cores from the lanes' two (measured, 2 cores,
 /// 32 callers reading and 32 writing: new receipts 360–935/s, p99 0.5–1.5 s; with it, in 9
-/// runs of 10, 1,800–2,600/s, p99 30–45 ms (twice 136–173), and reads 1,350–2,600/s, p99 33–55 ms; fewer
-/// turns favoured the receipts more: 4, reads 760–3,200/s; 2, reads 490/s, p99 130 ms).
+/// runs of 10, 1,800–2,600/s, p99 30–45 ms (twice 136–173), and reads 1,350–2,600/s, p99
+/// 33–55 ms; fewer turns favoured the receipts more: 4, reads 760–3,200/s; 2, reads 490/s,
+/// p99 130 ms).
 fn reads_beside_lanes(pool_size: u32, lanes: usize) -> usize {
     (pool_size as usize).saturating_sub(lanes).max(1)
 }

@@ -37,8 +37,8 @@ pub struct AppState {
     /// the unlucky ones wait longest (measured, 64 callers, pool 8: new receipts' p99 62–68 ms without, 34–37 ms
     /// with, at the same rate; as many turns as connections gave 8% fewer trades).
     pub pool_turns: Option<tokio::sync::Semaphore>,
-    /// PostgreSQL with writer lanes: balance and history reads at once while a lane is
-    /// writing, as many as there are lanes (`http::read_ledger`).
+    /// PostgreSQL with writer lanes: turns of balance and history reads while a lane is
+    /// writing (`http::read_ledger`), pool size − lanes at once (`startup::reads_beside_lanes`).
     pub read_turns_beside_lanes: Option<tokio::sync::Semaphore>,
 }
 
