@@ -303,6 +303,18 @@ impl Telemetry {
                     .absolute(total);
             }
         }
+        if let Some(stats) = store.probe_stats() {
+            use std::sync::atomic::Ordering::Relaxed;
+            // Questions per statement is the probe's batch size.
+            for (name, total) in [
+                ("point_engine_probe_asks_total", &stats.asks),
+                ("point_engine_probe_statements_total", &stats.statements),
+            ] {
+                self.recorder
+                    .register_counter(&Key::from_name(name), &METADATA)
+                    .absolute(total.load(Relaxed));
+            }
+        }
         self.handle.render()
     }
 }

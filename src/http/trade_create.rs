@@ -8,6 +8,8 @@ use crate::domain::{
     Points, StoreCode, Trade, VipAccountNo,
 };
 use crate::error::{busy, failure, internal, success, ErrorCode};
+use crate::ledger::probe::Probed;
+use crate::ledger::writer::Answer;
 use crate::ledger::{PostError, Posted};
 use crate::rules::EvaluateError;
 use crate::service::{self, ServiceError};
@@ -307,17 +309,29 @@ pub async fn trade_create(
         let rules = state.rules.current();
         // The replay read on this worker where the store allows it (`Store::conn_here`); on
         // SQLite the write is then only queued, and awaited.
+        // On PostgreSQL with writer lanes the read is asked with other receipts' (`Store::probe`),
+        // and a new trade is queued from this worker.
         let answer = match state.store.conn_here() {
             Some(conn) => {
                 service::create_trade_with(conn, &state.store, rules, fingerprint, trade, now)
             }
-            None => {
-                let pooled = state.clone();
-                super::on_pool(state.clone(), move || {
-                    service::create_trade(&pooled.store, rules, fingerprint, trade, now)
-                })
-                .await?
-            }
+            None => match state
+                .store
+                .probe(trade.out_trade_no.as_str(), fingerprint)
+                .await
+            {
+                Probed::New => {
+                    service::create_new_trade(&state.store, rules, fingerprint, trade, now)
+                }
+                Probed::Recorded(replayed) => Answer::Ready(replayed.map_err(Into::into)),
+                Probed::Unknown => {
+                    let pooled = state.clone();
+                    super::on_pool(state.clone(), move || {
+                        service::create_trade(&pooled.store, rules, fingerprint, trade, now)
+                    })
+                    .await?
+                }
+            },
         };
         let posted = answer.outcome().await?;
         service::remember(&state.store, &out_trade_no, fingerprint, &posted);

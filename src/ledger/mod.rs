@@ -12,6 +12,7 @@ pub mod memory;
 pub mod migrations;
 pub mod models;
 pub mod pages;
+pub mod probe;
 pub mod recent;
 pub mod refund;
 pub mod repo;
@@ -37,6 +38,8 @@ pub struct Store {
     pub answers_budget: Arc<memory::Budget>,
     /// SQLite: short reads may run on the calling thread (`Store::conn_here`).
     reads_here: bool,
+    /// PostgreSQL with writer lanes: whether new receipts were recorded, asked in groups.
+    probe: Option<probe::TradeProbe>,
 }
 
 /// What the memories of recent trades, balances and history pages hold together at most by
@@ -57,6 +60,19 @@ impl Store {
     ) -> Result<Self, connection::ConnectError> {
         let pool = connect(url, pool_size)?;
         let writer = writer::Writer::start(url, &pool, limits)?;
+        let probe = match url {
+            DatabaseUrl::Postgres(_) if limits.lanes > 0 => {
+                let manager = connection::Manager::new(url.clone());
+                let conn = diesel::r2d2::ManageConnection::connect(&manager).map_err(|source| {
+                    connection::ConnectError::Writer {
+                        url: url.to_string(),
+                        message: source.to_string(),
+                    }
+                })?;
+                Some(probe::TradeProbe::start(manager, conn, limits.queue_max))
+            }
+            _ => None,
+        };
         let budget = Arc::new(memory::Budget::new(ANSWERS_MEMORY_BYTES_DEFAULT));
         Ok(Self {
             pool,
@@ -72,6 +88,7 @@ impl Store {
             ),
             answers_budget: budget,
             reads_here: matches!(url, DatabaseUrl::Sqlite(_)),
+            probe,
         })
     }
 
@@ -121,11 +138,27 @@ impl Store {
             false => None,
         }
     }
+
+    /// The probe's counters, where the store has one.
+    pub fn probe_stats(&self) -> Option<&probe::ProbeStats> {
+        self.probe.as_ref().map(probe::TradeProbe::stats)
+    }
+
+    /// What the ledger holds under `out_trade_no`, asked with other receipts' questions in one
+    /// statement where the store has a probe (PostgreSQL with writer lanes); `Unknown`
+    /// otherwise.
+    pub async fn probe(&self, out_trade_no: &str, fingerprint: Fingerprint) -> probe::Probed {
+        match &self.probe {
+            Some(probe) => probe.ask(out_trade_no, fingerprint).await,
+            None => probe::Probed::Unknown,
+        }
+    }
 }
 
 use crate::domain::{
-    BudgetKey, CampaignCode, CampaignUse, ContextNeeds, EvaluateError, ExpireType, Grant,
-    MemberContext, PointType, Points, Priced, TierBasis, TierNeed, Trade, TradeNo, VipAccountNo,
+    BudgetKey, CampaignCode, CampaignUse, ContextNeeds, EvaluateError, ExpireType, Fingerprint,
+    Grant, MemberContext, PointType, Points, Priced, TierBasis, TierNeed, Trade, TradeNo,
+    VipAccountNo,
 };
 use balances::KnownBalances;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -572,20 +605,31 @@ fn find_posted(
     trade: &Trade,
     fingerprint: &str,
 ) -> Result<Option<Posted>, PostError> {
-    let Some((existing, lots)) = repo::recorded_trade(conn, trade.out_trade_no.as_str())? else {
-        return Ok(None);
-    };
+    match repo::recorded_trade(conn, trade.out_trade_no.as_str())? {
+        Some((existing, lots)) => posted_of(existing, &lots, fingerprint).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// What the ledger answers again for a request with `fingerprint` whose `out_trade_no` it
+/// recorded as `existing`, granting `lots`: the first answer, or a `Conflict` if the request
+/// differs.
+pub fn posted_of(
+    existing: models::TradeRow,
+    lots: &[LotRow],
+    fingerprint: &str,
+) -> Result<Posted, PostError> {
     if existing.request_fingerprint != fingerprint {
         return Err(PostError::Conflict {
             trade_no: existing.trade_no,
         });
     }
-    Ok(Some(Posted {
+    Ok(Posted {
         trade_id: existing.id,
         trade_no: TradeNo::parse(&existing.trade_no).map_err(PostError::Corrupt)?,
         grants: lots.iter().map(grant_of_lot).collect::<Result<_, _>>()?,
         replayed: true,
-    }))
+    })
 }
 
 /// Takes `burn` points from the member's usable lots, the soonest to expire first (lots that

@@ -225,12 +225,37 @@ pub fn recorded_trade(
             .select((TradeRow::as_select(), Option::<LotRow>::as_select()))
             .load(c)
     })?;
-    let mut rows = rows.into_iter();
-    let Some((trade, first)) = rows.next() else {
-        return Ok(None);
-    };
-    let lots = first.into_iter().chain(rows.filter_map(|(_, lot)| lot));
-    Ok(Some((trade, lots.collect())))
+    Ok(by_trade(rows).pop())
+}
+
+/// `recorded_trade` for many `out_trade_no`s in one statement (on PostgreSQL `= ANY($1)`, one
+/// prepared statement whatever their count): the trades recorded under any of them, each with
+/// its lots in the order it granted them. The rest were never recorded.
+pub fn recorded_trades(
+    conn: &mut Conn,
+    out_trade_nos: &[&str],
+) -> Result<Vec<(TradeRow, Vec<LotRow>)>, Error> {
+    let rows: Vec<(TradeRow, Option<LotRow>)> = on_backend!(conn, c => {
+        trades::table
+            .left_join(lots::table.on(lots::trade_id.eq(trades::id)))
+            .filter(trades::out_trade_no.eq_any(out_trade_nos))
+            .order((trades::id.asc(), lots::id.asc()))
+            .select((TradeRow::as_select(), Option::<LotRow>::as_select()))
+            .load(c)
+    })?;
+    Ok(by_trade(rows))
+}
+
+/// Rows of trades left-joined to their lots, in trade order, as each trade with its lots.
+fn by_trade(rows: Vec<(TradeRow, Option<LotRow>)>) -> Vec<(TradeRow, Vec<LotRow>)> {
+    let mut trades: Vec<(TradeRow, Vec<LotRow>)> = Vec::new();
+    for (trade, lot) in rows {
+        match trades.last_mut() {
+            Some((last, lots)) if last.id == trade.id => lots.extend(lot),
+            _ => trades.push((trade, lot.into_iter().collect())),
+        }
+    }
+    trades
 }
 
 pub fn insert_trade(conn: &mut Conn, trade: &NewTrade) -> Result<i64, Error> {

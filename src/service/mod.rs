@@ -268,22 +268,32 @@ pub fn create_trade_with(
     let replayed = ledger::replay(&mut conn, &trade, &fingerprint);
     drop(conn);
     match replayed.map_err(ServiceError::from) {
-        Ok(None) => {
-            // Known new on its first run only: a run again (after a `Race`) looks.
-            let mut known_new = true;
-            store
-                .writer
-                .submit_for(member_key(&trade.vip_accountno), move |conn| {
-                    let replay = Replay {
-                        fingerprint: &fingerprint,
-                        known_new: std::mem::take(&mut known_new),
-                    };
-                    create_trade_in(conn, &rules, &trade, replay, now)
-                })
-        }
+        Ok(None) => create_new_trade(store, rules, fingerprint, trade, now),
         Ok(Some(posted)) => Answer::Ready(Ok(posted)),
         Err(error) => Answer::Ready(Err(error)),
     }
+}
+
+/// `create_trade` of a trade a read just found no trade under the `out_trade_no` of: queued
+/// for its member's writer lane (PostgreSQL; on SQLite the writer).
+pub fn create_new_trade(
+    store: &Store,
+    rules: Arc<Ruleset>,
+    fingerprint: Fingerprint,
+    trade: Trade,
+    now: DateTime<Utc>,
+) -> Answer<Posted, ServiceError> {
+    // Known new on its first run only: a run again (after a `Race`) looks.
+    let mut known_new = true;
+    store
+        .writer
+        .submit_for(member_key(&trade.vip_accountno), move |conn| {
+            let replay = Replay {
+                fingerprint: &fingerprint,
+                known_new: std::mem::take(&mut known_new),
+            };
+            create_trade_in(conn, &rules, &trade, replay, now)
+        })
 }
 
 /// The key of a member among PostgreSQL's writer lanes: one member's trades always go to the

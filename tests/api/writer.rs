@@ -4,6 +4,7 @@
 use crate::helpers::*;
 use crate::instances::Instance;
 use point_engine::domain::Trade;
+use point_engine::ledger::probe::Probed;
 use point_engine::ledger::writer::{Busy, WriterLimits};
 use point_engine::ledger::{self, PostError, Store};
 use point_engine::rules::{self, Ruleset};
@@ -559,7 +560,106 @@ fn lanes_say_they_are_writing_only_while_they_are() {
     assert!(!store.writer.lanes_writing());
 }
 
+/// PostgreSQL with writer lanes: receipts are looked up before their writes with other
+/// receipts' questions in one statement (`ledger::probe`), and each question gets its own
+/// answer: new, the replay of the trade recorded under it (for each of two questions of one
+/// trade), or a conflict for another request under a recorded `out_trade_no`. SQLite has no
+/// probe: it reads on the worker.
+fn receipts_are_looked_up_together_and_each_answered_alone() {
+    let app = spawn_app();
+    let recorded: Vec<Value> = (0..3)
+        .map(|i| {
+            trade(
+                &format!("PROBED-{i}"),
+                &format!("M-PROBED-{i}"),
+                &hours_ago(1),
+            )
+        })
+        .collect();
+    let first_answers: Vec<Value> = recorded
+        .iter()
+        .map(|body| {
+            let (status, answer) = app.post_trade(body);
+            assert_eq!(status, 200, "{answer}");
+            answer
+        })
+        .collect();
+    let mut other = recorded[0].clone();
+    other["payment_amount"] = json!("999.00");
+    let mut asks: Vec<(Value, &str)> = Vec::new();
+    for body in &recorded {
+        asks.push((body.clone(), "replay"));
+        asks.push((body.clone(), "replay"));
+    }
+    asks.push((other, "conflict"));
+    for i in 0..40 {
+        asks.push((
+            trade(&format!("UNSEEN-{i}"), "M-UNSEEN", &hours_ago(1)),
+            "new",
+        ));
+    }
+    let store = store_with_lanes(&app);
+    let questions: Vec<(String, _)> = asks
+        .iter()
+        .map(|(body, _)| {
+            let trade = parse_trade(body);
+            (trade.out_trade_no.as_str().to_string(), trade.fingerprint())
+        })
+        .collect();
+    let probed: Vec<Probed> = actix_web::rt::System::new().block_on(async {
+        let asked: Vec<_> = questions
+            .into_iter()
+            .map(|(out_trade_no, fingerprint)| {
+                let store = store.clone();
+                actix_web::rt::spawn(async move { store.probe(&out_trade_no, fingerprint).await })
+            })
+            .collect();
+        let mut probed = Vec::new();
+        for answer in asked {
+            probed.push(answer.await.unwrap());
+        }
+        probed
+    });
+    let Some(stats) = store.probe_stats() else {
+        assert_eq!(backend(), Backend::Sqlite);
+        assert!(probed.iter().all(|p| matches!(p, Probed::Unknown)));
+        return;
+    };
+    for ((body, expected), probed) in asks.iter().zip(&probed) {
+        let out_trade_no = body["out_trade_no"].as_str().unwrap();
+        match (*expected, probed) {
+            ("new", Probed::New) => {}
+            ("replay", Probed::Recorded(Ok(posted))) => {
+                let first = &first_answers[recorded.iter().position(|r| r == body).unwrap()];
+                assert_eq!(posted.trade_no.as_str(), app.trade_no(out_trade_no));
+                assert!(posted.replayed);
+                let points: i64 = posted.grants.iter().map(|g| g.points.value()).sum();
+                assert_eq!(
+                    Some(points),
+                    first["data"]["total_point"].as_i64(),
+                    "{first}"
+                );
+                assert!(points > 0);
+            }
+            ("conflict", Probed::Recorded(Err(PostError::Conflict { trade_no }))) => {
+                assert_eq!(*trade_no, app.trade_no(out_trade_no));
+            }
+            _ => panic!("{out_trade_no}: expected {expected}, probed {probed:?}"),
+        }
+    }
+    assert_eq!(stats.asks.load(Ordering::Relaxed), asks.len() as u64);
+    let statements = stats.statements.load(Ordering::Relaxed);
+    assert!(
+        statements < asks.len() as u64,
+        "{statements} statements for {} questions",
+        asks.len()
+    );
+    // Nothing was written by asking.
+    assert_eq!(app.counts().0, 3);
+}
+
 on_both_backends!(
+    receipts_are_looked_up_together_and_each_answered_alone,
     lanes_say_they_are_writing_only_while_they_are,
     groups_taking_budgets_in_opposite_orders_all_land,
     a_group_of_writes_sees_each_write_and_fails_each_alone,
