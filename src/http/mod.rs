@@ -219,7 +219,7 @@ where
     }
     let _beside_lanes = match &state.read_turns_beside_lanes {
         // Never closed: `acquire` fails only on a closed semaphore.
-        Some(turns) if state.store.writer.lanes_writing() => turns.acquire().await.ok(),
+        Some(turns) if state.store.lanes_writing() => turns.acquire().await.ok(),
         _ => None,
     };
     let pool = state.store.pool.clone();

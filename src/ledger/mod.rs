@@ -139,6 +139,16 @@ impl Store {
         }
     }
 
+    /// PostgreSQL: whether new receipts are on their way to the ledger, waiting for the probe
+    /// or a writer lane (`Writer::lanes_writing`); balance and history reads then take turns
+    /// beside them.
+    pub fn lanes_writing(&self) -> bool {
+        let probing = self
+            .probe_stats()
+            .is_some_and(|s| s.pending.load(Ordering::Relaxed) > 0);
+        probing || self.writer.lanes_writing()
+    }
+
     /// The probe's counters, where the store has one.
     pub fn probe_stats(&self) -> Option<&probe::ProbeStats> {
         self.probe.as_ref().map(probe::TradeProbe::stats)
@@ -163,6 +173,7 @@ use crate::domain::{
 use balances::KnownBalances;
 use chrono::{DateTime, NaiveDate, Utc};
 use models::{LotRow, NewEntry, NewLot, NewMember, NewTrade, ShownLot};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]

@@ -16,7 +16,7 @@ use super::{posted_of, repo, PostError, Posted};
 use crate::domain::Fingerprint;
 use diesel::r2d2::{ManageConnection, R2D2Connection};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::Arc;
 use tokio::sync::oneshot;
@@ -49,6 +49,8 @@ pub struct ProbeStats {
     pub asks: AtomicU64,
     /// Statements that answered them.
     pub statements: AtomicU64,
+    /// Questions asked and not answered yet.
+    pub pending: AtomicUsize,
 }
 
 /// The probe's queue; clones share its thread.
@@ -61,7 +63,8 @@ pub struct TradeProbe {
 impl TradeProbe {
     /// Starts the probe's thread on `conn` (of `manager`'s database), with room for
     /// `queue_max` questions waiting.
-    pub fn start(manager: Manager, conn: Conn, queue_max: usize) -> Self {
+    pub fn start(manager: Manager, mut conn: Conn, queue_max: usize) -> Self {
+        index_only(&mut conn);
         let (asks, queue) = mpsc::sync_channel::<Ask>(queue_max);
         let stats = Arc::new(ProbeStats::default());
         let counters = stats.clone();
@@ -85,7 +88,9 @@ impl TradeProbe {
             fingerprint,
             reply,
         };
+        self.stats.pending.fetch_add(1, Ordering::Relaxed);
         if self.asks.try_send(ask).is_err() {
+            self.stats.pending.fetch_sub(1, Ordering::Relaxed);
             return Probed::Unknown;
         }
         answer.await.unwrap_or(Probed::Unknown)
@@ -105,14 +110,33 @@ fn run(manager: Manager, mut conn: Conn, queue: Receiver<Ask>, stats: &ProbeStat
         }
         stats.statements.fetch_add(1, Ordering::Relaxed);
         stats.asks.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        let asked = batch.len();
         answer(&mut conn, &mut batch);
+        stats.pending.fetch_sub(asked, Ordering::Relaxed);
         if conn.is_broken() {
             log::error!("the ledger probe's connection broke; opening it again");
             match manager.connect() {
-                Ok(fresh) => conn = fresh,
+                Ok(fresh) => {
+                    conn = fresh;
+                    index_only(&mut conn);
+                }
                 // Until it opens, each batch fails at once and is answered `Unknown`.
                 Err(e) => log::error!("the ledger probe cannot open its connection: {e}"),
             }
+        }
+    }
+}
+
+/// Makes the probe's statement find trades and lots by their indexes whatever PostgreSQL knows
+/// of the tables. PostgreSQL keeps a statement's plan once it has run a few times, and planned
+/// on a new database (tables of a few pages) `= ANY($1)` reads every row of `trades`: measured,
+/// 2,131 statements read 16 million rows in a 5 s load, and new receipts ran at 3,700/s
+/// instead of 5,000/s. The connection runs this statement only.
+fn index_only(conn: &mut Conn) {
+    use diesel::connection::SimpleConnection;
+    if let Conn::Postgres(pg) = conn {
+        if let Err(e) = pg.batch_execute("SET enable_seqscan = off") {
+            log::error!("the ledger probe may read whole tables: {e}");
         }
     }
 }
