@@ -308,9 +308,8 @@ pub async fn trade_create(
         let out_trade_no = trade.out_trade_no.clone();
         let rules = state.rules.current();
         // The replay read on this worker where the store allows it (`Store::conn_here`); on
-        // SQLite the write is then only queued, and awaited.
-        // On PostgreSQL with writer lanes the read is asked with other receipts' (`Store::probe`),
-        // and a new trade is queued from this worker.
+        // SQLite the write is then only queued, and awaited. On PostgreSQL with writer lanes the
+        // read is asked with other receipts' (`Store::probe`), and a new trade queued from here.
         let answer = match state.store.conn_here() {
             Some(conn) => {
                 service::create_trade_with(conn, &state.store, rules, fingerprint, trade, now)

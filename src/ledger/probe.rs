@@ -102,12 +102,7 @@ fn run(manager: Manager, mut conn: Conn, queue: Receiver<Ask>, stats: &ProbeStat
     let mut batch: Vec<Ask> = Vec::with_capacity(ASKS_BATCH_MAX);
     while let Ok(first) = queue.recv() {
         batch.push(first);
-        while batch.len() < ASKS_BATCH_MAX {
-            match queue.try_recv() {
-                Ok(ask) => batch.push(ask),
-                Err(_) => break,
-            }
-        }
+        super::writer::take_waiting(&queue, &mut batch, ASKS_BATCH_MAX);
         stats.statements.fetch_add(1, Ordering::Relaxed);
         stats.asks.fetch_add(batch.len() as u64, Ordering::Relaxed);
         let asked = batch.len();

@@ -484,6 +484,16 @@ fn back_off(attempt: usize) {
 /// reads it must not get only its one-in-N share of the cores (measured: new trades during
 /// balance reads went from 2,800/s to 3,700/s). Needs CAP_SYS_NICE (root has it); without it
 /// the writer runs at the normal priority.
+/// Moves what is waiting in `queue` to `taken`, until it holds `taken_max`.
+pub(super) fn take_waiting<T>(queue: &Receiver<T>, taken: &mut Vec<T>, taken_max: usize) {
+    while taken.len() < taken_max {
+        match queue.try_recv() {
+            Ok(item) => taken.push(item),
+            Err(_) => break,
+        }
+    }
+}
+
 fn raise_priority() {
     if let Err(e) = crate::priority::set_this_threads_nice(-10) {
         log::info!(
@@ -512,12 +522,7 @@ impl GroupWriter {
         let mut group: Vec<Job> = Vec::with_capacity(batch_max);
         while let Ok(first) = queue.recv() {
             group.push(first);
-            while group.len() < batch_max {
-                match queue.try_recv() {
-                    Ok(job) => group.push(job),
-                    Err(_) => break,
-                }
-            }
+            take_waiting(&queue, &mut group, batch_max);
             let writes = group.len();
             stats.running.fetch_add(writes, Ordering::Relaxed);
             stats.waiting.fetch_sub(writes, Ordering::Relaxed);

@@ -274,7 +274,7 @@ pub fn create_trade_with(
     }
 }
 
-/// `create_trade` of a trade a read just found no trade under the `out_trade_no` of: queued
+/// `create_trade` once a read found nothing recorded under the trade's `out_trade_no`: queued
 /// for its member's writer lane (PostgreSQL; on SQLite the writer).
 pub fn create_new_trade(
     store: &Store,
