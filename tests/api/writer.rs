@@ -633,13 +633,20 @@ fn receipts_are_looked_up_together_and_each_answered_alone() {
                 let first = &first_answers[recorded.iter().position(|r| r == body).unwrap()];
                 assert_eq!(posted.trade_no.as_str(), app.trade_no(out_trade_no));
                 assert!(posted.replayed);
-                let points: i64 = posted.grants.iter().map(|g| g.points.value()).sum();
-                assert_eq!(
-                    Some(points),
-                    first["data"]["total_point"].as_i64(),
-                    "{first}"
-                );
-                assert!(points > 0);
+                // The grants the first answer showed, each with its points and type.
+                let granted: Vec<(i64, &str)> = posted
+                    .grants
+                    .iter()
+                    .map(|g| (g.points.value(), g.point_type.as_str()))
+                    .collect();
+                let shown: Vec<(i64, &str)> = first["data"]["detail"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|d| (d["point"].as_i64().unwrap(), d["type"].as_str().unwrap()))
+                    .collect();
+                assert_eq!(granted, shown, "{first}");
+                assert!(!granted.is_empty());
             }
             ("conflict", Probed::Recorded(Err(PostError::Conflict { trade_no }))) => {
                 assert_eq!(*trade_no, app.trade_no(out_trade_no));
