@@ -59,10 +59,26 @@ impl Rounding {
     /// mantissa instead of a rescale.
     pub fn to_points(self, value: Decimal) -> Option<Points> {
         use std::cmp::Ordering;
+        const POW10: [i64; 19] = {
+            let mut table = [1i64; 19];
+            let mut k = 1;
+            while k < table.len() {
+                table[k] = table[k - 1] * 10;
+                k += 1;
+            }
+            table
+        };
         let mantissa = value.mantissa();
         // At most 10^28: fits, and so does twice a remainder below it.
         let unit = 10i128.pow(value.scale());
-        let (floor, rest) = (mantissa.div_euclid(unit), mantissa.rem_euclid(unit));
+        let (floor, rest) = match (i64::try_from(mantissa), POW10.get(value.scale() as usize)) {
+            // Most values: one 64-bit division instead of a 128-bit one.
+            (Ok(mantissa), Some(&unit)) => (
+                i128::from(mantissa.div_euclid(unit)),
+                i128::from(mantissa.rem_euclid(unit)),
+            ),
+            _ => (mantissa.div_euclid(unit), mantissa.rem_euclid(unit)),
+        };
         let up = match self {
             Self::Floor => false,
             Self::Ceil => rest != 0,
@@ -302,6 +318,121 @@ pub enum Award {
     PerLine(Points),
     /// Points for each unit on lines matching the campaign's SKUs.
     PerUnit(Points),
+}
+
+/// An award that needs nothing of the trade but its E points and spend, and nothing of the
+/// member: `Award`'s first three kinds, copied beside the index (`Plain`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum PlainAward {
+    MultiplierOfE(Decimal),
+    PerAmount {
+        points: Decimal,
+        per_amount: Decimal,
+        rounding: Rounding,
+        ratio: Option<Decimal>,
+    },
+    Fixed(Points),
+}
+
+impl PlainAward {
+    fn of(award: &Award) -> Option<Self> {
+        match *award {
+            Award::MultiplierOfE(factor) => Some(Self::MultiplierOfE(factor)),
+            Award::PerAmount {
+                points,
+                per_amount,
+                rounding,
+                ratio,
+            } => Some(Self::PerAmount {
+                points,
+                per_amount,
+                rounding,
+                ratio,
+            }),
+            Award::Fixed(points) => Some(Self::Fixed(points)),
+            Award::MultiplierOfEByTier(_) | Award::PerLine(_) | Award::PerUnit(_) => None,
+        }
+    }
+
+    /// The points awarded, given the campaign's E points and spend (asked only when needed);
+    /// `None` on overflow.
+    fn points(
+        self,
+        e_points: impl FnOnce() -> Option<Points>,
+        spend: impl FnOnce() -> Decimal,
+        program_rounding: Rounding,
+    ) -> Option<Points> {
+        match self {
+            Self::MultiplierOfE(factor) => e_points()
+                .and_then(|e| Decimal::from(e.value()).checked_mul(factor))
+                .and_then(|v| program_rounding.to_points(v)),
+            Self::PerAmount {
+                points,
+                per_amount,
+                rounding,
+                ratio,
+            } => per(spend(), points, per_amount, ratio).and_then(|v| rounding.to_points(v)),
+            Self::Fixed(points) => Some(points),
+        }
+    }
+}
+
+/// The points of the last multiplier of E and the last award per amount worked out for a
+/// trade: plain campaigns with the same award grant the same points for one trade, and a trade
+/// granted by many campaigns mostly meets a few awards many times.
+#[derive(Default)]
+struct AwardMemo {
+    multiplier: Option<([u8; 16], Points)>,
+    /// Keyed by `points` and `per_amount` (the ratio is theirs).
+    per_amount: Option<([[u8; 16]; 2], Rounding, Points)>,
+}
+
+impl AwardMemo {
+    /// `award.points(…)` for the trade of `facts`, from the memo when the award is the last
+    /// of its kind (the same decimals, bit for bit).
+    fn points(&mut self, award: PlainAward, facts: &Facts, program: &Program) -> Option<Points> {
+        let work_out = || {
+            award.points(
+                || Some(facts.e_points),
+                || facts.spend_base,
+                program.rounding,
+            )
+        };
+        match award {
+            PlainAward::Fixed(points) => Some(points),
+            PlainAward::MultiplierOfE(factor) => {
+                let key = factor.serialize();
+                match self.multiplier {
+                    Some((known, points)) if known == key => Some(points),
+                    _ => {
+                        let points = work_out()?;
+                        self.multiplier = Some((key, points));
+                        Some(points)
+                    }
+                }
+            }
+            PlainAward::PerAmount {
+                points,
+                per_amount,
+                rounding,
+                ratio: _,
+            } => {
+                let key = [points.serialize(), per_amount.serialize()];
+                match self.per_amount {
+                    Some((known, known_rounding, points))
+                        if known == key && known_rounding == rounding =>
+                    {
+                        Some(points)
+                    }
+                    _ => {
+                        let points = work_out()?;
+                        self.per_amount = Some((key, rounding, points));
+                        Some(points)
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// `points / per_amount` if it is an exact decimal: then `value * ratio` equals
@@ -735,6 +866,8 @@ pub struct Known {
     pub payment_method: bool,
     /// Every trade condition was checked by the index.
     pub all: bool,
+    /// It asks nothing of the member and nothing caps it (`Campaign::plain`).
+    pub plain: bool,
 }
 
 impl Campaign {
@@ -930,6 +1063,28 @@ impl Campaign {
         self.budget.is_some() || self.budget_per_day.is_some() || self.budget_per_month.is_some()
     }
 
+    /// What pricing needs of it when it asks nothing of the member (no first-trade, birthday,
+    /// tier, gender or trade-count condition), nothing caps, budgets or groups its award, it is
+    /// not exclusive, and its award needs only the receipt's E points and spend. `None` otherwise.
+    fn plain(&self) -> Option<Plain> {
+        let plain = !self.first_trade
+            && !self.birthday_month
+            && self.tiers.is_empty()
+            && self.genders.is_empty()
+            && self.trade_count.is_none()
+            && !self.has_budget()
+            && self.max_points_per_trade.is_none()
+            && self.member_limit.is_none()
+            && self.group.is_none()
+            && !self.exclusive
+            && self.spends_the_receipt();
+        Some(Plain {
+            award: PlainAward::of(&self.award).filter(|_| plain)?,
+            expire_type: self.expire_type,
+            quarters_ahead: self.quarters_ahead,
+        })
+    }
+
     /// (lines, units) of the trade matching the campaign's SKUs.
     fn matching_lines(&self, facts: &Facts) -> (u64, u64) {
         self.sku_lines(facts).fold((0, 0), |(lines, units), line| {
@@ -1023,18 +1178,15 @@ impl Campaign {
                         .and_then(|v| program.rounding.to_points(v)),
                 }
             }
-            Award::MultiplierOfE(factor) => self
-                .e_points(facts, program)
-                .and_then(|e| Decimal::from(e.value()).checked_mul(*factor))
-                .and_then(|v| program.rounding.to_points(v)),
-            Award::PerAmount {
-                points,
-                per_amount,
-                rounding,
-                ratio,
-            } => per(self.spend(facts), *points, *per_amount, *ratio)
-                .and_then(|v| rounding.to_points(v)),
-            Award::Fixed(points) => Some(*points),
+            Award::MultiplierOfE(_) | Award::PerAmount { .. } | Award::Fixed(_) => {
+                PlainAward::of(&self.award).and_then(|award| {
+                    award.points(
+                        || self.e_points(facts, program),
+                        || self.spend(facts),
+                        program.rounding,
+                    )
+                })
+            }
             Award::PerLine(points) | Award::PerUnit(points) => {
                 let (lines, units) = self.matching_lines(facts);
                 let count = if matches!(self.award, Award::PerLine(_)) {
@@ -1144,8 +1296,10 @@ struct Entry {
     position: u32,
     /// `Known` flags: what the index checks exactly (`KNOWN_*`).
     known: u8,
-    /// Its `min_spend`, checked in the scan.
-    min_spend: Decimal,
+    /// Its `min_spend` in whole millionths, checked in the scan against the trade's spend
+    /// rounded down to millionths (the same answer as comparing the decimals: the minimum is
+    /// whole). `i64::MIN` for a minimum that is not whole millionths: checked exactly later.
+    min_spend_micros: i64,
     /// Bit per interned payment method the campaign takes (all bits: any method, or one the
     /// index could not intern: checked exactly later).
     methods: u64,
@@ -1162,6 +1316,8 @@ const KNOWN_WINDOW: u8 = 4;
 /// No trade condition but window, stores, payment methods and min_spend.
 const KNOWN_REST: u8 = 8;
 const KNOWN_ALL: u8 = KNOWN_STORE | KNOWN_METHOD | KNOWN_WINDOW | KNOWN_REST;
+/// Nothing to check of the member and nothing to cap: `CampaignIndex::plain` holds its award.
+const KNOWN_PLAIN: u8 = 16;
 /// The payment-method bit of a method no campaign names.
 const OTHER_METHOD: u64 = 1 << 63;
 /// Payment methods interned as bits (the last bit is `OTHER_METHOD`).
@@ -1209,6 +1365,17 @@ pub struct CampaignIndex {
     prefix_lengths: Vec<usize>,
     /// Upper-cased payment method → its bit.
     methods: FnvMap<String, u64>,
+    /// By position: what pricing needs of a plain campaign (`Campaign::plain`), side by side,
+    /// so a trade that many plain campaigns grant reads this array, not each campaign.
+    plain: Vec<Option<Plain>>,
+}
+
+/// A plain campaign's award and expiry (`Campaign::plain`).
+#[derive(Debug, Clone, Copy)]
+struct Plain {
+    award: PlainAward,
+    expire_type: ExpireType,
+    quarters_ahead: u32,
 }
 
 /// The campaigns of one store key, in evaluation order: those taking exactly one payment method
@@ -1234,6 +1401,28 @@ impl Bucket {
     }
 }
 
+/// An amount in whole millionths, if it is whole millionths and fits.
+fn whole_micros_of(amount: Decimal) -> Option<i64> {
+    use rust_decimal::prelude::ToPrimitive;
+    let micros = amount.checked_mul(Decimal::from(1_000_000))?;
+    micros.fract().is_zero().then(|| micros.to_i64()).flatten()
+}
+
+/// A spend in millionths, rounded down; beyond what fits, the nearest that does (a spend
+/// above every minimum the index holds, or below every one).
+fn floor_micros_of(amount: Decimal) -> i64 {
+    use rust_decimal::prelude::ToPrimitive;
+    let beyond = if amount.is_sign_negative() {
+        i64::MIN
+    } else {
+        i64::MAX
+    };
+    amount
+        .checked_mul(Decimal::from(1_000_000))
+        .and_then(|micros| micros.floor().to_i64())
+        .unwrap_or(beyond)
+}
+
 /// Whole microseconds since 1970, rounded down (`up`: rounded up).
 fn micros(at: DateTime<Utc>, up: bool) -> i64 {
     let us = at.timestamp_micros();
@@ -1255,6 +1444,7 @@ impl CampaignIndex {
             }
         }
         let mut lengths = std::collections::BTreeSet::new();
+        index.plain = campaigns.iter().map(Campaign::plain).collect();
         for (position, campaign) in campaigns.iter().enumerate() {
             let mut methods = 0u64;
             let mut method_known = !campaign.payment_methods.is_empty();
@@ -1269,7 +1459,14 @@ impl CampaignIndex {
             }
             let whole_micros = |at: DateTime<Utc>| at.timestamp_subsec_nanos().is_multiple_of(1000);
             let window_known = whole_micros(campaign.starts_at) && whole_micros(campaign.ends_at);
-            let rest_known = campaign.currencies.is_empty()
+            // Lines may add up to more than the receipt's base: checked exactly later.
+            let min_spend = match campaign.spend_base {
+                SpendBase::Receipt => campaign.min_spend,
+                SpendBase::MatchingLines => Decimal::ZERO,
+            };
+            let min_spend_micros = whole_micros_of(min_spend);
+            let rest_known = min_spend_micros.is_some()
+                && campaign.currencies.is_empty()
                 && campaign.days_of_week == 0
                 && campaign.hours.is_empty()
                 && campaign.blackout_dates.is_empty()
@@ -1285,12 +1482,13 @@ impl CampaignIndex {
                 known: if known_store { KNOWN_STORE } else { 0 }
                     | if method_known { KNOWN_METHOD } else { 0 }
                     | if window_known { KNOWN_WINDOW } else { 0 }
-                    | if rest_known { KNOWN_REST } else { 0 },
-                // Lines may add up to more than the receipt's base: checked exactly later.
-                min_spend: match campaign.spend_base {
-                    SpendBase::Receipt => campaign.min_spend,
-                    SpendBase::MatchingLines => Decimal::ZERO,
-                },
+                    | if rest_known { KNOWN_REST } else { 0 }
+                    | if index.plain[position].is_some() {
+                        KNOWN_PLAIN
+                    } else {
+                        0
+                    },
+                min_spend_micros: min_spend_micros.unwrap_or(i64::MIN),
                 methods,
                 starts_us: micros(campaign.starts_at, false),
                 ends_us: micros(campaign.ends_at, true),
@@ -1350,7 +1548,7 @@ impl CampaignIndex {
     fn candidates(
         &self,
         store: &str,
-        (at_us, method_bit, spend): (i64, u64, Decimal),
+        (at_us, method_bit, spend_micros): (i64, u64, i64),
         out: &mut Vec<(u32, u8)>,
     ) {
         out.clear();
@@ -1367,7 +1565,7 @@ impl CampaignIndex {
                     if at_us >= e.starts_us
                         && at_us < e.ends_us
                         && e.methods & method_bit != 0
-                        && spend >= e.min_spend
+                        && spend_micros >= e.min_spend_micros
                     {
                         out.push((e.position, e.known));
                     }
@@ -1456,6 +1654,7 @@ impl Ruleset {
                         store: known & KNOWN_STORE != 0,
                         payment_method: known & KNOWN_METHOD != 0,
                         all: known & KNOWN_ALL == KNOWN_ALL,
+                        plain: known & KNOWN_PLAIN != 0,
                     },
                 )
             }),
@@ -1472,7 +1671,7 @@ impl Ruleset {
             (
                 micros(facts.sales_at, false),
                 self.index.method_bit(facts.trade.payment_method.as_str()),
-                facts.spend_base,
+                floor_micros_of(facts.spend_base),
             ),
             out,
         );
@@ -1704,7 +1903,25 @@ impl Ruleset {
         let mut winners = WINNERS.with(|w| w.take());
         winners.clear();
         let mut stopped_by: Option<&CampaignCode> = None;
+        // A plain campaign the index proved every trade condition of is priced from
+        // `index.plain` alone (unless explaining, or repricing only some campaigns).
+        let plain_priced = !trace && ctx.only_campaigns.is_none();
+        // Whether a winner is in a group (only then are the groups' best looked for).
+        let mut grouped = false;
+        let mut memo = AwardMemo::default();
         for (position, known) in positions {
+            if plain_priced && known.all && known.plain && stopped_by.is_none() {
+                if let Some(plain) = &self.index.plain[position as usize] {
+                    let points = memo
+                        .points(plain.award, facts, &self.program)
+                        .ok_or(EvaluateError::PointsOverflow)?
+                        .value();
+                    if points > 0 {
+                        winners.push((position, points, usize::MAX));
+                    }
+                    continue;
+                }
+            }
             let campaign = &self.campaigns[position as usize];
             if let Some(exclusive) = stopped_by {
                 if trace {
@@ -1739,6 +1956,7 @@ impl Ruleset {
             }
             if points > 0 {
                 winners.push((position, points, outcomes.len().wrapping_sub(1)));
+                grouped |= campaign.group.is_some();
             }
             if campaign.exclusive {
                 stopped_by = Some(&campaign.code);
@@ -1746,7 +1964,7 @@ impl Ruleset {
         }
         // Of each group, only the one granting the most (the first in order on a tie) applies.
         let mut best: HashMap<&str, (i64, &CampaignCode)> = HashMap::new();
-        for &(position, points, _) in &winners {
+        for &(position, points, _) in winners.iter().filter(|_| grouped) {
             let campaign = &self.campaigns[position as usize];
             if let Some(group) = &campaign.group {
                 let slot = best.entry(group).or_insert((points, &campaign.code));
@@ -1799,6 +2017,18 @@ impl Ruleset {
         }
         for &(position, points, at) in &winners {
             let campaign = &self.campaigns[position as usize];
+            if let Some(plain) = &self.index.plain[position as usize] {
+                // No group, no budget: its grant alone.
+                priced.grants.push(self.grant(
+                    PointType::A,
+                    Points::new(points).map_err(|_| EvaluateError::PointsOverflow)?,
+                    expiry(plain.expire_type, plain.quarters_ahead),
+                    available_at,
+                    &campaign.remark,
+                    Some(&campaign.code),
+                ));
+                continue;
+            }
             if let Some(group) = &campaign.group {
                 let (_, winner) = best[group.as_str()];
                 if winner != &campaign.code {
@@ -2006,5 +2236,42 @@ mod tests {
                 proptest::prop_assert_eq!(mode.to_points(value), expected, "{:?} {}", mode, value);
             }
         }
+
+        /// The index's spend check in millionths gives the decimals' answer for every minimum
+        /// it holds as whole millionths; finer or larger minimums are left to the exact check.
+        #[test]
+        fn spend_in_millionths_compares_as_the_decimals_do(
+            spend in (0i128..(1i128 << 96), 0u32..=28),
+            min in (0i128..(1i128 << 70), 0u32..=9),
+        ) {
+            let spend = Decimal::from_i128_with_scale(spend.0, spend.1);
+            let min = Decimal::from_i128_with_scale(min.0, min.1);
+            match whole_micros_of(min) {
+                Some(min_micros) => proptest::prop_assert_eq!(
+                    floor_micros_of(spend) >= min_micros,
+                    spend >= min,
+                    "{} {}", spend, min
+                ),
+                None => proptest::prop_assert!(
+                    min.scale() > 6 && !(min * Decimal::from(1_000_000)).fract().is_zero()
+                        || min > Decimal::from(i64::MAX / 1_000_000),
+                    "{}", min
+                ),
+            }
+        }
+    }
+
+    #[test]
+    fn amounts_in_millionths() {
+        let d = |text: &str| text.parse::<Decimal>().unwrap();
+        assert_eq!(whole_micros_of(d("12.34")), Some(12_340_000));
+        assert_eq!(whole_micros_of(d("0.000001")), Some(1));
+        assert_eq!(whole_micros_of(d("0.0000001")), None);
+        assert_eq!(whole_micros_of(d("1.0000000")), Some(1_000_000));
+        assert_eq!(whole_micros_of(d("10000000000000")), None);
+        assert_eq!(floor_micros_of(d("0.0000019")), 1);
+        assert_eq!(floor_micros_of(d("-0.0000001")), -1);
+        assert_eq!(floor_micros_of(Decimal::MAX), i64::MAX);
+        assert_eq!(floor_micros_of(Decimal::MIN), i64::MIN);
     }
 }

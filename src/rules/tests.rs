@@ -776,7 +776,7 @@ mod index_against_every_campaign {
         methods: Vec<usize>,
         starts: usize,
         length: usize,
-        min_spend: u32,
+        min_spend: &'static str,
         priority: u8,
         exclusive: bool,
         group: Option<u8>,
@@ -787,17 +787,20 @@ mod index_against_every_campaign {
         on_lines: bool,
     }
 
+    /// Whole amounts, cents, and a minimum finer than the index's millionths.
+    const MIN_SPENDS: [&str; 6] = ["0", "500", "1000", "12.34", "999.995", "0.0000001"];
+
     fn spec() -> impl Strategy<Value = Spec> {
         (
             proptest::collection::vec(0..PATTERNS.len(), 0..3),
             proptest::collection::vec(0..4usize, 0..3),
             0..TIMES.len() - 1,
             1..TIMES.len(),
-            0..3u32,
+            0..MIN_SPENDS.len(),
             0..4u8,
             proptest::bool::weighted(0.1),
             proptest::option::weighted(0.2, 0..2u8),
-            0..3u8,
+            0..6u8,
             proptest::collection::vec(0..PATTERNS.len(), 0..2),
             proptest::bool::weighted(0.2),
         )
@@ -820,7 +823,7 @@ mod index_against_every_campaign {
                         methods,
                         starts,
                         length,
-                        min_spend: min_spend * 500,
+                        min_spend: MIN_SPENDS[min_spend],
                         priority,
                         exclusive,
                         group,
@@ -849,7 +852,13 @@ mod index_against_every_campaign {
             let award = match s.award {
                 0 => "{ multiplier_of_e = \"2\" }",
                 1 => "{ points = 1, per_amount = \"20\" }",
-                _ => "{ fixed = 7 }",
+                2 => "{ fixed = 7 }",
+                // The same multiplier at another scale, and one with a fraction.
+                3 if i % 2 == 0 => "{ multiplier_of_e = \"2.0\" }",
+                3 => "{ multiplier_of_e = \"1.5\" }",
+                // No exact ratio (a division), rounded its own way.
+                4 => "{ points = 3, per_amount = \"7\", rounding = \"half_up\" }",
+                _ => "{ points = 3, per_amount = \"7\" }",
             };
             text += &format!(
                 "[[campaign]]\ncode = \"C{i:02}\"\nstarts_at = \"{}\"\nends_at = \"{}\"\n\
@@ -896,7 +905,8 @@ mod index_against_every_campaign {
         trade.sales_time = at;
         trade.submit_time = at;
         trade.approval_time = at;
-        let amount = Amount::parse(&amount.to_string()).unwrap();
+        // In cents: an amount one cent either side of a minimum.
+        let amount = Amount::from_minor(i64::from(amount)).unwrap();
         trade.total_amount = amount;
         trade.payment_amount = amount;
         // A line that may add up to more than the payment (a discounted receipt).
@@ -908,13 +918,23 @@ mod index_against_every_campaign {
         trade
     }
 
+    /// Amounts in cents: any, or one on or a cent either side of a minimum.
+    fn cents() -> impl Strategy<Value = u32> {
+        proptest::prop_oneof![
+            0..200_000u32,
+            proptest::sample::select(vec![
+                0, 1, 1233, 1234, 1235, 49_999, 50_000, 99_999, 100_000
+            ]),
+        ]
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(300))]
         #[test]
         fn grants_agree(
             specs in proptest::collection::vec(spec(), 1..24),
             trades in proptest::collection::vec(
-                (0..STORES.len(), 0..METHODS.len(), 0..TIMES.len(), 0..2000u32, 0..2000u32),
+                (0..STORES.len(), 0..METHODS.len(), 0..TIMES.len(), cents(), 0..2000u32),
                 1..16),
         ) {
             let rules = ruleset(&specs);
