@@ -1,5 +1,6 @@
 //! Evaluating one trade: against the shipped rules, and against generated rulesets of 1,000
-//! and 10,000 campaigns. `cargo bench --bench rules`.
+//! and 10,000 campaigns; and a trade granted by 1,000 campaigns against copying its grants.
+//! `cargo bench --bench rules`.
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};
 use point_engine::domain::trade::parse_rfc3339;
@@ -108,5 +109,25 @@ fn evaluate(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, evaluate);
+/// A trade granted by every campaign on its stores (1,000 of the 10,000 piled campaigns, the
+/// kind of trade behind the piled sets' p99 in `../shared/bench/pe-vs-zen`): pricing it, and
+/// only copying the grants it returns (what any engine handing back those grants pays).
+fn granted_by_many(c: &mut Criterion) {
+    let mut trade = seed_trade();
+    let time = parse_rfc3339("2023-12-20T10:00:00+08:00").unwrap();
+    (trade.sales_time, trade.submit_time, trade.approval_time) = (time, time, time);
+    trade.total_amount = Amount::parse("2000.00").unwrap();
+    trade.payment_amount = trade.total_amount;
+    let ruleset = generated(10_000, false);
+    let grants = ruleset.evaluate(&trade).unwrap();
+    assert_eq!(grants.len(), 1 + 1_000, "E and every DP01 campaign");
+    let mut group = c.benchmark_group("granted_by_1000");
+    group.bench_function("price", |b| {
+        b.iter(|| ruleset.evaluate(black_box(&trade)).unwrap())
+    });
+    group.bench_function("copy_the_grants", |b| b.iter(|| black_box(&grants).clone()));
+    group.finish();
+}
+
+criterion_group!(benches, evaluate, granted_by_many);
 criterion_main!(benches);
