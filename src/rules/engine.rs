@@ -69,15 +69,19 @@ impl Rounding {
             table
         };
         let mantissa = value.mantissa();
-        // At most 10^28: fits, and so does twice a remainder below it.
-        let unit = 10i128.pow(value.scale());
-        let (floor, rest) = match (i64::try_from(mantissa), POW10.get(value.scale() as usize)) {
+        let (floor, rest, unit) = match (i64::try_from(mantissa), POW10.get(value.scale() as usize))
+        {
             // Most values: one 64-bit division instead of a 128-bit one.
             (Ok(mantissa), Some(&unit)) => (
                 i128::from(mantissa.div_euclid(unit)),
                 i128::from(mantissa.rem_euclid(unit)),
+                i128::from(unit),
             ),
-            _ => (mantissa.div_euclid(unit), mantissa.rem_euclid(unit)),
+            _ => {
+                // At most 10^28: fits, and so does twice a remainder below it.
+                let unit = 10i128.pow(value.scale());
+                (mantissa.div_euclid(unit), mantissa.rem_euclid(unit), unit)
+            }
         };
         let up = match self {
             Self::Floor => false,
@@ -2019,6 +2023,7 @@ impl Ruleset {
             let campaign = &self.campaigns[position as usize];
             if let Some(plain) = &self.index.plain[position as usize] {
                 // No group, no budget: its grant alone.
+                debug_assert!(campaign.group.is_none() && !campaign.has_budget());
                 priced.grants.push(self.grant(
                     PointType::A,
                     Points::new(points).map_err(|_| EvaluateError::PointsOverflow)?,
