@@ -68,9 +68,7 @@ fn award_text(award: &Award, tiers: Option<&crate::rules::engine::Tiers>) -> Str
             })
             .collect::<Vec<_>>()
             .join(", "),
-        Award::PerAmount {
-            points, per_amount, ..
-        } => format!("{points} per {per_amount}"),
+        Award::PerAmount(award) => format!("{} per {}", award.points, award.per_amount),
         Award::Fixed(p) => format!("{p} fixed"),
         Award::PerLine(p) => format!("{p} per matching line"),
         Award::PerUnit(p) => format!("{p} per matching unit"),

@@ -2,8 +2,9 @@
 //! line and column, and what is wrong; all problems of a ruleset are reported at once.
 
 use super::engine::{
-    Award, Campaign, CampaignIndex, CampaignTest, EarnBase, Glob, MemberLimit, Objective, Program,
-    Rounding, RoundingScope, Ruleset, SpendBase, TierPeriod, Tiers, TradeCount, WEEKDAYS,
+    Award, Campaign, CampaignIndex, CampaignTest, EarnBase, Glob, MemberLimit, Objective,
+    PerAmount, Program, Rounding, RoundingScope, Ruleset, SpendBase, TierPeriod, Tiers, TradeCount,
+    WEEKDAYS,
 };
 use super::raw::{
     DecimalText, RawAward, RawCampaign, RawFile, RawKdp, RawObjective, RawProgram, RawTest,
@@ -1278,12 +1279,12 @@ fn compile_award(raw: &RawAward, program: &Program, has_skus: bool) -> Result<Aw
     let points = Decimal::from(points.value());
     let per_amount =
         positive_decimal(per_amount, Decimal::MAX).map_err(|e| format!("per_amount {e}"))?;
-    Ok(Award::PerAmount {
+    Ok(Award::PerAmount(PerAmount {
         points,
         per_amount,
         rounding,
         ratio: super::engine::exact_ratio(points, per_amount),
-    })
+    }))
 }
 
 fn compile_campaign(

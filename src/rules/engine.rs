@@ -307,15 +307,7 @@ pub enum Award {
     MultiplierOfE(Decimal),
     /// A multiple of the E points by the member's tier (by level; `None`: nothing).
     MultiplierOfEByTier(Vec<Option<Decimal>>),
-    /// `points` for every `per_amount` of base currency spent, rounded as named.
-    PerAmount {
-        points: Decimal,
-        per_amount: Decimal,
-        rounding: Rounding,
-        /// `points / per_amount` when it is an exact decimal (1 / 20 = 0.05): the award is then
-        /// one multiplication, with the same result as multiplying and dividing.
-        ratio: Option<Decimal>,
-    },
+    PerAmount(PerAmount),
     /// A fixed number of points per matching trade.
     Fixed(Points),
     /// Points for each line matching the campaign's SKUs.
@@ -324,17 +316,31 @@ pub enum Award {
     PerUnit(Points),
 }
 
+/// `points` for every `per_amount` of base currency spent, rounded as named.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PerAmount {
+    pub points: Decimal,
+    pub per_amount: Decimal,
+    pub rounding: Rounding,
+    /// `points / per_amount` when it is an exact decimal (1 / 20 = 0.05): the award is then
+    /// one multiplication, with the same result as multiplying and dividing.
+    pub ratio: Option<Decimal>,
+}
+
+impl PerAmount {
+    /// The points for this spend; `None` on overflow.
+    fn points_of(self, spend: Decimal) -> Option<Points> {
+        per(spend, self.points, self.per_amount, self.ratio)
+            .and_then(|v| self.rounding.to_points(v))
+    }
+}
+
 /// An award that needs nothing of the trade but its E points and spend, and nothing of the
 /// member: `Award`'s first three kinds, copied beside the index (`Plain`).
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum PlainAward {
     MultiplierOfE(Decimal),
-    PerAmount {
-        points: Decimal,
-        per_amount: Decimal,
-        rounding: Rounding,
-        ratio: Option<Decimal>,
-    },
+    PerAmount(PerAmount),
     Fixed(Points),
 }
 
@@ -342,17 +348,7 @@ impl PlainAward {
     fn of(award: &Award) -> Option<Self> {
         match *award {
             Award::MultiplierOfE(factor) => Some(Self::MultiplierOfE(factor)),
-            Award::PerAmount {
-                points,
-                per_amount,
-                rounding,
-                ratio,
-            } => Some(Self::PerAmount {
-                points,
-                per_amount,
-                rounding,
-                ratio,
-            }),
+            Award::PerAmount(per_amount) => Some(Self::PerAmount(per_amount)),
             Award::Fixed(points) => Some(Self::Fixed(points)),
             Award::MultiplierOfEByTier(_) | Award::PerLine(_) | Award::PerUnit(_) => None,
         }
@@ -370,12 +366,7 @@ impl PlainAward {
             Self::MultiplierOfE(factor) => e_points()
                 .and_then(|e| Decimal::from(e.value()).checked_mul(factor))
                 .and_then(|v| program_rounding.to_points(v)),
-            Self::PerAmount {
-                points,
-                per_amount,
-                rounding,
-                ratio,
-            } => per(spend(), points, per_amount, ratio).and_then(|v| rounding.to_points(v)),
+            Self::PerAmount(per_amount) => per_amount.points_of(spend()),
             Self::Fixed(points) => Some(points),
         }
     }
@@ -415,22 +406,17 @@ impl AwardMemo {
                     }
                 }
             }
-            PlainAward::PerAmount {
-                points,
-                per_amount,
-                rounding,
-                ratio: _,
-            } => {
-                let key = [points.serialize(), per_amount.serialize()];
+            PlainAward::PerAmount(award) => {
+                let key = [award.points.serialize(), award.per_amount.serialize()];
                 match self.per_amount {
-                    Some((known, known_rounding, points))
-                        if known == key && known_rounding == rounding =>
+                    Some((known, rounding, points))
+                        if known == key && rounding == award.rounding =>
                     {
                         Some(points)
                     }
                     _ => {
                         let points = work_out()?;
-                        self.per_amount = Some((key, rounding, points));
+                        self.per_amount = Some((key, award.rounding, points));
                         Some(points)
                     }
                 }
@@ -1182,7 +1168,7 @@ impl Campaign {
                         .and_then(|v| program.rounding.to_points(v)),
                 }
             }
-            Award::MultiplierOfE(_) | Award::PerAmount { .. } | Award::Fixed(_) => {
+            Award::MultiplierOfE(_) | Award::PerAmount(_) | Award::Fixed(_) => {
                 PlainAward::of(&self.award).and_then(|award| {
                     award.points(
                         || self.e_points(facts, program),
