@@ -336,7 +336,7 @@ impl PerAmount {
 }
 
 /// An award that needs nothing of the trade but its E points and spend, and nothing of the
-/// member: `Award`'s first three kinds, copied beside the index (`Plain`).
+/// member: `Award`'s multiplier of E, per amount and fixed, copied beside the index (`Plain`).
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum PlainAward {
     MultiplierOfE(Decimal),
