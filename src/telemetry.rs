@@ -292,11 +292,13 @@ impl Telemetry {
             let waiting = stats.waiting.load(Relaxed) as f64;
             let groups = stats.groups.load(Relaxed) as u64;
             let writes = stats.writes.load(Relaxed) as u64;
+            let together = stats.together.load(Relaxed) as u64;
             self.gauge("point_engine_writer_queue_depth", Vec::new(), waiting);
             // Counted by the writer itself: writes per group is the batch size.
             for (name, total) in [
                 ("point_engine_writer_groups_total", groups),
                 ("point_engine_writer_writes_total", writes),
+                ("point_engine_writer_receipts_together_total", together),
             ] {
                 self.recorder
                     .register_counter(&Key::from_name(name), &METADATA)

@@ -18,6 +18,7 @@ pub mod refund;
 pub mod repo;
 pub mod report;
 pub mod schema;
+pub mod together;
 pub mod writer;
 
 pub use connection::{connect, one_read, Conn, DatabaseUrl, Pool};
@@ -494,74 +495,17 @@ pub fn post_trade(
             }
         }
         let trade_no = TradeNo::mint(&trade.out_trade_no, now);
-        let urls = |list: &[crate::domain::ImageUrl]| {
-            serde_json::to_string(&list.iter().map(|u| u.as_str()).collect::<Vec<_>>())
-                .expect("a list of strings serializes")
-        };
-        let new_trade = NewTrade {
-            trade_no: trade_no.as_str(),
-            out_trade_no: trade.out_trade_no.as_str(),
-            request_fingerprint: replay.fingerprint,
+        let of = TradeRowOf {
+            trade_no: &trade_no,
+            fingerprint: replay.fingerprint,
             member_id,
-            store_code: trade.store_code.as_str(),
-            invoice_id: trade.invoice_id.as_str(),
-            currency: trade.currency.as_str(),
-            total_amount_minor: trade.total_amount.to_minor(),
-            payment_amount_minor: trade.payment_amount.to_minor(),
-            payment_method: trade.payment_method.as_str(),
-            sales_time: trade.sales_time.to_rfc3339(),
-            sales_at_ms: ms(trade.sales_instant()),
-            submit_time: trade.submit_time.to_rfc3339(),
-            approval_time: trade.approval_time.to_rfc3339(),
-            burn_point: trade.burn_point.value(),
-            resource: &trade.resource,
-            remark: &trade.remark,
-            receipt_image_urls: urls(&trade.receipt_image_urls),
-            payment_image_urls: urls(&trade.payment_image_urls),
+            tier: tier.as_deref(),
             ruleset_version,
-            created_at_ms: now_ms,
-            post_fee_minor: trade.post_fee.to_minor(),
-            discount_minor: trade.discount.to_minor(),
-            tier: tier.as_deref().unwrap_or(""),
+            now_ms,
         };
-        // Set to the trade's once it is recorded.
-        let trade_id_unknown = 0;
-        let mut lines: Vec<models::TradeLineRow> = trade
-            .lines
-            .iter()
-            .enumerate()
-            .map(|(line_no, line)| models::TradeLineRow {
-                id: 0,
-                trade_id: trade_id_unknown,
-                line_no: line_no as i64,
-                sku: line.sku.to_string(),
-                name: line.name.clone(),
-                quantity: i64::from(line.quantity),
-                amount_minor: line.amount.to_minor(),
-            })
-            .collect();
-        let mut new_lots: Vec<NewLot> = grants
-            .iter()
-            .map(|grant| {
-                let points = grant.points.value();
-                assert!(points > 0, "the rules engine makes no empty grants");
-                NewLot {
-                    member_id,
-                    trade_id: trade_id_unknown,
-                    point_type: grant.point_type.as_str(),
-                    campaign_code: grant.campaign_code_text(),
-                    remark: &grant.remark,
-                    expire_type: grant.expire_type.as_str(),
-                    expire_date: grant.expire_date.map(|d| d.to_string()),
-                    expires_at_ms: grant.expires_at.map(ms),
-                    available_at_ms: ms(grant.available_at),
-                    points,
-                    remaining: points,
-                    ruleset_version,
-                    created_at_ms: now_ms,
-                }
-            })
-            .collect();
+        let new_trade = trade_row(trade, of);
+        let mut lines = line_rows(trade);
+        let mut new_lots = lot_rows(&grants, member_id, ruleset_version, now_ms);
         let recorded = if trade.burn_point.is_zero() {
             repo::insert_trade_with_grants(conn, &new_trade, &mut lines, &mut new_lots, now_ms)?
         } else {
@@ -599,6 +543,103 @@ pub fn post_trade(
         })
     })
 }
+
+/// What a trade's row holds beyond the trade itself (`trade_row`).
+struct TradeRowOf<'a> {
+    trade_no: &'a TradeNo,
+    fingerprint: &'a str,
+    member_id: i64,
+    tier: Option<&'a str>,
+    ruleset_version: &'a str,
+    now_ms: i64,
+}
+
+/// The row a new trade is recorded as.
+fn trade_row<'a>(trade: &'a Trade, of: TradeRowOf<'a>) -> NewTrade<'a> {
+    // As JSON lists of strings.
+    let urls = |list: &[crate::domain::ImageUrl]| {
+        serde_json::to_string(&list.iter().map(|u| u.as_str()).collect::<Vec<_>>())
+            .expect("a list of strings serializes")
+    };
+    NewTrade {
+        trade_no: of.trade_no.as_str(),
+        out_trade_no: trade.out_trade_no.as_str(),
+        request_fingerprint: of.fingerprint,
+        member_id: of.member_id,
+        store_code: trade.store_code.as_str(),
+        invoice_id: trade.invoice_id.as_str(),
+        currency: trade.currency.as_str(),
+        total_amount_minor: trade.total_amount.to_minor(),
+        payment_amount_minor: trade.payment_amount.to_minor(),
+        payment_method: trade.payment_method.as_str(),
+        sales_time: trade.sales_time.to_rfc3339(),
+        sales_at_ms: ms(trade.sales_instant()),
+        submit_time: trade.submit_time.to_rfc3339(),
+        approval_time: trade.approval_time.to_rfc3339(),
+        burn_point: trade.burn_point.value(),
+        resource: &trade.resource,
+        remark: &trade.remark,
+        receipt_image_urls: urls(&trade.receipt_image_urls),
+        payment_image_urls: urls(&trade.payment_image_urls),
+        ruleset_version: of.ruleset_version,
+        created_at_ms: of.now_ms,
+        post_fee_minor: trade.post_fee.to_minor(),
+        discount_minor: trade.discount.to_minor(),
+        tier: of.tier.unwrap_or(""),
+    }
+}
+
+/// The rows of a trade's lines (`trade_id` set once the trade is recorded).
+fn line_rows(trade: &Trade) -> Vec<models::TradeLineRow> {
+    trade
+        .lines
+        .iter()
+        .enumerate()
+        .map(|(line_no, line)| models::TradeLineRow {
+            id: 0,
+            trade_id: TRADE_ID_UNKNOWN,
+            line_no: line_no as i64,
+            sku: line.sku.to_string(),
+            name: line.name.clone(),
+            quantity: i64::from(line.quantity),
+            amount_minor: line.amount.to_minor(),
+        })
+        .collect()
+}
+
+/// A lot for each grant of a trade to `member_id` (`trade_id` set once the trade is recorded).
+fn lot_rows<'a>(
+    grants: &'a [Grant],
+    member_id: i64,
+    ruleset_version: &'a str,
+    now_ms: i64,
+) -> Vec<NewLot<'a>> {
+    grants
+        .iter()
+        .map(|grant| {
+            let points = grant.points.value();
+            assert!(points > 0, "the rules engine makes no empty grants");
+            NewLot {
+                member_id,
+                trade_id: TRADE_ID_UNKNOWN,
+                point_type: grant.point_type.as_str(),
+                campaign_code: grant.campaign_code_text(),
+                remark: &grant.remark,
+                expire_type: grant.expire_type.as_str(),
+                expire_date: grant.expire_date.map(|d| d.to_string()),
+                expires_at_ms: grant.expires_at.map(ms),
+                available_at_ms: ms(grant.available_at),
+                points,
+                remaining: points,
+                ruleset_version,
+                created_at_ms: now_ms,
+            }
+        })
+        .collect()
+}
+
+/// The `trade_id` of rows whose trade is not recorded yet.
+const TRADE_ID_UNKNOWN: i64 = 0;
 
 /// What the ledger already answered for this trade (`fingerprint`: `Trade::fingerprint`, worked
 /// out once per request), if it was posted: `None` if it never was, `Conflict` if its

@@ -2093,3 +2093,339 @@ mod tests {
         );
     }
 }
+
+/// Locks the rows of the members with these accounts (PostgreSQL, `FOR NO KEY UPDATE` as
+/// `lock_member`) in id order, and answers each one found: its id and account.
+pub fn lock_members_pg(
+    c: &mut diesel::PgConnection,
+    vips: &[&str],
+) -> Result<Vec<(i64, String)>, Error> {
+    members::table
+        .filter(members::vip_accountno.eq_any(vips))
+        .select((members::id, members::vip_accountno))
+        .order(members::id.asc())
+        .for_no_key_update()
+        .load(c)
+}
+
+/// Inserts members (PostgreSQL): `vips` in account order, each with its `created_at_ms`; one
+/// another writer inserted first is skipped. Answers the id and account of each inserted.
+pub fn insert_members_pg(
+    c: &mut diesel::PgConnection,
+    vips: &[&str],
+    created_at_ms: &[i64],
+) -> Result<Vec<(i64, String)>, Error> {
+    debug_assert!(vips.windows(2).all(|w| w[0] < w[1]), "in account order");
+    MembersPg {
+        vips,
+        created_at_ms,
+    }
+    .load(c)
+}
+
+/// `insert_members_pg`'s statement: both columns bound as arrays, so it stays prepared
+/// whatever the count.
+struct MembersPg<'a> {
+    vips: &'a [&'a str],
+    created_at_ms: &'a [i64],
+}
+
+impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for MembersPg<'_> {
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
+    ) -> QueryResult<()> {
+        use diesel::sql_types::{Array, BigInt, Text};
+        out.push_sql(
+            "INSERT INTO members (vip_accountno, created_at_ms) \
+             SELECT m.vip_accountno, m.created_at_ms FROM unnest(",
+        );
+        out.push_bind_param::<Array<Text>, _>(&self.vips)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<BigInt>, _>(&self.created_at_ms)?;
+        out.push_sql(
+            ") AS m (vip_accountno, created_at_ms) ORDER BY m.vip_accountno \
+             ON CONFLICT (vip_accountno) DO NOTHING RETURNING id, vip_accountno",
+        );
+        Ok(())
+    }
+}
+
+impl diesel::query_builder::QueryId for MembersPg<'_> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl diesel::query_builder::Query for MembersPg<'_> {
+    type SqlType = (diesel::sql_types::BigInt, diesel::sql_types::Text);
+}
+
+impl RunQueryDsl<diesel::PgConnection> for MembersPg<'_> {}
+
+/// A new trade posted together with others (`insert_receipts_pg`): its row, its lines and its
+/// lots (`trade_id` unknown: set by the statement).
+pub struct ReceiptRows<'a> {
+    pub trade: NewTrade<'a>,
+    pub lines: &'a [TradeLineRow],
+    pub lots: &'a [NewLot<'a>],
+}
+
+/// Records new trades with their lines and lots (and each lot's earn entry, effective at the
+/// lot's `created_at_ms`) in one statement (PostgreSQL). Answers, for each trade in the order
+/// given, what `insert_trade_with_grants` answers for one: its id, its lots' ids in the order
+/// given, and its member's `Holdings` before the statement. Every column is bound as one array
+/// (`unnest`), so the statement's text is the same whatever the count of rows, and it stays
+/// prepared. The trades' `out_trade_no`s must differ (they are unique in the ledger anyway).
+pub fn insert_receipts_pg(
+    c: &mut diesel::PgConnection,
+    receipts: &[ReceiptRows],
+) -> Result<Vec<Recorded>, Error> {
+    let rows = ReceiptsPg::of(receipts).load::<(String, i64, Option<Vec<i64>>, i64, bool)>(c)?;
+    let mut recorded: std::collections::HashMap<String, Recorded> = rows
+        .into_iter()
+        .map(|(out_trade_no, trade_id, lot_ids, held, owes)| {
+            let recorded = Recorded {
+                trade_id,
+                lot_ids: lot_ids.unwrap_or_default(),
+                before: Holdings { held, owes },
+            };
+            (out_trade_no, recorded)
+        })
+        .collect();
+    receipts
+        .iter()
+        .map(|r| {
+            let one = recorded.remove(r.trade.out_trade_no);
+            one.filter(|one| one.lot_ids.len() == r.lots.len())
+                .ok_or_else(|| {
+                    Error::QueryBuilderError(
+                        format!(
+                            "the statement answered no trade (or not its lots) for {}",
+                            r.trade.out_trade_no
+                        )
+                        .into(),
+                    )
+                })
+        })
+        .collect()
+}
+
+/// `insert_receipts_pg`'s statement: the columns of the trades, of their lines and of their
+/// lots, each as one array. Lines and lots name their trade by its `out_trade_no`.
+#[derive(Default)]
+struct ReceiptsPg<'a> {
+    trade_no: Vec<&'a str>,
+    out_trade_no: Vec<&'a str>,
+    request_fingerprint: Vec<&'a str>,
+    member_id: Vec<i64>,
+    store_code: Vec<&'a str>,
+    invoice_id: Vec<&'a str>,
+    currency: Vec<&'a str>,
+    total_amount_minor: Vec<i64>,
+    payment_amount_minor: Vec<i64>,
+    payment_method: Vec<&'a str>,
+    sales_time: Vec<&'a str>,
+    sales_at_ms: Vec<i64>,
+    submit_time: Vec<&'a str>,
+    approval_time: Vec<&'a str>,
+    burn_point: Vec<i64>,
+    resource: Vec<&'a str>,
+    remark: Vec<&'a str>,
+    receipt_image_urls: Vec<&'a str>,
+    payment_image_urls: Vec<&'a str>,
+    ruleset_version: Vec<&'a str>,
+    created_at_ms: Vec<i64>,
+    post_fee_minor: Vec<i64>,
+    discount_minor: Vec<i64>,
+    tier: Vec<&'a str>,
+    line_trade: Vec<&'a str>,
+    line_no: Vec<i64>,
+    line_sku: Vec<&'a str>,
+    line_name: Vec<&'a str>,
+    line_quantity: Vec<i64>,
+    line_amount_minor: Vec<i64>,
+    lot_trade: Vec<&'a str>,
+    lot_point_type: Vec<&'a str>,
+    lot_campaign_code: Vec<&'a str>,
+    lot_remark: Vec<&'a str>,
+    lot_expire_type: Vec<&'a str>,
+    lot_expire_date: Vec<Option<&'a str>>,
+    lot_expires_at_ms: Vec<Option<i64>>,
+    lot_available_at_ms: Vec<i64>,
+    lot_points: Vec<i64>,
+    lot_ruleset_version: Vec<&'a str>,
+    lot_created_at_ms: Vec<i64>,
+}
+
+impl<'a> ReceiptsPg<'a> {
+    fn of(receipts: &'a [ReceiptRows<'a>]) -> Self {
+        let mut q = Self::default();
+        for ReceiptRows {
+            trade: t,
+            lines,
+            lots,
+        } in receipts
+        {
+            q.trade_no.push(t.trade_no);
+            q.out_trade_no.push(t.out_trade_no);
+            q.request_fingerprint.push(t.request_fingerprint);
+            q.member_id.push(t.member_id);
+            q.store_code.push(t.store_code);
+            q.invoice_id.push(t.invoice_id);
+            q.currency.push(t.currency);
+            q.total_amount_minor.push(t.total_amount_minor);
+            q.payment_amount_minor.push(t.payment_amount_minor);
+            q.payment_method.push(t.payment_method);
+            q.sales_time.push(&t.sales_time);
+            q.sales_at_ms.push(t.sales_at_ms);
+            q.submit_time.push(&t.submit_time);
+            q.approval_time.push(&t.approval_time);
+            q.burn_point.push(t.burn_point);
+            q.resource.push(t.resource);
+            q.remark.push(t.remark);
+            q.receipt_image_urls.push(&t.receipt_image_urls);
+            q.payment_image_urls.push(&t.payment_image_urls);
+            q.ruleset_version.push(t.ruleset_version);
+            q.created_at_ms.push(t.created_at_ms);
+            q.post_fee_minor.push(t.post_fee_minor);
+            q.discount_minor.push(t.discount_minor);
+            q.tier.push(t.tier);
+            for line in lines.iter() {
+                q.line_trade.push(t.out_trade_no);
+                q.line_no.push(line.line_no);
+                q.line_sku.push(&line.sku);
+                q.line_name.push(&line.name);
+                q.line_quantity.push(line.quantity);
+                q.line_amount_minor.push(line.amount_minor);
+            }
+            for lot in lots.iter() {
+                debug_assert_eq!(lot.member_id, t.member_id, "a trade grants to its member");
+                debug_assert_eq!(lot.points, lot.remaining, "a new lot holds all its points");
+                q.lot_trade.push(t.out_trade_no);
+                q.lot_point_type.push(lot.point_type);
+                q.lot_campaign_code.push(lot.campaign_code);
+                q.lot_remark.push(lot.remark);
+                q.lot_expire_type.push(lot.expire_type);
+                q.lot_expire_date.push(lot.expire_date.as_deref());
+                q.lot_expires_at_ms.push(lot.expires_at_ms);
+                q.lot_available_at_ms.push(lot.available_at_ms);
+                q.lot_points.push(lot.points);
+                q.lot_ruleset_version.push(lot.ruleset_version);
+                q.lot_created_at_ms.push(lot.created_at_ms);
+            }
+        }
+        q
+    }
+}
+
+impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for ReceiptsPg<'_> {
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
+    ) -> QueryResult<()> {
+        use diesel::sql_types::{Array, BigInt, Nullable, Text};
+        macro_rules! arrays {
+            ($out:ident, $($sql_type:ty => $column:expr),+) => {{
+                let mut first = true;
+                $(
+                    if !std::mem::take(&mut first) {
+                        $out.push_sql(", ");
+                    }
+                    $out.push_bind_param::<Array<$sql_type>, _>(&$column)?;
+                )+
+            }};
+        }
+        out.push_sql("WITH v AS (SELECT * FROM unnest(");
+        arrays!(out,
+            Text => self.trade_no, Text => self.out_trade_no, Text => self.request_fingerprint,
+            BigInt => self.member_id, Text => self.store_code, Text => self.invoice_id,
+            Text => self.currency, BigInt => self.total_amount_minor,
+            BigInt => self.payment_amount_minor, Text => self.payment_method,
+            Text => self.sales_time, BigInt => self.sales_at_ms, Text => self.submit_time,
+            Text => self.approval_time, BigInt => self.burn_point, Text => self.resource,
+            Text => self.remark, Text => self.receipt_image_urls,
+            Text => self.payment_image_urls, Text => self.ruleset_version,
+            BigInt => self.created_at_ms, BigInt => self.post_fee_minor,
+            BigInt => self.discount_minor, Text => self.tier
+        );
+        out.push_sql(
+            ") WITH ORDINALITY AS v (trade_no, out_trade_no, request_fingerprint, member_id, \
+             store_code, invoice_id, currency, total_amount_minor, payment_amount_minor, \
+             payment_method, sales_time, sales_at_ms, submit_time, approval_time, burn_point, \
+             resource, remark, receipt_image_urls, payment_image_urls, ruleset_version, \
+             created_at_ms, post_fee_minor, discount_minor, tier, n)), \
+             t AS (INSERT INTO trades (trade_no, out_trade_no, request_fingerprint, member_id, \
+             store_code, invoice_id, currency, total_amount_minor, payment_amount_minor, \
+             payment_method, sales_time, sales_at_ms, submit_time, approval_time, burn_point, \
+             resource, remark, receipt_image_urls, payment_image_urls, ruleset_version, \
+             created_at_ms, post_fee_minor, discount_minor, tier) \
+             SELECT trade_no, out_trade_no, request_fingerprint, member_id, store_code, \
+             invoice_id, currency, total_amount_minor, payment_amount_minor, payment_method, \
+             sales_time, sales_at_ms, submit_time, approval_time, burn_point, resource, remark, \
+             receipt_image_urls, payment_image_urls, ruleset_version, created_at_ms, \
+             post_fee_minor, discount_minor, tier FROM v ORDER BY n \
+             RETURNING id, member_id, trade_no, out_trade_no), \
+             tl AS (INSERT INTO trade_lines (trade_id, line_no, sku, name, quantity, amount_minor) \
+             SELECT t.id, w.line_no, w.sku, w.name, w.quantity, w.amount_minor FROM unnest(",
+        );
+        arrays!(out,
+            Text => self.line_trade, BigInt => self.line_no, Text => self.line_sku,
+            Text => self.line_name, BigInt => self.line_quantity,
+            BigInt => self.line_amount_minor
+        );
+        out.push_sql(
+            ") WITH ORDINALITY AS w (out_trade_no, line_no, sku, name, quantity, amount_minor, n) \
+             JOIN t ON t.out_trade_no = w.out_trade_no ORDER BY w.n), \
+             l AS (INSERT INTO lots (member_id, trade_id, point_type, campaign_code, remark, \
+             expire_type, expire_date, expires_at_ms, available_at_ms, points, remaining, \
+             ruleset_version, created_at_ms) \
+             SELECT t.member_id, t.id, g.point_type, g.campaign_code, g.remark, g.expire_type, \
+             g.expire_date, g.expires_at_ms, g.available_at_ms, g.points, g.points, \
+             g.ruleset_version, g.created_at_ms FROM unnest(",
+        );
+        arrays!(out,
+            Text => self.lot_trade, Text => self.lot_point_type, Text => self.lot_campaign_code,
+            Text => self.lot_remark, Text => self.lot_expire_type,
+            Nullable<Text> => self.lot_expire_date, Nullable<BigInt> => self.lot_expires_at_ms,
+            BigInt => self.lot_available_at_ms, BigInt => self.lot_points,
+            Text => self.lot_ruleset_version, BigInt => self.lot_created_at_ms
+        );
+        out.push_sql(
+            ") WITH ORDINALITY AS g (out_trade_no, point_type, campaign_code, remark, \
+             expire_type, expire_date, expires_at_ms, available_at_ms, points, ruleset_version, \
+             created_at_ms, n) \
+             JOIN t ON t.out_trade_no = g.out_trade_no ORDER BY g.n \
+             RETURNING id, member_id, trade_id, points, point_type, campaign_code, created_at_ms), \
+             e AS (INSERT INTO entries (member_id, lot_id, trade_id, refund_id, kind, points, \
+             effective_at_ms, created_at_ms, point_type, campaign_code, trade_no, out_trade_no) \
+             SELECT l.member_id, l.id, l.trade_id, NULL, 'earn', l.points, l.created_at_ms, \
+             l.created_at_ms, l.point_type, l.campaign_code, t.trade_no, t.out_trade_no \
+             FROM l JOIN t ON t.id = l.trade_id ORDER BY l.id) \
+             SELECT t.out_trade_no, t.id, g.lot_ids, \
+             (SELECT CAST(COALESCE(SUM(lots.remaining), 0) AS BIGINT) FROM lots \
+             WHERE lots.member_id = t.member_id AND lots.remaining > 0), \
+             EXISTS (SELECT 1 FROM refund_lines JOIN refunds ON refunds.id = refund_lines.refund_id \
+             WHERE refunds.member_id = t.member_id AND refund_lines.owed > 0) \
+             FROM t LEFT JOIN (SELECT trade_id, array_agg(id ORDER BY id) AS lot_ids FROM l \
+             GROUP BY trade_id) AS g ON g.trade_id = t.id",
+        );
+        Ok(())
+    }
+}
+
+impl diesel::query_builder::QueryId for ReceiptsPg<'_> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl diesel::query_builder::Query for ReceiptsPg<'_> {
+    type SqlType = (
+        diesel::sql_types::Text,
+        diesel::sql_types::BigInt,
+        diesel::sql_types::Nullable<diesel::sql_types::Array<diesel::sql_types::BigInt>>,
+        diesel::sql_types::BigInt,
+        diesel::sql_types::Bool,
+    );
+}
+
+impl RunQueryDsl<diesel::PgConnection> for ReceiptsPg<'_> {}

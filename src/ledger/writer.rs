@@ -14,13 +14,17 @@
 //! PostgreSQL: new receipts go to `lanes` grouped writers like SQLite's, each on a connection
 //! of its own, a member's receipts always to the same lane (`Writer::submit_for`), so that the
 //! groups of one process never wait on each other's member locks; the lanes commit in
-//! parallel. Every other write runs in its own transaction on a pooled connection (many
+//! parallel. The receipts of a group priced before their writes (`Writer::submit_receipt`) are
+//! posted together, in three statements for the group (`together::post_receipts`); the rest
+//! of the group runs after them, each write alone. Every other write runs in its own transaction on a pooled connection (many
 //! writers at once, serialized per member by row locks). Either is run again from the start
 //! (a whole group, for a lane) when PostgreSQL ends it for a deadlock or a serialization
 //! failure: two instances on one database, or two lanes taking two budgets in opposite orders.
 //! With 0 lanes every write is pooled.
 
 use super::connection::{self, Conn, Manager, Pool};
+use super::together::{self, PricedReceipt};
+use super::{PostError, Posted};
 use diesel::connection::TransactionManager;
 use diesel::r2d2::{ManageConnection, R2D2Connection};
 use diesel::Connection;
@@ -95,6 +99,13 @@ trait Queued: Send {
     /// Answers the caller: with the write's own result, or with the failure of the group's
     /// commit (or of the write's savepoint) if there was one.
     fn answer(self: Box<Self>, failed: Option<&str>);
+    /// The new receipt this write posts, when it may be posted together with its group's
+    /// (`together::post_receipts`) instead of run alone.
+    fn receipt(&self) -> Option<&PricedReceipt> {
+        None
+    }
+    /// Takes the outcome of the receipt, posted together with its group's.
+    fn posted(&mut self, _outcome: Result<Posted, PostError>) {}
 }
 
 /// How one run of a write ended.
@@ -104,6 +115,16 @@ enum Ran {
     Failed,
     /// Failed in a way a fresh run may not: run it again (after rolling it back).
     Transient,
+}
+
+impl Ran {
+    fn of<T, E: WriteFailure>(result: &Result<T, E>) -> Self {
+        match result {
+            Ok(_) => Self::Done,
+            Err(e) if e.is_transient() => Self::Transient,
+            Err(_) => Self::Failed,
+        }
+    }
 }
 
 struct Pending<T, E, F> {
@@ -169,22 +190,60 @@ where
 {
     fn run(&mut self, conn: &mut Conn) -> Ran {
         let result = (self.write)(conn);
-        let ran = match &result {
-            Ok(_) => Ran::Done,
-            Err(e) if e.is_transient() => Ran::Transient,
-            Err(_) => Ran::Failed,
-        };
+        let ran = Ran::of(&result);
         self.result = Some(result);
         ran
     }
 
     fn answer(self: Box<Self>, failed: Option<&str>) {
-        let result = match (failed, self.result) {
-            (None, Some(result)) => result,
-            (Some(error), _) => Err(WriteError::Commit(error.to_string()).into()),
-            (None, None) => Err(WriteError::Stopped.into()),
-        };
-        self.reply.send(result);
+        self.reply.send(outcome(self.result, failed));
+    }
+}
+
+/// A write's outcome: its own result, or the failure of its group's commit (or of its
+/// savepoint) if there was one.
+fn outcome<T, E: From<WriteError>>(
+    result: Option<Result<T, E>>,
+    failed: Option<&str>,
+) -> Result<T, E> {
+    match (failed, result) {
+        (None, Some(result)) => result,
+        (Some(error), _) => Err(WriteError::Commit(error.to_string()).into()),
+        (None, None) => Err(WriteError::Stopped.into()),
+    }
+}
+
+/// A new receipt priced before its write (`together::PricedReceipt`), in a lane's queue: posted
+/// together with its group's receipts, or run alone by `write`.
+struct ReceiptWrite<E, F> {
+    receipt: PricedReceipt,
+    write: F,
+    result: Option<Result<Posted, E>>,
+    reply: Reply<Result<Posted, E>>,
+}
+
+impl<E, F> Queued for ReceiptWrite<E, F>
+where
+    F: FnMut(&mut Conn, &PricedReceipt) -> Result<Posted, E> + Send,
+    E: WriteFailure + From<PostError> + Send,
+{
+    fn run(&mut self, conn: &mut Conn) -> Ran {
+        let result = (self.write)(conn, &self.receipt);
+        let ran = Ran::of(&result);
+        self.result = Some(result);
+        ran
+    }
+
+    fn answer(self: Box<Self>, failed: Option<&str>) {
+        self.reply.send(outcome(self.result, failed));
+    }
+
+    fn receipt(&self) -> Option<&PricedReceipt> {
+        Some(&self.receipt)
+    }
+
+    fn posted(&mut self, outcome: Result<Posted, PostError>) {
+        self.result = Some(outcome.map_err(E::from));
     }
 }
 
@@ -253,11 +312,15 @@ impl Lane {
         T: Send + 'static,
         E: WriteFailure + Send + 'static,
     {
-        let job: Job = Box::new(Pending {
+        self.enqueue_job(Box::new(Pending {
             write,
             result: None,
             reply,
-        });
+        }))
+    }
+
+    /// Puts a job in the queue, or says at once why it cannot.
+    fn enqueue_job<E: From<WriteError>>(&self, job: Job) -> Result<(), E> {
         self.stats.waiting.fetch_add(1, Ordering::Relaxed);
         self.jobs.try_send(job).map_err(|refused| {
             self.stats.waiting.fetch_sub(1, Ordering::Relaxed);
@@ -294,6 +357,9 @@ pub struct WriterStats {
     pub groups: AtomicUsize,
     /// Writes run so far.
     pub writes: AtomicUsize,
+    /// New receipts answered by posting them together with their group's
+    /// (`together::post_receipts`: recorded, or a copy's replay or conflict) so far.
+    pub together: AtomicUsize,
     /// When the last group was answered, in ms after `started` (`u64::MAX`: none yet).
     answered_at_ms: AtomicU64,
     started: Instant,
@@ -306,6 +372,7 @@ impl Default for WriterStats {
             running: AtomicUsize::new(0),
             groups: AtomicUsize::new(0),
             writes: AtomicUsize::new(0),
+            together: AtomicUsize::new(0),
             answered_at_ms: AtomicU64::new(u64::MAX),
             started: Instant::now(),
         }
@@ -450,6 +517,38 @@ impl Writer {
             _ => self.submit(write),
         }
     }
+
+    /// `submit_for` for a new receipt priced before its write: in a lane (PostgreSQL), it is
+    /// posted together with its group's receipts (`together::post_receipts`), or, when it cannot
+    /// be, by `write`; elsewhere by `write`.
+    pub fn submit_receipt<E, F>(
+        &self,
+        key: u64,
+        receipt: PricedReceipt,
+        mut write: F,
+    ) -> Answer<Posted, E>
+    where
+        F: FnMut(&mut Conn, &PricedReceipt) -> Result<Posted, E> + Send + 'static,
+        E: WriteFailure + From<PostError> + Send + 'static,
+    {
+        match &self.kind {
+            Kind::Pooled { lanes, .. } if !lanes.is_empty() => {
+                let lane = &lanes[(key % lanes.len() as u64) as usize];
+                let (reply, answer) = oneshot::channel();
+                let job = Box::new(ReceiptWrite {
+                    receipt,
+                    write,
+                    result: None,
+                    reply: Reply::Awaited(reply),
+                });
+                match lane.enqueue_job(job) {
+                    Ok(()) => Answer::Queued(answer),
+                    Err(refused) => Answer::Ready(Err(refused)),
+                }
+            }
+            _ => self.submit_for(key, move |conn| write(conn, &receipt)),
+        }
+    }
 }
 
 /// Runs a write in its own transaction on a pooled connection (PostgreSQL), again from the
@@ -528,7 +627,7 @@ impl GroupWriter {
             stats.waiting.fetch_sub(writes, Ordering::Relaxed);
             stats.groups.fetch_add(1, Ordering::Relaxed);
             stats.writes.fetch_add(writes, Ordering::Relaxed);
-            self.commit_group(&mut group);
+            self.commit_group(&mut group, stats);
             stats
                 .answered_at_ms
                 .store(stats.now_ms(), Ordering::Relaxed);
@@ -560,11 +659,11 @@ impl GroupWriter {
     /// race to another process) runs its whole group again from the start, up to
     /// `TRANSIENT_ATTEMPTS_MAX` times: rolling back only its savepoint would keep the locks of
     /// the writes before it, which the other side of a deadlock waits for.
-    fn commit_group(&mut self, group: &mut Vec<Job>) {
+    fn commit_group(&mut self, group: &mut Vec<Job>, stats: &WriterStats) {
         if self.careful_groups == 0 {
             let mut attempt = 1;
             loop {
-                match run_straight(&mut self.conn, group) {
+                match run_straight(&mut self.conn, group, &stats.together) {
                     Straight::Committed => {
                         for job in group.drain(..) {
                             job.answer(None);
@@ -611,13 +710,29 @@ enum Straight {
 }
 
 /// Runs every write of a group in one transaction, without savepoints, and commits.
-fn run_straight(conn: &mut Conn, group: &mut [Job]) -> Straight {
+fn run_straight(conn: &mut Conn, group: &mut [Job], together: &AtomicUsize) -> Straight {
     if let Err(error) = connection::begin_write(conn) {
         let message = error.to_string();
         log::error!("the ledger writer cannot begin a transaction: {message}");
         return Straight::Failed(message);
     }
-    for job in group.iter_mut() {
+    let posted = match post_together(conn, group) {
+        Ok(posted) => posted,
+        Err(ran) => {
+            if let Err(e) = Transactions::rollback_transaction(conn) {
+                log::error!("the ledger writer could not roll back: {e}");
+            }
+            return match ran {
+                Ran::Transient => Straight::Transient,
+                _ => Straight::WriteFailed,
+            };
+        }
+    };
+    let posted_together = posted.iter().filter(|p| **p).count();
+    for (job, posted) in group.iter_mut().zip(posted) {
+        if posted {
+            continue;
+        }
         let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.run(conn)));
         if !matches!(ran, Ok(Ran::Done)) {
             if let Err(e) = Transactions::rollback_transaction(conn) {
@@ -630,7 +745,10 @@ fn run_straight(conn: &mut Conn, group: &mut [Job]) -> Straight {
         }
     }
     match Transactions::commit_transaction(conn) {
-        Ok(()) => Straight::Committed,
+        Ok(()) => {
+            together.fetch_add(posted_together, Ordering::Relaxed);
+            Straight::Committed
+        }
         Err(error) => {
             let message = error.to_string();
             log::error!("the ledger writer could not commit a group: {message}");
@@ -640,6 +758,45 @@ fn run_straight(conn: &mut Conn, group: &mut [Job]) -> Straight {
             Straight::Failed(message)
         }
     }
+}
+
+/// Posts the group's new receipts together (`together::post_receipts`), inside the group's
+/// transaction, and says which writes of the group that posted. `Err`: how the posting failed
+/// (`Transient`: a deadlock, to run the group again; otherwise to run each write alone).
+fn post_together(conn: &mut Conn, group: &mut [Job]) -> Result<Vec<bool>, Ran> {
+    let mut posted = vec![false; group.len()];
+    let receipts: Vec<(usize, &PricedReceipt)> = group
+        .iter()
+        .enumerate()
+        .filter_map(|(i, job)| job.receipt().map(|receipt| (i, receipt)))
+        .collect();
+    if receipts.len() < 2 {
+        return Ok(posted);
+    }
+    let list: Vec<&PricedReceipt> = receipts.iter().map(|(_, receipt)| *receipt).collect();
+    let tried = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        together::post_receipts(conn, &list)
+    }));
+    let outcomes = match tried {
+        Ok(Ok(outcomes)) => outcomes,
+        Ok(Err(PostError::Race)) => return Err(Ran::Transient),
+        Ok(Err(error)) => {
+            log::debug!("receipts posted together failed, each is posted alone: {error}");
+            return Err(Ran::Failed);
+        }
+        Err(_) => {
+            log::error!("posting receipts together panicked; each is posted alone");
+            return Err(Ran::Failed);
+        }
+    };
+    let places: Vec<usize> = receipts.iter().map(|(i, _)| *i).collect();
+    for (i, outcome) in places.into_iter().zip(outcomes) {
+        if let Some(outcome) = outcome {
+            group[i].posted(outcome);
+            posted[i] = true;
+        }
+    }
+    Ok(posted)
 }
 
 /// Runs a group of writes in one transaction, each in its own savepoint (run again, up to

@@ -3,11 +3,12 @@
 //! connections and never wait for the writer. Blocking: call from `web::block`.
 
 use crate::domain::{
-    Amount, Fingerprint, MemberContext, OutTradeNo, ProgramTz, Refund, ShortfallPolicy, Trade,
-    VipAccountNo,
+    Amount, ContextNeeds, Fingerprint, MemberContext, OutTradeNo, Priced, ProgramTz, Refund,
+    ShortfallPolicy, Trade, VipAccountNo,
 };
 use crate::ledger::balances::KnownBalances;
 use crate::ledger::refund::Refunded;
+use crate::ledger::together::PricedReceipt;
 use crate::ledger::writer::{Answer, Busy, WriteError, WriteFailure};
 use crate::ledger::{self, Balance, Conn, PooledConn, PostError, Posted, Replay, Store};
 use crate::rules::{self, EvaluateError, Ruleset, Source};
@@ -283,17 +284,48 @@ pub fn create_new_trade(
     trade: Trade,
     now: DateTime<Utc>,
 ) -> Answer<Posted, ServiceError> {
+    let key = member_key(&trade.vip_accountno);
     // Known new on its first run only: a run again (after a `Race`) looks.
     let mut known_new = true;
-    store
-        .writer
-        .submit_for(member_key(&trade.vip_accountno), move |conn| {
-            let replay = Replay {
-                fingerprint: &fingerprint,
-                known_new: std::mem::take(&mut known_new),
+    if store.writer.lanes() > 0 {
+        if let Some(Priced { grants, tier, .. }) = priced_before_write(&rules, &trade) {
+            let receipt = PricedReceipt {
+                trade,
+                fingerprint,
+                grants,
+                tier,
+                ruleset_version: rules.version.clone(),
+                now,
             };
-            create_trade_in(conn, &rules, &trade, replay, now)
-        })
+            return store
+                .writer
+                .submit_receipt(key, receipt, move |conn, receipt| {
+                    let replay = Replay {
+                        fingerprint: &receipt.fingerprint,
+                        known_new: std::mem::take(&mut known_new),
+                    };
+                    create_trade_in(conn, &rules, &receipt.trade, replay, receipt.now)
+                });
+        }
+    }
+    store.writer.submit_for(key, move |conn| {
+        let replay = Replay {
+            fingerprint: &fingerprint,
+            known_new: std::mem::take(&mut known_new),
+        };
+        create_trade_in(conn, &rules, &trade, replay, now)
+    })
+}
+
+/// A trade's price when it reads nothing of the member's (no member condition, cap or budget)
+/// and the trade burns nothing: then what its write records is known before the write, and a
+/// writer lane posts it together with other such receipts (`ledger::together`).
+fn priced_before_write(rules: &Ruleset, trade: &Trade) -> Option<Priced> {
+    if !trade.burn_point.is_zero() || rules.needs(trade).ok()? != ContextNeeds::default() {
+        return None;
+    }
+    let priced = rules.price(trade, &MemberContext::default()).ok()?;
+    priced.budget_use.is_empty().then_some(priced)
 }
 
 /// The key of a member among PostgreSQL's writer lanes: one member's trades always go to the

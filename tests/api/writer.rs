@@ -3,7 +3,7 @@
 
 use crate::helpers::*;
 use crate::instances::Instance;
-use point_engine::domain::Trade;
+use point_engine::domain::{Amount, ShortfallPolicy, Sku, Trade, TradeLine};
 use point_engine::ledger::probe::Probed;
 use point_engine::ledger::writer::{Busy, WriterLimits};
 use point_engine::ledger::{self, PostError, Store};
@@ -665,7 +665,209 @@ fn receipts_are_looked_up_together_and_each_answered_alone() {
     assert_eq!(app.counts().0, 3);
 }
 
+/// PostgreSQL with writer lanes: new receipts whose price reads nothing of the member's, queued
+/// in one group, are posted together (`ledger::together`), and each is answered as if it were
+/// posted alone: two receipts of a member already known, two of a new member (one member row),
+/// a receipt with lines, a copy of a receipt (the replay of the first) and another body under
+/// its number (a conflict), a burn beside them (posted alone in the same group), and two
+/// receipts of a member who owes points: the first pays the debt off. SQLite posts each alone,
+/// with the same answers.
+fn receipts_of_one_group_are_posted_together_and_answered_as_alone() {
+    let db = TestDb::new();
+    let mut settings = test_settings(&shipped_rules(), &db);
+    settings.refund_shortfall_policy = ShortfallPolicy::AllowNegative;
+    let app = spawn_app_with_settings(settings);
+    // M-OLD holds 100. M-OWES owes 100: it spent its 100 points, then their trade was refunded.
+    assert_eq!(
+        app.post_trade(&trade("T-OLD", "M-OLD", &hours_ago(3))).0,
+        200
+    );
+    assert_eq!(
+        app.post_trade(&trade("T-OWES", "M-OWES", &hours_ago(3))).0,
+        200
+    );
+    let mut spend = trade("T-SPEND", "M-OWES", &hours_ago(2));
+    spend["store_code"] = json!("X001");
+    spend["payment_amount"] = json!("5");
+    spend["total_amount"] = json!("5");
+    spend["burn_point"] = json!(100);
+    assert_eq!(app.post_trade(&spend).0, 200);
+    let (status, body) = app.post_refund(&refund("R-OWES", "T-OWES", "1000.00"));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        app.balance("M-OWES", None).1["data"]["owed_point"],
+        json!(100)
+    );
+
+    let store = store_with_lanes(&app);
+    let rules = Arc::new(rules::load_dir(&shipped_rules()).unwrap());
+    let first_new = trade("T-NEW-1", "M-NEW", &hours_ago(1));
+    let mut other_body = first_new.clone();
+    other_body["invoice_id"] = json!("another invoice");
+    let mut with_lines = parse_trade(&trade("T-OLD-2", "M-OLD", &hours_ago(1)));
+    for (sku, quantity, amount) in [("SKU-TEA", 2, "600.00"), ("SKU-CUP", 1, "400.00")] {
+        with_lines.lines.push(
+            TradeLine::new(
+                Sku::parse(sku).unwrap(),
+                sku,
+                quantity,
+                Amount::parse(amount).unwrap(),
+            )
+            .unwrap(),
+        );
+    }
+    let sent_trades = vec![
+        parse_trade(&trade("T-OLD-1", "M-OLD", &hours_ago(1))),
+        with_lines,
+        parse_trade(&first_new),
+        parse_trade(&trade("T-NEW-2", "M-NEW", &hours_ago(1))),
+        parse_trade(&first_new),
+        parse_trade(&other_body),
+        parse_trade(&trade("T-OWES-1", "M-OWES", &hours_ago(1))),
+        parse_trade(&trade("T-OWES-2", "M-OWES", &hours_ago(1))),
+        burn_trade("T-OLD-BURN", "M-OLD", 50),
+    ];
+    let blocker = hold_writer(&store, Duration::from_millis(600));
+    // One after another, so that they queue in this order behind the blocker.
+    let sent: Vec<_> = sent_trades
+        .into_iter()
+        .map(|t| {
+            let (store, rules) = (store.clone(), rules.clone());
+            let handle = std::thread::spawn(move || {
+                service::create_trade(&store, rules, t.fingerprint(), t, chrono::Utc::now()).wait()
+            });
+            std::thread::sleep(Duration::from_millis(30));
+            handle
+        })
+        .collect();
+    blocker.join().unwrap();
+    let outcomes: Vec<_> = sent.into_iter().map(|h| h.join().unwrap()).collect();
+
+    let answer = |i: usize| {
+        let posted = outcomes[i].as_ref().unwrap_or_else(|e| panic!("{i}: {e}"));
+        let points: i64 = posted.grants.iter().map(|g| g.points.value()).sum();
+        (posted.trade_no.to_string(), points, posted.replayed)
+    };
+    let out_trade_nos = [
+        "T-OLD-1", "T-OLD-2", "T-NEW-1", "T-NEW-2", "", "", "T-OWES-1", "T-OWES-2",
+    ];
+    for (i, out_trade_no) in out_trade_nos.into_iter().enumerate() {
+        if !out_trade_no.is_empty() {
+            assert_eq!(answer(i), (app.trade_no(out_trade_no), 100, false), "{i}");
+        }
+    }
+    assert_eq!(answer(4), (app.trade_no("T-NEW-1"), 100, true));
+    match &outcomes[5] {
+        Err(ServiceError::Post(PostError::Conflict { trade_no })) => {
+            assert_eq!(*trade_no, app.trade_no("T-NEW-1"))
+        }
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    assert_eq!(answer(8).1, 0);
+    let lines =
+        ledger::repo::trade_lines_of(&mut app.conn(), &[outcomes[1].as_ref().unwrap().trade_id])
+            .unwrap();
+    let lines: Vec<_> = lines
+        .iter()
+        .map(|l| (l.line_no, l.sku.as_str(), l.quantity, l.amount_minor))
+        .collect();
+    assert_eq!(lines, [(0, "SKU-TEA", 2, 60000), (1, "SKU-CUP", 1, 40000)]);
+
+    let balance = |vip: &str| {
+        let data = app.balance(vip, None).1["data"].clone();
+        (data["available_point"].clone(), data["owed_point"].clone())
+    };
+    assert_eq!(balance("M-OLD"), (json!(250), json!(0)));
+    assert_eq!(balance("M-NEW"), (json!(200), json!(0)));
+    // The debt came off the first receipt's 100 points.
+    assert_eq!(balance("M-OWES"), (json!(100), json!(0)));
+    // Three trades before; seven new (the copy and the conflict wrote nothing).
+    let (trades, _, _, members) = app.counts();
+    assert_eq!((trades, members), (10, 3));
+    let together = store.writer.stats().together.load(Ordering::Relaxed);
+    match backend() {
+        // Each lane's group held at least two receipts of a member: all eight were answered
+        // by posting together (six recorded, a replay and a conflict); the burn ran alone.
+        Backend::Postgres => assert_eq!(together, 8),
+        Backend::Sqlite => assert_eq!(together, 0),
+    }
+    app.assert_ledger_consistent();
+}
+
+/// A group whose receipts, posted together, would take a member past the most a balance can
+/// show is posted again one receipt at a time: only the receipt over the limit fails (with
+/// `BalanceLimit`, writing nothing), and the others of the group land.
+fn a_receipt_over_the_balance_limit_fails_alone_in_its_group() {
+    let program = std::fs::read_to_string(shipped_rules().join("program.toml")).unwrap();
+    let jackpot_rules = rules_dir(&[
+        ("program.toml", &program),
+        (
+            "campaigns.toml",
+            r#"
+[[campaign]]
+code = "JACKPOT"
+name = "Jackpot"
+starts_at = "2020-01-01T00:00:00+08:00"
+ends_at = "2100-01-01T00:00:00+08:00"
+stores = ["J*"]
+expiry = "KDP"
+award = { fixed = 600000000000 }
+"#,
+        ),
+    ]);
+    let app = spawn_app_with_rules(jackpot_rules.path());
+    let store = store_with_lanes(&app);
+    let rules = Arc::new(rules::load_dir(jackpot_rules.path()).unwrap());
+    let jackpot = |no: &str, vip: &str| {
+        let mut body = trade(no, vip, &hours_ago(1));
+        body["store_code"] = json!("J001");
+        parse_trade(&body)
+    };
+    let blocker = hold_writer(&store, Duration::from_millis(500));
+    let sent: Vec<_> = [
+        jackpot("J1", "M-RICH"),
+        jackpot("J2", "M-RICH"),
+        jackpot("J3", "M-OTHER"),
+        parse_trade(&trade("T1", "M-RICH", &hours_ago(1))),
+        parse_trade(&trade("T2", "M-OTHER", &hours_ago(1))),
+    ]
+    .into_iter()
+    .map(|t| {
+        let (store, rules) = (store.clone(), rules.clone());
+        let handle = std::thread::spawn(move || {
+            service::create_trade(&store, rules, t.fingerprint(), t, chrono::Utc::now())
+                .wait()
+                .map(|p| p.grants.iter().map(|g| g.points.value()).sum::<i64>())
+        });
+        std::thread::sleep(Duration::from_millis(30));
+        handle
+    })
+    .collect();
+    blocker.join().unwrap();
+    let outcomes: Vec<_> = sent.into_iter().map(|h| h.join().unwrap()).collect();
+    let jackpot_points = 600_000_000_100;
+    assert_eq!(outcomes[0].as_ref().unwrap(), &jackpot_points);
+    match &outcomes[1] {
+        Err(ServiceError::Post(PostError::BalanceLimit { held, granted })) => {
+            assert_eq!((*held, *granted), (jackpot_points, jackpot_points))
+        }
+        other => panic!("expected the balance limit, got {other:?}"),
+    }
+    assert_eq!(outcomes[2].as_ref().unwrap(), &jackpot_points);
+    assert_eq!(outcomes[3].as_ref().unwrap(), &100);
+    assert_eq!(outcomes[4].as_ref().unwrap(), &100);
+    let available = |vip: &str| app.balance(vip, None).1["data"]["available_point"].clone();
+    assert_eq!(available("M-RICH"), json!(jackpot_points + 100));
+    assert_eq!(available("M-OTHER"), json!(jackpot_points + 100));
+    let (trades, lots, entries, members) = app.counts();
+    // A jackpot grants E and A points: two lots each.
+    assert_eq!((trades, lots, entries, members), (4, 6, 6, 2));
+    app.assert_ledger_consistent();
+}
+
 on_both_backends!(
+    a_receipt_over_the_balance_limit_fails_alone_in_its_group,
+    receipts_of_one_group_are_posted_together_and_answered_as_alone,
     receipts_are_looked_up_together_and_each_answered_alone,
     lanes_say_they_are_writing_only_while_they_are,
     groups_taking_budgets_in_opposite_orders_all_land,
