@@ -25,10 +25,15 @@ fn main() {
         .get(1)
         .map_or(100_000, |a| a.parse().expect("COUNT is a number"))
         .min(TRADES_MAX);
-    let rules = rules::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("rules")).unwrap();
+    let sources = rules::read_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("rules")).unwrap();
+    let rules = rules::from_sources(&sources).unwrap();
     let pool = ledger::connect(&DatabaseUrl::Sqlite(path.into()), 1).unwrap();
     let mut conn = pool.get().unwrap();
     conn.batch_execute("PRAGMA synchronous = OFF").unwrap();
+    // The ruleset that prices the trades, kept as the server keeps it: the audit (and
+    // `migrate-to`'s) prices each trade again under it.
+    let sources_json = point_engine::service::sources_json(&sources);
+    ledger::save_ruleset(&mut conn, &rules.version, sources_json, chrono::Utc::now()).unwrap();
     let stores = [
         "HC-001",
         "HC-002",

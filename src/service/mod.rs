@@ -88,6 +88,17 @@ pub fn save_ruleset(
     ruleset: &Ruleset,
     sources: &[Source],
 ) -> Result<(), ServiceError> {
+    let json = sources_json(sources);
+    let version = ruleset.version.clone();
+    let now = Utc::now();
+    store.writer.write(move |conn| {
+        Ok::<_, ServiceError>(ledger::save_ruleset(conn, &version, json.clone(), now)?)
+    })
+}
+
+/// The ruleset of `version`: the running one, or one compiled again from the ledger's copy.
+/// Rule files as the ledger keeps them (`save_ruleset`): JSON, each under its file name.
+pub fn sources_json(sources: &[Source]) -> String {
     let named: Vec<Source> = sources
         .iter()
         .map(|s| Source {
@@ -98,15 +109,9 @@ pub fn save_ruleset(
             text: s.text.clone(),
         })
         .collect();
-    let json = serde_json::to_string(&named).expect("sources serialize");
-    let version = ruleset.version.clone();
-    let now = Utc::now();
-    store.writer.write(move |conn| {
-        Ok::<_, ServiceError>(ledger::save_ruleset(conn, &version, json.clone(), now)?)
-    })
+    serde_json::to_string(&named).expect("sources serialize")
 }
 
-/// The ruleset of `version`: the running one, or one compiled again from the ledger's copy.
 fn ruleset_of_version<'r>(
     conn: &mut Conn,
     running: &'r Ruleset,
