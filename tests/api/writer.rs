@@ -865,7 +865,65 @@ award = { fixed = 600000000000 }
     app.assert_ledger_consistent();
 }
 
+/// A receipt another instance recorded after the probe found it new fails the statement that
+/// posts its group together (its `out_trade_no` is unique): the group is posted again a
+/// receipt at a time, the others land, and that one answers the other instance's trade.
+fn a_receipt_recorded_meanwhile_elsewhere_replays_it_and_the_group_lands() {
+    let app = spawn_app();
+    let body = trade("T-ELSEWHERE", "M-E", &hours_ago(1));
+    let (status, first) = app.post_trade(&body);
+    assert_eq!(status, 200, "{first}");
+    let store = store_with_lanes(&app);
+    let rules = Arc::new(rules::load_dir(&shipped_rules()).unwrap());
+    let blocker = hold_writer(&store, Duration::from_millis(400));
+    // As if the probe had found each new (`create_new_trade` does not look).
+    let sent: Vec<_> = [
+        parse_trade(&trade("T-FRESH-1", "M-E", &hours_ago(1))),
+        parse_trade(&body),
+        parse_trade(&trade("T-FRESH-2", "M-E", &hours_ago(1))),
+    ]
+    .into_iter()
+    .map(|t| {
+        let (store, rules) = (store.clone(), rules.clone());
+        let handle = std::thread::spawn(move || {
+            service::create_new_trade(&store, rules, t.fingerprint(), t, chrono::Utc::now())
+                .wait()
+                .map(|p| {
+                    let points: i64 = p.grants.iter().map(|g| g.points.value()).sum();
+                    (p.trade_no.to_string(), points, p.replayed)
+                })
+        });
+        std::thread::sleep(Duration::from_millis(30));
+        handle
+    })
+    .collect();
+    blocker.join().unwrap();
+    let outcomes: Vec<_> = sent
+        .into_iter()
+        .map(|h| h.join().unwrap().unwrap())
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            (app.trade_no("T-FRESH-1"), 100, false),
+            (app.trade_no("T-ELSEWHERE"), 100, true),
+            (app.trade_no("T-FRESH-2"), 100, false),
+        ]
+    );
+    assert_eq!(
+        first["data"]["trade_no"].as_str(),
+        Some(outcomes[1].0.as_str())
+    );
+    assert_eq!(
+        app.balance("M-E", None).1["data"]["available_point"],
+        json!(300)
+    );
+    assert_eq!(app.counts(), (3, 3, 3, 1));
+    app.assert_ledger_consistent();
+}
+
 on_both_backends!(
+    a_receipt_recorded_meanwhile_elsewhere_replays_it_and_the_group_lands,
     a_receipt_over_the_balance_limit_fails_alone_in_its_group,
     receipts_of_one_group_are_posted_together_and_answered_as_alone,
     receipts_are_looked_up_together_and_each_answered_alone,
