@@ -4,12 +4,13 @@
 //!
 //! cargo build --release && cargo run --release --example load -- [--database URL]
 //!     [--connections 64] [--seconds 10] [--members 10000]
-//!     [--phases new,replay,burn,balance,history,mixed,history-mixed]
+//!     [--phases new,replay,burn,balance,history,mixed,history-mixed,sync]
 //!     [--balance-members PREFIX:COUNT] [--rules DIR] [--history-pages 1]
 //!
 //! `history`: the first page of a member's movements (`…/entries`), of the members whose
 //! balances are read (with `--history-pages K`: pages 1 to K, each member's in turn). `mixed`: balance reads and new receipts at once, half the connections
-//! each; `history-mixed`: history pages and new receipts at once.
+//! each; `history-mixed`: history pages and new receipts at once. `sync` (not run unless named):
+//! new POS transaction syncs (`/tp/services/transaction`) over as many customers.
 //!
 //! Without `--database` the ledger is a new SQLite file in a temp folder. A PostgreSQL URL
 //! must name an empty database or schema (e.g. `postgres://postgres@127.0.0.1/load`).
@@ -128,7 +129,11 @@ fn start_server(database: Option<&str>, rules: &str) -> Server {
         .collect();
     std::fs::write(
         &clients,
-        format!("[[api_key]]\nname = \"load\"\nkey_sha256 = \"{digest}\"\nscopes = [\"admin\"]\n"),
+        format!(
+            "[[api_key]]\nname = \"load\"\nkey_sha256 = \"{digest}\"\nscopes = [\"admin\"]\n\n\
+             [[pos_client]]\nname = \"load POS\"\ntoken_sha256 = \"{digest}\"\n\
+             store_code = \"POS-LOAD\"\n"
+        ),
     )
     .unwrap();
     let child = Command::new(&binary)
@@ -355,6 +360,30 @@ fn trade_body(out_trade_no: &str, vip: &str, burn: u32) -> String {
     .to_string()
 }
 
+/// A POS transaction sync (`/tp/services/transaction`, the realtime-transaction-sync document's
+/// shape): a new transaction of a customer known by phone, HKD 1,000 of one dish.
+fn sync_body(run: u32, i: usize, customer: &str) -> String {
+    serde_json::json!({
+        "transaction_id": format!("S{run}-{i}"),
+        "customer_identifier": customer,
+        "purchase_time": "2026-01-20 10:00:00",
+        "purchase_amount": 1000.0,
+        "coupon_detail_id": 0,
+        "coupon_amount": 0,
+        "wx_coupon_amount": 0,
+        "gender": 1,
+        "customer_nick_name": "load",
+        "customer_country": "中国",
+        "customer_province": "广东",
+        "customer_city": "深圳",
+        "goods_list": [
+            {"goods_id": 1, "goods_name": "鱼香茄子", "quantity": 1, "unit_price": 1000.0}
+        ],
+        "coupon_id_list": []
+    })
+    .to_string()
+}
+
 fn main() {
     let options = options();
     let server = start_server(options.database.as_deref(), &options.rules);
@@ -386,6 +415,23 @@ fn main() {
                     "POST",
                     "/v1/point-engine/trade-create".into(),
                     trade_body(&no, &vip, 0),
+                )
+            },
+        ));
+    }
+    if wanted("sync") {
+        outcomes.push(phase(
+            "transaction sync (POS), new transactions",
+            pid,
+            port,
+            conns,
+            seconds,
+            &|i| {
+                let customer = format!("13{:09}", i % members);
+                (
+                    "POST",
+                    "/tp/services/transaction".into(),
+                    sync_body(run, i, &customer),
                 )
             },
         ));

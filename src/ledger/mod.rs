@@ -819,48 +819,68 @@ pub fn resolve_member(
     );
     let now_ms = ms(now);
     connection::write_transaction(conn, |conn| {
-        let mut member_id = None;
-        for identity in identities {
-            member_id =
+        // The first identity known, and its member; the ones before it are not known.
+        let mut found = None;
+        for (i, identity) in identities.iter().enumerate() {
+            let known =
                 repo::find_member_by_identity(conn, identity.kind.as_str(), identity.value())?;
-            if member_id.is_some() {
+            if let Some(member_id) = known {
+                found = Some((i, member_id));
                 break;
             }
         }
         let first = identities[0].account_number();
-        let member_id = match member_id {
-            Some(id) => id,
+        let (member_id, account) = match found {
+            Some((_, member_id)) => {
+                repo::lock_member(conn, member_id)?;
+                (member_id, None)
+            }
             None => match repo::find_member_id(conn, first.as_str())? {
-                Some(id) => id,
-                None => repo::insert_member(
-                    conn,
-                    &NewMember {
+                Some(member_id) => {
+                    repo::lock_member(conn, member_id)?;
+                    (member_id, Some(first))
+                }
+                // Locked by its insert.
+                None => {
+                    let new = NewMember {
                         vip_accountno: first.as_str(),
                         created_at_ms: now_ms,
-                    },
-                )?,
+                    };
+                    (repo::insert_member(conn, &new)?, Some(first))
+                }
             },
         };
-        repo::lock_member(conn, member_id)?;
-        for identity in identities {
+        // Linked: the identities before the one found were not known; the ones after it are
+        // looked up now. One another writer linked meanwhile fails its insert (unique): a
+        // `Race`, and the whole write runs again.
+        let looked_up = found.map_or(identities.len(), |(i, _)| i + 1);
+        for (i, identity) in identities.iter().enumerate() {
             let (kind, value) = (identity.kind.as_str(), identity.value());
-            if repo::find_member_by_identity(conn, kind, value)?.is_none() {
+            let known = match (i < looked_up, found) {
+                (true, Some((at, _))) => i == at,
+                (true, None) => false,
+                (false, _) => repo::find_member_by_identity(conn, kind, value)?.is_some(),
+            };
+            if !known {
                 repo::insert_identity(conn, member_id, kind, value, now_ms)?;
             }
         }
         if profile != &crate::domain::Profile::default() {
-            let stored = repo::member_profile(conn, member_id)?.unwrap_or_default();
-            let merged = (
-                profile.name.clone().or(stored.0),
-                profile.nick_name.clone().or(stored.1),
-                profile.gender.map(|g| g.as_str().to_string()).or(stored.2),
-                profile.country.clone().or(stored.3),
-                profile.province.clone().or(stored.4),
-                profile.city.clone().or(stored.5),
+            let given = (
+                profile.name.clone(),
+                profile.nick_name.clone(),
+                profile.gender.map(|g| g.as_str().to_string()),
+                profile.country.clone(),
+                profile.province.clone(),
+                profile.city.clone(),
             );
-            repo::save_profile(conn, member_id, &merged, now_ms)?;
+            repo::merge_profile(conn, member_id, &given, now_ms)?;
         }
-        VipAccountNo::parse(&repo::member_account(conn, member_id)?).map_err(PostError::Corrupt)
+        match account {
+            Some(account) => Ok(account),
+            None => VipAccountNo::parse(&repo::member_account(conn, member_id)?)
+                .map_err(PostError::Corrupt),
+        }
     })
 }
 

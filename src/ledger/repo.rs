@@ -1837,6 +1837,52 @@ pub fn save_profile(
     Ok(())
 }
 
+diesel::define_sql_function! {
+    /// The first of two texts that is not NULL.
+    fn coalesce(x: diesel::sql_types::Nullable<diesel::sql_types::Text>, y: diesel::sql_types::Nullable<diesel::sql_types::Text>) -> diesel::sql_types::Nullable<diesel::sql_types::Text>;
+}
+
+/// Keeps what `profile` gives of a member's profile, and what it leaves out (`None`) as it was
+/// stored: one statement (an insert, or on the member's row an update).
+pub fn merge_profile(
+    conn: &mut Conn,
+    member_id: i64,
+    profile: &ProfileRow,
+    now_ms: i64,
+) -> Result<(), Error> {
+    use diesel::upsert::excluded;
+    use member_profiles::dsl as p;
+    let (name, nick_name, gender, country, province, city) = profile.clone();
+    let values = (
+        p::member_id.eq(member_id),
+        p::name.eq(name),
+        p::nick_name.eq(nick_name),
+        p::gender.eq(gender),
+        p::country.eq(country),
+        p::province.eq(province),
+        p::city.eq(city),
+        p::updated_at_ms.eq(now_ms),
+    );
+    let kept = (
+        p::name.eq(coalesce(excluded(p::name), p::name)),
+        p::nick_name.eq(coalesce(excluded(p::nick_name), p::nick_name)),
+        p::gender.eq(coalesce(excluded(p::gender), p::gender)),
+        p::country.eq(coalesce(excluded(p::country), p::country)),
+        p::province.eq(coalesce(excluded(p::province), p::province)),
+        p::city.eq(coalesce(excluded(p::city), p::city)),
+        p::updated_at_ms.eq(excluded(p::updated_at_ms)),
+    );
+    on_backend!(conn, c => {
+        diesel::insert_into(member_profiles::table)
+            .values(values.clone())
+            .on_conflict(p::member_id)
+            .do_update()
+            .set(kept)
+            .execute(c)
+            .map(|_| ())
+    })
+}
+
 /// (id, trade_id, status, updated_at, body) of an external order.
 pub type ExternalOrderRow = (i64, Option<i64>, String, String, String);
 
@@ -2005,93 +2051,6 @@ pub fn objective_records(
             card_records::trade_id,
         ))
         .load(conn)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use diesel::sqlite::Sqlite;
-
-    #[derive(QueryableByName)]
-    struct PlanStep {
-        #[diesel(sql_type = diesel::sql_types::Text)]
-        detail: String,
-    }
-
-    /// SQLite's plan of a query on the migrated schema, one step a line.
-    fn plan(conn: &mut Conn, sql: &str) -> Vec<String> {
-        diesel::sql_query(format!("EXPLAIN QUERY PLAN {sql}"))
-            .load::<PlanStep>(conn)
-            .unwrap()
-            .into_iter()
-            .map(|step| step.detail)
-            .collect()
-    }
-
-    fn migrated() -> (tempfile::TempDir, Conn) {
-        let dir = tempfile::tempdir().unwrap();
-        let url = crate::ledger::DatabaseUrl::Sqlite(dir.path().join("plan.db"));
-        // Migrated by the pool; planned on a connection of its own.
-        crate::ledger::connection::connect(&url, 1).unwrap();
-        let manager = crate::ledger::connection::Manager::new(url);
-        (
-            dir,
-            diesel::r2d2::ManageConnection::connect(&manager).unwrap(),
-        )
-    }
-
-    #[test]
-    fn what_a_member_owes_is_found_by_the_member_not_by_scanning_refund_lines() {
-        let (_dir, mut conn) = migrated();
-        let query = owed_lines_query!(7_i64);
-        let sql = diesel::debug_query::<Sqlite, _>(&query).to_string();
-        let sql = sql.split(" -- binds").next().unwrap();
-        let steps = plan(&mut conn, sql);
-        assert!(
-            steps.iter().all(|step| !step.starts_with("SCAN")),
-            "{steps:?}"
-        );
-        assert!(steps[0].contains("USING INDEX refunds_member"), "{steps:?}");
-    }
-
-    #[test]
-    fn a_ledger_version_is_two_index_seeks() {
-        let (_dir, mut conn) = migrated();
-        let query = ledger_version_query!(7_i64);
-        let sql = diesel::debug_query::<Sqlite, _>(&query).to_string();
-        let sql = sql.split(" -- binds").next().unwrap();
-        let steps = plan(&mut conn, sql);
-        assert!(
-            steps
-                .iter()
-                .all(|step| !step.starts_with("SCAN") || step == "SCAN CONSTANT ROW"),
-            "{steps:?}"
-        );
-        assert!(
-            steps
-                .iter()
-                .any(|step| step.contains("COVERING INDEX entries_member")),
-            "{steps:?}"
-        );
-        assert!(
-            steps
-                .iter()
-                .any(|step| step.contains("COVERING INDEX refunds_member")),
-            "{steps:?}"
-        );
-    }
-
-    #[test]
-    fn a_history_page_is_read_from_one_covering_index() {
-        let (_dir, mut conn) = migrated();
-        let query = member_page_query!(7_i64, 50_i64, 50_i64);
-        let sql = diesel::debug_query::<Sqlite, _>(&query).to_string();
-        let sql = sql.split(" -- binds").next().unwrap();
-        assert_eq!(
-            plan(&mut conn, sql),
-            vec!["SEARCH entries USING COVERING INDEX entries_member (member_id=?)".to_string()]
-        );
-    }
 }
 
 /// Locks the rows of the members with these accounts (PostgreSQL, `FOR NO KEY UPDATE` as
@@ -2429,3 +2388,90 @@ impl diesel::query_builder::Query for ReceiptsPg<'_> {
 }
 
 impl RunQueryDsl<diesel::PgConnection> for ReceiptsPg<'_> {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use diesel::sqlite::Sqlite;
+
+    #[derive(QueryableByName)]
+    struct PlanStep {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        detail: String,
+    }
+
+    /// SQLite's plan of a query on the migrated schema, one step a line.
+    fn plan(conn: &mut Conn, sql: &str) -> Vec<String> {
+        diesel::sql_query(format!("EXPLAIN QUERY PLAN {sql}"))
+            .load::<PlanStep>(conn)
+            .unwrap()
+            .into_iter()
+            .map(|step| step.detail)
+            .collect()
+    }
+
+    fn migrated() -> (tempfile::TempDir, Conn) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = crate::ledger::DatabaseUrl::Sqlite(dir.path().join("plan.db"));
+        // Migrated by the pool; planned on a connection of its own.
+        crate::ledger::connection::connect(&url, 1).unwrap();
+        let manager = crate::ledger::connection::Manager::new(url);
+        (
+            dir,
+            diesel::r2d2::ManageConnection::connect(&manager).unwrap(),
+        )
+    }
+
+    #[test]
+    fn what_a_member_owes_is_found_by_the_member_not_by_scanning_refund_lines() {
+        let (_dir, mut conn) = migrated();
+        let query = owed_lines_query!(7_i64);
+        let sql = diesel::debug_query::<Sqlite, _>(&query).to_string();
+        let sql = sql.split(" -- binds").next().unwrap();
+        let steps = plan(&mut conn, sql);
+        assert!(
+            steps.iter().all(|step| !step.starts_with("SCAN")),
+            "{steps:?}"
+        );
+        assert!(steps[0].contains("USING INDEX refunds_member"), "{steps:?}");
+    }
+
+    #[test]
+    fn a_ledger_version_is_two_index_seeks() {
+        let (_dir, mut conn) = migrated();
+        let query = ledger_version_query!(7_i64);
+        let sql = diesel::debug_query::<Sqlite, _>(&query).to_string();
+        let sql = sql.split(" -- binds").next().unwrap();
+        let steps = plan(&mut conn, sql);
+        assert!(
+            steps
+                .iter()
+                .all(|step| !step.starts_with("SCAN") || step == "SCAN CONSTANT ROW"),
+            "{steps:?}"
+        );
+        assert!(
+            steps
+                .iter()
+                .any(|step| step.contains("COVERING INDEX entries_member")),
+            "{steps:?}"
+        );
+        assert!(
+            steps
+                .iter()
+                .any(|step| step.contains("COVERING INDEX refunds_member")),
+            "{steps:?}"
+        );
+    }
+
+    #[test]
+    fn a_history_page_is_read_from_one_covering_index() {
+        let (_dir, mut conn) = migrated();
+        let query = member_page_query!(7_i64, 50_i64, 50_i64);
+        let sql = diesel::debug_query::<Sqlite, _>(&query).to_string();
+        let sql = sql.split(" -- binds").next().unwrap();
+        assert_eq!(
+            plan(&mut conn, sql),
+            vec!["SEARCH entries USING COVERING INDEX entries_member (member_id=?)".to_string()]
+        );
+    }
+}
