@@ -905,7 +905,7 @@ pub fn set_profile(
         if let Some(gender) = gender {
             profile.2 = Some(gender.as_str().to_string());
         }
-        repo::save_profile(conn, member_id, &profile, ms(now))?;
+        repo::merge_profile(conn, member_id, &profile, ms(now))?;
         if let Some(birthday) = birthday {
             repo::save_birthday(conn, member_id, &birthday.text())?;
         }

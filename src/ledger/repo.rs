@@ -1801,39 +1801,11 @@ pub fn member_birthday(conn: &mut Conn, member_id: i64) -> Result<Option<String>
         .flatten())
 }
 
-/// Sets a member's birthday (after `save_profile` made sure the row exists).
+/// Sets a member's birthday (after `merge_profile` made sure the row exists).
 pub fn save_birthday(conn: &mut Conn, member_id: i64, birthday: &str) -> Result<(), Error> {
     diesel::update(member_profiles::table.filter(member_profiles::member_id.eq(member_id)))
         .set(member_profiles::birthday.eq(birthday))
         .execute(conn)?;
-    Ok(())
-}
-
-pub fn save_profile(
-    conn: &mut Conn,
-    member_id: i64,
-    profile: &ProfileRow,
-    now_ms: i64,
-) -> Result<(), Error> {
-    let (name, nick_name, gender, country, province, city) = profile.clone();
-    let values = (
-        member_profiles::name.eq(name),
-        member_profiles::nick_name.eq(nick_name),
-        member_profiles::gender.eq(gender),
-        member_profiles::country.eq(country),
-        member_profiles::province.eq(province),
-        member_profiles::city.eq(city),
-        member_profiles::updated_at_ms.eq(now_ms),
-    );
-    let updated =
-        diesel::update(member_profiles::table.filter(member_profiles::member_id.eq(member_id)))
-            .set(values.clone())
-            .execute(conn)?;
-    if updated == 0 {
-        diesel::insert_into(member_profiles::table)
-            .values((member_profiles::member_id.eq(member_id), values))
-            .execute(conn)?;
-    }
     Ok(())
 }
 

@@ -248,6 +248,28 @@ pub fn spawn_app() -> TestApp {
     spawn_app_with_rules(&shipped_rules())
 }
 
+/// The shipped program with one campaign, JACKPOT: 600,000,000,000 points for any trade at a
+/// J* store, more than half the most a member may hold.
+pub fn jackpot_rules() -> TempDir {
+    let program = std::fs::read_to_string(shipped_rules().join("program.toml")).unwrap();
+    rules_dir(&[
+        ("program.toml", &program),
+        (
+            "campaigns.toml",
+            r#"
+[[campaign]]
+code = "JACKPOT"
+name = "Jackpot"
+starts_at = "2020-01-01T00:00:00+08:00"
+ends_at = "2100-01-01T00:00:00+08:00"
+stores = ["J*"]
+expiry = "KDP"
+award = { fixed = 600000000000 }
+"#,
+        ),
+    ])
+}
+
 /// Writes rule files into a fresh folder: `[(file name, text)]`.
 pub fn rules_dir(files: &[(&str, &str)]) -> TempDir {
     let dir = tempfile::tempdir().unwrap();

@@ -483,23 +483,7 @@ on_both_backends!(
 /// Two grants each within the limits cannot take a member past the most a balance can show:
 /// the second trade is refused with a clear error and writes nothing, and the balance answers.
 fn no_member_holds_more_points_than_a_balance_can_show() {
-    let program = std::fs::read_to_string(shipped_rules().join("program.toml")).unwrap();
-    let rules = rules_dir(&[
-        ("program.toml", &program),
-        (
-            "campaigns.toml",
-            r#"
-[[campaign]]
-code = "JACKPOT"
-name = "Jackpot"
-starts_at = "2020-01-01T00:00:00+08:00"
-ends_at = "2100-01-01T00:00:00+08:00"
-stores = ["J*"]
-expiry = "KDP"
-award = { fixed = 600000000000 }
-"#,
-        ),
-    ]);
+    let rules = jackpot_rules();
     let app = spawn_app_with_rules(rules.path());
     let jackpot = |no: &str| {
         let mut body = trade(no, "M-RICH", &hours_ago(1));
