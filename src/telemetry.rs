@@ -305,15 +305,19 @@ impl Telemetry {
                     .absolute(total);
             }
         }
-        if let Some(stats) = store.probe_stats() {
+        // Questions per statement is a probe's batch size.
+        for (prefix, stats) in [
+            ("point_engine_probe", store.probe_stats()),
+            ("point_engine_members_probe", store.members_probe_stats()),
+        ] {
+            let Some(stats) = stats else { continue };
             use std::sync::atomic::Ordering::Relaxed;
-            // Questions per statement is the probe's batch size.
             for (name, total) in [
-                ("point_engine_probe_asks_total", &stats.asks),
-                ("point_engine_probe_statements_total", &stats.statements),
+                ("asks_total", &stats.asks),
+                ("statements_total", &stats.statements),
             ] {
                 self.recorder
-                    .register_counter(&Key::from_name(name), &METADATA)
+                    .register_counter(&Key::from_name(format!("{prefix}_{name}")), &METADATA)
                     .absolute(total.load(Relaxed));
             }
         }

@@ -206,9 +206,24 @@ pub async fn balance(
     let lookup = vip.clone();
     let rules = state.rules.current();
     let known = state.store.balances.clone();
+    // PostgreSQL, without tiers: the member and its ledger version asked with other reads', and
+    // a balance known for them answered without a connection of the pool.
+    let member = match service::tier_reads_ledger(&rules, as_of) {
+        false => state.store.member_version(&vip).await,
+        true => None,
+    };
+    if let Some(member) = member {
+        if let Some(balance) = state.store.known_balance(member, as_of) {
+            return Ok(balance_response(&balance, None));
+        }
+    }
     let found = super::read_ledger(&state, super::ReadLength::Short, move |conn| {
-        let Some(balance) = service::member_balance(conn, &lookup, as_of, &known)? else {
-            return Ok(None);
+        let balance = match member {
+            Some(member) => service::found_member_balance(conn, member, &lookup, as_of, &known)?,
+            None => match service::member_balance(conn, &lookup, as_of, &known)? {
+                Some(balance) => balance,
+                None => return Ok(None),
+            },
         };
         let tier = service::member_tier(conn, &rules, &lookup, as_of)?;
         Ok(Some((balance, tier)))
@@ -216,9 +231,13 @@ pub async fn balance(
     .await??;
     let (balance, tier) = found.ok_or(BalanceError::NotFound(vip))?;
     let tier = tier.as_ref().map(TierData::from);
-    Ok(HttpResponse::Ok()
+    Ok(balance_response(&balance, tier.as_ref()))
+}
+
+fn balance_response(balance: &Balance, tier: Option<&TierData>) -> HttpResponse {
+    HttpResponse::Ok()
         .content_type(ContentType::json())
-        .body(balance_success_json(&balance, tier.as_ref())))
+        .body(balance_success_json(balance, tier))
 }
 
 #[cfg(test)]

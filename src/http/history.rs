@@ -320,11 +320,27 @@ pub async fn member_entries(
     // itself on SQLite (`read_ledger`) unless the caller skips far into it.
     let rules = state.rules.current();
     let pages = state.store.pages.clone();
+    // PostgreSQL, without tiers: the member and its newest entry asked with other reads', and
+    // a page known for them answered without a connection of the pool.
+    let now = Utc::now();
+    let member = match service::tier_reads_ledger(&rules, now) {
+        false => state.store.member_version(&vip).await,
+        true => None,
+    };
+    if let Some(history) = member.and_then(|m| state.store.known_page(m, page, page_size)) {
+        return Ok(page_response(HistoryData::new(
+            &vip, page, page_size, history,
+        )));
+    }
     let read = move |conn: &mut crate::ledger::Conn| {
-        let Some(history) = service::member_history(conn, &lookup, page, page_size, &pages)? else {
-            return Ok(None);
+        let history = match member {
+            Some(member) => service::found_member_history(conn, member, page, page_size, &pages)?,
+            None => match service::member_history(conn, &lookup, page, page_size, &pages)? {
+                Some(history) => history,
+                None => return Ok(None),
+            },
         };
-        let tier = service::member_tier(conn, &rules, &lookup, Utc::now())?;
+        let tier = service::member_tier(conn, &rules, &lookup, now)?;
         Ok(Some((history, tier)))
     };
     let length = match (page - 1).saturating_mul(page_size) {
@@ -335,9 +351,13 @@ pub async fn member_entries(
     let (history, tier) = found.ok_or_else(|| HistoryError::NotFound(format!("member {vip}")))?;
     let mut data = HistoryData::new(&vip, page, page_size, history);
     data.tier = tier.as_ref().map(super::balance::TierData::from);
-    Ok(HttpResponse::Ok()
+    Ok(page_response(data))
+}
+
+fn page_response(data: HistoryData) -> HttpResponse {
+    HttpResponse::Ok()
         .content_type(ContentType::json())
-        .body(data.success_json()))
+        .body(data.success_json())
 }
 
 #[utoipa::path(

@@ -1,7 +1,7 @@
 //! Reading the ledger back: a member's entries page by page, and one trade in full.
 
 use super::models::{RefundRow, ShownEntryRow, TradeDetailRow};
-use super::pages::{KnownPages, PageKey};
+use super::pages::{KnownPages, PageKey, PageVersion};
 use super::{grant_of_lot, repo, Conn, PostError};
 use crate::domain::{Grant, VipAccountNo};
 use chrono::{DateTime, Utc};
@@ -173,10 +173,6 @@ pub fn member_history(
     page_size: i64,
     known: &KnownPages,
 ) -> Result<Option<History>, PostError> {
-    assert!(
-        page >= 1 && (1..=PAGE_SIZE_MAX).contains(&page_size),
-        "paging is validated by the caller"
-    );
     let Some(member_id) = super::find_member(conn, vip)? else {
         return Ok(None);
     };
@@ -186,13 +182,30 @@ pub fn member_history(
         true => None,
         false => repo::newest_entry_of_member(conn, member_id)?,
     };
+    page_of_member(conn, member_id, version, page, page_size, known).map(Some)
+}
+
+/// `member_history` of a member already found, its newest entry `version` read before
+/// (`Store::member_version`).
+pub fn page_of_member(
+    conn: &mut Conn,
+    member_id: i64,
+    version: PageVersion,
+    page: i64,
+    page_size: i64,
+    known: &KnownPages,
+) -> Result<History, PostError> {
+    assert!(
+        page >= 1 && (1..=PAGE_SIZE_MAX).contains(&page_size),
+        "paging is validated by the caller"
+    );
     let key = PageKey {
         member_id,
         page,
         page_size,
     };
     if let Some(history) = known.answer(key, version) {
-        return Ok(Some(history));
+        return Ok(history);
     }
     let total = repo::count_entries_of_member(conn, member_id)?;
     let of = repo::MovementsOf::Member {
@@ -205,7 +218,7 @@ pub fn member_history(
         movements: Arc::new(movements(conn, of)?),
     };
     known.remember(key, version, history.clone());
-    Ok(Some(history))
+    Ok(history)
 }
 
 /// A trade by `trade_no` or `out_trade_no`, with its grants and every entry that names it.

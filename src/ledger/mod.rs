@@ -41,6 +41,9 @@ pub struct Store {
     reads_here: bool,
     /// PostgreSQL with writer lanes: whether new receipts were recorded, asked in groups.
     probe: Option<probe::TradeProbe>,
+    /// PostgreSQL: members and their ledger versions, asked for many balances and history
+    /// pages at once.
+    members_probe: Option<probe::MemberProbe>,
 }
 
 /// What the memories of recent trades, balances and history pages hold together at most by
@@ -61,18 +64,31 @@ impl Store {
     ) -> Result<Self, connection::ConnectError> {
         let pool = connect(url, pool_size)?;
         let writer = writer::Writer::start(url, &pool, limits)?;
-        let probe = match url {
-            DatabaseUrl::Postgres(_) if limits.lanes > 0 => {
-                let manager = connection::Manager::new(url.clone());
-                let conn = diesel::r2d2::ManageConnection::connect(&manager).map_err(|source| {
-                    connection::ConnectError::Writer {
-                        url: url.to_string(),
-                        message: source.to_string(),
+        // A connection of its own for a probe's thread.
+        let own_conn = || {
+            let manager = connection::Manager::new(url.clone());
+            let conn = diesel::r2d2::ManageConnection::connect(&manager).map_err(|source| {
+                connection::ConnectError::Writer {
+                    url: url.to_string(),
+                    message: source.to_string(),
+                }
+            })?;
+            Ok::<_, connection::ConnectError>((manager, conn))
+        };
+        let (probe, members_probe) = match url {
+            DatabaseUrl::Postgres(_) => {
+                let (manager, conn) = own_conn()?;
+                let members = probe::MemberProbe::start(manager, conn, limits.queue_max);
+                let trades = match limits.lanes {
+                    0 => None,
+                    _ => {
+                        let (manager, conn) = own_conn()?;
+                        Some(probe::TradeProbe::start(manager, conn, limits.queue_max))
                     }
-                })?;
-                Some(probe::TradeProbe::start(manager, conn, limits.queue_max))
+                };
+                (trades, Some(members))
             }
-            _ => None,
+            DatabaseUrl::Sqlite(_) => (None, None),
         };
         let budget = Arc::new(memory::Budget::new(ANSWERS_MEMORY_BYTES_DEFAULT));
         Ok(Self {
@@ -90,6 +106,7 @@ impl Store {
             answers_budget: budget,
             reads_here: matches!(url, DatabaseUrl::Sqlite(_)),
             probe,
+            members_probe,
         })
     }
 
@@ -163,6 +180,44 @@ impl Store {
             Some(probe) => probe.ask(out_trade_no, fingerprint).await,
             None => probe::Probed::Unknown,
         }
+    }
+
+    /// PostgreSQL: the member whose account number is `vip` and its ledger version, asked with
+    /// other reads' in one statement (`probe::MemberProbe`). `None` on SQLite (a read there is
+    /// a few pages in this process), for an account number of no member (it may be an
+    /// identity), or when the probe could not say: read on the pool.
+    pub async fn member_version(&self, vip: &VipAccountNo) -> Option<probe::Versioned> {
+        self.members_probe.as_ref()?.ask(vip.as_str()).await
+    }
+
+    /// The balance kept for `member` at its ledger version, as of `as_of` (`KnownBalances`).
+    pub fn known_balance(
+        &self,
+        member: probe::Versioned,
+        as_of: DateTime<Utc>,
+    ) -> Option<Arc<Balance>> {
+        self.balances
+            .answer(member.member_id, member.version, ms(as_of))
+    }
+
+    /// The history page kept for `member` at its newest entry (`pages::KnownPages`).
+    pub fn known_page(
+        &self,
+        member: probe::Versioned,
+        page: i64,
+        page_size: i64,
+    ) -> Option<history::History> {
+        let key = pages::PageKey {
+            member_id: member.member_id,
+            page,
+            page_size,
+        };
+        self.pages.answer(key, member.version.0)
+    }
+
+    /// The members probe's counters, where the store has one.
+    pub fn members_probe_stats(&self) -> Option<&probe::ProbeStats> {
+        self.members_probe.as_ref().map(probe::MemberProbe::stats)
     }
 }
 
@@ -1142,16 +1197,30 @@ pub fn balance(
     let Some((member_id, vip)) = find_member_account(conn, vip)? else {
         return Ok(None);
     };
-    let as_of_ms = ms(as_of);
     // Read before the lots (on PostgreSQL each statement reads what has committed by then): a
     // balance kept under a version is never older than that version.
     let version = match known.is_off() {
         true => (None, None),
         false => repo::member_ledger_version(conn, member_id)?,
     };
-    if let Some(balance) = known.answer(member_id, version, as_of_ms) {
+    let member = probe::Versioned { member_id, version };
+    if let Some(balance) = known.answer(member_id, version, ms(as_of)) {
         return Ok(Some(balance));
     }
+    balance_of_member(conn, member, vip, as_of, known).map(Some)
+}
+
+/// `balance` of a member already found (by its account number `vip`), its ledger version read
+/// before (`Store::member_version`), and not known for it.
+pub fn balance_of_member(
+    conn: &mut Conn,
+    member: probe::Versioned,
+    vip: VipAccountNo,
+    as_of: DateTime<Utc>,
+    known: &KnownBalances,
+) -> Result<Arc<Balance>, PostError> {
+    let probe::Versioned { member_id, version } = member;
+    let as_of_ms = ms(as_of);
     let (mut usable, mut pending): (Vec<ShownLot>, Vec<ShownLot>) =
         repo::shown_lots(conn, member_id, as_of_ms)?
             .into_iter()
@@ -1188,5 +1257,5 @@ pub fn balance(
         pending_lots,
     });
     known.remember(member_id, version, (as_of_ms, until_ms), &balance);
-    Ok(Some(balance))
+    Ok(balance)
 }

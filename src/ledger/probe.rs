@@ -1,15 +1,20 @@
-//! PostgreSQL: whether receipts were recorded already, asked for many at once.
+//! PostgreSQL: reads asked for many at once, each kind by a thread with a connection of its own.
 //!
 //! A new receipt is looked up by its `out_trade_no` before it goes to a writer lane (a replay
 //! is answered from that read, never from the writer). One statement a receipt on a pooled
 //! connection, handed to a blocking thread and back, cost about a fifth of the machine at full
-//! rate (measured: docs/performance.md). Here one thread with a connection of its own takes
-//! every question waiting (up to `ASKS_BATCH_MAX`), answers them all with one statement
+//! rate (measured: docs/performance.md). Here one thread (`TradeProbe`) takes every question
+//! waiting (up to `ASKS_BATCH_MAX`), answers them all with one statement
 //! (`repo::recorded_trades`), and under load asks in bigger groups, as the writer commits.
 //! Anything it cannot answer (its queue full, the statement failed) is `Probed::Unknown`: the
 //! caller looks on the pool as before, so the probe never refuses a receipt the pool would
 //! take.
+//!
+//! A balance or a history page starts the same way: which member the account number names and
+//! the member's ledger version, which answers a kept balance or page without another read
+//! (`MemberProbe`, `repo::ledger_versions`).
 
+use super::balances::LedgerVersion;
 use super::connection::{Conn, Manager};
 use super::models::{LotRow, TradeRow};
 use super::{posted_of, repo, PostError, Posted};
@@ -42,7 +47,7 @@ struct Ask {
     reply: oneshot::Sender<Probed>,
 }
 
-/// Counters of the probe.
+/// Counters of a probe.
 #[derive(Debug, Default)]
 pub struct ProbeStats {
     /// Questions answered from the ledger so far.
@@ -53,30 +58,74 @@ pub struct ProbeStats {
     pub pending: AtomicUsize,
 }
 
-/// The probe's queue; clones share its thread.
-#[derive(Clone)]
-pub struct TradeProbe {
-    asks: SyncSender<Ask>,
+/// A thread with a connection of its own answering questions of one kind, each group waiting
+/// with one statement (`answer`, which answers every question of the group); clones share the
+/// thread.
+struct Asking<A> {
+    asks: SyncSender<A>,
     stats: Arc<ProbeStats>,
 }
 
-impl TradeProbe {
-    /// Starts the probe's thread on `conn` (of `manager`'s database), with room for
-    /// `queue_max` questions waiting.
-    pub fn start(manager: Manager, mut conn: Conn, queue_max: usize) -> Self {
+impl<A> Clone for Asking<A> {
+    fn clone(&self) -> Self {
+        Self {
+            asks: self.asks.clone(),
+            stats: self.stats.clone(),
+        }
+    }
+}
+
+impl<A: Send + 'static> Asking<A> {
+    /// Starts the thread `name` on `conn` (of `manager`'s database), with room for `queue_max`
+    /// questions waiting.
+    fn start(
+        name: &str,
+        manager: Manager,
+        mut conn: Conn,
+        queue_max: usize,
+        answer: fn(&mut Conn, &mut Vec<A>),
+    ) -> Self {
         index_only(&mut conn);
-        let (asks, queue) = mpsc::sync_channel::<Ask>(queue_max);
+        let (asks, queue) = mpsc::sync_channel::<A>(queue_max);
         let stats = Arc::new(ProbeStats::default());
         let counters = stats.clone();
         std::thread::Builder::new()
-            .name("ledger-probe".to_string())
-            .spawn(move || run(manager, conn, queue, &counters))
+            .name(name.to_string())
+            .spawn(move || run(manager, conn, queue, &counters, answer))
             .expect("a thread starts");
         Self { asks, stats }
     }
 
+    /// Queues `ask`; `false` when the queue is full (nothing will answer it).
+    fn queue(&self, ask: A) -> bool {
+        self.stats.pending.fetch_add(1, Ordering::Relaxed);
+        let queued = self.asks.try_send(ask).is_ok();
+        if !queued {
+            self.stats.pending.fetch_sub(1, Ordering::Relaxed);
+        }
+        queued
+    }
+}
+
+/// The probe's trades: whether new receipts were recorded already.
+#[derive(Clone)]
+pub struct TradeProbe(Asking<Ask>);
+
+impl TradeProbe {
+    /// Starts the probe's thread on `conn` (of `manager`'s database), with room for
+    /// `queue_max` questions waiting.
+    pub fn start(manager: Manager, conn: Conn, queue_max: usize) -> Self {
+        Self(Asking::start(
+            "ledger-probe",
+            manager,
+            conn,
+            queue_max,
+            answer,
+        ))
+    }
+
     pub fn stats(&self) -> &ProbeStats {
-        &self.stats
+        &self.0.stats
     }
 
     /// What the ledger holds under `out_trade_no`, for a request of `fingerprint`, awaited
@@ -88,18 +137,73 @@ impl TradeProbe {
             fingerprint,
             reply,
         };
-        self.stats.pending.fetch_add(1, Ordering::Relaxed);
-        if self.asks.try_send(ask).is_err() {
-            self.stats.pending.fetch_sub(1, Ordering::Relaxed);
-            return Probed::Unknown;
+        match self.0.queue(ask) {
+            true => answer.await.unwrap_or(Probed::Unknown),
+            false => Probed::Unknown,
         }
-        answer.await.unwrap_or(Probed::Unknown)
     }
 }
 
-/// The probe's loop, until every `TradeProbe` is gone.
-fn run(manager: Manager, mut conn: Conn, queue: Receiver<Ask>, stats: &ProbeStats) {
-    let mut batch: Vec<Ask> = Vec::with_capacity(ASKS_BATCH_MAX);
+/// A member found by its account number, with its ledger version read in the same statement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Versioned {
+    pub member_id: i64,
+    pub version: LedgerVersion,
+}
+
+struct MemberAsk {
+    vip_accountno: String,
+    reply: oneshot::Sender<Option<Versioned>>,
+}
+
+/// The probe's members: which member an account number names and its ledger version, the
+/// first read of a balance or a history page (`balances::KnownBalances`, `pages::KnownPages`),
+/// asked for many reads at once instead of two statements each on a pooled connection.
+#[derive(Clone)]
+pub struct MemberProbe(Asking<MemberAsk>);
+
+impl MemberProbe {
+    /// Starts the thread on `conn` (of `manager`'s database), with room for `queue_max`
+    /// questions waiting.
+    pub fn start(manager: Manager, conn: Conn, queue_max: usize) -> Self {
+        Self(Asking::start(
+            "ledger-members",
+            manager,
+            conn,
+            queue_max,
+            answer_members,
+        ))
+    }
+
+    pub fn stats(&self) -> &ProbeStats {
+        &self.0.stats
+    }
+
+    /// The member whose account number is `vip_accountno` and its ledger version, awaited
+    /// without holding a thread. `None` when no member has that account number (it may still
+    /// be an identity) or the probe could not say: read on the pool.
+    pub async fn ask(&self, vip_accountno: &str) -> Option<Versioned> {
+        let (reply, answer) = oneshot::channel();
+        let ask = MemberAsk {
+            vip_accountno: vip_accountno.to_string(),
+            reply,
+        };
+        match self.0.queue(ask) {
+            true => answer.await.ok().flatten(),
+            false => None,
+        }
+    }
+}
+
+/// A probe's loop, until every handle of it is gone.
+fn run<A>(
+    manager: Manager,
+    mut conn: Conn,
+    queue: Receiver<A>,
+    stats: &ProbeStats,
+    answer: fn(&mut Conn, &mut Vec<A>),
+) {
+    let mut batch: Vec<A> = Vec::with_capacity(ASKS_BATCH_MAX);
     while let Ok(first) = queue.recv() {
         batch.push(first);
         super::writer::take_waiting(&queue, &mut batch, ASKS_BATCH_MAX);
@@ -107,32 +211,57 @@ fn run(manager: Manager, mut conn: Conn, queue: Receiver<Ask>, stats: &ProbeStat
         stats.asks.fetch_add(batch.len() as u64, Ordering::Relaxed);
         let asked = batch.len();
         answer(&mut conn, &mut batch);
+        debug_assert!(batch.is_empty(), "every question answered");
+        batch.clear();
         stats.pending.fetch_sub(asked, Ordering::Relaxed);
         if conn.is_broken() {
-            log::error!("the ledger probe's connection broke; opening it again");
+            log::error!("a ledger probe's connection broke; opening it again");
             match manager.connect() {
                 Ok(fresh) => {
                     conn = fresh;
                     index_only(&mut conn);
                 }
                 // Until it opens, each batch fails at once and is answered `Unknown`.
-                Err(e) => log::error!("the ledger probe cannot open its connection: {e}"),
+                Err(e) => log::error!("a ledger probe cannot open its connection: {e}"),
             }
         }
     }
 }
 
-/// Makes the probe's statement find trades and lots by their indexes whatever PostgreSQL knows
-/// of the tables. PostgreSQL keeps a statement's plan once it has run a few times, and planned
-/// on a new database (tables of a few pages) `= ANY($1)` reads every row of `trades`: measured,
-/// 2,131 statements read 16 million rows in a 5 s load, and new receipts ran at 3,700/s
-/// instead of 5,000/s. The connection runs this statement only.
+/// Makes a probe's statement find trades, lots, members and entries by their indexes whatever
+/// PostgreSQL knows of the tables. PostgreSQL keeps a statement's plan once it has run a few
+/// times, and planned on a new database (tables of a few pages) `= ANY($1)` reads every row of
+/// `trades`: measured, 2,131 statements read 16 million rows in a 5 s load, and new receipts
+/// ran at 3,700/s instead of 5,000/s. The connection runs its probe's statement only.
 fn index_only(conn: &mut Conn) {
     use diesel::connection::SimpleConnection;
     if let Conn::Postgres(pg) = conn {
         if let Err(e) = pg.batch_execute("SET enable_seqscan = off") {
-            log::error!("the ledger probe may read whole tables: {e}");
+            log::error!("a ledger probe may read whole tables: {e}");
         }
+    }
+}
+
+/// Answers every question of `batch` from one statement (`repo::ledger_versions`).
+fn answer_members(conn: &mut Conn, batch: &mut Vec<MemberAsk>) {
+    let vips: Vec<&str> = batch.iter().map(|ask| ask.vip_accountno.as_str()).collect();
+    let found = repo::ledger_versions(conn, &vips);
+    drop(vips);
+    let found: HashMap<String, Versioned> = match found {
+        Ok(rows) => rows
+            .into_iter()
+            .map(|(vip, member_id, entry, refund)| {
+                let version = (entry, refund);
+                (vip, Versioned { member_id, version })
+            })
+            .collect(),
+        Err(error) => {
+            log::error!("the ledger's members probe could not read: {error}");
+            HashMap::new()
+        }
+    };
+    for ask in batch.drain(..) {
+        let _ = ask.reply.send(found.get(&ask.vip_accountno).copied());
     }
 }
 

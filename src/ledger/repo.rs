@@ -134,6 +134,33 @@ pub fn member_ledger_version(
     on_backend!(conn, c => ledger_version_query!(member_id).get_result(c))
 }
 
+/// A member's account number, id, newest entry and newest refund (`ledger_versions`).
+pub type MemberVersionRow = (String, i64, Option<i64>, Option<i64>);
+
+/// The members of the account numbers `vips`, each with its id and ledger version
+/// (`ledger_version_query!`), in one statement (on PostgreSQL `= ANY($1)`, one prepared
+/// statement whatever their count): an index seek for each member, two for its version. An
+/// account number missing from the answer names no member.
+pub fn ledger_versions(conn: &mut Conn, vips: &[&str]) -> Result<Vec<MemberVersionRow>, Error> {
+    on_backend!(conn, c => {
+        members::table
+            .filter(members::vip_accountno.eq_any(vips))
+            .select((
+                members::vip_accountno,
+                members::id,
+                entries::table
+                    .filter(entries::member_id.eq(members::id))
+                    .select(diesel::dsl::max(entries::id))
+                    .single_value(),
+                refunds::table
+                    .filter(refunds::member_id.eq(members::id))
+                    .select(diesel::dsl::max(refunds::id))
+                    .single_value(),
+            ))
+            .load(c)
+    })
+}
+
 /// The member's newest entry (one index seek): a member's entries are only ever added to, so
 /// it names all of them (a history page's version, `pages::KnownPages`).
 pub fn newest_entry_of_member(conn: &mut Conn, member_id: i64) -> Result<Option<i64>, Error> {

@@ -550,6 +550,28 @@ pub fn member_balance(
     Ok(ledger::balance(conn, vip, as_of, known)?)
 }
 
+/// `member_balance` of a member found with its ledger version (`Store::member_version`).
+pub fn found_member_balance(
+    conn: &mut Conn,
+    member: ledger::probe::Versioned,
+    vip: &VipAccountNo,
+    as_of: DateTime<Utc>,
+    known: &KnownBalances,
+) -> Result<std::sync::Arc<Balance>, ServiceError> {
+    Ok(ledger::balance_of_member(
+        conn,
+        member,
+        vip.clone(),
+        as_of,
+        known,
+    )?)
+}
+
+/// Whether a member's tier at `at` reads the ledger (`member_tier`): not without tiers.
+pub fn tier_reads_ledger(rules: &Ruleset, at: DateTime<Utc>) -> bool {
+    rules.program.tiers.is_some() && rules.tier_need(at).is_some()
+}
+
 /// A member's tier at a moment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemberTier {
@@ -593,6 +615,25 @@ pub fn member_history(
 ) -> Result<Option<ledger::history::History>, ServiceError> {
     Ok(ledger::history::member_history(
         conn, vip, page, page_size, known,
+    )?)
+}
+
+/// `member_history` of a member found with its ledger version (`Store::member_version`).
+pub fn found_member_history(
+    conn: &mut Conn,
+    member: ledger::probe::Versioned,
+    page: i64,
+    page_size: i64,
+    known: &ledger::pages::KnownPages,
+) -> Result<ledger::history::History, ServiceError> {
+    let newest_entry = member.version.0;
+    Ok(ledger::history::page_of_member(
+        conn,
+        member.member_id,
+        newest_entry,
+        page,
+        page_size,
+        known,
     )?)
 }
 

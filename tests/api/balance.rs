@@ -257,6 +257,11 @@ fn a_balance_from_memory_is_the_ledgers_after_every_write() {
     let answered = |app: &TestApp| app.metric("point_engine_balances_answered_total");
     assert_eq!(answered(&keeping).as_deref(), Some("2"));
     assert_eq!(answered(&reading).as_deref(), Some("0"));
+    // On PostgreSQL each of the 7 balances asked for the member and its version with the
+    // members probe, not on the pool.
+    let probed = keeping.metric("point_engine_members_probe_asks_total");
+    let expected = (backend() == Backend::Postgres).then(|| "7".to_string());
+    assert_eq!(probed, expected);
 }
 
 on_both_backends!(

@@ -296,6 +296,11 @@ fn a_history_page_from_memory_is_the_ledgers_after_every_write() {
     // total's own page after the refund.
     assert_eq!(answered(&keeping), Some(pages.len() as u64 + 1));
     assert_eq!(answered(&reading), Some(0));
+    // On PostgreSQL every page asked for the member and its newest entry with the members
+    // probe, not on the pool: 5 rounds of the pages, and the total once.
+    let probed = keeping.metric("point_engine_members_probe_asks_total");
+    let expected = (backend() == Backend::Postgres).then(|| (5 * pages.len() + 1).to_string());
+    assert_eq!(probed, expected);
 }
 
 on_both_backends!(

@@ -3,7 +3,7 @@
 
 use crate::helpers::*;
 use crate::instances::Instance;
-use point_engine::domain::{Amount, ShortfallPolicy, Sku, Trade, TradeLine};
+use point_engine::domain::{Amount, ShortfallPolicy, Sku, Trade, TradeLine, VipAccountNo};
 use point_engine::ledger::probe::Probed;
 use point_engine::ledger::writer::{Busy, WriterLimits};
 use point_engine::ledger::{self, PostError, Posted, Store};
@@ -703,6 +703,70 @@ fn receipts_are_looked_up_together_and_each_answered_alone() {
     assert_eq!(app.counts().0, 3);
 }
 
+/// PostgreSQL: balances and history pages look up their member with other reads' in one
+/// statement (`probe::MemberProbe`), and each gets its own member and ledger version, the same
+/// as read alone: members with trades and a refund, one asked twice, an unknown account number
+/// and an identity (those two are left to the pool, which also finds identities). SQLite has
+/// no members probe.
+fn members_are_looked_up_together_with_their_ledger_versions() {
+    let app = spawn_app();
+    for i in 0..3 {
+        for t in 0..=i {
+            let body = trade(&format!("V-{i}-{t}"), &format!("M-V-{i}"), &hours_ago(3));
+            assert_eq!(app.post_trade(&body).0, 200);
+        }
+    }
+    let (status, body) = app.post_refund(&refund("V-R", "V-2-0", "1000.00"));
+    assert_eq!(status, 200, "{body}");
+    let store = store_with_lanes(&app);
+    let asked = [
+        "M-V-0",
+        "M-V-1",
+        "M-V-2",
+        "M-V-1",
+        "M-NOBODY",
+        "TEL:13800000000",
+    ];
+    let versions: Vec<_> = actix_web::rt::System::new().block_on(async {
+        let asks: Vec<_> = asked
+            .iter()
+            .map(|vip| {
+                let (store, vip) = (store.clone(), VipAccountNo::parse(vip).unwrap());
+                actix_web::rt::spawn(async move { store.member_version(&vip).await })
+            })
+            .collect();
+        let mut versions = Vec::new();
+        for ask in asks {
+            versions.push(ask.await.unwrap());
+        }
+        versions
+    });
+    let Some(stats) = store.members_probe_stats() else {
+        assert_eq!(backend(), Backend::Sqlite);
+        assert!(versions.iter().all(Option::is_none));
+        return;
+    };
+    let mut conn = store.pool.get().unwrap();
+    for (vip, version) in asked.iter().zip(&versions) {
+        let Some(member_id) = ledger::repo::find_member_id(&mut conn, vip).unwrap() else {
+            assert_eq!(*version, None, "{vip}");
+            continue;
+        };
+        let alone = ledger::repo::member_ledger_version(&mut conn, member_id).unwrap();
+        let expected = ledger::probe::Versioned {
+            member_id,
+            version: alone,
+        };
+        assert_eq!(*version, Some(expected), "{vip}");
+        // Entries for every member, a refund for M-V-2 only.
+        assert!(alone.0.is_some());
+        assert_eq!(alone.1.is_some(), *vip == "M-V-2", "{vip}");
+    }
+    assert_eq!(stats.asks.load(Ordering::Relaxed), asked.len() as u64);
+    let statements = stats.statements.load(Ordering::Relaxed);
+    assert!(statements < asked.len() as u64, "{statements} statements");
+}
+
 /// PostgreSQL with writer lanes: new receipts whose price reads nothing of the member's, queued
 /// in one group, are posted together (`ledger::together`), and each is answered as if it were
 /// posted alone: two receipts of a member already known, two of a new member (one member row),
@@ -1092,6 +1156,7 @@ on_both_backends!(
     a_receipt_over_the_balance_limit_fails_alone_in_its_group,
     receipts_of_one_group_are_posted_together_and_answered_as_alone,
     receipts_are_looked_up_together_and_each_answered_alone,
+    members_are_looked_up_together_with_their_ledger_versions,
     lanes_say_they_are_writing_only_while_they_are,
     groups_taking_budgets_in_opposite_orders_all_land,
     a_group_of_writes_sees_each_write_and_fails_each_alone,
