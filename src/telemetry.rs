@@ -309,6 +309,7 @@ impl Telemetry {
         for (prefix, stats) in [
             ("point_engine_probe", store.probe_stats()),
             ("point_engine_members_probe", store.members_probe_stats()),
+            ("point_engine_reads_probe", store.reads_probe_stats()),
         ] {
             let Some(stats) = stats else { continue };
             use std::sync::atomic::Ordering::Relaxed;

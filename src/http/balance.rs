@@ -206,14 +206,15 @@ pub async fn balance(
     let lookup = vip.clone();
     let rules = state.rules.current();
     let known = state.store.balances.clone();
-    // PostgreSQL, without tiers: the member and its ledger version asked with other reads', and
-    // a balance known for them answered without a connection of the pool.
+    // PostgreSQL, without tiers: the member and its ledger version asked with other reads',
+    // then its balance known for them or read with other balances', without a connection of
+    // the pool.
     let member = match service::tier_reads_ledger(&rules, as_of) {
         false => state.store.member_version(&vip).await,
         true => None,
     };
     if let Some(member) = member {
-        if let Some(balance) = state.store.known_balance(member, as_of) {
+        if let Some(balance) = state.store.member_balance(member, &vip, as_of).await {
             return Ok(balance_response(&balance, None));
         }
     }

@@ -16,7 +16,8 @@ use serde::{Deserialize, Serialize};
 pub const PAGE_SIZE_DEFAULT: i64 = 50;
 
 /// A page that skips more of a member's entries than this is read on a blocking thread, not
-/// on the worker: skipping costs a step of the index for each entry skipped.
+/// on the worker (SQLite) nor with other pages (PostgreSQL's reads probe): skipping costs a
+/// step of the index for each entry skipped.
 const ENTRIES_SKIPPED_ON_WORKER_MAX: i64 = 1_000;
 
 #[derive(Debug, Deserialize)]
@@ -320,17 +321,24 @@ pub async fn member_entries(
     // itself on SQLite (`read_ledger`) unless the caller skips far into it.
     let rules = state.rules.current();
     let pages = state.store.pages.clone();
-    // PostgreSQL, without tiers: the member and its newest entry asked with other reads', and
-    // a page known for them answered without a connection of the pool.
-    let now = Utc::now();
-    let member = match service::tier_reads_ledger(&rules, now) {
-        false => state.store.member_version(&vip).await,
-        true => None,
+    let length = match (page - 1).saturating_mul(page_size) {
+        skipped if skipped <= ENTRIES_SKIPPED_ON_WORKER_MAX => super::ReadLength::Short,
+        _ => super::ReadLength::Long,
     };
-    if let Some(history) = member.and_then(|m| state.store.known_page(m, page, page_size)) {
-        return Ok(page_response(HistoryData::new(
-            &vip, page, page_size, history,
-        )));
+    // PostgreSQL, without tiers, a page near the start: the member and its newest entry asked
+    // with other reads', then its page known for them or read with other pages, without a
+    // connection of the pool.
+    let now = Utc::now();
+    let member = match (service::tier_reads_ledger(&rules, now), length) {
+        (false, super::ReadLength::Short) => state.store.member_version(&vip).await,
+        _ => None,
+    };
+    if let Some(member) = member {
+        if let Some(history) = state.store.member_page(member, page, page_size).await {
+            return Ok(page_response(HistoryData::new(
+                &vip, page, page_size, history,
+            )));
+        }
     }
     let read = move |conn: &mut crate::ledger::Conn| {
         let history = match member {
@@ -342,10 +350,6 @@ pub async fn member_entries(
         };
         let tier = service::member_tier(conn, &rules, &lookup, now)?;
         Ok(Some((history, tier)))
-    };
-    let length = match (page - 1).saturating_mul(page_size) {
-        skipped if skipped <= ENTRIES_SKIPPED_ON_WORKER_MAX => super::ReadLength::Short,
-        _ => super::ReadLength::Long,
     };
     let found = super::read_ledger(&state, length, read).await??;
     let (history, tier) = found.ok_or_else(|| HistoryError::NotFound(format!("member {vip}")))?;

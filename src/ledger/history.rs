@@ -2,6 +2,7 @@
 
 use super::models::{RefundRow, ShownEntryRow, TradeDetailRow};
 use super::pages::{KnownPages, PageKey, PageVersion};
+use super::probe::Versioned;
 use super::{grant_of_lot, repo, Conn, PostError};
 use crate::domain::{Grant, VipAccountNo};
 use chrono::{DateTime, Utc};
@@ -219,6 +220,57 @@ pub fn page_of_member(
     };
     known.remember(key, version, history.clone());
     Ok(history)
+}
+
+/// `page_of_member` for many pages at once (PostgreSQL), each `(member, page, page_size)`: two
+/// statements for them all (`repo::count_entries_of_members`, `repo::member_pages_pg`), each
+/// page kept in `known` under its member's newest entry.
+pub fn pages_of_members(
+    conn: &mut Conn,
+    asked: &[(Versioned, i64, i64)],
+    known: &KnownPages,
+) -> Result<Vec<Result<History, PostError>>, PostError> {
+    assert!(
+        asked
+            .iter()
+            .all(|(_, page, size)| *page >= 1 && (1..=PAGE_SIZE_MAX).contains(size)),
+        "paging is validated by the caller"
+    );
+    let ids: Vec<i64> = asked.iter().map(|(m, _, _)| m.member_id).collect();
+    let totals: HashMap<i64, i64> = repo::count_entries_of_members(conn, &ids)?
+        .into_iter()
+        .collect();
+    let pages: Vec<(i64, i64, i64)> = asked
+        .iter()
+        .map(|(m, page, size)| (m.member_id, (page - 1).saturating_mul(*size), *size))
+        .collect();
+    let Conn::Postgres(c) = conn else {
+        let only = "history pages are read together on PostgreSQL only";
+        return Err(diesel::result::Error::QueryBuilderError(only.into()).into());
+    };
+    let mut rows_of: Vec<Vec<ShownEntryRow>> = vec![Vec::new(); asked.len()];
+    for (n, row) in repo::member_pages_pg(c, &pages)? {
+        let place = usize::try_from(n).ok().filter(|n| *n < asked.len());
+        let place = place.ok_or_else(|| PostError::Corrupt(format!("page {n} not asked")))?;
+        rows_of[place].push(row);
+    }
+    Ok(asked
+        .iter()
+        .zip(rows_of)
+        .map(|((member, page, page_size), rows)| {
+            let history = History {
+                total: totals.get(&member.member_id).copied().unwrap_or(0),
+                movements: Arc::new(Movements::of(rows)?),
+            };
+            let key = PageKey {
+                member_id: member.member_id,
+                page: *page,
+                page_size: *page_size,
+            };
+            known.remember(key, member.version.0, history.clone());
+            Ok(history)
+        })
+        .collect())
 }
 
 /// A trade by `trade_no` or `out_trade_no`, with its grants and every entry that names it.

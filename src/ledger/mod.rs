@@ -44,6 +44,8 @@ pub struct Store {
     /// PostgreSQL: members and their ledger versions, asked for many balances and history
     /// pages at once.
     members_probe: Option<probe::MemberProbe>,
+    /// PostgreSQL: balances and history pages not known, read for many members at once.
+    reads_probe: Option<probe::ReadProbe>,
 }
 
 /// What the memories of recent trades, balances and history pages hold together at most by
@@ -75,10 +77,12 @@ impl Store {
             })?;
             Ok::<_, connection::ConnectError>((manager, conn))
         };
-        let (probe, members_probe) = match url {
+        let (probe, members_probe, reads_probe) = match url {
             DatabaseUrl::Postgres(_) => {
                 let (manager, conn) = own_conn()?;
                 let members = probe::MemberProbe::start(manager, conn, limits.queue_max);
+                let (manager, conn) = own_conn()?;
+                let reads = probe::ReadProbe::start(manager, conn, limits.queue_max);
                 let trades = match limits.lanes {
                     0 => None,
                     _ => {
@@ -86,9 +90,9 @@ impl Store {
                         Some(probe::TradeProbe::start(manager, conn, limits.queue_max))
                     }
                 };
-                (trades, Some(members))
+                (trades, Some(members), Some(reads))
             }
-            DatabaseUrl::Sqlite(_) => (None, None),
+            DatabaseUrl::Sqlite(_) => (None, None, None),
         };
         let budget = Arc::new(memory::Budget::new(ANSWERS_MEMORY_BYTES_DEFAULT));
         Ok(Self {
@@ -107,6 +111,7 @@ impl Store {
             reads_here: matches!(url, DatabaseUrl::Sqlite(_)),
             probe,
             members_probe,
+            reads_probe,
         })
     }
 
@@ -190,18 +195,31 @@ impl Store {
         self.members_probe.as_ref()?.ask(vip.as_str()).await
     }
 
-    /// The balance kept for `member` at its ledger version, as of `as_of` (`KnownBalances`).
-    pub fn known_balance(
+    /// The balance of `member` (found by `member_version`, its account number `vip`) as of
+    /// `as_of`: kept for its ledger version (`KnownBalances`), or else read with other
+    /// balances' in two statements and kept (`probe::BalanceProbe`). `None` when neither
+    /// answered: read on the pool.
+    pub async fn member_balance(
         &self,
         member: probe::Versioned,
+        vip: &VipAccountNo,
         as_of: DateTime<Utc>,
     ) -> Option<Arc<Balance>> {
-        self.balances
-            .answer(member.member_id, member.version, ms(as_of))
+        let known = self
+            .balances
+            .answer(member.member_id, member.version, ms(as_of));
+        if known.is_some() {
+            return known;
+        }
+        let reads = self.reads_probe.as_ref()?;
+        reads.balance(member, vip, as_of, &self.balances).await
     }
 
-    /// The history page kept for `member` at its newest entry (`pages::KnownPages`).
-    pub fn known_page(
+    /// History page `page` of `page_size` movements (both validated) of `member` (found by
+    /// `member_version`): kept for its newest entry (`pages::KnownPages`), or else read with
+    /// other pages in two statements and kept (`probe::ReadProbe`). `None` when neither
+    /// answered: read on the pool.
+    pub async fn member_page(
         &self,
         member: probe::Versioned,
         page: i64,
@@ -212,12 +230,22 @@ impl Store {
             page,
             page_size,
         };
-        self.pages.answer(key, member.version.0)
+        let known = self.pages.answer(key, member.version.0);
+        if known.is_some() {
+            return known;
+        }
+        let reads = self.reads_probe.as_ref()?;
+        reads.page(member, page, page_size, &self.pages).await
     }
 
     /// The members probe's counters, where the store has one.
     pub fn members_probe_stats(&self) -> Option<&probe::ProbeStats> {
         self.members_probe.as_ref().map(probe::MemberProbe::stats)
+    }
+
+    /// The reads probe's counters, where the store has one.
+    pub fn reads_probe_stats(&self) -> Option<&probe::ProbeStats> {
+        self.reads_probe.as_ref().map(probe::ReadProbe::stats)
     }
 }
 
@@ -229,6 +257,7 @@ use crate::domain::{
 use balances::KnownBalances;
 use chrono::{DateTime, NaiveDate, Utc};
 use models::{LotRow, NewEntry, NewLot, NewMember, NewTrade, ShownLot};
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -1199,10 +1228,7 @@ pub fn balance(
     };
     // Read before the lots (on PostgreSQL each statement reads what has committed by then): a
     // balance kept under a version is never older than that version.
-    let version = match known.is_off() {
-        true => (None, None),
-        false => repo::member_ledger_version(conn, member_id)?,
-    };
+    let version = repo::member_ledger_version(conn, member_id)?;
     let member = probe::Versioned { member_id, version };
     if let Some(balance) = known.answer(member_id, version, ms(as_of)) {
         return Ok(Some(balance));
@@ -1219,12 +1245,30 @@ pub fn balance_of_member(
     as_of: DateTime<Utc>,
     known: &KnownBalances,
 ) -> Result<Arc<Balance>, PostError> {
-    let probe::Versioned { member_id, version } = member;
     let as_of_ms = ms(as_of);
-    let (mut usable, mut pending): (Vec<ShownLot>, Vec<ShownLot>) =
-        repo::shown_lots(conn, member_id, as_of_ms)?
-            .into_iter()
-            .partition(|l| l.available_at_ms <= as_of_ms);
+    let open_lots = repo::shown_lots(conn, member.member_id, as_of_ms)?;
+    // A member owes only through refunds (`repo::owed_lines_query!`): none, nothing owed.
+    let owed = match member.version.1 {
+        Some(_) => repo::owed_points(conn, member.member_id)?,
+        None => 0,
+    };
+    balance_of_lots(member, vip, open_lots, owed, as_of_ms, known)
+}
+
+/// The balance of `member` as of `as_of_ms` from its lots open then (`repo::shown_lots`) and
+/// what it owes, kept in `known` under the member's version.
+fn balance_of_lots(
+    member: probe::Versioned,
+    vip: VipAccountNo,
+    open_lots: Vec<ShownLot>,
+    owed: i64,
+    as_of_ms: i64,
+    known: &KnownBalances,
+) -> Result<Arc<Balance>, PostError> {
+    let probe::Versioned { member_id, version } = member;
+    let (mut usable, mut pending): (Vec<ShownLot>, Vec<ShownLot>) = open_lots
+        .into_iter()
+        .partition(|l| l.available_at_ms <= as_of_ms);
     // The balance holds until the first of its lots expires or of its pending lots becomes
     // usable.
     let until_ms = usable
@@ -1247,7 +1291,7 @@ pub fn balance_of_member(
     };
     let (available, lots) = held(usable)?;
     let (pending, pending_lots) = held(pending)?;
-    let owed = Points::new(repo::owed_points(conn, member_id)?).map_err(PostError::Corrupt)?;
+    let owed = Points::new(owed).map_err(PostError::Corrupt)?;
     let balance = Arc::new(Balance {
         owed,
         vip_accountno: vip,
@@ -1258,4 +1302,47 @@ pub fn balance_of_member(
     });
     known.remember(member_id, version, (as_of_ms, until_ms), &balance);
     Ok(balance)
+}
+
+/// The balances of many members found with their versions (`Store::member_version`), each
+/// as of its own moment, from two statements for them all (`repo::shown_lots_of_members`, and
+/// `repo::owed_of_members` for the members with refunds), each kept in `known`.
+pub fn balances_of_members(
+    conn: &mut Conn,
+    asked: &[(probe::Versioned, &VipAccountNo, DateTime<Utc>)],
+    known: &KnownBalances,
+) -> Result<Vec<Result<Arc<Balance>, PostError>>, PostError> {
+    let Some(first_ms) = asked.iter().map(|(_, _, as_of)| ms(*as_of)).min() else {
+        return Ok(Vec::new());
+    };
+    let ids: Vec<i64> = asked.iter().map(|(m, _, _)| m.member_id).collect();
+    let mut lots_of: HashMap<i64, Vec<ShownLot>> = HashMap::new();
+    for (member_id, lot) in repo::shown_lots_of_members(conn, &ids, first_ms)? {
+        lots_of.entry(member_id).or_default().push(lot);
+    }
+    let owing: Vec<i64> = asked
+        .iter()
+        .filter(|(m, _, _)| m.version.1.is_some())
+        .map(|(m, _, _)| m.member_id)
+        .collect();
+    let owed_of: HashMap<i64, i64> = match owing.is_empty() {
+        true => HashMap::new(),
+        false => repo::owed_of_members(conn, &owing)?.into_iter().collect(),
+    };
+    Ok(asked
+        .iter()
+        .map(|(member, vip, as_of)| {
+            let as_of_ms = ms(*as_of);
+            let open_lots = lots_of
+                .get(&member.member_id)
+                .map_or_else(Vec::new, |lots| {
+                    lots.iter()
+                        .filter(|l| l.expires_at_ms.is_none_or(|at| at > as_of_ms))
+                        .cloned()
+                        .collect()
+                });
+            let owed = owed_of.get(&member.member_id).copied().unwrap_or(0);
+            balance_of_lots(*member, (*vip).clone(), open_lots, owed, as_of_ms, known)
+        })
+        .collect())
 }

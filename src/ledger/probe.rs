@@ -14,11 +14,14 @@
 //! the member's ledger version, which answers a kept balance or page without another read
 //! (`MemberProbe`, `repo::ledger_versions`).
 
-use super::balances::LedgerVersion;
+use super::balances::{KnownBalances, LedgerVersion};
 use super::connection::{Conn, Manager};
+use super::history::History;
 use super::models::{LotRow, TradeRow};
-use super::{posted_of, repo, PostError, Posted};
-use crate::domain::Fingerprint;
+use super::pages::KnownPages;
+use super::{posted_of, repo, Balance, PostError, Posted};
+use crate::domain::{Fingerprint, VipAccountNo};
+use chrono::{DateTime, Utc};
 use diesel::r2d2::{ManageConnection, R2D2Connection};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -191,6 +194,154 @@ impl MemberProbe {
         match self.0.queue(ask) {
             true => answer.await.ok().flatten(),
             false => None,
+        }
+    }
+}
+
+struct BalanceAsk {
+    member: Versioned,
+    vip_accountno: VipAccountNo,
+    as_of: DateTime<Utc>,
+    known: Arc<KnownBalances>,
+    reply: oneshot::Sender<Option<Arc<Balance>>>,
+}
+
+struct PageAsk {
+    member: Versioned,
+    page: i64,
+    page_size: i64,
+    known: Arc<KnownPages>,
+    reply: oneshot::Sender<Option<History>>,
+}
+
+enum ReadAsk {
+    Balance(BalanceAsk),
+    Page(PageAsk),
+}
+
+/// The probe's reads: balances and history pages of members found with their versions
+/// (`MemberProbe`) and not known for them, read for many at once (two statements for the
+/// balances, `super::balances_of_members`; two for the pages, `history::pages_of_members`)
+/// instead of two statements each on a pooled connection. Each is kept in its memory.
+#[derive(Clone)]
+pub struct ReadProbe(Asking<ReadAsk>);
+
+impl ReadProbe {
+    /// Starts the thread on `conn` (of `manager`'s database), with room for `queue_max`
+    /// questions waiting.
+    pub fn start(manager: Manager, conn: Conn, queue_max: usize) -> Self {
+        Self(Asking::start(
+            "ledger-reads",
+            manager,
+            conn,
+            queue_max,
+            answer_reads,
+        ))
+    }
+
+    pub fn stats(&self) -> &ProbeStats {
+        &self.0.stats
+    }
+
+    /// The balance of `member` as of `as_of`, read and kept in `known`, awaited without
+    /// holding a thread. `None` when the probe could not read it: read on the pool.
+    pub async fn balance(
+        &self,
+        member: Versioned,
+        vip_accountno: &VipAccountNo,
+        as_of: DateTime<Utc>,
+        known: &Arc<KnownBalances>,
+    ) -> Option<Arc<Balance>> {
+        let (reply, answer) = oneshot::channel();
+        let ask = ReadAsk::Balance(BalanceAsk {
+            member,
+            vip_accountno: vip_accountno.clone(),
+            as_of,
+            known: known.clone(),
+            reply,
+        });
+        match self.0.queue(ask) {
+            true => answer.await.ok().flatten(),
+            false => None,
+        }
+    }
+
+    /// History page `page` (from 1, of `page_size` movements, both validated) of `member`,
+    /// read and kept in `known`, awaited without holding a thread. `None` when the probe
+    /// could not read it: read on the pool.
+    pub async fn page(
+        &self,
+        member: Versioned,
+        page: i64,
+        page_size: i64,
+        known: &Arc<KnownPages>,
+    ) -> Option<History> {
+        let (reply, answer) = oneshot::channel();
+        let ask = ReadAsk::Page(PageAsk {
+            member,
+            page,
+            page_size,
+            known: known.clone(),
+            reply,
+        });
+        match self.0.queue(ask) {
+            true => answer.await.ok().flatten(),
+            false => None,
+        }
+    }
+}
+
+/// Answers every question of `batch`: its balances, then its pages, two statements each at
+/// most. Balances and pages are kept in one memory each (the store's): a batch keeps them in
+/// its first question's.
+fn answer_reads(conn: &mut Conn, batch: &mut Vec<ReadAsk>) {
+    let (mut balances, mut pages) = (Vec::new(), Vec::new());
+    for ask in batch.drain(..) {
+        match ask {
+            ReadAsk::Balance(ask) => balances.push(ask),
+            ReadAsk::Page(ask) => pages.push(ask),
+        }
+    }
+    if let Some(known) = balances.first().map(|ask| ask.known.clone()) {
+        let asked: Vec<_> = balances
+            .iter()
+            .map(|ask| (ask.member, &ask.vip_accountno, ask.as_of))
+            .collect();
+        let read = super::balances_of_members(conn, &asked, &known);
+        drop(asked);
+        reply_each(balances, read, "balance", |ask| ask.reply);
+    }
+    if let Some(known) = pages.first().map(|ask| ask.known.clone()) {
+        let asked: Vec<_> = pages
+            .iter()
+            .map(|ask| (ask.member, ask.page, ask.page_size))
+            .collect();
+        let read = super::history::pages_of_members(conn, &asked, &known);
+        reply_each(pages, read, "history page", |ask| ask.reply);
+    }
+}
+
+/// Answers each question its own read, `None` for a read that failed.
+fn reply_each<A, T>(
+    asks: Vec<A>,
+    read: Result<Vec<Result<T, PostError>>, PostError>,
+    what: &str,
+    reply_of: fn(A) -> oneshot::Sender<Option<T>>,
+) {
+    match read {
+        Ok(answers) => {
+            for (ask, answer) in asks.into_iter().zip(answers) {
+                if let Err(error) = &answer {
+                    log::error!("a {what} could not be read: {error}");
+                }
+                let _ = reply_of(ask).send(answer.ok());
+            }
+        }
+        Err(error) => {
+            log::error!("the ledger's reads probe could not read a {what}: {error}");
+            for ask in asks {
+                let _ = reply_of(ask).send(None);
+            }
         }
     }
 }

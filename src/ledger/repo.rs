@@ -640,6 +640,27 @@ pub fn shown_lots(conn: &mut Conn, member_id: i64, as_of_ms: i64) -> Result<Vec<
     open_lots_as!(ShownLot, conn, member_id, as_of_ms)
 }
 
+/// The open lots of the members `member_ids` (see `open_lots_as!`), each with its member, in
+/// one statement (on PostgreSQL `= ANY($1)`): a range of the covering index a member.
+pub fn shown_lots_of_members(
+    conn: &mut Conn,
+    member_ids: &[i64],
+    as_of_ms: i64,
+) -> Result<Vec<(i64, ShownLot)>, Error> {
+    on_backend!(conn, c => {
+        lots::table
+            .filter(lots::member_id.eq_any(member_ids))
+            .filter(lots::remaining.gt(Zero))
+            .filter(
+                lots::expires_at_ms
+                    .is_null()
+                    .or(lots::expires_at_ms.gt(as_of_ms)),
+            )
+            .select((lots::member_id, ShownLot::as_select()))
+            .load(c)
+    })
+}
+
 /// A member's open lots as a burn takes from them (see `open_lots_as!`).
 pub fn burnable_lots(
     conn: &mut Conn,
@@ -903,6 +924,86 @@ pub fn movements(conn: &mut Conn, of: MovementsOf) -> Result<Vec<ShownEntryRow>,
         }),
     }
 }
+
+/// How many entries each of the members `member_ids` has (`count_entries_of_member`), those
+/// with any, in one statement.
+pub fn count_entries_of_members(
+    conn: &mut Conn,
+    member_ids: &[i64],
+) -> Result<Vec<(i64, i64)>, Error> {
+    on_backend!(conn, c => {
+        entries::table
+            .filter(entries::member_id.eq_any(member_ids))
+            .group_by(entries::member_id)
+            .select((entries::member_id, diesel::dsl::count_star()))
+            .load(c)
+    })
+}
+
+/// History pages of many members in one statement (PostgreSQL; `member_page_query!` each):
+/// `(member_id, offset, limit)` a page; answers each page's entries with the page's place in
+/// `pages`, newest first. Its text is the same whatever the count of pages (every column is
+/// one array), so it stays prepared.
+pub fn member_pages_pg(
+    c: &mut diesel::PgConnection,
+    pages: &[(i64, i64, i64)],
+) -> Result<Vec<(i64, ShownEntryRow)>, Error> {
+    let query = MemberPagesPg {
+        member_id: pages.iter().map(|p| p.0).collect(),
+        offset: pages.iter().map(|p| p.1).collect(),
+        limit: pages.iter().map(|p| p.2).collect(),
+    };
+    let rows: Vec<(i64, ShownEntryRow)> = query.load(c)?;
+    // `WITH ORDINALITY` counts from 1.
+    Ok(rows.into_iter().map(|(n, row)| (n - 1, row)).collect())
+}
+
+/// `member_pages_pg`'s statement.
+struct MemberPagesPg {
+    member_id: Vec<i64>,
+    offset: Vec<i64>,
+    limit: Vec<i64>,
+}
+
+impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for MemberPagesPg {
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
+    ) -> QueryResult<()> {
+        use diesel::sql_types::{Array, BigInt};
+        out.push_sql(
+            "SELECT p.n, e.id, e.kind, e.points, e.point_type, e.campaign_code, e.trade_no, \
+             e.out_trade_no, e.effective_at_ms, e.created_at_ms \
+             FROM unnest(",
+        );
+        out.push_bind_param::<Array<BigInt>, _>(&self.member_id)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<BigInt>, _>(&self.offset)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<BigInt>, _>(&self.limit)?;
+        out.push_sql(
+            ") WITH ORDINALITY AS p (member_id, skipped, taken, n) \
+             CROSS JOIN LATERAL (SELECT * FROM entries WHERE entries.member_id = p.member_id \
+             ORDER BY entries.id DESC OFFSET p.skipped LIMIT p.taken) AS e \
+             ORDER BY p.n, e.id DESC",
+        );
+        Ok(())
+    }
+}
+
+impl diesel::query_builder::QueryId for MemberPagesPg {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl diesel::query_builder::Query for MemberPagesPg {
+    type SqlType = (
+        diesel::sql_types::BigInt,
+        diesel::dsl::SqlTypeOf<diesel::dsl::AsSelect<ShownEntryRow, diesel::pg::Pg>>,
+    );
+}
+
+impl RunQueryDsl<diesel::PgConnection> for MemberPagesPg {}
 
 pub fn lots_by_ids(conn: &mut Conn, ids: &[i64]) -> Result<Vec<LotRow>, Error> {
     on_backend!(conn, c => {
@@ -1420,6 +1521,24 @@ pub fn owed_points(conn: &mut Conn, member_id: i64) -> Result<i64, Error> {
         .iter()
         .map(|(line, _)| line.owed)
         .sum())
+}
+
+/// What each of the members `member_ids` owes (`owed_points`), those who owe anything, in one
+/// statement.
+pub fn owed_of_members(conn: &mut Conn, member_ids: &[i64]) -> Result<Vec<(i64, i64)>, Error> {
+    let lines: Vec<(i64, i64)> = on_backend!(conn, c => {
+        refund_lines::table
+            .inner_join(refunds::table)
+            .filter(refunds::member_id.eq_any(member_ids))
+            .filter(refund_lines::owed.gt(Zero))
+            .select((refunds::member_id, refund_lines::owed))
+            .load(c)
+    })?;
+    let mut owed: std::collections::BTreeMap<i64, i64> = std::collections::BTreeMap::new();
+    for (member_id, points) in lines {
+        *owed.entry(member_id).or_default() += points;
+    }
+    Ok(owed.into_iter().collect())
 }
 
 /// Gives `points` back to a lot (a refunded burn). Guarded: a lot never holds more than it

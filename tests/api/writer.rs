@@ -767,6 +767,132 @@ fn members_are_looked_up_together_with_their_ledger_versions() {
     assert!(statements < asked.len() as u64, "{statements} statements");
 }
 
+/// PostgreSQL: balances and history pages not known are read with others' in two statements
+/// each (`probe::ReadProbe`), and each is what a read of that member alone answers, then
+/// answered from memory alike: members of no, one and three trades, one that burned, one that
+/// owes points after a refund, a balance as of a moment past every lot's expiry, and pages at
+/// several sizes, one past the last entry. SQLite has no reads probe.
+fn balances_and_pages_read_together_are_those_read_alone() {
+    let db = TestDb::new();
+    let mut settings = test_settings(&shipped_rules(), &db);
+    settings.refund_shortfall_policy = ShortfallPolicy::AllowNegative;
+    let app = spawn_app_with_settings(settings);
+    let post = |body: &Value| {
+        let (status, answer) = app.post_trade(body);
+        assert_eq!(status, 200, "{answer}");
+    };
+    post(&trade("R-1-0", "M-R-1", &hours_ago(5)));
+    for t in 0..3 {
+        post(&trade(&format!("R-3-{t}"), "M-R-3", &hours_ago(5 - t)));
+    }
+    let mut burn = trade("R-3-B", "M-R-3", &hours_ago(0));
+    burn["burn_point"] = json!(120);
+    post(&burn);
+    // M-R-OWES spends the points of its first trade, whose refund then leaves a debt.
+    post(&trade("R-O-0", "M-R-OWES", &hours_ago(3)));
+    post(&trade("R-O-1", "M-R-OWES", &hours_ago(2)));
+    let mut spend = trade("R-O-B", "M-R-OWES", &hours_ago(0));
+    spend["burn_point"] = json!(150);
+    post(&spend);
+    let (status, body) = app.post_refund(&refund("R-O-R", "R-O-0", "1000.00"));
+    assert_eq!(status, 200, "{body}");
+    let now = chrono::Utc::now();
+    let past_expiry = now + chrono::Duration::days(3 * 366);
+    let balances = [("M-R-1", past_expiry), ("M-R-3", now), ("M-R-OWES", now)];
+    let pages = [
+        ("M-R-3", 1, 50),
+        ("M-R-3", 2, 2),
+        ("M-R-3", 1, 1),
+        ("M-R-OWES", 2, 3),
+        ("M-R-1", 10, 2),
+    ];
+    let store = store_with_lanes(&app);
+    let vip = |v: &str| VipAccountNo::parse(v).unwrap();
+    type Read = (
+        Vec<Option<Arc<ledger::Balance>>>,
+        Vec<Option<ledger::history::History>>,
+    );
+    let read_together = || -> Read {
+        actix_web::rt::System::new().block_on(async {
+            let asked_balances: Vec<_> = balances
+                .iter()
+                .map(|(v, as_of)| {
+                    let (store, v, as_of) = (store.clone(), vip(v), *as_of);
+                    actix_web::rt::spawn(async move {
+                        let member = store.member_version(&v).await?;
+                        store.member_balance(member, &v, as_of).await
+                    })
+                })
+                .collect();
+            let asked_pages: Vec<_> = pages
+                .iter()
+                .map(|(v, page, size)| {
+                    let (store, v, page, size) = (store.clone(), vip(v), *page, *size);
+                    actix_web::rt::spawn(async move {
+                        let member = store.member_version(&v).await?;
+                        store.member_page(member, page, size).await
+                    })
+                })
+                .collect();
+            let mut read: Read = (Vec::new(), Vec::new());
+            for ask in asked_balances {
+                read.0.push(ask.await.unwrap());
+            }
+            for ask in asked_pages {
+                read.1.push(ask.await.unwrap());
+            }
+            read
+        })
+    };
+    let first = read_together();
+    let Some(stats) = store.reads_probe_stats() else {
+        assert_eq!(backend(), Backend::Sqlite);
+        assert!(first.0.iter().all(Option::is_none));
+        assert!(first.1.iter().all(Option::is_none));
+        return;
+    };
+    let asks = stats.asks.load(Ordering::Relaxed);
+    assert_eq!(asks, (balances.len() + pages.len()) as u64);
+    let statements = stats.statements.load(Ordering::Relaxed);
+    assert!(
+        statements < asks,
+        "{statements} statements for {asks} reads"
+    );
+    // Read alone on the pool, keeping nothing.
+    let mut conn = store.pool.get().unwrap();
+    let alone_balances: Vec<_> = balances
+        .iter()
+        .map(|(v, as_of)| {
+            let none = ledger::balances::KnownBalances::new(0);
+            ledger::balance(&mut conn, &vip(v), *as_of, &none).unwrap()
+        })
+        .collect();
+    let alone_pages: Vec<_> = pages
+        .iter()
+        .map(|(v, page, size)| {
+            let none = ledger::pages::KnownPages::new(0);
+            ledger::history::member_history(&mut conn, &vip(v), *page, *size, &none).unwrap()
+        })
+        .collect();
+    let owes = alone_balances[2].as_ref().unwrap();
+    assert_eq!(owes.owed.value(), 100, "{owes:?}");
+    assert!(alone_balances[0].as_ref().unwrap().lots.is_empty());
+    assert!(!alone_balances[1].as_ref().unwrap().lots.is_empty());
+    assert!(alone_pages[4].as_ref().unwrap().movements.is_empty());
+    assert_eq!(alone_pages[1].as_ref().unwrap().movements.len(), 2);
+    // Asked again, each from memory, the same.
+    let again = read_together();
+    assert_eq!(stats.asks.load(Ordering::Relaxed), asks);
+    for read in [first, again] {
+        for ((asked, together), alone) in balances.iter().zip(&read.0).zip(&alone_balances) {
+            assert_eq!(together.as_deref(), alone.as_deref(), "{asked:?}");
+        }
+        for ((asked, together), alone) in pages.iter().zip(&read.1).zip(&alone_pages) {
+            assert_eq!(together.as_ref(), alone.as_ref(), "{asked:?}");
+        }
+    }
+}
+
 /// PostgreSQL with writer lanes: new receipts whose price reads nothing of the member's, queued
 /// in one group, are posted together (`ledger::together`), and each is answered as if it were
 /// posted alone: two receipts of a member already known, two of a new member (one member row),
@@ -1157,6 +1283,7 @@ on_both_backends!(
     receipts_of_one_group_are_posted_together_and_answered_as_alone,
     receipts_are_looked_up_together_and_each_answered_alone,
     members_are_looked_up_together_with_their_ledger_versions,
+    balances_and_pages_read_together_are_those_read_alone,
     lanes_say_they_are_writing_only_while_they_are,
     groups_taking_budgets_in_opposite_orders_all_land,
     a_group_of_writes_sees_each_write_and_fails_each_alone,
