@@ -197,7 +197,7 @@ impl Store {
 
     /// The balance of `member` (found by `member_version`, its account number `vip`) as of
     /// `as_of`: kept for its ledger version (`KnownBalances`), or else read with other
-    /// balances' in two statements and kept (`probe::BalanceProbe`). `None` when neither
+    /// balances' in two statements and kept (`probe::ReadProbe`). `None` when neither
     /// answered: read on the pool.
     pub async fn member_balance(
         &self,

@@ -12,7 +12,7 @@
 //!
 //! A balance or a history page starts the same way: which member the account number names and
 //! the member's ledger version, which answers a kept balance or page without another read
-//! (`MemberProbe`, `repo::ledger_versions`).
+//! (`MemberProbe`, `repo::ledger_versions`); one not kept is read with others' (`ReadProbe`).
 
 use super::balances::{KnownBalances, LedgerVersion};
 use super::connection::{Conn, Manager};
@@ -61,9 +61,9 @@ pub struct ProbeStats {
     pub pending: AtomicUsize,
 }
 
-/// A thread with a connection of its own answering questions of one kind, each group waiting
-/// with one statement (`answer`, which answers every question of the group); clones share the
-/// thread.
+/// A thread with a connection of its own answering questions of one kind, all those waiting
+/// at once (`answer`, which answers every question of the group in a statement or two);
+/// clones share the thread.
 struct Asking<A> {
     asks: SyncSender<A>,
     stats: Arc<ProbeStats>,
