@@ -180,4 +180,52 @@ fn two_instances_on_one_database_grant_once_and_never_overdraw() {
     assert_eq!((report.trades, report.lots), (3 + 6, 3));
 }
 
-on_both_backends!(two_instances_on_one_database_grant_once_and_never_overdraw);
+/// PostgreSQL: instances migrate a ledger under an advisory lock of its schema, so a ledger in
+/// another schema of the same database (another tenant, another test) starts while one is
+/// migrating, and the ledger of the held schema waits for it. SQLite migrates under its file's
+/// own write lock.
+fn ledgers_in_other_schemas_migrate_while_one_holds_its_lock() {
+    if backend() == Backend::Sqlite {
+        return;
+    }
+    let held = TestDb::new();
+    let ledger::DatabaseUrl::Postgres(url) = &held.url else {
+        unreachable!("a PostgreSQL test database")
+    };
+    use diesel::connection::SimpleConnection;
+    use diesel::Connection;
+    let mut holder = diesel::PgConnection::establish(url).unwrap();
+    holder
+        .batch_execute(
+            "SELECT pg_advisory_lock(hashtextextended(coalesce(current_schema(), ''), 0) \
+             # 123580929632114)",
+        )
+        .unwrap();
+    let other = TestDb::new();
+    let started = Instant::now();
+    ledger::connection::connect(&other.url, 1).unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    // The held schema's ledger waits for the lock: migrated once it is let go.
+    let waiting = {
+        let url = held.url.clone();
+        std::thread::spawn(move || ledger::connection::connect(&url, 1).map(|_| ()))
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!waiting.is_finished(), "migrated while the lock was held");
+    holder
+        .batch_execute(
+            "SELECT pg_advisory_unlock(hashtextextended(coalesce(current_schema(), ''), 0) \
+             # 123580929632114)",
+        )
+        .unwrap();
+    waiting.join().unwrap().unwrap();
+}
+
+on_both_backends!(
+    two_instances_on_one_database_grant_once_and_never_overdraw,
+    ledgers_in_other_schemas_migrate_while_one_holds_its_lock,
+);
