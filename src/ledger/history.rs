@@ -37,7 +37,7 @@ pub struct Movements {
     text: Box<str>,
 }
 
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct HeldMovement {
     id: i64,
     points: i64,
@@ -53,13 +53,55 @@ struct HeldMovement {
 
 const _: () = assert!(std::mem::size_of::<HeldMovement>() == 40);
 
+impl HeldMovement {
+    /// The bytes of its texts in `Movements::text`.
+    fn text_len(&self) -> usize {
+        let [campaign_code, trade_no, out_trade_no] = self.text_lens;
+        usize::from(self.kind_len)
+            + usize::from(self.point_type_len)
+            + usize::from(campaign_code)
+            + usize::from(trade_no)
+            + usize::from(out_trade_no)
+    }
+}
+
 impl Movements {
     /// The entries as a history shows them; a corrupt instant or an overlong text is an error
     /// here, never later.
     pub fn of(rows: Vec<ShownEntryRow>) -> Result<Self, PostError> {
-        let mut text = String::with_capacity(rows.iter().map(ShownEntryRow::text_len).sum());
-        let mut held = Vec::with_capacity(rows.len());
-        for row in rows {
+        Self::newer_then(rows, &Self::none(), 0)
+    }
+
+    /// No movements.
+    fn none() -> Self {
+        Self {
+            held: Box::new([]),
+            text: "".into(),
+        }
+    }
+
+    /// `newer` (newest first, each newer than every movement of `older`), then as many of
+    /// `older`'s first movements as make `len_max` in all: a first page kept earlier, read again
+    /// as only the entries newer than its own (`pages_of_members`).
+    pub fn newer_then(
+        newer: Vec<ShownEntryRow>,
+        older: &Movements,
+        len_max: usize,
+    ) -> Result<Self, PostError> {
+        if let (Some(oldest_newer), Some(newest_older)) = (newer.last(), older.held.first()) {
+            if oldest_newer.id <= newest_older.id {
+                return Err(PostError::Corrupt(format!(
+                    "entry {} read as newer than entry {}",
+                    oldest_newer.id, newest_older.id
+                )));
+            }
+        }
+        let kept = older.held.len().min(len_max.saturating_sub(newer.len()));
+        let older_text_len: usize = older.held[..kept].iter().map(HeldMovement::text_len).sum();
+        let newer_text_len: usize = newer.iter().map(ShownEntryRow::text_len).sum();
+        let mut text = String::with_capacity(newer_text_len + older_text_len);
+        let mut held = Vec::with_capacity(newer.len() + kept);
+        for row in newer {
             fn length<T: TryFrom<usize>>(part: &str) -> Result<T, PostError> {
                 T::try_from(part.len()).map_err(|_| {
                     PostError::Corrupt(format!("an entry's text of {} bytes", part.len()))
@@ -90,10 +132,17 @@ impl Movements {
                 text.push_str(&part);
             }
         }
+        held.extend_from_slice(&older.held[..kept]);
+        text.push_str(&older.text[..older_text_len]);
         Ok(Self {
             held: held.into_boxed_slice(),
             text: text.into_boxed_str(),
         })
+    }
+
+    /// The id of the newest movement (the first, as pages are read).
+    pub fn first_id(&self) -> Option<i64> {
+        self.held.first().map(|m| m.id)
     }
 
     pub fn len(&self) -> usize {
@@ -222,9 +271,13 @@ pub fn page_of_member(
     Ok(history)
 }
 
-/// `page_of_member` for many pages at once (PostgreSQL), each `(member, page, page_size)`: two
-/// statements for them all (`repo::count_entries_of_members`, `repo::member_pages_pg`), each
-/// page kept in `known` under its member's newest entry.
+/// `page_of_member` for many pages at once (PostgreSQL), each `(member, page, page_size)`: one
+/// statement for them all (`repo::member_pages_pg`, each page with its member's count read at
+/// the same moment), each page kept in `known` under its member's newest entry. A first page
+/// kept earlier is read as only the entries newer than its own, the rest taken from it: a
+/// member's entries are only ever added to, each newer than the member's earlier ones
+/// (`pages`), so its older entries are those it holds. A page of no entries is counted by a
+/// second statement.
 pub fn pages_of_members(
     conn: &mut Conn,
     asked: &[(Versioned, i64, i64)],
@@ -236,38 +289,73 @@ pub fn pages_of_members(
             .all(|(_, page, size)| *page >= 1 && (1..=PAGE_SIZE_MAX).contains(size)),
         "paging is validated by the caller"
     );
-    let ids: Vec<i64> = asked.iter().map(|(m, _, _)| m.member_id).collect();
-    let totals: HashMap<i64, i64> = repo::count_entries_of_members(conn, &ids)?
-        .into_iter()
-        .collect();
-    let pages: Vec<(i64, i64, i64)> = asked
+    let key = |(member, page, page_size): &(Versioned, i64, i64)| PageKey {
+        member_id: member.member_id,
+        page: *page,
+        page_size: *page_size,
+    };
+    let older: Vec<Option<History>> = asked
         .iter()
-        .map(|(m, page, size)| (m.member_id, (page - 1).saturating_mul(*size), *size))
+        .map(|ask| match ask.1 {
+            1 => known
+                .kept(key(ask))
+                .filter(|kept| !kept.movements.is_empty()),
+            _ => None,
+        })
+        .collect();
+    let pages: Vec<repo::PageAsked> = asked
+        .iter()
+        .zip(&older)
+        .map(|((member, page, size), older)| repo::PageAsked {
+            member_id: member.member_id,
+            after: older.as_ref().and_then(|o| o.movements.first_id()),
+            offset: (page - 1).saturating_mul(*size),
+            limit: *size,
+        })
         .collect();
     let Conn::Postgres(c) = conn else {
         let only = "history pages are read together on PostgreSQL only";
         return Err(diesel::result::Error::QueryBuilderError(only.into()).into());
     };
-    let mut rows_of: Vec<Vec<ShownEntryRow>> = vec![Vec::new(); asked.len()];
-    for (n, row) in repo::member_pages_pg(c, &pages)? {
+    let mut read: Vec<(Option<i64>, Vec<ShownEntryRow>)> = vec![(None, Vec::new()); asked.len()];
+    for (n, total, row) in repo::member_pages_pg(c, &pages)? {
         let place = usize::try_from(n).ok().filter(|n| *n < asked.len());
         let place = place.ok_or_else(|| PostError::Corrupt(format!("page {n} not asked")))?;
-        rows_of[place].push(row);
+        read[place].0 = Some(total);
+        read[place].1.push(row);
     }
+    let uncounted: Vec<i64> = asked
+        .iter()
+        .zip(&read)
+        .filter(|(_, (total, _))| total.is_none())
+        .map(|((member, _, _), _)| member.member_id)
+        .collect();
+    let totals: HashMap<i64, i64> = match uncounted.is_empty() {
+        true => HashMap::new(),
+        false => repo::count_entries_of_members(conn, &uncounted)?
+            .into_iter()
+            .collect(),
+    };
     Ok(asked
         .iter()
-        .zip(rows_of)
-        .map(|((member, page, page_size), rows)| {
+        .zip(read)
+        .zip(older)
+        .map(|((ask, (total, rows)), older)| {
+            let (member, _, page_size) = ask;
+            let total =
+                total.unwrap_or_else(|| totals.get(&member.member_id).copied().unwrap_or(0));
+            let movements = match older {
+                Some(older) => {
+                    let len_max = usize::try_from(*page_size).expect("a validated page size");
+                    Movements::newer_then(rows, &older.movements, len_max)?
+                }
+                None => Movements::of(rows)?,
+            };
             let history = History {
-                total: totals.get(&member.member_id).copied().unwrap_or(0),
-                movements: Arc::new(Movements::of(rows)?),
+                total,
+                movements: Arc::new(movements),
             };
-            let key = PageKey {
-                member_id: member.member_id,
-                page: *page,
-                page_size: *page_size,
-            };
-            known.remember(key, member.version.0, history.clone());
+            known.remember(key(ask), member.version.0, history.clone());
             Ok(history)
         })
         .collect())

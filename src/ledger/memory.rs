@@ -189,6 +189,20 @@ impl<K: Eq + Hash + Send + 'static, V: Send + 'static> Memory<K, V> {
         Some(answered)
     }
 
+    /// What `look` makes of the item held under `key`, if one is: not counted as answered,
+    /// and not moved (a look at what is held, not an answer).
+    pub fn peek<R>(&self, key: &K, look: impl FnOnce(&V) -> R) -> Option<R> {
+        if self.is_off() {
+            return None;
+        }
+        let generations = self.lock();
+        let held = generations
+            .newer
+            .get(key)
+            .or_else(|| generations.older.get(key));
+        held.map(|(value, _)| look(value))
+    }
+
     /// Holds `value` under `key` (in place of what it held there), weighing `weight`.
     pub fn remember(&self, key: K, value: V, weight: usize) {
         if self.is_off() || weight > self.generation_weight_max {

@@ -66,6 +66,13 @@ impl KnownPages {
         })
     }
 
+    /// The page `key` as kept, whatever the version it was kept for (not an answer: the
+    /// member may have newer entries since). A first page kept older is read again from the
+    /// ledger as only the entries newer than its own (`history::pages_of_members`).
+    pub fn kept(&self, key: PageKey) -> Option<History> {
+        self.memory.peek(&key, |(_, history)| history.clone())
+    }
+
     /// Keeps the page `key` read at `version`.
     pub fn remember(&self, key: PageKey, version: PageVersion, history: History) {
         let weight = history.movements.len() + WEIGHT_A_PAGE_MOVEMENTS;
@@ -220,5 +227,71 @@ mod tests {
         assert!(Movements::of(vec![row(i64::MAX, "earn")]).is_err());
         assert!(Movements::of(vec![row(0, &"k".repeat(256))]).is_err());
         assert!(Movements::of(vec![row(0, &"k".repeat(255))]).is_ok());
+    }
+
+    /// Each movement as (id, kind, points, campaign code, trade_no, out_trade_no).
+    fn shown(movements: &Movements) -> Vec<(i64, String, i64, String, String, String)> {
+        movements
+            .iter()
+            .map(|m| {
+                let text = |t: &str| t.to_string();
+                let (kind, code) = (text(m.kind), text(m.campaign_code));
+                (
+                    m.id,
+                    kind,
+                    m.points,
+                    code,
+                    text(m.trade_no),
+                    text(m.out_trade_no),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_first_page_read_again_is_the_newer_entries_then_the_older_it_held() {
+        let row = |id: i64, kind: &str, code: &str| ShownEntryRow {
+            id,
+            kind: kind.into(),
+            points: id * 10,
+            point_type: "A".into(),
+            campaign_code: code.into(),
+            trade_no: format!("PE{id}"),
+            out_trade_no: "ü".repeat(usize::try_from(id).unwrap()),
+            effective_at_ms: id,
+            created_at_ms: id,
+        };
+        let older = Movements::of(vec![
+            row(5, "earn", "X"),
+            row(3, "burn", ""),
+            row(2, "expire", "LONG"),
+        ])
+        .unwrap();
+        let newer = || vec![row(9, "earn", "NEW"), row(7, "burn", "")];
+        let whole = Movements::of(vec![
+            row(9, "earn", "NEW"),
+            row(7, "burn", ""),
+            row(5, "earn", "X"),
+            row(3, "burn", ""),
+            row(2, "expire", "LONG"),
+        ])
+        .unwrap();
+        let read = |len_max| shown(&Movements::newer_then(newer(), &older, len_max).unwrap());
+        for len_max in 0..7 {
+            // A page never holds fewer than the newer entries read (the read is limited).
+            let expected: Vec<_> = shown(&whole).into_iter().take(len_max.max(2)).collect();
+            assert_eq!(read(len_max), expected, "{len_max}");
+        }
+        let all = Movements::newer_then(newer(), &older, 50).unwrap();
+        assert_eq!(all, whole);
+        assert_eq!(all.first_id(), Some(9));
+        // Nothing newer: the page as held.
+        assert_eq!(
+            Movements::newer_then(Vec::new(), &older, 50).unwrap(),
+            older
+        );
+        // An entry read as newer that is not: refused, never shown out of order.
+        assert!(Movements::newer_then(vec![row(5, "earn", "X")], &older, 50).is_err());
+        assert!(Movements::newer_then(vec![row(4, "earn", "X")], &older, 50).is_err());
     }
 }

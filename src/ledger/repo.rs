@@ -940,27 +940,44 @@ pub fn count_entries_of_members(
     })
 }
 
+/// A page of a member's entries, newest first, as `member_pages_pg` reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageAsked {
+    pub member_id: i64,
+    /// Only entries newer than this one (a first page kept earlier, read again: the entries
+    /// newer than its own); `None`: all of them.
+    pub after: Option<i64>,
+    pub offset: i64,
+    pub limit: i64,
+}
+
 /// History pages of many members in one statement (PostgreSQL; `member_page_query!` each):
-/// `(member_id, offset, limit)` a page; answers each page's entries with the page's place in
-/// `pages`, newest first. Its text is the same whatever the count of pages (every column is
-/// one array), so it stays prepared.
+/// answers each page's entries with the page's place in `pages` and the count of every entry
+/// of its member, as of the one moment the statement reads at (a page with no entries
+/// answers nothing: `count_entries_of_members`). Its text is the same whatever the count of
+/// pages (every column is one array), so it stays prepared.
 pub fn member_pages_pg(
     c: &mut diesel::PgConnection,
-    pages: &[(i64, i64, i64)],
-) -> Result<Vec<(i64, ShownEntryRow)>, Error> {
+    pages: &[PageAsked],
+) -> Result<Vec<(i64, i64, ShownEntryRow)>, Error> {
     let query = MemberPagesPg {
-        member_id: pages.iter().map(|p| p.0).collect(),
-        offset: pages.iter().map(|p| p.1).collect(),
-        limit: pages.iter().map(|p| p.2).collect(),
+        member_id: pages.iter().map(|p| p.member_id).collect(),
+        after: pages.iter().map(|p| p.after.unwrap_or(i64::MIN)).collect(),
+        offset: pages.iter().map(|p| p.offset).collect(),
+        limit: pages.iter().map(|p| p.limit).collect(),
     };
-    let rows: Vec<(i64, ShownEntryRow)> = query.load(c)?;
+    let rows: Vec<(i64, i64, ShownEntryRow)> = query.load(c)?;
     // `WITH ORDINALITY` counts from 1.
-    Ok(rows.into_iter().map(|(n, row)| (n - 1, row)).collect())
+    Ok(rows
+        .into_iter()
+        .map(|(n, total, row)| (n - 1, total, row))
+        .collect())
 }
 
 /// `member_pages_pg`'s statement.
 struct MemberPagesPg {
     member_id: Vec<i64>,
+    after: Vec<i64>,
     offset: Vec<i64>,
     limit: Vec<i64>,
 }
@@ -972,19 +989,23 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for MemberPagesPg {
     ) -> QueryResult<()> {
         use diesel::sql_types::{Array, BigInt};
         out.push_sql(
-            "SELECT p.n, e.id, e.kind, e.points, e.point_type, e.campaign_code, e.trade_no, \
-             e.out_trade_no, e.effective_at_ms, e.created_at_ms \
-             FROM unnest(",
+            "SELECT p.n, p.total, e.id, e.kind, e.points, e.point_type, e.campaign_code, \
+             e.trade_no, e.out_trade_no, e.effective_at_ms, e.created_at_ms \
+             FROM (SELECT p.*, (SELECT count(*) FROM entries \
+             WHERE entries.member_id = p.member_id) AS total FROM unnest(",
         );
         out.push_bind_param::<Array<BigInt>, _>(&self.member_id)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<BigInt>, _>(&self.after)?;
         out.push_sql(", ");
         out.push_bind_param::<Array<BigInt>, _>(&self.offset)?;
         out.push_sql(", ");
         out.push_bind_param::<Array<BigInt>, _>(&self.limit)?;
         out.push_sql(
-            ") WITH ORDINALITY AS p (member_id, skipped, taken, n) \
+            ") WITH ORDINALITY AS p (member_id, after, skipped, taken, n) \
+             OFFSET 0) AS p \
              CROSS JOIN LATERAL (SELECT * FROM entries WHERE entries.member_id = p.member_id \
-             ORDER BY entries.id DESC OFFSET p.skipped LIMIT p.taken) AS e \
+             AND entries.id > p.after ORDER BY entries.id DESC OFFSET p.skipped LIMIT p.taken) AS e \
              ORDER BY p.n, e.id DESC",
         );
         Ok(())
@@ -998,6 +1019,7 @@ impl diesel::query_builder::QueryId for MemberPagesPg {
 
 impl diesel::query_builder::Query for MemberPagesPg {
     type SqlType = (
+        diesel::sql_types::BigInt,
         diesel::sql_types::BigInt,
         diesel::dsl::SqlTypeOf<diesel::dsl::AsSelect<ShownEntryRow, diesel::pg::Pg>>,
     );

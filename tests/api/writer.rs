@@ -891,6 +891,26 @@ fn balances_and_pages_read_together_are_those_read_alone() {
             assert_eq!(together.as_ref(), alone.as_ref(), "{asked:?}");
         }
     }
+    // New entries: M-R-3's kept first pages are read again as only the newer entries (two
+    // of them, more than a page of 1 holds), M-R-OWES's second page whole.
+    let mut burn = trade("R-3-B2", "M-R-3", &hours_ago(0));
+    burn["burn_point"] = json!(10);
+    post(&burn);
+    post(&trade("R-O-2", "M-R-OWES", &hours_ago(0)));
+    let after = read_together();
+    let alone_after: Vec<_> = pages
+        .iter()
+        .map(|(v, page, size)| {
+            let none = ledger::pages::KnownPages::new(0);
+            ledger::history::member_history(&mut conn, &vip(v), *page, *size, &none).unwrap()
+        })
+        .collect();
+    let newest = alone_after[0].as_ref().unwrap();
+    assert_eq!(newest.total, alone_pages[0].as_ref().unwrap().total + 2);
+    assert_eq!(alone_after[2].as_ref().unwrap().movements.len(), 1);
+    for ((asked, together), alone) in pages.iter().zip(&after.1).zip(&alone_after) {
+        assert_eq!(together.as_ref(), alone.as_ref(), "{asked:?}");
+    }
 }
 
 /// PostgreSQL with writer lanes: new receipts whose price reads nothing of the member's, queued
