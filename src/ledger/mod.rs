@@ -217,7 +217,7 @@ impl Store {
 
     /// History page `page` of `page_size` movements (both validated) of `member` (found by
     /// `member_version`): kept for its newest entry (`pages::KnownPages`), or else read with
-    /// other pages in two statements and kept (`probe::ReadProbe`). `None` when neither
+    /// other pages in one statement and kept (`probe::ReadProbe`). `None` when neither
     /// answered: read on the pool.
     pub async fn member_page(
         &self,

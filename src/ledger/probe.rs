@@ -221,7 +221,7 @@ enum ReadAsk {
 
 /// The probe's reads: balances and history pages of members found with their versions
 /// (`MemberProbe`) and not known for them, read for many at once (two statements for the
-/// balances, `super::balances_of_members`; two for the pages, `history::pages_of_members`)
+/// balances, `super::balances_of_members`; one for the pages, `history::pages_of_members`)
 /// instead of two statements each on a pooled connection. Each is kept in its memory.
 #[derive(Clone)]
 pub struct ReadProbe(Asking<ReadAsk>);
@@ -291,9 +291,9 @@ impl ReadProbe {
     }
 }
 
-/// Answers every question of `batch`: its balances, then its pages, two statements each at
-/// most. Balances and pages are kept in one memory each (the store's): a batch keeps them in
-/// its first question's.
+/// Answers every question of `batch`: its balances (two statements at most), then its pages
+/// (one, two when a page holds no entry). Balances and pages are kept in one memory each (the
+/// store's): a batch keeps them in its first question's.
 fn answer_reads(conn: &mut Conn, batch: &mut Vec<ReadAsk>) {
     let (mut balances, mut pages) = (Vec::new(), Vec::new());
     for ask in batch.drain(..) {
